@@ -1,0 +1,227 @@
+"""The ``ablate`` command line (typer + rich). Thin: parse, call the library, render.
+
+Errors a user can fix (bad experiment file, missing data, unknown device) print one line to
+stderr and exit with code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+from typing import Any, List, Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+import ablate
+from ablate.data import DataError
+from ablate.experiment import Cell, Experiment, ExperimentError, load_experiment
+from ablate.models import arch_spec, build_model, count_params
+from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, RegistryError
+from ablate.runner import RunObserver, plan, run_experiment
+from ablate.store import iter_runs
+from ablate.train import DeviceError, resolve_device
+from ablate.variant import Variant
+
+app = typer.Typer(
+    name="ablate",
+    help="Ablation studies of AlexNet-style CNNs: run experiments, list axes, report results.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+SET_HELP = "Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML)."
+RESULTS_HELP = "Root folder of the results."
+
+
+def fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(code)
+
+
+def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, Any]:
+    try:
+        dev = resolve_device(device)
+        return load_experiment(file, overrides, dev.type), dev
+    except (ExperimentError, DeviceError) as e:
+        raise fail(str(e)) from None
+
+
+def _cells_table(exp: Experiment, results: Path) -> Table:
+    todo, done = plan(exp, results)
+    done_ids = {c.run_id for c in done}
+    table = Table(title=f"{exp.name}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
+    for col in ("#", "variant", "seed", "run_id", "status"):
+        table.add_column(col)
+    for i, cell in enumerate(exp.cells(), 1):
+        status = "[green]done[/]" if cell.run_id in done_ids else "to run"
+        mark = " (baseline)" if cell.variant == exp.baseline else ""
+        table.add_row(str(i), cell.variant.slug() + mark, str(cell.seed), cell.run_id, status)
+    table.caption = f"{len(done)} done, {len(todo)} to run; results in {results / exp.name / 'runs'}"
+    return table
+
+
+@app.command()
+def show(
+    file: Path = typer.Argument(..., help="Experiment file (TOML)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (decides whether [gpu] overrides apply)."),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+) -> None:
+    """Print the experiment's cells (variant x seed) and which are already done."""
+    exp, _ = _load(file, set_, device)
+    console.print(_cells_table(exp, results))
+
+
+class _ProgressObserver(RunObserver):
+    """Draws two bars: cells of the experiment, and batches of the current epoch."""
+
+    def __init__(self, progress: Progress, epochs: int) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.cells = progress.add_task("cells", total=None)
+        self.batches = progress.add_task("", total=None, visible=False)
+        self.label = ""
+
+    def on_data(self, dataset: str, input_size: int) -> None:
+        self.progress.update(self.cells, description=f"loading {dataset} at {input_size}x{input_size}")
+
+    def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
+        self.progress.update(self.cells, total=len(todo), description=f"cells ({len(skipped)} already done)")
+
+    def on_cell_start(self, index: int, total: int, cell: Cell) -> None:
+        self.label = f"{cell.variant.slug()} seed {cell.seed}"
+        self.progress.update(self.batches, visible=True, completed=0, description=self.label)
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        self.progress.update(
+            self.batches, completed=step, total=steps, description=f"{self.label} · epoch {epoch}/{self.epochs}"
+        )
+
+    def on_epoch(self, metrics: dict[str, Any]) -> None:
+        self.progress.console.print(
+            f"  {self.label} · epoch {metrics['epoch']}: train loss {metrics['train_loss']:.3f}, "
+            f"val acc {metrics['val_acc']:.3f}, {metrics['train_images_per_s']:.0f} img/s",
+            highlight=False,
+        )
+
+    def on_cell_end(self, index: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
+        self.progress.advance(self.cells)
+        if record["status"] != "ok":
+            self.progress.console.print(f"  [yellow]{self.label}: {record['status']}[/]: {record.get('error')}", highlight=False)
+
+
+def _mean_sd(values: list[float], fmt: str = "{:.3f}") -> str:
+    if not values:
+        return "-"
+    if len(values) == 1:
+        return fmt.format(values[0])
+    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+
+
+def summary_table(exp: Experiment, results: Path) -> Table:
+    """Per variant, over the experiment's current cells found in results/: seeds done, accuracy, speed."""
+    wanted = {c.run_id for c in exp.cells()}
+    runs = [r for r in iter_runs(results, exp.name) if r["run_id"] in wanted]
+    table = Table(title=f"{exp.name}: final validation accuracy over seeds (mean ± sd)")
+    for col in ("variant", "ok runs", "not ok", "val acc", "train loss", "train img/s"):
+        table.add_column(col, justify="left" if col == "variant" else "right")
+    for variant in exp.variants():
+        mine = [r for r in runs if r["variant"] == variant.axes()]
+        ok = [r for r in mine if r["status"] == "ok"]
+        bad = [f"{r['status']} (seed {r['seed']})" for r in mine if r["status"] != "ok"]
+        table.add_row(
+            variant.slug() + (" (baseline)" if variant == exp.baseline else ""),
+            f"{len(ok)}/{len(exp.seeds)}",
+            ", ".join(bad) or "-",
+            _mean_sd([r["summary"]["final_val_acc"] for r in ok]),
+            _mean_sd([r["summary"]["final_train_loss"] for r in ok]),
+            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if r["runtime"].get("train_images_per_s")], "{:.0f}"),
+        )
+    return table
+
+
+@app.command()
+def run(
+    file: Path = typer.Argument(..., help="Experiment file (TOML)."),
+    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
+    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."),
+) -> None:
+    """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
+    exp, dev = _load(file, set_, device)
+    if dry_run:
+        console.print(_cells_table(exp, results))
+        return
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    note = " with [gpu] overrides" if exp.gpu_overrides_applied else ""
+    console.print(f"[bold]{exp.name}[/]: {exp.description or ''} · device {dev}{note}", highlight=False)
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            summary = run_experiment(
+                exp, dev, results, force=force, limit=limit, observer=_ProgressObserver(progress, exp.train.epochs)
+            )
+    except (DataError, RegistryError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: finished runs are saved; rerun the same command to continue.")
+        raise typer.Exit(130) from None
+    console.print(summary_table(exp, results))
+    failed = [r for r in summary.records if r["status"] == "failed"]
+    console.print(
+        f"{len(summary.records)} run(s) trained, {len(summary.skipped)} already done"
+        + (f", {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
+        + f"; results in {results / exp.name / 'runs'}",
+        highlight=False,
+    )
+    if failed:
+        raise fail(f"{len(failed)} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
+
+
+@app.command(name="list")
+def list_() -> None:
+    """Print the axes and their values, the architecture presets, init schemes and datasets."""
+    default = Variant()
+    axes = Table(title=escape("axes ([model] / [axes] keys)"))
+    axes.add_column("axis")
+    axes.add_column("values (default first marked *)")
+    for axis, registry in (("arch", ARCHS), ("activation", ACTIVATIONS), ("pooling", POOLINGS), ("norm", NORMS), ("init", INITS)):
+        values = [f"{v}*" if v == getattr(default, axis) else v for v in registry.names()]
+        axes.add_row(axis, ", ".join(values))
+    axes.add_row("dropout", "true*, false")
+    axes.add_row("dropout_p", f"number in [0, 1) ({default.dropout_p}*)")
+    console.print(axes)
+
+    presets = Table(title="architecture presets")
+    for col in ("arch", "input", "params (10 classes)", "description"):
+        presets.add_column(col)
+    for name in ARCHS.names():
+        spec = arch_spec(name)
+        params = count_params(build_model(Variant(arch=name), num_classes=10))
+        presets.add_row(name, f"3x{spec.input_size}x{spec.input_size}", f"{params:,}", spec.description)
+    console.print(presets)
+
+    datasets = Table(title=escape("datasets ([data] dataset = ...)"))
+    datasets.add_column("dataset")
+    datasets.add_column("description")
+    for name in DATASETS.names():
+        doc = (DATASETS.get(name).__doc__ or "").strip().splitlines()
+        datasets.add_row(name, doc[0] if doc else "")
+    console.print(datasets)
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+) -> None:
+    if version:
+        console.print(f"ablate {ablate.__version__}")
+        raise typer.Exit()

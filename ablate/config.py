@@ -1,0 +1,88 @@
+"""Data and training settings: the ``[data]`` and ``[train]`` tables of an experiment file.
+
+Each field carries a comment saying what it controls (nanoGPT's ``GPTConfig`` style) and, in its
+metadata, the rule it must satisfy. :mod:`ablate.experiment` reads those rules to validate a file,
+so adding a setting means adding one field here and nothing else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+
+def rule(check: Callable[[Any], bool], allowed: str) -> dict[str, Any]:
+    """Field metadata: ``check(value)`` must hold; ``allowed`` says so to the user when it does not."""
+    return {"check": check, "allowed": allowed}
+
+
+def positive(allowed: str = "an integer > 0") -> dict[str, Any]:
+    return rule(lambda v: v > 0, allowed)
+
+
+def one_of(*choices: object) -> dict[str, Any]:
+    return rule(lambda v: v in choices, " | ".join(str(c).lower() if isinstance(c, bool) else str(c) for c in choices))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    # Registered dataset name: "shapes" is built in and generated (no files); see `ablate list`.
+    dataset: str = "shapes"
+    # Training images to use: for generated sets the number made, for real ones a seeded,
+    # class-balanced subset. None (leave out) means the dataset's default / everything.
+    train_size: int | None = field(default=None, metadata=positive())
+    # Validation images, as for train_size.
+    val_size: int | None = field(default=None, metadata=positive())
+    # Seed for generating / subsetting the data. Fixed across run seeds on purpose: every run of
+    # every variant sees the same images, as with a real dataset; run seeds vary the training.
+    seed: int = field(default=0, metadata=rule(lambda v: v >= 0, "an integer >= 0"))
+    # Folder holding the dataset's files (real datasets); else $ABLATE_DATA/<dataset>, else the
+    # system location (e.g. /usr/share/datasets/fashion-mnist from Debian's package).
+    root: str | None = None
+    # Allow the dataset's downloader to fetch missing files. Off: nothing is ever fetched silently.
+    download: bool = False
+    # Training-time augmentation, run on the training device: "none" or "paper" (random
+    # translations by cropping a reflect-padded image, and horizontal flips, as in section 4.1).
+    augment: str = field(default="none", metadata=one_of("none", "paper"))
+    # Share of an unsplit image folder held out for validation (seeded split).
+    val_fraction: float = field(default=0.1, metadata=rule(lambda v: 0 < v < 1, "a number strictly between 0 and 1"))
+    # Skip unreadable images in an image folder (counted in the run record) instead of stopping.
+    skip_bad_images: bool = False
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # Passes over the training set.
+    epochs: int = field(default=10, metadata=positive())
+    # Images per optimizer step.
+    batch_size: int = field(default=128, metadata=positive())
+    # Images per evaluation batch (no gradients, so it can be larger).
+    eval_batch_size: int = field(default=500, metadata=positive())
+    # sgd (with momentum and weight decay, as in the paper) | adam | adamw.
+    optimizer: str = field(default="sgd", metadata=one_of("sgd", "adam", "adamw"))
+    # Peak learning rate.
+    lr: float = field(default=0.01, metadata=positive("a number > 0"))
+    # SGD momentum (the paper's 0.9); ignored by adam/adamw.
+    momentum: float = field(default=0.9, metadata=rule(lambda v: 0 <= v < 1, "a number in [0, 1)"))
+    # L2 penalty (sgd, adam) or decoupled decay (adamw); the paper's 5e-4.
+    weight_decay: float = field(default=5e-4, metadata=rule(lambda v: v >= 0, "a number >= 0"))
+    # Learning-rate schedule, stepped every batch: none | step (x gamma every step_epochs) | cosine (to 0).
+    schedule: str = field(default="none", metadata=one_of("none", "step", "cosine"))
+    # For schedule = "step": epochs between multiplications by gamma.
+    step_epochs: int = field(default=30, metadata=positive())
+    # For schedule = "step": the factor (the paper divides by 10).
+    gamma: float = field(default=0.1, metadata=rule(lambda v: 0 < v <= 1, "a number in (0, 1]"))
+    # Steps of linear learning-rate warm-up from 0 at the start (0 = none).
+    warmup_steps: int = field(default=0, metadata=rule(lambda v: v >= 0, "an integer >= 0"))
+    # Use PyTorch's deterministic algorithms (and no cuDNN autotuning): bit-identical reruns on
+    # the GPU at some cost in speed. CPU runs are reproducible either way.
+    deterministic: bool = False
+    # Arithmetic: auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16 (with a
+    # gradient scaler). Low precision changes results slightly; it is recorded with every run.
+    precision: str = field(default="auto", metadata=one_of("auto", "fp32", "bf16", "fp16"))
+    # NHWC memory layout for convs: same maths, faster kernels (cuDNN and oneDNN) on GPU and CPU.
+    channels_last: bool = True
+    # torch.compile the model: off | default | max-autotune. Costs start-up time per run.
+    compile: str = field(default="off", metadata=one_of("off", "default", "max-autotune"))
+    # Let cuDNN benchmark conv algorithms (faster; not bit-reproducible). Off when deterministic.
+    cudnn_benchmark: bool = True

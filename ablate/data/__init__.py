@@ -1,0 +1,70 @@
+"""Datasets and the device-resident batch pipeline.
+
+Every dataset is a registered function ``(DataConfig, input_size) -> ImageSplits``: uint8 images
+already at the model's input size, integer labels, class names and the training set's
+per-channel statistics. Normalization and augmentation happen later, on the training device
+(:mod:`ablate.data.loader`), so a dataset never does per-batch work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ablate.config import DataConfig
+from ablate.registry import DATASETS
+
+
+class DataError(RuntimeError):
+    """The data cannot be loaded (missing files, bad images, impossible sizes); one line for users."""
+
+
+@dataclass
+class ImageSplits:
+    # uint8 images, N x 3 x S x S, S = the model's input size.
+    train_x: torch.Tensor
+    # int64 labels in [0, len(classes)).
+    train_y: torch.Tensor
+    val_x: torch.Tensor
+    val_y: torch.Tensor
+    # Class names, index = label.
+    classes: list[str]
+    # Per-channel mean and std of the training images, on the 0..1 scale.
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    # Anything worth keeping with the results (source path, skipped images, cache hits, ...).
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def __post_init__(self) -> None:
+        for name in ("train", "val"):
+            x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
+            if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != y.shape[0]:
+                raise DataError(f"{name} split must be N x 3 x S x S uint8 with N labels; got {tuple(x.shape)} {x.dtype}")
+
+
+def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std of uint8 images on the 0..1 scale, in chunks to bound memory."""
+    total = torch.zeros(3, dtype=torch.float64)
+    total_sq = torch.zeros(3, dtype=torch.float64)
+    for i in range(0, x.shape[0], chunk):
+        part = x[i : i + chunk].to(torch.float64) / 255.0
+        total += part.sum(dim=(0, 2, 3))
+        total_sq += (part * part).sum(dim=(0, 2, 3))
+    n = x.shape[0] * x.shape[2] * x.shape[3]
+    mean = total / n
+    std = (total_sq / n - mean * mean).clamp_min(1e-12).sqrt()
+    return tuple(mean.tolist()), tuple(std.tolist())
+
+
+def load_splits(cfg: DataConfig, input_size: int) -> ImageSplits:
+    """Build the dataset named by ``cfg.dataset`` at ``input_size`` x ``input_size``."""
+    return DATASETS.get(cfg.dataset)(cfg, input_size)
+
+
+from ablate.data import shapes as _shapes  # noqa: E402,F401  (registers the built-in dataset)

@@ -1,0 +1,341 @@
+"""Experiment files: TOML -> validated, frozen :class:`Experiment` -> list of :class:`Cell`.
+
+Validation happens here and nowhere else. Any problem stops with an :class:`ExperimentError`
+whose message is one line naming the file, the key, the value given and what is allowed (with a
+"did you mean" where a name is close), before any data is loaded or any model trained.
+
+``--set key=value`` overrides are applied to the parsed TOML before validation, so they are
+checked exactly like the file. The optional ``[gpu]`` table holds overrides (same dotted keys)
+applied only when the experiment runs on a CUDA device: the full-size study beside the CPU-sized
+defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - exercised on Python 3.10 only
+    import tomli as tomllib
+
+from ablate.config import DataConfig, TrainConfig
+from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, Registry, suggest
+from ablate.variant import AXES, Variant
+
+DESIGNS = ("grid", "one-at-a-time")
+TOP_LEVEL_KEYS = ("name", "description", "seeds", "design", "model", "axes", "data", "train", "gpu")
+GPU_KEYS = ("seeds", "data", "train")
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+AXIS_REGISTRIES: dict[str, Registry] = {
+    "arch": ARCHS, "activation": ACTIVATIONS, "pooling": POOLINGS, "norm": NORMS, "init": INITS,
+}
+
+
+class ExperimentError(ValueError):
+    """A problem with an experiment file or an override; ``str()`` is one line for the user."""
+
+    def __init__(self, path: str | Path, key: str | None, problem: str) -> None:
+        self.path, self.key, self.problem = str(path), key, problem
+        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+
+
+# --- the result -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """One training run to do: a variant, a seed, and the resolved data and training settings."""
+
+    experiment: str
+    variant: Variant
+    seed: int
+    data: DataConfig
+    train: TrainConfig
+
+    def config(self) -> dict[str, Any]:
+        """The resolved configuration that identifies this run (hashed into ``run_id``)."""
+        return {
+            "variant": self.variant.axes(),
+            "seed": self.seed,
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+        }
+
+    @property
+    def run_id(self) -> str:
+        """Hash of the resolved config: same config -> same id (skipped on rerun), any change -> new id."""
+        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    seeds: tuple[int, ...]
+    design: str
+    baseline: Variant
+    axes: Mapping[str, tuple[Any, ...]]
+    data: DataConfig
+    train: TrainConfig
+    path: str
+    # True when the [gpu] overrides were applied (the experiment targets a CUDA device).
+    gpu_overrides_applied: bool = False
+
+    def variants(self) -> list[Variant]:
+        """The variants to train, baseline first where the design includes it, without repeats."""
+        if self.design == "grid":
+            names = list(self.axes)
+            combos = itertools.product(*(self.axes[n] for n in names))
+            found = [self.baseline.replace(**dict(zip(names, combo))) for combo in combos]
+        else:  # one-at-a-time: the baseline, then each listed value alone
+            found = [self.baseline] + [
+                self.baseline.replace(**{axis: value}) for axis, values in self.axes.items() for value in values
+            ]
+        if self.baseline in found:
+            found.remove(self.baseline)
+            found.insert(0, self.baseline)
+        return list(dict.fromkeys(found))
+
+    def cells(self) -> list[Cell]:
+        """Every variant x every seed, seed-major so that early results already pair up by seed."""
+        return [Cell(self.name, v, s, self.data, self.train) for s in self.seeds for v in self.variants()]
+
+
+# --- loading --------------------------------------------------------------------------------------
+def load_experiment(path: str | Path, overrides: Sequence[str] = (), device_type: str = "cpu") -> Experiment:
+    """Read, override and validate an experiment file. Raises :class:`ExperimentError`."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ExperimentError(path, None, "no such file") from None
+    except IsADirectoryError:
+        raise ExperimentError(path, None, "is a directory, not an experiment file") from None
+    except UnicodeDecodeError as e:
+        raise ExperimentError(path, None, f"not a UTF-8 text file ({e.reason})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ExperimentError(path, None, f"malformed TOML: {e}") from None
+    return parse_experiment(raw, path, overrides, device_type)
+
+
+def parse_experiment(
+    raw: dict[str, Any], path: str | Path, overrides: Sequence[str] = (), device_type: str = "cpu"
+) -> Experiment:
+    """Validate an already-parsed TOML document (see :func:`load_experiment`)."""
+    v = _Validator(path)
+    raw = json.loads(json.dumps(raw, default=str))  # deep copy; TOML dates become strings
+    v.known_keys(raw, TOP_LEVEL_KEYS, "")
+    gpu = v.table(raw, "gpu")
+    v.known_keys(gpu, GPU_KEYS, "gpu")
+    if device_type == "cuda":
+        _deep_merge(raw, gpu)
+    for item in overrides:
+        keys, value = parse_override(item, path)
+        v.from_cli.add(".".join(keys))
+        _set_dotted(raw, keys, value, path)
+    v.known_keys(raw, TOP_LEVEL_KEYS, "")  # again: an override may add an unknown top-level key
+
+    name = raw.get("name", path.stem)
+    v.check("name", name, str, lambda s: bool(NAME_PATTERN.fullmatch(s)),
+            "letters, digits, '.', '_' and '-', starting with a letter or digit")
+    description = raw.get("description", "")
+    v.check("description", description, str)
+    design = raw.get("design", "grid")
+    v.check("design", design, str, lambda s: s in DESIGNS, " | ".join(DESIGNS))
+    seeds = v.seeds(raw.get("seeds"))
+
+    baseline = v.variant(v.table(raw, "model"))
+    axes = v.axes(v.table(raw, "axes"))
+    data = v.config(DataConfig, v.table(raw, "data"), "data")
+    if data.dataset not in DATASETS:
+        v.fail("data.dataset", data.dataset, "one of " + " | ".join(DATASETS.names()), DATASETS.names())
+    train = v.config(TrainConfig, v.table(raw, "train"), "train")
+    # Validate the [gpu] overrides even on the CPU, so a typo there surfaces before the GPU run.
+    if device_type != "cuda" and gpu:
+        gpu_checked = json.loads(json.dumps(raw))
+        _deep_merge(gpu_checked, gpu)
+        v.seeds(gpu_checked.get("seeds"), key_prefix="gpu.")
+        v.config(DataConfig, v.table(gpu_checked, "data"), "gpu.data")
+        v.config(TrainConfig, v.table(gpu_checked, "train"), "gpu.train")
+
+    return Experiment(
+        name=name, description=description, seeds=seeds, design=design, baseline=baseline, axes=axes,
+        data=data, train=train, path=str(path), gpu_overrides_applied=device_type == "cuda" and bool(gpu),
+    )
+
+
+def parse_override(item: str, path: str | Path = "--set") -> tuple[list[str], Any]:
+    """``"train.lr=0.1"`` -> ``(["train", "lr"], 0.1)``. The value is read as a TOML literal; a
+    value that is not one (a bare word such as ``shapes``) is taken as a string."""
+    key, sep, text = item.partition("=")
+    key, text = key.strip(), text.strip()
+    keys = key.split(".")
+    if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys):
+        raise ExperimentError(path, None, f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.1")
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    return keys, value
+
+
+def _set_dotted(doc: dict[str, Any], keys: list[str], value: Any, path: str | Path) -> None:
+    node = doc
+    for i, k in enumerate(keys[:-1]):
+        child = node.setdefault(k, {})
+        if not isinstance(child, dict):
+            raise ExperimentError(path, ".".join(keys[: i + 1]), f"is a value, so --set cannot set {'.'.join(keys)}")
+        node = child
+    node[keys[-1]] = value
+
+
+def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
+    for k, val in extra.items():
+        if isinstance(val, dict) and isinstance(base.get(k), dict):
+            _deep_merge(base[k], val)
+        else:
+            base[k] = val
+
+
+# --- validation -----------------------------------------------------------------------------------
+_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+
+
+def _type_name(value: Any) -> str:
+    return {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}.get(
+        type(value), type(value).__name__
+    )
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict):
+        return "a table"
+    return json.dumps(value) if isinstance(value, (str, list)) else str(value)
+
+
+_KINDS = {"str": str, "int": int, "float": float, "bool": bool}
+
+
+def _kinds(annotation: Any) -> list[str]:
+    """``"int | None"`` -> ``["int", "None"]``; ``float`` -> ``["float"]``."""
+    return [t.strip() for t in annotation.split("|")] if isinstance(annotation, str) else [annotation.__name__]
+
+
+def _matches(value: Any, annotation: Any) -> bool:
+    """Does a TOML value fit a field annotation (str, int, float, bool, or a union of them)?"""
+    kinds = set(_kinds(annotation))
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return "int" in kinds or "float" in kinds
+    if isinstance(value, float):
+        return "float" in kinds
+    return isinstance(value, str) and "str" in kinds
+
+
+class _Validator:
+    def __init__(self, path: str | Path) -> None:
+        self.path = path
+        self.from_cli: set[str] = set()
+
+    def fail(self, key: str, value: Any, allowed: str, names: Iterable[str] = ()) -> None:
+        hint = suggest(str(value), list(names)) if isinstance(value, str) else None
+        origin = " (from --set)" if key in self.from_cli else ""
+        msg = f"{_show(value)}{origin} is not allowed; expected {allowed}"
+        raise ExperimentError(self.path, key, msg + (f" (did you mean {hint!r}?)" if hint else ""))
+
+    def check(self, key: str, value: Any, kind: type, ok: Any = None, allowed: str = "") -> None:
+        if not _matches(value, kind):
+            word = " or ".join(_TYPE_WORDS[_KINDS[k]] for k in _kinds(kind) if k in _KINDS)
+            what = allowed if allowed.startswith(("a ", "an ")) else word + (f" ({allowed})" if allowed else "")
+            origin = " (from --set)" if key in self.from_cli else ""
+            raise ExperimentError(self.path, key, f"{_show(value)}{origin} is a {_type_name(value)}; expected {what}")
+        if ok is not None and not ok(value):
+            self.fail(key, value, allowed)
+
+    def known_keys(self, table: Mapping[str, Any], allowed: Sequence[str], prefix: str) -> None:
+        for key in table:
+            if key not in allowed:
+                full = f"{prefix}.{key}" if prefix else key
+                hint = suggest(key, list(allowed))
+                where = f"in [{prefix}]" if prefix else "at the top level"
+                msg = f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed {where}: {', '.join(allowed)}"
+                raise ExperimentError(self.path, full, msg)
+
+    def table(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+        value = raw.get(key, {})
+        if not isinstance(value, dict):
+            raise ExperimentError(self.path, key, f"{_show(value)} is a {_type_name(value)}; expected a table [{key}]")
+        return value
+
+    def seeds(self, seeds: Any, key_prefix: str = "") -> tuple[int, ...]:
+        key = key_prefix + "seeds"
+        if seeds is None:
+            raise ExperimentError(self.path, key, "missing; give at least one seed, e.g. seeds = [0, 1, 2]")
+        if isinstance(seeds, int) and not isinstance(seeds, bool):
+            seeds = [seeds]
+        if not isinstance(seeds, list):
+            raise ExperimentError(self.path, key, f"{_show(seeds)} is a {_type_name(seeds)}; expected a list of integers >= 0")
+        if not seeds:
+            raise ExperimentError(self.path, key, "is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
+        for s in seeds:
+            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
+                raise ExperimentError(self.path, key, f"{_show(s)} is not allowed; expected integers >= 0")
+        if len(set(seeds)) != len(seeds):
+            raise ExperimentError(self.path, key, f"{_show(seeds)} repeats a seed; each seed once")
+        return tuple(seeds)
+
+    def axis_value(self, key: str, axis: str, value: Any) -> Any:
+        kind = AXES[axis]
+        if axis in AXIS_REGISTRIES:
+            names = AXIS_REGISTRIES[axis].names()
+            self.check(key, value, kind, allowed=" | ".join(names))
+            if value not in names:
+                self.fail(key, value, "one of " + " | ".join(names), names)
+        elif axis == "dropout_p":
+            self.check(key, value, float, lambda p: 0 <= p < 1, "a number in [0, 1)")
+            value = float(value)
+        else:
+            self.check(key, value, kind)
+        return value
+
+    def variant(self, model: Mapping[str, Any]) -> Variant:
+        self.known_keys(model, list(AXES), "model")
+        return Variant(**{axis: self.axis_value(f"model.{axis}", axis, value) for axis, value in model.items()})
+
+    def axes(self, axes: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
+        self.known_keys(axes, list(AXES), "axes")
+        out: dict[str, tuple[Any, ...]] = {}
+        for axis, values in axes.items():
+            key = f"axes.{axis}"
+            if not isinstance(values, list):
+                values = [values]
+            if not values:
+                allowed = " | ".join(AXIS_REGISTRIES[axis].names()) if axis in AXIS_REGISTRIES else _TYPE_WORDS[AXES[axis]]
+                raise ExperimentError(self.path, key, f"is an empty list; list at least one value ({allowed}), or remove the axis")
+            checked = [self.axis_value(key, axis, value) for value in values]
+            if len(set(checked)) != len(checked):
+                raise ExperimentError(self.path, key, f"{_show(values)} lists a value twice; each value once")
+            out[axis] = tuple(checked)
+        return out
+
+    def config(self, cls: type, table: Mapping[str, Any], prefix: str) -> Any:
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        self.known_keys(table, list(fields), prefix)
+        values: dict[str, Any] = {}
+        for name, value in table.items():
+            f, key = fields[name], f"{prefix}.{name}"
+            meta = f.metadata
+            self.check(key, value, f.type, meta.get("check"), meta.get("allowed", ""))
+            values[name] = float(value) if str(f.type) == "float" else value
+        return cls(**values)
