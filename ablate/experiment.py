@@ -104,6 +104,24 @@ class Experiment:
             found.insert(0, self.baseline)
         return list(dict.fromkeys(found))
 
+    def manifest(self) -> dict[str, Any]:
+        """What analysis needs to know about the experiment, as plain JSON-able data."""
+        return {
+            "name": self.name,
+            "description": self.description,
+            "design": self.design,
+            "seeds": list(self.seeds),
+            "baseline": self.baseline.axes(),
+            "baseline_slug": self.baseline.slug(),
+            "axes": {axis: list(values) for axis, values in self.axes.items()},
+            "variants": [v.axes() for v in self.variants()],
+            "run_ids": [c.run_id for c in self.cells()],
+            "data": dataclasses.asdict(self.data),
+            "train": dataclasses.asdict(self.train),
+            "source": self.path,
+            "gpu_overrides_applied": self.gpu_overrides_applied,
+        }
+
     def cells(self) -> list[Cell]:
         """Every variant x every seed, seed-major so that early results already pair up by seed."""
         return [Cell(self.name, v, s, self.data, self.train) for s in self.seeds for v in self.variants()]

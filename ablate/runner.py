@@ -18,7 +18,7 @@ from ablate.data import ImageSplits, load_splits
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
 from ablate.models import arch_spec
-from ablate.store import finished_run_ids, write_run
+from ablate.store import finished_run_ids, write_manifest, write_run
 from ablate.train import TrainObserver, train_cell
 
 
@@ -115,6 +115,7 @@ def run_experiment(
     remaining = todo[limit:] if limit is not None else []
     todo = todo[:limit] if limit is not None else todo
     data = load_data(todo, observer)
+    write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo, skipped)
     summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
     for i, cell in enumerate(todo):

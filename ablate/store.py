@@ -40,6 +40,25 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
+def manifest_path(root: str | Path, experiment: str) -> Path:
+    return Path(root) / experiment / "experiment.json"
+
+
+def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
+    """Store what the experiment file said (design, baseline, axes, seeds), so that analysis
+    never needs the TOML: ``<root>/<experiment>/experiment.json``, rewritten on every run."""
+    path = manifest_path(root, manifest["name"])
+    write_json_atomic(path, manifest)
+    return path
+
+
+def read_manifest(root: str | Path, experiment: str) -> dict[str, Any] | None:
+    try:
+        return json.loads(manifest_path(root, experiment).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
 def write_run(root: str | Path, record: dict[str, Any]) -> Path:
     """Store one run record; returns its path."""
     path = run_path(root, record["experiment"], record["run_id"])
