@@ -7,6 +7,7 @@ Public API::
 """
 
 from ablate import layers as _layers  # noqa: F401  (registers the built-in axis values)
+from ablate import data as _data  # noqa: F401  (registers the built-in datasets)
 from ablate.models import AlexNet, ArchSpec, build_model, count_params, layer_shapes
 from ablate.registry import (
     ACTIVATIONS,

@@ -228,7 +228,7 @@ _TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "tru
 
 
 def _type_name(value: Any) -> str:
-    return {str: "string", int: "integer", float: "number", bool: "boolean", list: "list", dict: "table"}.get(
+    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list", dict: "a table"}.get(
         type(value), type(value).__name__
     )
 
@@ -277,7 +277,7 @@ class _Validator:
             word = " or ".join(_TYPE_WORDS[_KINDS[k]] for k in _kinds(kind) if k in _KINDS)
             what = allowed if allowed.startswith(("a ", "an ")) else word + (f" ({allowed})" if allowed else "")
             origin = " (from --set)" if key in self.from_cli else ""
-            raise ExperimentError(self.path, key, f"{_show(value)}{origin} is a {_type_name(value)}; expected {what}")
+            raise ExperimentError(self.path, key, f"{_show(value)}{origin} is {_type_name(value)}; expected {what}")
         if ok is not None and not ok(value):
             self.fail(key, value, allowed)
 
@@ -293,7 +293,7 @@ class _Validator:
     def table(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
         value = raw.get(key, {})
         if not isinstance(value, dict):
-            raise ExperimentError(self.path, key, f"{_show(value)} is a {_type_name(value)}; expected a table [{key}]")
+            raise ExperimentError(self.path, key, f"{_show(value)} is {_type_name(value)}; expected a table [{key}]")
         return value
 
     def seeds(self, seeds: Any, key_prefix: str = "") -> tuple[int, ...]:
@@ -303,7 +303,7 @@ class _Validator:
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             seeds = [seeds]
         if not isinstance(seeds, list):
-            raise ExperimentError(self.path, key, f"{_show(seeds)} is a {_type_name(seeds)}; expected a list of integers >= 0")
+            raise ExperimentError(self.path, key, f"{_show(seeds)} is {_type_name(seeds)}; expected a list of integers >= 0")
         if not seeds:
             raise ExperimentError(self.path, key, "is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
         for s in seeds:

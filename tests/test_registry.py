@@ -1,0 +1,72 @@
+"""The registry: user code can add axis values; duplicates and unknown names are refused clearly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from ablate import (
+    ACTIVATIONS,
+    NORMS,
+    RegistryError,
+    UnknownNameError,
+    Variant,
+    build_model,
+    register_activation,
+    register_norm,
+)
+
+
+@pytest.fixture
+def gelu():
+    @register_activation("gelu")
+    def make_gelu() -> nn.Module:
+        return nn.GELU()
+
+    yield make_gelu
+    ACTIVATIONS.unregister("gelu")
+
+
+def test_user_registered_activation_is_used_by_build_model(gelu):
+    model = build_model(Variant(activation="gelu"), num_classes=3)
+    acts = [m for m in model.modules() if isinstance(m, nn.GELU)]
+    assert len(acts) == 7  # after conv1-5 and the two hidden FC layers
+    assert not any(isinstance(m, nn.ReLU) for m in model.modules())
+    assert model(torch.randn(2, 3, 65, 65)).shape == (2, 3)
+
+
+def test_registering_a_name_twice_is_an_error(gelu):
+    with pytest.raises(RegistryError, match="already registered"):
+        register_activation("gelu")(lambda: nn.GELU())
+    with pytest.raises(RegistryError, match="already registered"):
+        register_activation("relu")(lambda: nn.ReLU())
+
+
+def test_unknown_name_lists_allowed_values_and_suggests():
+    with pytest.raises(UnknownNameError) as info:
+        build_model(Variant(activation="rleu"), num_classes=2)
+    message = str(info.value)
+    assert "unknown activation 'rleu'" in message
+    assert "relu" in message and "tanh" in message
+    assert "did you mean 'relu'" in message
+
+
+def test_user_norm_gets_channel_count():
+    seen: list[int] = []
+
+    @register_norm("groupnorm4")
+    def groupnorm(channels: int) -> nn.Module:
+        seen.append(channels)
+        return nn.GroupNorm(4, channels)
+
+    try:
+        build_model(Variant(norm="groupnorm4"), num_classes=2)
+        assert seen == [48, 128]  # after conv1 and conv2 of alexnet65
+    finally:
+        NORMS.unregister("groupnorm4")
+
+
+def test_pattern_listing():
+    assert ACTIVATIONS.names("*") [:3] == ["relu", "tanh", "sigmoid"]
+    assert ACTIVATIONS.names("t*") == ["tanh"]
