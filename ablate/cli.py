@@ -20,6 +20,7 @@ import ablate
 from ablate.data import DataError
 from ablate.experiment import Cell, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
+from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, RegistryError
 from ablate.runner import RunObserver, plan, run_experiment
 from ablate.store import iter_runs
@@ -128,21 +129,22 @@ def summary_table(exp: Experiment, results: Path) -> Table:
     """Per variant, over the experiment's current cells found in results/: seeds done, accuracy, speed."""
     wanted = {c.run_id for c in exp.cells()}
     runs = [r for r in iter_runs(results, exp.name) if r["run_id"] in wanted]
-    table = Table(title=f"{exp.name}: final validation accuracy over seeds (mean ± sd)")
-    for col in ("variant", "ok runs", "not ok", "val acc", "train loss", "train img/s"):
-        table.add_column(col, justify="left" if col == "variant" else "right")
+    table = Table(title=f"{exp.name}: final validation accuracy over seeds")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("ok runs", justify="right")
+    table.add_column("val acc (mean ± sd)", justify="right", no_wrap=True)
+    table.add_column("train img/s", justify="right", no_wrap=True)
     for variant in exp.variants():
         mine = [r for r in runs if r["variant"] == variant.axes()]
         ok = [r for r in mine if r["status"] == "ok"]
-        bad = [f"{r['status']} (seed {r['seed']})" for r in mine if r["status"] != "ok"]
+        bad = [f"{r['status']} seed {r['seed']}" for r in mine if r["status"] != "ok"]
         table.add_row(
-            variant.slug() + (" (baseline)" if variant == exp.baseline else ""),
-            f"{len(ok)}/{len(exp.seeds)}",
-            ", ".join(bad) or "-",
+            variant.slug() + (" *" if variant == exp.baseline else ""),
+            f"{len(ok)}/{len(exp.seeds)}" + (f" ({', '.join(bad)})" if bad else ""),
             _mean_sd([r["summary"]["final_val_acc"] for r in ok]),
-            _mean_sd([r["summary"]["final_train_loss"] for r in ok]),
             _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if r["runtime"].get("train_images_per_s")], "{:.0f}"),
         )
+    table.caption = "* baseline"
     return table
 
 
@@ -221,7 +223,14 @@ def list_() -> None:
 @app.callback()
 def main(
     version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    plugin: List[str] = typer.Option(
+        [], "--plugin", "-p", help="Import this module first (e.g. one that registers a new activation); repeatable."
+    ),
 ) -> None:
     if version:
         console.print(f"ablate {ablate.__version__}")
         raise typer.Exit()
+    try:
+        load_plugins(plugin)
+    except PluginError as e:
+        raise fail(str(e)) from None

@@ -70,3 +70,22 @@ def test_user_norm_gets_channel_count():
 def test_pattern_listing():
     assert ACTIVATIONS.names("*") [:3] == ["relu", "tanh", "sigmoid"]
     assert ACTIVATIONS.names("t*") == ["tanh"]
+
+
+def test_plugin_module_registers_a_value_used_from_the_cli(cli, write_experiment, tmp_path, monkeypatch):
+    from ablate.cli import app
+
+    (tmp_path / "my_layers.py").write_text(
+        "from torch import nn\nfrom ablate import register_activation\n"
+        "@register_activation('softplus')\ndef softplus():\n    return nn.Softplus()\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    path = write_experiment('seeds = [0]\n[model]\nactivation = "softplus"\n')
+    try:
+        shown = cli.invoke(app, ["--plugin", "my_layers", "show", str(path)])
+        assert shown.exit_code == 0, shown.output
+        assert "softplus-overlap-none-drop" in shown.output
+    finally:
+        ACTIVATIONS.unregister("softplus")
+    missing = cli.invoke(app, ["--plugin", "no_such_module", "list"])
+    assert missing.exit_code == 2 and "plugin 'no_such_module' could not be imported" in missing.output
