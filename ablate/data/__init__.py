@@ -62,9 +62,20 @@ def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...]
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def load_splits(cfg: DataConfig, input_size: int) -> ImageSplits:
-    """Build the dataset named by ``cfg.dataset`` at ``input_size`` x ``input_size``."""
-    return DATASETS.get(cfg.dataset)(cfg, input_size)
+def load_splits(cfg: DataConfig, input_size: int, use_cache: bool = True) -> ImageSplits:
+    """Build the dataset named by ``cfg.dataset`` at ``input_size`` x ``input_size``.
+
+    ``use_cache=False`` neither reads nor writes the on-disk cache of decoded splits
+    (:mod:`ablate.data.cache`): everything is decoded from the source files again.
+    """
+    from ablate.data.cache import caching
+
+    with caching(use_cache):
+        return DATASETS.get(cfg.dataset)(cfg, input_size)
 
 
-from ablate.data import shapes as _shapes  # noqa: E402,F401  (registers the built-in dataset)
+# Register the built-in datasets (each module calls @register_dataset at import).
+from ablate.data import shapes as _shapes  # noqa: E402,F401
+from ablate.data import fashion_mnist as _fashion_mnist  # noqa: E402,F401
+from ablate.data import cifar10 as _cifar10  # noqa: E402,F401
+from ablate.data import imagefolder as _imagefolder  # noqa: E402,F401
