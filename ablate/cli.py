@@ -157,6 +157,9 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."),
+    no_cache: bool = typer.Option(
+        False, "--no-cache", help="Decode datasets from their files again, without reading or writing the cache."
+    ),
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     exp, dev = _load(file, set_, device)
@@ -169,7 +172,8 @@ def run(
     try:
         with Progress(*columns, console=console, transient=True) as progress:
             summary = run_experiment(
-                exp, dev, results, force=force, limit=limit, observer=_ProgressObserver(progress, exp.train.epochs)
+                exp, dev, results, force=force, limit=limit, observer=_ProgressObserver(progress, exp.train.epochs),
+                use_cache=not no_cache,
             )
     except (DataError, RegistryError) as e:
         raise fail(str(e)) from None

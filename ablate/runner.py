@@ -63,16 +63,19 @@ def plan(exp: Experiment, results: str | Path, force: bool = False) -> tuple[lis
     return [c for c in cells if c.run_id not in done], [c for c in cells if c.run_id in done]
 
 
-def load_data(cells: list[Cell], observer: RunObserver | None = None) -> dict[tuple, ImageSplits]:
+def load_data(
+    cells: list[Cell], observer: RunObserver | None = None, use_cache: bool = True
+) -> dict[tuple, ImageSplits]:
     """Load every dataset the cells need, once per (data settings, input size), before training,
-    so that missing files or bad images stop the run before any model trains."""
+    so that missing files or bad images stop the run before any model trains. ``use_cache=False``
+    decodes from the source files without reading or writing the on-disk cache."""
     data: dict[tuple, ImageSplits] = {}
     for cell in cells:
         key = _data_key(cell)
         if key not in data:
             if observer:
                 observer.on_data(cell.data.dataset, key[1])
-            data[key] = load_splits(cell.data, key[1])
+            data[key] = load_splits(cell.data, key[1], use_cache=use_cache)
     return data
 
 
@@ -108,13 +111,15 @@ def run_experiment(
     force: bool = False,
     limit: int | None = None,
     observer: RunObserver | None = None,
+    use_cache: bool = True,
 ) -> RunSummary:
-    """Train every unfinished cell of ``exp`` (at most ``limit`` of them) and store each result."""
+    """Train every unfinished cell of ``exp`` (at most ``limit`` of them) and store each result.
+    ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
     observer = observer or RunObserver()
     todo, skipped = plan(exp, results, force)
     remaining = todo[limit:] if limit is not None else []
     todo = todo[:limit] if limit is not None else todo
-    data = load_data(todo, observer)
+    data = load_data(todo, observer, use_cache)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo, skipped)
     summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
