@@ -32,11 +32,12 @@ HOW_TO_GET = (
     f"or point data.root at a folder holding {FOLDER} (from https://www.cs.toronto.edu/~kriz/cifar.html)"
 )
 
-# What a CIFAR batch pickle may construct: NumPy arrays (module names of NumPy 1 and 2) and nothing else.
+# What a CIFAR batch pickle may construct: NumPy arrays (module names of NumPy 1 and 2), and the
+# bytes of protocol-2 pickles written by Python 3 (``_codecs.encode``). Nothing that runs code.
 _ALLOWED = {
     ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
     ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
 }
 
 

@@ -48,8 +48,10 @@ def decode_image(path: Path, size: int) -> torch.Tensor:
         img = img.convert("RGB")
         w, h = img.size
         side = min(w, h)
-        left, top = (w - side) / 2, (h - side) / 2
-        img = img.resize((size, size), Image.Resampling.BILINEAR, box=(left, top, left + side, top + side))
+        left, top = (w - side) // 2, (h - side) // 2
+        # Crop first, then resize: resizing with a ``box`` would blend in pixels from outside it.
+        img = img.crop((left, top, left + side, top + side))
+        img = img.resize((size, size), Image.Resampling.BILINEAR)
         return torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1).contiguous()
 
 
