@@ -1,0 +1,138 @@
+"""ablate.stats against hand-computed values, published t tables, scipy (when installed) and simulation."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from ablate import stats
+
+# Two-sided 95% critical values of Student's t (any statistics textbook table).
+T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451, 5: 2.5705818, 9: 2.2621572, 29: 2.0452296, 1000: 1.9623391}
+
+
+@pytest.mark.parametrize("df,expected", sorted(T_975.items()))
+def test_t_quantile_matches_tables(df: int, expected: float) -> None:
+    assert stats.t_ppf(0.975, df) == pytest.approx(expected, abs=5e-7)
+    assert stats.t_ppf(0.025, df) == pytest.approx(-expected, abs=5e-7)
+
+
+def test_t_cdf_closed_forms() -> None:
+    for t in (-7.0, -1.0, 0.0, 0.3, 1.0, 12.7):
+        assert stats.t_cdf(t, 1) == pytest.approx(0.5 + math.atan(t) / math.pi, abs=1e-12)  # Cauchy
+        assert stats.t_cdf(t, 2) == pytest.approx(0.5 + t / (2 * math.sqrt(2 + t * t)), abs=1e-12)
+    assert stats.t_cdf(math.inf, 3) == 1.0 and stats.t_cdf(-math.inf, 3) == 0.0
+    assert stats.t_sf_two_sided(0.0, 4) == pytest.approx(1.0)
+
+
+def test_t_distribution_matches_scipy() -> None:
+    sp = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 4, 6, 10, 40, 200):
+        for q in (0.6, 0.9, 0.95, 0.975, 0.995, 0.9995):
+            assert stats.t_ppf(q, df) == pytest.approx(sp.t.ppf(q, df), rel=1e-9)
+        for t in (-20.0, -2.5, -0.4, 0.0, 0.7, 2.1, 4.3, 30.0):
+            assert stats.t_cdf(t, df) == pytest.approx(sp.t.cdf(t, df), abs=1e-12)
+            assert stats.t_sf_two_sided(t, df) == pytest.approx(2 * sp.t.sf(abs(t), df), rel=1e-9, abs=1e-300)
+
+
+def test_mean_interval_by_hand() -> None:
+    iv = stats.mean_interval([1, 2, 3, 4])
+    sd = math.sqrt(5 / 3)
+    half = T_975[3] * sd / 2
+    assert (iv.n, iv.mean, iv.sd) == (4, 2.5, pytest.approx(sd))
+    assert (iv.ci_low, iv.ci_high) == (pytest.approx(2.5 - half, abs=1e-6), pytest.approx(2.5 + half, abs=1e-6))
+    assert iv.half_width == pytest.approx(half, abs=1e-6)
+
+
+def test_mean_interval_needs_two_values_and_skips_missing() -> None:
+    one = stats.mean_interval([0.7, None, float("nan")])
+    assert one.n == 1 and one.mean == 0.7 and not one.has_interval and math.isnan(one.sd)
+    none = stats.mean_interval([])
+    assert none.n == 0 and math.isnan(none.mean)
+    assert stats.t_interval_bounds([0.7]) == (0.7, 0.7)
+
+
+def test_paired_test_by_hand() -> None:
+    # d = 1, 2, 3: mean 2, sd 1, t = 2 / (1 / sqrt 3) = 3.4641 with 2 df;
+    # for 2 df the two-sided p is 1 - t / sqrt(t^2 + 2) = 0.0741799.
+    res = stats.paired_test([1.0, 2.0, 3.0])
+    assert (res.n, res.df, res.diff, res.sd) == (3, 2, 2.0, pytest.approx(1.0))
+    assert res.t == pytest.approx(2 * math.sqrt(3))
+    assert res.p == pytest.approx(1 - res.t / math.sqrt(res.t**2 + 2), rel=1e-10)
+    assert res.p == pytest.approx(0.0741799, abs=1e-7)
+    half = T_975[2] / math.sqrt(3)
+    assert (res.ci_low, res.ci_high) == (pytest.approx(2 - half, abs=1e-6), pytest.approx(2 + half, abs=1e-6))
+
+
+def test_paired_differences_pair_by_seed() -> None:
+    seeds, diffs = stats.paired_differences({0: 0.7, 1: 0.8, 3: 0.5}, {0: 0.6, 1: 0.6, 2: 0.9, 3: float("nan")})
+    assert seeds == [0, 1]
+    assert diffs == [pytest.approx(0.1), pytest.approx(0.2)]
+
+
+def test_paired_test_constant_differences() -> None:
+    same = stats.paired_test([0.05, 0.05, 0.05])
+    assert same.p == 0.0 and same.ci_low == same.ci_high == pytest.approx(0.05) and same.t == math.inf
+    zero = stats.paired_test([0.0, 0.0])
+    assert zero.p == 1.0 and zero.diff == 0.0
+    assert stats.verdict(zero.diff, zero.p, zero.n, True) == stats.NO_DIFFERENCE
+
+
+def test_paired_test_single_seed_has_no_interval() -> None:
+    res = stats.paired_test([0.04])
+    assert res.n == 1 and res.diff == 0.04
+    assert math.isnan(res.ci_low) and math.isnan(res.ci_high) and math.isnan(res.p)
+    assert stats.verdict(res.diff, res.p, res.n, True) == stats.NOT_ENOUGH_SEEDS
+    assert stats.verdict(math.nan, math.nan, 0, True) == stats.NO_PAIRS
+
+
+def test_holm_by_hand() -> None:
+    # sorted: 0.005*4 = 0.02, 0.01*3 = 0.03, 0.03*2 = 0.06, 0.04*1 = 0.04 -> raised to 0.06 (monotone)
+    assert stats.holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    out = stats.holm([0.2, float("nan"), 0.01])  # NaN does not count: m = 2
+    assert out[0] == pytest.approx(0.2) and math.isnan(out[1]) and out[2] == pytest.approx(0.02)
+    assert stats.holm([0.6, 0.7]) == pytest.approx([1.0, 1.0])
+    assert stats.holm([]) == []
+
+
+def test_holm_is_monotone_and_never_below_p() -> None:
+    rng = np.random.default_rng(0)
+    p = rng.uniform(0, 0.2, size=15)
+    adj = np.array(stats.holm(p))
+    assert np.all(adj >= p)
+    order = np.argsort(p)
+    assert np.all(np.diff(adj[order]) >= 0)
+
+
+def test_verdict_direction() -> None:
+    assert stats.verdict(0.03, 0.01, 5, higher_is_better=True) == stats.BETTER
+    assert stats.verdict(-0.03, 0.01, 5, higher_is_better=True) == stats.WORSE
+    assert stats.verdict(-0.2, 0.01, 5, higher_is_better=False) == stats.BETTER  # e.g. lower loss
+    assert stats.verdict(0.03, 0.06, 5, higher_is_better=True) == stats.NO_DIFFERENCE
+
+
+def test_ratio_interval_by_hand() -> None:
+    # ratios 2 and 8: log mean = log 4, se of the logs = (log 8 - log 2) / sqrt 2 / sqrt 2 = log 2,
+    # so the interval is 4 * 2^(-t) .. 4 * 2^t with t = t(0.975, 1).
+    r = stats.ratio_interval([2.0, 8.0], [1.0, 1.0])
+    assert r.n == 2 and r.ratio == pytest.approx(4.0)
+    assert r.ci_low == pytest.approx(4 * 2 ** -T_975[1], rel=1e-6)
+    assert r.ci_high == pytest.approx(4 * 2 ** T_975[1], rel=1e-6)
+
+
+def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
+    """Simulation: the interval over 4 paired seeds holds the planted difference ~95% of the time,
+    and the test rejects a true null ~5% of the time (4000 draws: +-0.014 is 4 standard errors)."""
+    rng = np.random.default_rng(12345)
+    true = 0.02
+    cover = reject_null = 0
+    draws = 4000
+    for _ in range(draws):
+        d = true + rng.normal(0, 0.01, size=4)
+        res = stats.paired_test(d)
+        cover += res.ci_low <= true <= res.ci_high
+        reject_null += stats.paired_test(d - true).p < 0.05
+    assert abs(cover / draws - 0.95) < 0.014
+    assert abs(reject_null / draws - 0.05) < 0.014
