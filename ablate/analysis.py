@@ -1,0 +1,679 @@
+"""Result files -> tidy pandas frames, and the tables of a report built from them.
+
+Reads what ``ablate run`` wrote (``results/<experiment>/experiment.json`` and ``runs/*.json``,
+through :mod:`ablate.store`) and never imports training code. Two frames per experiment:
+
+* ``runs``: one row per cell of the experiment (variant x seed), including cells with no result
+  file yet (status ``missing``), failed and diverged runs, with the run's final numbers;
+* ``epochs``: one row per run x finished epoch.
+
+Only runs with status ``ok`` enter means, intervals and comparisons; the others are counted per
+variant and listed, never silently dropped. Runs in the folder that belong to an older
+configuration of the experiment (run ids not in the manifest) are left out and counted.
+
+Derived per-run numbers:
+
+* ``gen_gap`` = final-epoch training accuracy - final validation accuracy. The training accuracy
+  is the one the training loop records: measured during the epoch, in training mode (dropout
+  on, augmentation applied), so it is a slightly pessimistic view of fit to the training set.
+* ``epochs_to_train_target``: the first epoch whose training error (1 - training accuracy)
+  is at or below the target (the paper's Figure 1 uses 25%); ``time_to_train_target_s`` the
+  wall time (training + evaluation) up to the end of that epoch. NaN when the run never got
+  there (``reached_train_target`` False). Likewise for an optional validation-accuracy target.
+
+The statistics themselves (intervals, tests, Holm, verdicts) live in :mod:`ablate.stats`.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+import pandas as pd
+
+from ablate import stats
+from ablate.store import experiments, iter_runs, read_manifest, runs_dir
+from ablate.variant import Variant
+
+STATUS_OK = "ok"
+STATUS_MISSING = "missing"
+NOT_REACHED = "target not reached"
+
+
+class ReportError(ValueError):
+    """Something a user can fix (unknown experiment or baseline, no results); one-line ``str()``."""
+
+
+@dataclass(frozen=True)
+class Targets:
+    """What "reaching the target" means for time-to-target numbers (None = not computed)."""
+
+    # Training error (1 - training accuracy) to reach; the paper's Figure 1 uses 0.25.
+    train_error: float | None = 0.25
+    # Validation accuracy to reach, e.g. 0.6.
+    val_acc: float | None = None
+
+    def describe(self) -> list[str]:
+        out = []
+        if self.train_error is not None:
+            out.append(f"training error <= {self.train_error:.0%}")
+        if self.val_acc is not None:
+            out.append(f"validation accuracy >= {self.val_acc:.0%}")
+        return out
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-run number that reports summarise and compare."""
+
+    name: str  # column of the runs frame
+    label: str  # for tables and plots
+    higher_is_better: bool
+    percent: bool = False  # a fraction shown as a percentage (differences in points)
+    unit: str = ""
+
+
+def metrics_for(targets: Targets) -> list[Metric]:
+    """The metrics compared against the baseline, primary first."""
+    out = [
+        Metric("final_val_acc", "final val accuracy", True, percent=True),
+        Metric("best_val_acc", "best val accuracy", True, percent=True),
+        Metric("final_val_loss", "final val loss", False),
+        Metric("final_train_loss", "final train loss", False),
+        Metric("gen_gap", "generalization gap (train - val acc)", False, percent=True),
+        Metric("train_images_per_s", "training throughput", True, unit="images/s"),
+    ]
+    if targets.train_error is not None:
+        out += [
+            Metric("epochs_to_train_target", f"epochs to {targets.train_error:.0%} train error", False, unit="epochs"),
+            Metric("time_to_train_target_s", f"time to {targets.train_error:.0%} train error", False, unit="s"),
+        ]
+    if targets.val_acc is not None:
+        out += [
+            Metric("epochs_to_val_target", f"epochs to {targets.val_acc:.0%} val acc", False, unit="epochs"),
+            Metric("time_to_val_target_s", f"time to {targets.val_acc:.0%} val acc", False, unit="s"),
+        ]
+    return out
+
+
+TARGET_METRICS = {
+    "epochs_to_train_target": "reached_train_target",
+    "time_to_train_target_s": "reached_train_target",
+    "epochs_to_val_target": "reached_val_target",
+    "time_to_val_target_s": "reached_val_target",
+}
+
+
+@dataclass
+class ExperimentData:
+    """Everything a report needs about one experiment, read from its results folder."""
+
+    name: str
+    description: str
+    design: str
+    seeds: list[int]
+    # Axis -> values the experiment varies (from the manifest; axes with a single value included).
+    axes: dict[str, list[Any]]
+    # Variant slugs in the experiment's order (baseline first) and their axis values.
+    variants: list[str]
+    variant_axes: dict[str, dict[str, Any]]
+    baseline: str
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    targets: Targets
+    manifest: dict[str, Any] | None = None
+    stale_runs: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ok_runs(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == STATUS_OK]
+
+    def varying_axes(self) -> dict[str, list[Any]]:
+        """Axes with at least two values that actually differ between the variants."""
+        out = {}
+        for axis, values in self.axes.items():
+            seen = {repr(self.variant_axes[v].get(axis)) for v in self.variants}
+            if len(values) >= 2 and len(seen) >= 2:
+                out[axis] = list(values)
+        return out
+
+
+# --- loading ----------------------------------------------------------------------------------
+def available_experiments(root: str | Path) -> list[str]:
+    """Experiments under ``root`` (folders with a ``runs/`` subfolder), sorted."""
+    return experiments(root)
+
+
+def _slug(axes: dict[str, Any]) -> str:
+    try:
+        return Variant(**axes).slug()
+    except TypeError:  # axes this version of ablate does not know: a readable fallback
+        return "-".join(f"{k}={v}" for k, v in axes.items())
+
+
+def _num(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        return math.nan
+    return out if math.isfinite(out) else math.nan
+
+
+def _first_reaching(epochs: list[dict[str, Any]], ok: Callable[[dict[str, Any]], bool]) -> tuple[float, float]:
+    """(epoch number, cumulative wall seconds) of the first epoch satisfying ``ok``; NaNs if none."""
+    wall = 0.0
+    for e in epochs:
+        wall += _num(e.get("epoch_time_s"))
+        if ok(e):
+            return float(e.get("epoch", math.nan)), wall
+    return math.nan, math.nan
+
+
+def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
+    """The per-run numbers of one result record (see the module docstring for the derived ones)."""
+    epochs = [e for e in record.get("epochs") or [] if isinstance(e, dict)]
+    summary = record.get("summary") or {}
+    last = epochs[-1] if epochs else {}
+
+    def final(key: str, epoch_key: str) -> float:
+        value = _num(summary.get(key))
+        return value if not math.isnan(value) else _num(last.get(epoch_key))
+
+    runtime = record.get("runtime") or {}
+    env = record.get("env") or {}
+    val_accs = [_num(e.get("val_acc")) for e in epochs]
+    row: dict[str, Any] = {
+        "run_id": record.get("run_id"),
+        "variant": record.get("slug") or _slug(record.get("variant") or {}),
+        "seed": int(record["seed"]) if record.get("seed") is not None else -1,
+        "status": record.get("status") or "unknown",
+        "error": record.get("error") or "",
+        "epochs_done": len(epochs),
+        "params": _num(record.get("params")),
+        "final_val_acc": final("final_val_acc", "val_acc"),
+        "best_val_acc": _num(summary.get("best_val_acc")) if summary.get("best_val_acc") is not None
+        else (max((v for v in val_accs if not math.isnan(v)), default=math.nan)),
+        "final_val_loss": final("final_val_loss", "val_loss"),
+        "final_train_loss": final("final_train_loss", "train_loss"),
+        "final_train_acc": final("final_train_acc", "train_acc"),
+        "final_val_top5": _num(last.get("val_top5")),
+        "train_images_per_s": _num(runtime.get("train_images_per_s")),
+        "peak_memory_mb": _num(runtime.get("peak_memory_mb")),
+        "wall_time_s": _num(summary.get("wall_time_s")) if "wall_time_s" in summary
+        else float(sum(_num(e.get("epoch_time_s")) for e in epochs)),
+        "device": str(env.get("device_name") or env.get("device") or ""),
+    }
+    row["gen_gap"] = row["final_train_acc"] - row["final_val_acc"]
+    if targets.train_error is not None:
+        goal = targets.train_error
+        ep, sec = _first_reaching(epochs, lambda e: 1.0 - _num(e.get("train_acc")) <= goal + 1e-12)
+        row.update(epochs_to_train_target=ep, time_to_train_target_s=sec, reached_train_target=not math.isnan(ep))
+    if targets.val_acc is not None:
+        goal = targets.val_acc
+        ep, sec = _first_reaching(epochs, lambda e: _num(e.get("val_acc")) >= goal - 1e-12)
+        row.update(epochs_to_val_target=ep, time_to_val_target_s=sec, reached_val_target=not math.isnan(ep))
+    return row
+
+
+EPOCH_COLUMNS = (
+    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5",
+    "epoch_time_s", "train_time_s", "train_images_per_s", "peak_memory_mb",
+)
+
+
+def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per finished epoch of a record (none for a failed run)."""
+    rows, wall, train = [], 0.0, 0.0
+    for e in record.get("epochs") or []:
+        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or _slug(record.get("variant") or {}),
+               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
+        row.update({k: _num(e.get(k)) for k in EPOCH_COLUMNS})
+        row["epoch"] = int(e.get("epoch", len(rows) + 1))
+        row["train_error"] = 1.0 - row["train_acc"]
+        wall += 0.0 if math.isnan(row["epoch_time_s"]) else row["epoch_time_s"]
+        train += 0.0 if math.isnan(row["train_time_s"]) else row["train_time_s"]
+        row["cum_wall_time_s"], row["cum_train_time_s"] = wall, train
+        rows.append(row)
+    return rows
+
+
+def load_experiment_data(
+    root: str | Path, name: str, baseline: str | None = None, targets: Targets | None = None
+) -> ExperimentData:
+    """Read one experiment's manifest and run records into :class:`ExperimentData`.
+
+    Raises :class:`ReportError` for an unknown experiment, an experiment without any run record,
+    or a ``baseline`` slug that is not one of its variants.
+    """
+    targets = targets or Targets()
+    known = available_experiments(root)
+    if name not in known:
+        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        found = f"found: {', '.join(known)}" if known else "no experiments there"
+        raise ReportError(
+            f"unknown experiment {name!r} under {root} ({found})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+        )
+    records = list(iter_runs(root, name))
+    manifest = read_manifest(root, name)
+    if not records:
+        raise ReportError(f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first")
+    notes: list[str] = []
+
+    # The cells the experiment consists of now: from the manifest when there is one.
+    expected: list[tuple[str | None, str, int]] = []  # (run_id, slug, seed)
+    if manifest and manifest.get("variants"):
+        variant_axes = {_slug(v): dict(v) for v in manifest["variants"]}
+        variants = list(variant_axes)
+        seeds = [int(s) for s in manifest.get("seeds", [])]
+        run_ids = list(manifest.get("run_ids") or [])
+        if len(run_ids) == len(seeds) * len(variants):  # cells are stored seed-major
+            expected = [(rid, variants[i % len(variants)], seeds[i // len(variants)]) for i, rid in enumerate(run_ids)]
+        else:
+            notes.append("the manifest's run ids do not match its variants x seeds; missing cells are not detected")
+        current = set(run_ids)
+        current_records = [r for r in records if r.get("run_id") in current] if run_ids else records
+        stale = len(records) - len(current_records)
+        default_baseline = manifest.get("baseline_slug") or _slug(manifest.get("baseline") or {})
+        design = manifest.get("design", "grid")
+        axes = {k: list(v) for k, v in (manifest.get("axes") or {}).items()}
+        description = manifest.get("description") or ""
+    else:
+        notes.append("no experiment.json manifest: every run record in the folder is used and missing cells cannot be detected")
+        current_records, stale = records, 0
+        variant_axes = {}
+        for r in sorted(records, key=lambda r: (r.get("slug") or "", r.get("seed") or 0)):
+            variant_axes.setdefault(r.get("slug") or _slug(r.get("variant") or {}), dict(r.get("variant") or {}))
+        variants = list(variant_axes)
+        default_baseline = _slug(Variant().axes()) if _slug(Variant().axes()) in variant_axes else variants[0]
+        seeds = sorted({int(r.get("seed", -1)) for r in records})
+        axes = {}
+        for axis in sorted({k for v in variant_axes.values() for k in v}):
+            values = list(dict.fromkeys(v.get(axis) for v in variant_axes.values()))
+            if len(values) > 1:
+                axes[axis] = values
+        design, description = "unknown", ""
+
+    # Records of variants the manifest does not list (should not happen) still get reported.
+    for r in current_records:
+        slug = r.get("slug") or _slug(r.get("variant") or {})
+        if slug not in variant_axes:
+            variant_axes[slug] = dict(r.get("variant") or {})
+            variants.append(slug)
+
+    if baseline is not None:
+        if baseline not in variant_axes:
+            hint = difflib.get_close_matches(baseline, variants, n=1, cutoff=0.6)
+            raise ReportError(
+                f"unknown baseline {baseline!r} for experiment {name!r}; variants: {', '.join(variants)}"
+                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+            )
+        chosen = baseline
+    elif default_baseline in variant_axes:
+        chosen = default_baseline
+    else:
+        chosen = variants[0]
+        notes.append(f"the experiment's [model] variant {default_baseline} is not one of its cells; baseline is {chosen}")
+    variants = [chosen] + [v for v in variants if v != chosen]
+
+    rows = [run_row(r, targets) for r in current_records]
+    have = {r["run_id"] for r in rows}
+    for run_id, slug, seed in expected:
+        if run_id not in have:
+            row = {"run_id": run_id, "variant": slug, "seed": seed, "status": STATUS_MISSING, "error": "no result file",
+                   "epochs_done": 0}
+            rows.append(row)
+    runs = pd.DataFrame(rows)
+    order = {v: i for i, v in enumerate(variants)}
+    runs = _sorted(runs, order, ["seed"])
+    for axis in dict.fromkeys(k for v in variant_axes.values() for k in v):
+        runs[axis] = [variant_axes[v].get(axis) for v in runs["variant"]]
+    if "reached_train_target" in runs:
+        runs["reached_train_target"] = runs["reached_train_target"].astype("boolean")
+    if "reached_val_target" in runs:
+        runs["reached_val_target"] = runs["reached_val_target"].astype("boolean")
+
+    erows = [row for r in current_records for row in epoch_rows(r)]
+    epochs = pd.DataFrame(erows, columns=["run_id", "variant", "seed", "status", *EPOCH_COLUMNS, "train_error",
+                                          "cum_wall_time_s", "cum_train_time_s"])
+    epochs = _sorted(epochs, order, ["seed", "epoch"])
+    if stale:
+        notes.append(f"{stale} run(s) from an older configuration of this experiment were ignored")
+    return ExperimentData(
+        name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
+        variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
+        manifest=manifest, stale_runs=stale, notes=notes,
+    )
+
+
+def _sorted(frame: pd.DataFrame, order: dict[str, int], then: list[str]) -> pd.DataFrame:
+    if frame.empty:
+        return frame.reset_index(drop=True)
+    key = frame["variant"].map(order).fillna(len(order)).astype(int)
+    return (
+        frame.assign(_order=key).sort_values(["_order", *then], kind="stable")
+        .drop(columns="_order").reset_index(drop=True)
+    )
+
+
+# --- per-variant summary ---------------------------------------------------------------------------
+def status_counts(data: ExperimentData) -> pd.DataFrame:
+    """Per variant: cells expected, and how many are ok / diverged / failed / missing / other."""
+    rows = []
+    for v in data.variants:
+        mine = data.runs[data.runs["variant"] == v]
+        counts = mine["status"].value_counts()
+        known = sum(int(counts.get(s, 0)) for s in ("ok", "diverged", "failed", STATUS_MISSING))
+        rows.append({
+            "variant": v,
+            "n_cells": len(mine),
+            "n_ok": int(counts.get("ok", 0)),
+            "n_diverged": int(counts.get("diverged", 0)),
+            "n_failed": int(counts.get("failed", 0)),
+            "n_missing": int(counts.get(STATUS_MISSING, 0)),
+            "n_other": len(mine) - known,
+        })
+    return pd.DataFrame(rows)
+
+
+def per_seed(data: ExperimentData, metric: str) -> dict[str, dict[int, float]]:
+    """Variant -> {seed: value} over ok runs with a finite value of ``metric``."""
+    ok = data.ok_runs
+    out: dict[str, dict[int, float]] = {v: {} for v in data.variants}
+    if metric not in ok:
+        return out
+    for v, s, x in zip(ok["variant"], ok["seed"], ok[metric]):
+        if x is not None and not pd.isna(x):
+            out[v][int(s)] = float(x)
+    return out
+
+
+SUMMARY_INTERVALS = ("final_val_acc", "best_val_acc", "gen_gap", "train_images_per_s")
+SUMMARY_SPREADS = ("final_val_loss", "final_train_loss", "wall_time_s")
+
+
+def summary_table(data: ExperimentData) -> pd.DataFrame:
+    """One row per variant (experiment order, baseline first): counts, and over its ok runs the
+    mean, sd and 95% t interval of the main metrics, time to target and parameters."""
+    counts = status_counts(data).set_index("variant")
+    ok = data.ok_runs
+    varying = list(data.varying_axes())
+    rows = []
+    for v in data.variants:
+        mine = ok[ok["variant"] == v]
+        row: dict[str, Any] = {"variant": v, "baseline": v == data.baseline}
+        for axis in varying:
+            row[axis] = data.variant_axes[v].get(axis)
+        row["n"] = int(counts.loc[v, "n_ok"])
+        for c in ("n_cells", "n_diverged", "n_failed", "n_missing", "n_other"):
+            row[c] = int(counts.loc[v, c])
+        for m in SUMMARY_INTERVALS:
+            iv = stats.mean_interval(mine[m] if m in mine else [])
+            row.update({f"{m}_mean": iv.mean, f"{m}_sd": iv.sd, f"{m}_ci_low": iv.ci_low, f"{m}_ci_high": iv.ci_high})
+        for m in SUMMARY_SPREADS:
+            iv = stats.mean_interval(mine[m] if m in mine else [])
+            row.update({f"{m}_mean": iv.mean, f"{m}_sd": iv.sd})
+        for kind in ("train", "val"):
+            flag = f"reached_{kind}_target"
+            if flag not in data.runs:
+                continue
+            reached = mine[flag].fillna(False).astype(bool) if len(mine) else pd.Series([], dtype=bool)
+            row[f"{kind}_target_reached"] = int(reached.sum())
+            for m in (f"epochs_to_{kind}_target", f"time_to_{kind}_target_s"):
+                iv = stats.mean_interval(mine.loc[reached, m] if len(mine) else [])
+                row.update({f"{m}_mean": iv.mean, f"{m}_sd": iv.sd})
+        params = mine["params"].dropna() if "params" in mine else pd.Series([], dtype=float)
+        if params.empty and "params" in data.runs:
+            params = data.runs.loc[data.runs["variant"] == v, "params"].dropna()
+        row["params"] = int(params.iloc[0]) if not params.empty else pd.NA
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["params"] = table["params"].astype("Int64")
+    return table
+
+
+# --- paired comparisons against the baseline ----------------------------------------------------
+COMPARISON_COLUMNS = [
+    "variant", "baseline", "metric", "higher_is_better", "n", "seeds", "baseline_mean", "variant_mean",
+    "diff", "sd_diff", "ci_low", "ci_high", "t", "df", "p", "p_holm", "verdict", "note",
+]
+
+
+def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
+    """One row per (variant other than the baseline) x metric: ``diff = variant - baseline``
+    paired by seed over seeds where both runs are ok, its 95% t interval, paired t-test p-value,
+    Holm-adjusted p over the variants for that metric (one family per metric) and the verdict."""
+    metrics = list(metrics) if metrics is not None else metrics_for(data.targets)
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        values = per_seed(data, metric.name)
+        base = values[data.baseline]
+        reached_col = TARGET_METRICS.get(metric.name)
+        block: list[dict[str, Any]] = []
+        for v in data.variants:
+            if v == data.baseline:
+                continue
+            note = ""
+            if reached_col is not None:
+                # Time to target is censored for runs that never reached it: only compare when
+                # every paired run reached it, and say how many did otherwise.
+                seeds_ok = _paired_ok_seeds(data, v)
+                rb, rv = _reached(data, data.baseline, seeds_ok, reached_col), _reached(data, v, seeds_ok, reached_col)
+                if seeds_ok and (rb < len(seeds_ok) or rv < len(seeds_ok)):
+                    note = (f"target reached by {rv}/{len(seeds_ok)} {v} and {rb}/{len(seeds_ok)} baseline runs "
+                            f"of the paired seeds; not compared")
+                    block.append(_comparison_row(data, v, metric, [], [], base, values[v], note, censored=True))
+                    continue
+            seeds, diffs = stats.paired_differences(values[v], base)
+            if not seeds:
+                note = "no seed with an ok run of both variant and baseline"
+            elif len(seeds) < 2:
+                note = f"only seed {seeds[0]} has ok runs of both: no interval can be given"
+            block.append(_comparison_row(data, v, metric, seeds, diffs, base, values[v], note))
+        adjusted = stats.holm([r["p"] for r in block])
+        for r, p_adj in zip(block, adjusted):
+            r["p_holm"] = p_adj
+            if r["verdict"] is None:
+                r["verdict"] = stats.verdict(r["diff"], p_adj, r["n"], metric.higher_is_better)
+        rows.extend(block)
+    frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
+    order = {v: i for i, v in enumerate(data.variants)}
+    morder = {m.name: i for i, m in enumerate(metrics)}
+    frame = frame.assign(_v=frame["variant"].map(order), _m=frame["metric"].map(morder))
+    frame = frame.sort_values(["_v", "_m"], kind="stable").drop(columns=["_v", "_m"]).reset_index(drop=True)
+    frame["n"] = frame["n"].astype(int)
+    frame["df"] = frame["df"].astype("Int64")
+    return frame
+
+
+def _paired_ok_seeds(data: ExperimentData, variant: str) -> list[int]:
+    ok = data.ok_runs
+    a = set(ok.loc[ok["variant"] == variant, "seed"].astype(int))
+    b = set(ok.loc[ok["variant"] == data.baseline, "seed"].astype(int))
+    return sorted(a & b)
+
+
+def _reached(data: ExperimentData, variant: str, seeds: Iterable[int], column: str) -> int:
+    ok = data.ok_runs
+    mine = ok[(ok["variant"] == variant) & ok["seed"].isin(list(seeds))]
+    return int(mine[column].fillna(False).astype(bool).sum())
+
+
+def _comparison_row(
+    data: ExperimentData, variant: str, metric: Metric, seeds: list[int], diffs: list[float],
+    base: dict[int, float], mine: dict[int, float], note: str, censored: bool = False,
+) -> dict[str, Any]:
+    test = stats.paired_test(diffs)
+    return {
+        "variant": variant,
+        "baseline": data.baseline,
+        "metric": metric.name,
+        "higher_is_better": metric.higher_is_better,
+        "n": test.n,
+        "seeds": " ".join(str(s) for s in seeds),
+        "baseline_mean": float(np.mean([base[s] for s in seeds])) if seeds else math.nan,
+        "variant_mean": float(np.mean([mine[s] for s in seeds])) if seeds else math.nan,
+        "diff": test.diff,
+        "sd_diff": test.sd,
+        "ci_low": test.ci_low,
+        "ci_high": test.ci_high,
+        "t": test.t,
+        "df": test.df if test.n >= 2 else pd.NA,
+        "p": test.p,
+        "p_holm": math.nan,
+        "verdict": NOT_REACHED if censored else None,
+        "note": note,
+    }
+
+
+# --- grid designs: main effects and two-way interactions ---------------------------------------
+EFFECT_COLUMNS = [
+    "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "sd", "ci_low", "ci_high",
+    "t", "df", "p", "p_holm", "verdict",
+]
+POSITIVE_INTERACTION = "positive interaction"
+NEGATIVE_INTERACTION = "negative interaction"
+NO_INTERACTION = "no detectable interaction"
+
+
+def _cell_lookup(data: ExperimentData, axes: Sequence[str]) -> dict[tuple, str]:
+    """Values of ``axes`` -> variant slug, for the variants of the experiment."""
+    return {tuple(repr(data.variant_axes[v].get(a)) for a in axes): v for v in data.variants}
+
+
+def reference_level(data: ExperimentData, axis: str) -> Any:
+    """The level effects are measured against: the baseline's value (else the axis' first value)."""
+    values = data.axes.get(axis) or []
+    base = data.variant_axes[data.baseline].get(axis)
+    return base if base in values or not values else values[0]
+
+
+def _contrast(
+    data: ExperimentData, values: dict[str, dict[int, float]], terms: list[tuple[float, dict[str, Any]]],
+    axes: Sequence[str], context_axes: Sequence[str],
+) -> tuple[list[int], list[float]]:
+    """Per seed, the mean over contexts (levels of ``context_axes``) of ``sum(w * y[cell])``;
+    only seeds with an ok run in every cell involved are kept."""
+    lookup = _cell_lookup(data, axes)
+    grid = data.varying_axes()
+    contexts = list(itertools.product(*(grid[a] for a in context_axes))) or [()]
+    cells: list[list[tuple[float, str]]] = []
+    for ctx in contexts:
+        one = []
+        for weight, levels in terms:
+            full = {**levels, **dict(zip(context_axes, ctx))}
+            key = tuple(repr(full[a]) for a in axes)
+            if key not in lookup:
+                return [], []
+            one.append((weight, lookup[key]))
+        cells.append(one)
+    seeds_all = sorted({s for v in values.values() for s in v})
+    seeds, out = [], []
+    for s in seeds_all:
+        if all(s in values[v] for one in cells for _, v in one):
+            seeds.append(s)
+            out.append(float(np.mean([sum(w * values[v][s] for w, v in one) for one in cells])))
+    return seeds, out
+
+
+def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
+    """Main effects and two-way interactions for grid designs with two or more varying axes.
+
+    Main effect of ``axis = level``: per seed, the mean over every combination of the other axes
+    of ``y(level) - y(reference)``. Interaction of ``A = a`` with ``B = b``: per seed, the mean over
+    the remaining axes of ``y(a, b) - y(a0, b) - y(a, b0) + y(a0, b0)`` (how much the effect of
+    ``a`` changes when ``B`` goes from ``b0`` to ``b``). Each gets a 95% t interval over seeds and a
+    t-test; Holm is applied over all effects of one metric. Empty for other designs.
+    """
+    metrics = list(metrics) if metrics is not None else [metrics_for(data.targets)[0]]
+    grid = data.varying_axes()
+    if data.design != "grid" or len(grid) < 2:
+        return pd.DataFrame(columns=EFFECT_COLUMNS)
+    axes = list(grid)
+    rows: list[dict[str, Any]] = []
+    for metric in metrics:
+        values = per_seed(data, metric.name)
+        block = []
+        for axis in axes:
+            ref = reference_level(data, axis)
+            others = [a for a in axes if a != axis]
+            for level in grid[axis]:
+                if level == ref:
+                    continue
+                seeds, contrast = _contrast(data, values, [(1.0, {axis: level}), (-1.0, {axis: ref})], axes, others)
+                block.append(_effect_row("main", axis, level, ref, metric, seeds, contrast))
+        for a, b in itertools.combinations(axes, 2):
+            a0, b0 = reference_level(data, a), reference_level(data, b)
+            rest = [x for x in axes if x not in (a, b)]
+            for la in grid[a]:
+                for lb in grid[b]:
+                    if la == a0 or lb == b0:
+                        continue
+                    terms = [(1.0, {a: la, b: lb}), (-1.0, {a: a0, b: lb}), (-1.0, {a: la, b: b0}), (1.0, {a: a0, b: b0})]
+                    seeds, contrast = _contrast(data, values, terms, axes, rest)
+                    block.append(_effect_row("interaction", f"{a} x {b}", f"{la} x {lb}", f"{a0} x {b0}", metric, seeds, contrast))
+        for r, p_adj in zip(block, stats.holm([r["p"] for r in block])):
+            r["p_holm"] = p_adj
+            v = stats.verdict(r["estimate"], p_adj, r["n"], metric.higher_is_better)
+            if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
+                v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
+            elif r["kind"] == "interaction" and v == stats.NO_DIFFERENCE:
+                v = NO_INTERACTION
+            r["verdict"] = v
+        rows.extend(block)
+    frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
+    frame["n"] = frame["n"].astype(int)
+    frame["df"] = frame["df"].astype("Int64")
+    return frame
+
+
+def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, seeds: list[int], contrast: list[float]) -> dict[str, Any]:
+    test = stats.paired_test(contrast)
+    return {
+        "kind": kind, "axes": axes, "level": str(level), "reference": str(ref), "metric": metric.name,
+        "n": test.n, "seeds": " ".join(str(s) for s in seeds), "estimate": test.diff, "sd": test.sd,
+        "ci_low": test.ci_low, "ci_high": test.ci_high, "t": test.t, "df": test.df if test.n >= 2 else pd.NA,
+        "p": test.p, "p_holm": math.nan, "verdict": "",
+    }
+
+
+def cell_means(data: ExperimentData, metric: str, row_axis: str, col_axis: str) -> pd.DataFrame:
+    """Mean of ``metric`` over ok runs for each (row level, column level), averaged over the
+    variants' other axes (for the interaction heatmap); NaN where no run is ok."""
+    grid = data.varying_axes()
+    ok = data.ok_runs
+    means = ok.groupby("variant", sort=False)[metric].mean() if not ok.empty else pd.Series(dtype=float)
+    table = pd.DataFrame(index=[str(x) for x in grid[row_axis]], columns=[str(x) for x in grid[col_axis]], dtype=float)
+    for r in grid[row_axis]:
+        for c in grid[col_axis]:
+            vals = [
+                means[v] for v in data.variants
+                if repr(data.variant_axes[v].get(row_axis)) == repr(r) and repr(data.variant_axes[v].get(col_axis)) == repr(c)
+                and v in means.index and not pd.isna(means[v])
+            ]
+            table.loc[str(r), str(c)] = float(np.mean(vals)) if vals else math.nan
+    table.index.name, table.columns.name = row_axis, col_axis
+    return table
+
+
+# --- pairs of variants that differ in one axis (for claims) -----------------------------------------
+def matched_pairs(data: ExperimentData, axis: str, level_a: Any, level_b: Any) -> list[tuple[str, str]]:
+    """Pairs ``(variant with axis=level_a, variant with axis=level_b)`` equal on every other axis."""
+    pairs = []
+    for va in data.variants:
+        ax = data.variant_axes[va]
+        if ax.get(axis) != level_a or type(ax.get(axis)) is not type(level_a):
+            continue
+        for vb in data.variants:
+            bx = data.variant_axes[vb]
+            if bx.get(axis) == level_b and type(bx.get(axis)) is type(level_b) and \
+                    all(bx.get(k) == ax.get(k) for k in set(ax) | set(bx) if k != axis):
+                pairs.append((va, vb))
+    return pairs

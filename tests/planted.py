@@ -1,0 +1,146 @@
+"""Write result folders with planted effects: realistic run records and a manifest, as ``ablate run``
+would write them, but with per-epoch numbers chosen by the test (no training).
+
+A record mirrors what :func:`ablate.train.train_cell` returns (same keys, same per-epoch fields,
+same summary), so the report code sees exactly the shapes it sees on real results.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ablate.store import write_manifest, write_run
+from ablate.variant import Variant
+
+DATA = {"dataset": "shapes", "train_size": 512, "val_size": 128, "seed": 0, "root": None, "download": False,
+        "augment": "none", "val_fraction": 0.1, "skip_bad_images": False}
+TRAIN = {"epochs": 6, "batch_size": 32, "eval_batch_size": 500, "optimizer": "adam", "lr": 0.0003, "momentum": 0.9,
+         "weight_decay": 0.0, "schedule": "none", "step_epochs": 30, "gamma": 0.1, "warmup_steps": 0,
+         "deterministic": False, "precision": "auto", "channels_last": True, "compile": "off", "cudnn_benchmark": True}
+
+
+@dataclass
+class Outcome:
+    """What one planted run should show."""
+
+    final_val_acc: float = 0.6
+    final_train_acc: float | None = None  # default: final_val_acc + 0.05
+    # Epoch at which training error first drops to the 25% target (None: never in this run).
+    reach_train_target: int | None = None
+    images_per_s: float = 1000.0
+    status: str = "ok"  # ok | diverged | failed | missing (no file written)
+    epochs: int = 6
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_id(experiment: str, slug: str, seed: int) -> str:
+    return hashlib.sha256(f"{experiment}/{slug}/{seed}".encode()).hexdigest()[:16]
+
+
+def _curve(final: float, start: float, n: int) -> list[float]:
+    return [start + (final - start) * (i + 1) / n for i in range(n)]
+
+
+def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outcome) -> dict[str, Any]:
+    """A run record in the format of ``ablate.train`` for ``axes`` x ``seed`` showing ``outcome``."""
+    slug = Variant(**axes).slug()
+    n = outcome.epochs
+    val = _curve(outcome.final_val_acc, 0.15, n)
+    train_final = outcome.final_train_acc if outcome.final_train_acc is not None else outcome.final_val_acc + 0.05
+    train = _curve(train_final, 0.12, n)
+    if outcome.reach_train_target is not None:  # error <= 25% first at that epoch
+        k = outcome.reach_train_target
+        train = [min(a, 0.70) if e + 1 < k else max(a, 0.76) for e, a in enumerate(train)]
+    else:
+        train = [min(a, 0.70) for a in train]
+    epochs = []
+    for e in range(n):
+        epochs.append({
+            "epoch": e + 1, "lr": TRAIN["lr"], "train_loss": 2.3 * (1 - train[e]) + 0.05,
+            "train_acc": train[e], "val_loss": 2.3 * (1 - val[e]) + 0.1, "val_acc": val[e], "val_top5": min(1.0, val[e] + 0.3),
+            "epoch_time_s": 2.0 + 0.1 * seed, "train_time_s": 1.8 + 0.1 * seed,
+            "train_images_per_s": outcome.images_per_s, "peak_memory_mb": 1500.0,
+        })
+    status, error = outcome.status, None
+    if status == "failed":
+        epochs, error = [], "RuntimeError: out of memory"
+    elif status == "diverged":
+        epochs, error = epochs[: max(1, n // 2)], f"non-finite training loss in epoch {max(1, n // 2) + 1}"
+    summary = {} if not epochs else {
+        "epochs_done": len(epochs), "final_val_acc": epochs[-1]["val_acc"],
+        "best_val_acc": max(x["val_acc"] for x in epochs), "final_val_loss": epochs[-1]["val_loss"],
+        "final_train_loss": epochs[-1]["train_loss"], "final_train_acc": epochs[-1]["train_acc"],
+        "train_time_s": sum(x["train_time_s"] for x in epochs), "wall_time_s": sum(x["epoch_time_s"] for x in epochs),
+    }
+    record = {
+        "run_id": run_id(experiment, slug, seed), "experiment": experiment, "variant": dict(axes), "slug": slug,
+        "seed": seed, "status": status, "error": error,
+        "config": {"variant": dict(axes), "seed": seed, "data": DATA, "train": {**TRAIN, "epochs": n}},
+        "params": None if status == "failed" else 14_601_930,
+        "data": {"classes": [f"c{i}" for i in range(10)], "train_images": 512, "val_images": 128, "input_size": 65},
+        "runtime": {"precision": "fp32", "train_images_per_s": outcome.images_per_s if epochs else None,
+                    "peak_memory_mb": 1500.0, "peak_memory_kind": "host_max_rss"},
+        "epochs": epochs, "summary": summary,
+        "env": {"ablate_version": "0.1.0", "device": "cpu", "device_name": "test cpu", "hostname": "test"},
+    }
+    record.update(outcome.extra)
+    return record
+
+
+def write_planted(
+    root: Path,
+    name: str,
+    axes: dict[str, list[Any]],
+    seeds: list[int],
+    outcome: Callable[[dict[str, Any], int], Outcome],
+    *,
+    design: str = "grid",
+    baseline: dict[str, Any] | None = None,
+    epochs: int = 6,
+) -> dict[str, Any]:
+    """Write a manifest and one record per cell of the design; returns the manifest.
+
+    ``outcome(axes, seed)`` decides each run (status "missing" writes no file)."""
+    base = Variant(**(baseline or {}))
+    if design == "grid":
+        import itertools
+
+        keys = list(axes)
+        variants = [base.replace(**dict(zip(keys, combo))) for combo in itertools.product(*(axes[k] for k in keys))]
+    else:
+        variants = [base] + [base.replace(**{k: v}) for k, vals in axes.items() for v in vals]
+    if base in variants:
+        variants.remove(base)
+        variants.insert(0, base)
+    variants = list(dict.fromkeys(variants))
+    manifest = {
+        "name": name, "description": f"planted test data for {name}", "design": design, "seeds": list(seeds),
+        "baseline": base.axes(), "baseline_slug": base.slug(), "axes": {k: list(v) for k, v in axes.items()},
+        "variants": [v.axes() for v in variants],
+        "run_ids": [run_id(name, v.slug(), s) for s in seeds for v in variants],
+        "data": DATA, "train": {**TRAIN, "epochs": epochs}, "source": f"{name}.toml", "gpu_overrides_applied": False,
+    }
+    write_manifest(root, manifest)
+    for s in seeds:
+        for v in variants:
+            o = outcome(v.axes(), s)
+            o.epochs = epochs
+            if o.status != "missing":
+                write_run(root, make_record(name, v.axes(), s, o))
+    return manifest
+
+
+def read_json(path: Path) -> Any:
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def seeded_noise(seed: int, *key: Any) -> np.random.Generator:
+    """A generator fixed by the test's seed and a key (variant, seed), so planted data never changes."""
+    digest = hashlib.sha256(repr((seed, key)).encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "little"))

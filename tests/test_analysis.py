@@ -1,0 +1,177 @@
+"""ablate.analysis: result files -> frames, counts of bad runs, targets, paired tables, grid effects."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ablate import analysis
+from ablate.analysis import ReportError, Targets, load_experiment_data
+from ablate.store import manifest_path, write_run
+from planted import Outcome, make_record, seeded_noise, write_planted
+
+BASE = "relu-overlap-none-drop"
+NONOVERLAP = "relu-nonoverlap-none-drop"
+
+
+def _pooling(root: Path, outcome=None, seeds=(0, 1, 2)) -> dict:
+    return write_planted(root, "pool", {"pooling": ["overlap", "nonoverlap"]}, list(seeds),
+                         outcome or (lambda axes, s: Outcome(final_val_acc=0.5 + 0.01 * s)))
+
+
+def test_frames_have_one_row_per_cell_and_per_epoch(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    data = load_experiment_data(tmp_path, "pool")
+    assert data.variants == [BASE, NONOVERLAP] and data.baseline == BASE
+    assert len(data.runs) == 6 and set(data.runs["status"]) == {"ok"}
+    assert len(data.epochs) == 6 * 6
+    assert list(data.runs["seed"]) == [0, 1, 2, 0, 1, 2]  # variant order, then seed
+    row = data.runs.iloc[1]
+    assert row["final_val_acc"] == pytest.approx(0.51)
+    assert row["gen_gap"] == pytest.approx(0.05)
+    assert row["pooling"] == "overlap" and row["device"] == "test cpu"
+    ep = data.epochs[data.epochs["run_id"] == row["run_id"]]
+    assert list(ep["epoch"]) == [1, 2, 3, 4, 5, 6]
+    assert ep["cum_wall_time_s"].iloc[-1] == pytest.approx(6 * 2.1)
+    assert data.varying_axes() == {"pooling": ["overlap", "nonoverlap"]}
+
+
+def test_failed_diverged_and_missing_runs_are_counted_not_dropped(tmp_path: Path) -> None:
+    bad = {(BASE, 0): "diverged", (NONOVERLAP, 1): "failed", (NONOVERLAP, 2): "missing"}
+
+    def outcome(axes, s):
+        from ablate.variant import Variant
+        return Outcome(status=bad.get((Variant(**axes).slug(), s), "ok"))
+
+    _pooling(tmp_path, outcome)
+    data = load_experiment_data(tmp_path, "pool")
+    assert len(data.runs) == 6  # the missing cell is a row too
+    status = dict(zip(zip(data.runs["variant"], data.runs["seed"]), data.runs["status"]))
+    assert status[(BASE, 0)] == "diverged" and status[(NONOVERLAP, 1)] == "failed" and status[(NONOVERLAP, 2)] == "missing"
+    assert data.runs.loc[data.runs["status"] == "failed", "error"].item() == "RuntimeError: out of memory"
+    assert data.epochs[data.epochs["status"] == "diverged"]["epoch"].max() == 3  # epochs before divergence kept
+
+    counts = analysis.status_counts(data).set_index("variant")
+    assert counts.loc[BASE, ["n_ok", "n_diverged", "n_failed", "n_missing"]].tolist() == [2, 1, 0, 0]
+    assert counts.loc[NONOVERLAP, ["n_ok", "n_diverged", "n_failed", "n_missing"]].tolist() == [1, 0, 1, 1]
+    summary = analysis.summary_table(data).set_index("variant")
+    assert summary.loc[NONOVERLAP, "n"] == 1 and math.isnan(summary.loc[NONOVERLAP, "final_val_acc_ci_low"])
+    assert summary.loc[BASE, "n"] == 2 and summary.loc[BASE, "final_val_acc_mean"] == pytest.approx(0.6)
+
+    # Baseline ok on seeds 1, 2; variant only on seed 0: nothing pairs up.
+    comp = analysis.compare_to_baseline(data)
+    acc = comp[comp["metric"] == "final_val_acc"].iloc[0]
+    assert acc["n"] == 0 and acc["verdict"] == "no paired runs" and math.isnan(acc["diff"])
+
+
+def test_stale_runs_of_an_older_config_are_ignored_and_counted(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    old = make_record("pool", {"pooling": "overlap"} | {"arch": "alexnet65"}, 0, Outcome(final_val_acc=0.99))
+    old["run_id"] = "0ld0ld0ld0ld0ld0"
+    write_run(tmp_path, old)
+    data = load_experiment_data(tmp_path, "pool")
+    assert data.stale_runs == 1 and len(data.runs) == 6 and "0ld0ld0ld0ld0ld0" not in set(data.runs["run_id"])
+    assert any("older configuration" in n for n in data.notes)
+
+
+def test_time_to_target(tmp_path: Path) -> None:
+    reach = {0: 3, 1: None}
+    write_planted(tmp_path, "t", {"pooling": ["overlap"]}, [0, 1], lambda axes, s: Outcome(reach_train_target=reach[s]))
+    data = load_experiment_data(tmp_path, "t", targets=Targets(train_error=0.25, val_acc=0.4))
+    r0, r1 = data.runs.iloc[0], data.runs.iloc[1]
+    assert r0["epochs_to_train_target"] == 3 and r0["time_to_train_target_s"] == pytest.approx(3 * 2.0)
+    assert bool(r0["reached_train_target"]) and not bool(r1["reached_train_target"])
+    assert math.isnan(r1["epochs_to_train_target"])
+    # val acc 0.15 -> 0.6 in 6 even steps: 0.225, 0.3, 0.375, 0.45 -> epoch 4 is the first >= 0.4
+    assert r0["epochs_to_val_target"] == 4
+    summary = analysis.summary_table(data).iloc[0]
+    assert summary["train_target_reached"] == 1 and summary["epochs_to_train_target_mean"] == 3
+    assert summary["val_target_reached"] == 2
+
+
+def test_target_comparison_needs_every_paired_run_to_reach_it(tmp_path: Path) -> None:
+    _pooling(tmp_path, lambda axes, s: Outcome(reach_train_target=2 if axes["pooling"] == "overlap" else (4 if s else None)))
+    comp = analysis.compare_to_baseline(load_experiment_data(tmp_path, "pool"))
+    row = comp[comp["metric"] == "epochs_to_train_target"].iloc[0]
+    assert row["verdict"] == analysis.NOT_REACHED and "2/3" in row["note"] and "3/3 baseline" in row["note"]
+
+
+def test_baseline_choice_and_errors(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    assert load_experiment_data(tmp_path, "pool", baseline=NONOVERLAP).variants == [NONOVERLAP, BASE]
+    with pytest.raises(ReportError, match="unknown baseline 'relu-overlap-none'.*did you mean 'relu-overlap-none-drop'"):
+        load_experiment_data(tmp_path, "pool", baseline="relu-overlap-none")
+    with pytest.raises(ReportError, match="unknown experiment 'pol'.*found: pool.*did you mean 'pool'"):
+        load_experiment_data(tmp_path, "pol")
+    (tmp_path / "empty" / "runs").mkdir(parents=True)
+    with pytest.raises(ReportError, match="no run records"):
+        load_experiment_data(tmp_path, "empty")
+    (tmp_path / "bench").mkdir()  # not an experiment: no runs/ folder
+    assert analysis.available_experiments(tmp_path) == ["empty", "pool"]
+
+
+def test_without_manifest_every_record_is_used(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    manifest_path(tmp_path, "pool").unlink()
+    data = load_experiment_data(tmp_path, "pool")
+    assert data.baseline == BASE and len(data.runs) == 6 and data.axes == {"pooling": ["nonoverlap", "overlap"]}
+    assert any("no experiment.json" in n for n in data.notes)
+
+
+def _grid_outcome(axes: dict, s: int) -> Outcome:
+    """0.5 + seed effect + 4 points for nonoverlap + 2 for lrn + 3 more for both; dropout: nothing."""
+    rng = seeded_noise(7, tuple(sorted(axes.items())), s)
+    y = 0.5 + 0.02 * ((s * 7) % 5 - 2)  # seed effect (cancels in paired contrasts)
+    y += 0.04 * (axes["pooling"] == "nonoverlap") + 0.02 * (axes["norm"] == "lrn")
+    y += 0.03 * (axes["pooling"] == "nonoverlap" and axes["norm"] == "lrn")
+    return Outcome(final_val_acc=float(y + rng.normal(0, 0.002)))
+
+
+def test_grid_main_effects_and_interactions_recover_planted_values(tmp_path: Path) -> None:
+    axes = {"pooling": ["overlap", "nonoverlap"], "norm": ["none", "lrn"], "dropout": [True, False]}
+    write_planted(tmp_path, "grid", axes, list(range(6)), _grid_outcome)
+    data = load_experiment_data(tmp_path, "grid")
+    eff = analysis.grid_effects(data).set_index(["kind", "axes", "level"])
+    truth = {
+        ("main", "pooling", "nonoverlap"): (0.055, "better"),  # 0.04 + half of the 0.03 interaction
+        ("main", "norm", "lrn"): (0.035, "better"),
+        ("main", "dropout", "False"): (0.0, "no detectable difference"),
+        ("interaction", "pooling x norm", "nonoverlap x lrn"): (0.03, "positive interaction"),
+        ("interaction", "pooling x dropout", "nonoverlap x False"): (0.0, "no detectable interaction"),
+        ("interaction", "norm x dropout", "lrn x False"): (0.0, "no detectable interaction"),
+    }
+    assert len(eff) == len(truth)
+    for key, (value, verdict) in truth.items():
+        row = eff.loc[key]
+        assert row["n"] == 6 and row["ci_low"] <= value <= row["ci_high"], key
+        assert row["estimate"] == pytest.approx(value, abs=0.004), key
+        assert row["verdict"] == verdict, key
+    assert (eff["p_holm"] >= eff["p"]).all()
+
+    heat = analysis.cell_means(data, "final_val_acc", "pooling", "norm")
+    assert heat.loc["nonoverlap", "lrn"] - heat.loc["overlap", "lrn"] - heat.loc["nonoverlap", "none"] + \
+        heat.loc["overlap", "none"] == pytest.approx(0.03, abs=0.004)
+
+
+def test_grid_effects_only_for_grids_with_two_axes(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    assert analysis.grid_effects(load_experiment_data(tmp_path, "pool")).empty
+
+
+def test_matched_pairs_differ_in_one_axis_only(tmp_path: Path) -> None:
+    write_planted(tmp_path, "g", {"activation": ["relu", "tanh"], "norm": ["none", "lrn"]}, [0], lambda a, s: Outcome())
+    data = load_experiment_data(tmp_path, "g")
+    assert sorted(analysis.matched_pairs(data, "activation", "relu", "tanh")) == [
+        ("relu-overlap-lrn-drop", "tanh-overlap-lrn-drop"), ("relu-overlap-none-drop", "tanh-overlap-none-drop")]
+    assert analysis.matched_pairs(data, "dropout", True, False) == []
+
+
+def test_frames_parse_real_result_layout(tmp_path: Path) -> None:
+    """A record exactly as train.py writes it (top-5, runtime, summary) gives the same numbers."""
+    _pooling(tmp_path, seeds=(0,))
+    data = load_experiment_data(tmp_path, "pool")
+    assert pd.api.types.is_float_dtype(data.epochs["val_top5"])
+    assert data.runs["params"].iloc[0] == 14_601_930
