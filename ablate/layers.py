@@ -1,4 +1,5 @@
-"""Builders for the per-axis layers (activation, pooling, normalization) and the paper's LRN.
+"""Builders for the per-axis layers (activation, pooling, normalization); the paper's LRN lives in
+:mod:`ablate.lrn` and is re-exported here.
 
 Each builder is registered under the axis value it implements; :mod:`ablate.models` only ever
 asks the registries, so a value registered from user code is used exactly like a built-in one.
@@ -6,10 +7,9 @@ asks the registries, so a value registered from user code is used exactly like a
 
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
 from torch import nn
 
+from ablate.lrn import LocalResponseNorm  # noqa: F401  (re-exported: ablate.layers.LocalResponseNorm)
 from ablate.registry import register_activation, register_norm, register_pooling
 
 
@@ -42,25 +42,6 @@ def non_overlapping_max_pool() -> nn.Module:
 
 
 # --- normalization: (channels) -> module ---------------------------------------------------------
-class LocalResponseNorm(nn.Module):
-    """Local response normalization with the paper's constants and the paper's formula.
-
-    ``b[c] = a[c] / (k + alpha * sum_{c' in window(c)} a[c']^2) ** beta`` with a window of ``size``
-    channels centred on ``c``. Note: ``torch.nn.LocalResponseNorm`` divides alpha by ``size``; here
-    alpha is the paper's (1e-4), so the torch module needs ``alpha=size * 1e-4`` to agree.
-    """
-
-    def __init__(self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> None:
-        super().__init__()
-        self.size, self.alpha, self.beta, self.k = size, alpha, beta, k
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.local_response_norm(x, self.size, alpha=self.alpha * self.size, beta=self.beta, k=self.k)
-
-    def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
-
-
 @register_norm("none")
 def no_norm(channels: int) -> nn.Module:
     return nn.Identity()
