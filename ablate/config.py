@@ -77,12 +77,25 @@ class TrainConfig:
     # Use PyTorch's deterministic algorithms (and no cuDNN autotuning): bit-identical reruns on
     # the GPU at some cost in speed. CPU runs are reproducible either way.
     deterministic: bool = False
-    # Arithmetic: auto (bf16 autocast on CUDA, fp32 elsewhere) | fp32 | bf16 | fp16 (with a
-    # gradient scaler). Low precision changes results slightly; it is recorded with every run.
+    # --- speed settings (recorded with every run in record["runtime"]) ---------------------------
+    # Arithmetic: auto | fp32 | bf16 | fp16. auto = bf16 autocast on a CUDA device that supports
+    # it (tensor cores at fp32's exponent range, so no loss scaling), fp32 elsewhere (bf16
+    # autocast is slower than fp32 on CPUs without AMX, see docs/performance.md). fp16 runs
+    # with a dynamic gradient scaler. Reproducibility: bf16/fp16 round activations and gradients
+    # to 8/11 significant bits, so losses differ from fp32 in the 2nd-3rd digit; a rerun with the
+    # same precision and device is as repeatable as fp32. On Ampere+ GPUs "fp32" convolutions
+    # use TF32 (PyTorch's default, recorded as runtime.tf32_conv).
     precision: str = field(default="auto", metadata=one_of("auto", "fp32", "bf16", "fp16"))
-    # NHWC memory layout for convs: same maths, faster kernels (cuDNN and oneDNN) on GPU and CPU.
+    # NHWC memory layout for the model and batches: the same maths through faster conv kernels
+    # (cuDNN and oneDNN; see docs/performance.md). Costs nothing in reproducibility
+    # beyond a different (fixed) order of floating-point sums than NCHW.
     channels_last: bool = True
-    # torch.compile the model: off | default | max-autotune. Costs start-up time per run.
+    # torch.compile the model: off | default | max-autotune. Fuses elementwise work (the LRN,
+    # activations) at the price of start-up time in every run (tens of seconds; minutes with
+    # max-autotune, which also benchmarks kernels, so its choices can differ between runs). Off by
+    # default: a sweep is many short runs, and eager mode is what every other tool measures.
     compile: str = field(default="off", metadata=one_of("off", "default", "max-autotune"))
-    # Let cuDNN benchmark conv algorithms (faster; not bit-reproducible). Off when deterministic.
+    # Let cuDNN time its conv algorithms on the first batch of each shape and keep the fastest.
+    # Faster, but the pick can change between runs (so can the last bits of results); forced off
+    # when deterministic = true. No effect on the CPU.
     cudnn_benchmark: bool = True

@@ -2,8 +2,10 @@
 
 The loop follows airbench: data already on the device, batches from a seeded permutation, no
 host synchronization inside the epoch (losses and hit counts accumulate on the device and are
-read once per epoch). Throughput is timed around training steps only, with the device
-synchronized before each clock read; evaluation is timed separately.
+read once per epoch). Throughput is timed around training steps only, after the run's first
+``WARMUP_STEPS`` steps, with the device synchronized before each clock read; evaluation is timed
+separately. :func:`train_step` is the single definition of an optimizer step, shared with
+``ablate bench`` and the benchmark suite.
 """
 
 from __future__ import annotations
@@ -108,7 +110,8 @@ def lr_factor(train: TrainConfig, steps_per_epoch: int) -> Callable[[int], float
     return factor
 
 
-def _sync(device: torch.device) -> None:
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work, so that a clock read after it means what it says."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
@@ -118,6 +121,37 @@ def peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
+    """A zero-argument context factory: autocast to bf16/fp16, or nothing for fp32."""
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    if dtype is None:
+        return nullcontext
+    return lambda: torch.autocast(device.type, dtype=dtype)
+
+
+def train_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    autocast: Callable[[], Any],
+    x: torch.Tensor,
+    y: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimizer step on (x, y); returns (loss, logits), both still on the device (no sync).
+
+    The same function serves training, ``ablate bench`` and the benchmark suite, so that what is
+    benchmarked is what trains. The scaler is a no-op unless precision is fp16.
+    """
+    with autocast():
+        out = model(x)
+        loss = F.cross_entropy(out.float(), y)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+    return loss, out
 
 
 @torch.no_grad()
@@ -142,6 +176,60 @@ def evaluate(model: nn.Module, batches: DeviceBatches, autocast: Any, num_classe
     return metrics
 
 
+def apply_speed_settings(train: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Set the process-wide backend flags a run asks for; returns what is in force, for the record."""
+    settings: dict[str, Any] = {"cudnn_benchmark": None, "tf32_conv": None, "tf32_matmul": None}
+    if device.type == "cuda":
+        # Autotuning picks the fastest conv algorithm per shape in the first steps (left out of
+        # the timing); the choice can differ between runs, so it is off for deterministic runs.
+        torch.backends.cudnn.benchmark = train.cudnn_benchmark and not train.deterministic
+        settings["cudnn_benchmark"] = bool(torch.backends.cudnn.benchmark)
+        # PyTorch's defaults (TF32 convolutions on, TF32 matmuls off) are left alone but recorded:
+        # they decide what "fp32" means on Ampere and later GPUs.
+        settings["tf32_conv"] = bool(torch.backends.cudnn.allow_tf32)
+        settings["tf32_matmul"] = bool(torch.backends.cuda.matmul.allow_tf32)
+    return settings
+
+
+class StepTimer:
+    """Clock for training steps: ``start()``, ``count(images)`` after each timed step, ``stop()``.
+
+    Both clock reads follow a device synchronization, so queued GPU work is inside the stretch it
+    belongs to. Stretches accumulate over the run (epochs are timed separately, evaluation sits
+    between them untimed).
+    """
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.images, self.seconds = 0, 0.0
+        self._start: float | None = None
+        self._pending = 0
+
+    def start(self) -> None:
+        sync(self.device)
+        self._start, self._pending = time.perf_counter(), 0
+
+    def count(self, images: int) -> None:
+        self._pending += images
+
+    def stop(self) -> tuple[int, float]:
+        """End the current stretch; returns its (images, seconds), (0, 0.0) if it timed no step."""
+        if self._start is None:
+            return 0, 0.0
+        sync(self.device)
+        seconds = time.perf_counter() - self._start
+        images, self._start = self._pending, None
+        if images == 0:
+            return 0, 0.0
+        self.images += images
+        self.seconds += seconds
+        return images, seconds
+
+    @property
+    def images_per_s(self) -> float | None:
+        return self.images / self.seconds if self.seconds > 0 else None
+
+
 def train_cell(
     cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None
 ) -> dict[str, Any]:
@@ -149,12 +237,17 @@ def train_cell(
 
     Exceptions (out of memory, a broken user-registered layer, ...) propagate; the runner turns
     them into ``failed`` records so that a sweep goes on.
+
+    Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run are not timed (when the
+    run has more steps than that); every later training step is, between device-synchronized
+    clock reads, from the end of the previous step (or the start of the epoch) to the end of the
+    epoch's last step. Evaluation, the per-epoch ``.item()`` reads and model building are outside.
     """
     observer = observer or _Silent()
     train = cell.train
     seed_everything(cell.seed, train.deterministic)
+    backend = apply_speed_settings(train, device)
     if device.type == "cuda":
-        torch.backends.cudnn.benchmark = train.cudnn_benchmark and not train.deterministic
         torch.cuda.reset_peak_memory_stats(device)
     precision = resolve_precision(train, device)
     channels_last = train.channels_last
@@ -173,41 +266,40 @@ def train_cell(
     )
     steps = len(train_batches)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train, steps))
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    autocast = (lambda: torch.autocast(device.type, dtype=dtype)) if dtype else nullcontext
+    autocast = autocast_for(precision, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
+    # Warm-up: cuDNN autotuning, torch.compile and allocator growth happen in the first steps and
+    # say nothing about steady-state speed. A run too short to have steps after it is timed whole.
+    warmup = WARMUP_STEPS if train.epochs * steps > WARMUP_STEPS else 0
+    timer = StepTimer(device)
     epochs: list[dict[str, Any]] = []
     status, error = "ok", None
-    timed_images, timed_seconds = 0, 0.0
+    done_steps = 0
     for epoch in range(1, train.epochs + 1):
         epoch_start = time.perf_counter()
         model.train()
         loss_sum = torch.zeros((), device=device, dtype=torch.float64)
         hits = torch.zeros((), device=device, dtype=torch.int64)
-        # Leave the first steps of the run out of the timing, unless that would leave too few.
-        skip = WARMUP_STEPS if epoch == 1 and steps > 2 * WARMUP_STEPS else 0
-        _sync(device)
-        clock = time.perf_counter()
+        sync(device)
+        all_start = time.perf_counter()
+        if done_steps >= warmup:
+            timer.start()
         for step, (x, y) in enumerate(train_batches):
-            if step == skip and skip:
-                _sync(device)
-                clock = time.perf_counter()
-            with autocast():
-                out = step_model(x)
-                loss = F.cross_entropy(out.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            loss, out = train_step(step_model, optimizer, scaler, autocast, x, y)
             scheduler.step()
+            # Running sums stay on the device: no host synchronization inside the epoch.
             loss_sum += loss.detach() * y.shape[0]
             hits += (out.detach().argmax(1) == y).sum()
+            done_steps += 1
+            if done_steps > warmup:
+                timer.count(y.shape[0])
             observer.on_batch(epoch, step + 1, steps)
-        _sync(device)
-        train_seconds = time.perf_counter() - clock
-        timed = (steps - skip) * train.batch_size
-        timed_images, timed_seconds = timed_images + timed, timed_seconds + train_seconds
+            if done_steps == warmup:  # end of the warm-up (its progress update included)
+                timer.start()
+        timed_images, timed_seconds = timer.stop()
+        sync(device)
+        train_seconds = time.perf_counter() - all_start
 
         n = train_batches.images_per_epoch
         train_loss = loss_sum.item() / n
@@ -225,8 +317,12 @@ def train_cell(
             status, error = "diverged", f"non-finite validation loss in epoch {epoch}"
             break
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
+        # All training steps of the epoch, warm-up included (what the epoch cost)...
         metrics["train_time_s"] = train_seconds
-        metrics["train_images_per_s"] = timed / train_seconds
+        # ...and the steady-state rate over its timed steps (all of them when none came after
+        # the warm-up, as in a one-epoch run shorter than the warm-up plus one step).
+        metrics["timed_steps"] = timed_images // train.batch_size if timed_seconds > 0 else steps
+        metrics["train_images_per_s"] = timed_images / timed_seconds if timed_seconds > 0 else n / train_seconds
         metrics["peak_memory_mb"] = peak_memory_mb(device)
         epochs.append(metrics)
         observer.on_epoch(metrics)
@@ -255,10 +351,11 @@ def train_cell(
             "precision": precision,
             "channels_last": channels_last,
             "compile": train.compile,
-            "cudnn_benchmark": bool(torch.backends.cudnn.benchmark) if device.type == "cuda" else None,
+            **backend,
             "deterministic": train.deterministic,
-            "warmup_steps_untimed": WARMUP_STEPS if steps > 2 * WARMUP_STEPS else 0,
-            "train_images_per_s": timed_images / timed_seconds if timed_seconds > 0 else None,
+            "warmup_steps_untimed": warmup,
+            "timed_steps": timer.images // train.batch_size,
+            "train_images_per_s": timer.images_per_s,
             "peak_memory_mb": peak_memory_mb(device),
             "peak_memory_kind": "cuda_allocated" if device.type == "cuda" else "host_max_rss",
         },
