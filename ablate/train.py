@@ -14,6 +14,7 @@ import math
 import resource
 import time
 from contextlib import nullcontext
+from dataclasses import dataclass
 from typing import Any, Callable, Protocol
 
 import torch
@@ -230,6 +231,110 @@ class StepTimer:
         return self.images / self.seconds if self.seconds > 0 else None
 
 
+@dataclass
+class Training:
+    """Everything one cell's training needs, built by :func:`prepare`; :func:`train_epoch` runs it."""
+
+    model: nn.Module
+    # The module the loop calls: ``model`` itself, or its torch.compile wrapper.
+    step_model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    autocast: Callable[[], Any]
+    train_batches: DeviceBatches
+    val_batches: DeviceBatches
+    device: torch.device
+    precision: str
+    # Steps at the start of the run left out of the timing (0 when the run has no steps after them).
+    warmup: int
+    timer: StepTimer
+    # Backend flags in force (cuDNN autotuning, TF32), for the record.
+    backend: dict[str, Any]
+    # Optimizer steps taken so far in the run.
+    done_steps: int = 0
+
+
+def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
+    """Seed, set the speed flags, build the model, optimizer and batch iterators for ``cell``."""
+    train = cell.train
+    seed_everything(cell.seed, train.deterministic)
+    backend = apply_speed_settings(train, device)
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+    precision = resolve_precision(train, device)
+    memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
+    model = build_model(cell.variant, splits.num_classes).to(device=device, memory_format=memory_format)
+    step_model = model if train.compile == "off" else torch.compile(model, mode=None if train.compile == "default" else train.compile)
+    optimizer = make_optimizer(model, train)
+    train_batches = DeviceBatches(
+        splits.train_x, splits.train_y, splits.mean, splits.std, device, train.batch_size,
+        shuffle=True, drop_last=True, seed=cell.seed, augment=cell.data.augment, channels_last=train.channels_last,
+    )
+    val_batches = DeviceBatches(
+        splits.val_x, splits.val_y, splits.mean, splits.std, device, train.eval_batch_size,
+        channels_last=train.channels_last,
+    )
+    steps = len(train_batches)
+    # Warm-up: cuDNN autotuning, torch.compile and allocator growth happen in the first steps and
+    # say nothing about steady-state speed. A run too short to have steps after it is timed whole.
+    warmup = WARMUP_STEPS if train.epochs * steps > WARMUP_STEPS else 0
+    return Training(
+        model=model,
+        step_model=step_model,
+        optimizer=optimizer,
+        scheduler=torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train, steps)),
+        scaler=torch.amp.GradScaler(device.type, enabled=precision == "fp16"),
+        autocast=autocast_for(precision, device),
+        train_batches=train_batches,
+        val_batches=val_batches,
+        device=device,
+        precision=precision,
+        warmup=warmup,
+        timer=StepTimer(device),
+        backend=backend,
+    )
+
+
+def train_epoch(run: Training, epoch: int, observer: TrainObserver | None = None) -> dict[str, Any]:
+    """One pass over the training batches. Returns the epoch's training loss and accuracy, its
+    wall time (``train_time_s``, warm-up included) and its timed part (``timed_images``,
+    ``timed_seconds``: steps after the run's warm-up, between synchronized clock reads)."""
+    observer = observer or _Silent()
+    device, timer = run.device, run.timer
+    run.model.train()
+    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
+    hits = torch.zeros((), device=device, dtype=torch.int64)
+    steps = len(run.train_batches)
+    sync(device)
+    start = time.perf_counter()
+    if run.done_steps >= run.warmup:
+        timer.start()
+    for step, (x, y) in enumerate(run.train_batches):
+        loss, out = train_step(run.step_model, run.optimizer, run.scaler, run.autocast, x, y)
+        run.scheduler.step()
+        # Running sums stay on the device: no host synchronization inside the epoch.
+        loss_sum += loss.detach() * y.shape[0]
+        hits += (out.detach().argmax(1) == y).sum()
+        run.done_steps += 1
+        if run.done_steps > run.warmup:
+            timer.count(y.shape[0])
+        observer.on_batch(epoch, step + 1, steps)
+        if run.done_steps == run.warmup:  # end of the warm-up (its progress update included)
+            timer.start()
+    timed_images, timed_seconds = timer.stop()
+    sync(device)
+    seconds = time.perf_counter() - start
+    n = run.train_batches.images_per_epoch
+    return {
+        "train_loss": loss_sum.item() / n,
+        "train_acc": hits.item() / n,
+        "train_time_s": seconds,
+        "timed_images": timed_images,
+        "timed_seconds": timed_seconds,
+    }
+
+
 def train_cell(
     cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None
 ) -> dict[str, Any]:
@@ -245,84 +350,37 @@ def train_cell(
     """
     observer = observer or _Silent()
     train = cell.train
-    seed_everything(cell.seed, train.deterministic)
-    backend = apply_speed_settings(train, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    precision = resolve_precision(train, device)
-    channels_last = train.channels_last
-    memory_format = torch.channels_last if channels_last else torch.contiguous_format
-
-    model = build_model(cell.variant, splits.num_classes).to(device=device, memory_format=memory_format)
-    params = count_params(model)
-    step_model = model if train.compile == "off" else torch.compile(model, mode=None if train.compile == "default" else train.compile)
-    optimizer = make_optimizer(model, train)
-    train_batches = DeviceBatches(
-        splits.train_x, splits.train_y, splits.mean, splits.std, device, train.batch_size,
-        shuffle=True, drop_last=True, seed=cell.seed, augment=cell.data.augment, channels_last=channels_last,
-    )
-    val_batches = DeviceBatches(
-        splits.val_x, splits.val_y, splits.mean, splits.std, device, train.eval_batch_size, channels_last=channels_last
-    )
-    steps = len(train_batches)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_factor(train, steps))
-    autocast = autocast_for(precision, device)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-
-    # Warm-up: cuDNN autotuning, torch.compile and allocator growth happen in the first steps and
-    # say nothing about steady-state speed. A run too short to have steps after it is timed whole.
-    warmup = WARMUP_STEPS if train.epochs * steps > WARMUP_STEPS else 0
-    timer = StepTimer(device)
+    run = prepare(cell, splits, device)
+    steps = len(run.train_batches)
     epochs: list[dict[str, Any]] = []
     status, error = "ok", None
-    done_steps = 0
     for epoch in range(1, train.epochs + 1):
         epoch_start = time.perf_counter()
-        model.train()
-        loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-        hits = torch.zeros((), device=device, dtype=torch.int64)
-        sync(device)
-        all_start = time.perf_counter()
-        if done_steps >= warmup:
-            timer.start()
-        for step, (x, y) in enumerate(train_batches):
-            loss, out = train_step(step_model, optimizer, scaler, autocast, x, y)
-            scheduler.step()
-            # Running sums stay on the device: no host synchronization inside the epoch.
-            loss_sum += loss.detach() * y.shape[0]
-            hits += (out.detach().argmax(1) == y).sum()
-            done_steps += 1
-            if done_steps > warmup:
-                timer.count(y.shape[0])
-            observer.on_batch(epoch, step + 1, steps)
-            if done_steps == warmup:  # end of the warm-up (its progress update included)
-                timer.start()
-        timed_images, timed_seconds = timer.stop()
-        sync(device)
-        train_seconds = time.perf_counter() - all_start
-
-        n = train_batches.images_per_epoch
-        train_loss = loss_sum.item() / n
-        if not math.isfinite(train_loss):
+        done = train_epoch(run, epoch, observer)
+        if not math.isfinite(done["train_loss"]):
             status, error = "diverged", f"non-finite training loss in epoch {epoch}"
             break
         metrics: dict[str, Any] = {
             "epoch": epoch,
-            "lr": scheduler.get_last_lr()[0],
-            "train_loss": train_loss,
-            "train_acc": hits.item() / n,
+            "lr": run.scheduler.get_last_lr()[0],
+            "train_loss": done["train_loss"],
+            "train_acc": done["train_acc"],
         }
-        metrics.update(evaluate(step_model, val_batches, autocast, splits.num_classes))
+        metrics.update(evaluate(run.step_model, run.val_batches, run.autocast, splits.num_classes))
         if not math.isfinite(metrics["val_loss"]):
             status, error = "diverged", f"non-finite validation loss in epoch {epoch}"
             break
         metrics["epoch_time_s"] = time.perf_counter() - epoch_start
         # All training steps of the epoch, warm-up included (what the epoch cost)...
-        metrics["train_time_s"] = train_seconds
+        metrics["train_time_s"] = done["train_time_s"]
         # ...and the steady-state rate over its timed steps (all of them when none came after
         # the warm-up, as in a one-epoch run shorter than the warm-up plus one step).
-        metrics["timed_steps"] = timed_images // train.batch_size if timed_seconds > 0 else steps
-        metrics["train_images_per_s"] = timed_images / timed_seconds if timed_seconds > 0 else n / train_seconds
+        if done["timed_seconds"] > 0:
+            metrics["timed_steps"] = done["timed_images"] // train.batch_size
+            metrics["train_images_per_s"] = done["timed_images"] / done["timed_seconds"]
+        else:
+            metrics["timed_steps"] = steps
+            metrics["train_images_per_s"] = run.train_batches.images_per_epoch / done["train_time_s"]
         metrics["peak_memory_mb"] = peak_memory_mb(device)
         epochs.append(metrics)
         observer.on_epoch(metrics)
@@ -336,7 +394,7 @@ def train_cell(
         "status": status,
         "error": error,
         "config": cell.config(),
-        "params": params,
+        "params": count_params(run.model),
         "data": {
             "classes": splits.classes,
             "train_images": splits.train_x.shape[0],
@@ -345,17 +403,17 @@ def train_cell(
             "mean": list(splits.mean),
             "std": list(splits.std),
             "info": splits.info,
-            "resident_on_device": train_batches.resident,
+            "resident_on_device": run.train_batches.resident,
         },
         "runtime": {
-            "precision": precision,
-            "channels_last": channels_last,
+            "precision": run.precision,
+            "channels_last": train.channels_last,
             "compile": train.compile,
-            **backend,
+            **run.backend,
             "deterministic": train.deterministic,
-            "warmup_steps_untimed": warmup,
-            "timed_steps": timer.images // train.batch_size,
-            "train_images_per_s": timer.images_per_s,
+            "warmup_steps_untimed": run.warmup,
+            "timed_steps": run.timer.images // train.batch_size,
+            "train_images_per_s": run.timer.images_per_s,
             "peak_memory_mb": peak_memory_mb(device),
             "peak_memory_kind": "cuda_allocated" if device.type == "cuda" else "host_max_rss",
         },
