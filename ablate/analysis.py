@@ -134,6 +134,10 @@ class ExperimentData:
     def ok_runs(self) -> pd.DataFrame:
         return self.runs[self.runs["status"] == STATUS_OK]
 
+    def seeds_seen(self) -> list[int]:
+        """Seeds of the experiment and of any run found, sorted."""
+        return sorted(set(self.seeds) | {int(s) for s in self.runs["seed"]})
+
     def varying_axes(self) -> dict[str, list[Any]]:
         """Axes with at least two values that actually differ between the variants."""
         out = {}
@@ -536,7 +540,7 @@ def _comparison_row(
 # --- grid designs: main effects and two-way interactions ---------------------------------------
 EFFECT_COLUMNS = [
     "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "sd", "ci_low", "ci_high",
-    "t", "df", "p", "p_holm", "verdict",
+    "t", "df", "p", "p_holm", "verdict", "note",
 ]
 POSITIVE_INTERACTION = "positive interaction"
 NEGATIVE_INTERACTION = "negative interaction"
@@ -555,32 +559,78 @@ def reference_level(data: ExperimentData, axis: str) -> Any:
     return base if base in values or not values else values[0]
 
 
-def _contrast(
+@dataclass(frozen=True)
+class Contrast:
+    """Per-seed values of one contrast, and which seeds and combinations of other axes went in."""
+
+    seeds: list[int]
+    values: list[float]
+    contexts_used: int
+    contexts_total: int
+    note: str = ""
+
+
+def balanced_contrast(
+    values: dict[str, dict[int, float]], contexts: Sequence[Sequence[tuple[float, str]]], seeds: Sequence[int]
+) -> Contrast:
+    """Per seed, the mean over ``contexts`` of ``sum(weight * values[variant][seed])``.
+
+    Each context is a list of (weight, variant) terms, e.g. one combination of the other axes of a
+    grid. Every seed must get the same linear combination for the t-test to be valid, so when runs
+    are missing the contrast uses the largest block of seeds x contexts in which every run is ok:
+    the set of seeds (at least two where possible) maximising seeds x contexts complete for all of
+    them, preferring more contexts (the full contrast), then more seeds, then the lowest seeds.
+    ``note`` says what was left out.
+    """
+    total = len(contexts)
+    if total == 0:
+        return Contrast([], [], 0, 0, "no such variants")
+    complete = {s: [all(s in values.get(v, {}) for _, v in ctx) for ctx in contexts] for s in seeds}
+    candidates = [s for s in seeds if any(complete[s])]
+    best: tuple[tuple[bool, int, int, int], list[int], list[int]] = ((False, 0, 0, 0), [], [])
+    if len(candidates) <= 12:  # exhaustive over seed subsets (at most 4096)
+        subsets: Iterable[tuple[int, ...]] = (
+            c for k in range(len(candidates), 0, -1) for c in itertools.combinations(candidates, k))
+    else:  # many seeds: all seeds, or those complete in every context
+        subsets = [tuple(candidates), tuple(s for s in candidates if all(complete[s]))]
+    for subset in subsets:
+        ctx = [i for i in range(total) if all(complete[s][i] for s in subset)]
+        if not ctx or not subset:
+            continue
+        score = (len(subset) >= 2, len(subset) * len(ctx), len(ctx), len(subset))
+        if score > best[0]:
+            best = (score, list(subset), ctx)
+    _, kept_seeds, kept_ctx = best
+    out = [float(np.mean([sum(w * values[v][s] for w, v in contexts[i]) for i in kept_ctx])) for s in kept_seeds]
+    seen = [s for s in seeds if any(s in values.get(v, {}) for ctx in contexts for _, v in ctx)]
+    dropped = [s for s in seen if s not in kept_seeds]
+    notes = []
+    if kept_seeds and len(kept_ctx) < total:
+        notes.append(f"averaged over {len(kept_ctx)} of {total} combinations of the other axes, the others miss an ok run")
+    if dropped:
+        notes.append(f"seed(s) {' '.join(map(str, dropped))} left out, a run in the contrast is not ok")
+    return Contrast(kept_seeds, out, len(kept_ctx), total, "; ".join(notes))
+
+
+def _grid_contrast(
     data: ExperimentData, values: dict[str, dict[int, float]], terms: list[tuple[float, dict[str, Any]]],
     axes: Sequence[str], context_axes: Sequence[str],
-) -> tuple[list[int], list[float]]:
-    """Per seed, the mean over contexts (levels of ``context_axes``) of ``sum(w * y[cell])``;
-    only seeds with an ok run in every cell involved are kept."""
+) -> Contrast:
+    """:func:`balanced_contrast` of ``terms`` (weight, levels of some axes) over every combination
+    of the levels of ``context_axes``."""
     lookup = _cell_lookup(data, axes)
     grid = data.varying_axes()
-    contexts = list(itertools.product(*(grid[a] for a in context_axes))) or [()]
-    cells: list[list[tuple[float, str]]] = []
-    for ctx in contexts:
+    contexts = []
+    for ctx in itertools.product(*(grid[a] for a in context_axes)):
         one = []
         for weight, levels in terms:
             full = {**levels, **dict(zip(context_axes, ctx))}
             key = tuple(repr(full[a]) for a in axes)
             if key not in lookup:
-                return [], []
+                return Contrast([], [], 0, 0, "a cell of the grid is not among the variants")
             one.append((weight, lookup[key]))
-        cells.append(one)
-    seeds_all = sorted({s for v in values.values() for s in v})
-    seeds, out = [], []
-    for s in seeds_all:
-        if all(s in values[v] for one in cells for _, v in one):
-            seeds.append(s)
-            out.append(float(np.mean([sum(w * values[v][s] for w, v in one) for one in cells])))
-    return seeds, out
+        contexts.append(one)
+    return balanced_contrast(values, contexts, sorted(data.seeds_seen()))
 
 
 def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
@@ -590,7 +640,9 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
     of ``y(level) - y(reference)``. Interaction of ``A = a`` with ``B = b``: per seed, the mean over
     the remaining axes of ``y(a, b) - y(a0, b) - y(a, b0) + y(a0, b0)`` (how much the effect of
     ``a`` changes when ``B`` goes from ``b0`` to ``b``). Each gets a 95% t interval over seeds and a
-    t-test; Holm is applied over all effects of one metric. Empty for other designs.
+    t-test; Holm is applied over all effects of one metric. Cells without an ok run leave out
+    seeds or combinations of the other axes (:func:`balanced_contrast`; the ``note`` column says
+    which). Empty for other designs.
     """
     metrics = list(metrics) if metrics is not None else [metrics_for(data.targets)[0]]
     grid = data.varying_axes()
@@ -607,8 +659,8 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
             for level in grid[axis]:
                 if level == ref:
                     continue
-                seeds, contrast = _contrast(data, values, [(1.0, {axis: level}), (-1.0, {axis: ref})], axes, others)
-                block.append(_effect_row("main", axis, level, ref, metric, seeds, contrast))
+                c = _grid_contrast(data, values, [(1.0, {axis: level}), (-1.0, {axis: ref})], axes, others)
+                block.append(_effect_row("main", axis, level, ref, metric, c))
         for a, b in itertools.combinations(axes, 2):
             a0, b0 = reference_level(data, a), reference_level(data, b)
             rest = [x for x in axes if x not in (a, b)]
@@ -617,8 +669,8 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
                     if la == a0 or lb == b0:
                         continue
                     terms = [(1.0, {a: la, b: lb}), (-1.0, {a: a0, b: lb}), (-1.0, {a: la, b: b0}), (1.0, {a: a0, b: b0})]
-                    seeds, contrast = _contrast(data, values, terms, axes, rest)
-                    block.append(_effect_row("interaction", f"{a} x {b}", f"{la} x {lb}", f"{a0} x {b0}", metric, seeds, contrast))
+                    c = _grid_contrast(data, values, terms, axes, rest)
+                    block.append(_effect_row("interaction", f"{a} x {b}", f"{la} x {lb}", f"{a0} x {b0}", metric, c))
         for r, p_adj in zip(block, stats.holm([r["p"] for r in block])):
             r["p_holm"] = p_adj
             v = stats.verdict(r["estimate"], p_adj, r["n"], metric.higher_is_better)
@@ -634,13 +686,13 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
     return frame
 
 
-def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, seeds: list[int], contrast: list[float]) -> dict[str, Any]:
-    test = stats.paired_test(contrast)
+def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, c: Contrast) -> dict[str, Any]:
+    test = stats.paired_test(c.values)
     return {
         "kind": kind, "axes": axes, "level": str(level), "reference": str(ref), "metric": metric.name,
-        "n": test.n, "seeds": " ".join(str(s) for s in seeds), "estimate": test.diff, "sd": test.sd,
+        "n": test.n, "seeds": " ".join(str(s) for s in c.seeds), "estimate": test.diff, "sd": test.sd,
         "ci_low": test.ci_low, "ci_high": test.ci_high, "t": test.t, "df": test.df if test.n >= 2 else pd.NA,
-        "p": test.p, "p_holm": math.nan, "verdict": "",
+        "p": test.p, "p_holm": math.nan, "verdict": "", "note": c.note,
     }
 
 

@@ -42,6 +42,7 @@ Verdict
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Iterable, Sequence
@@ -119,6 +120,7 @@ def t_sf_two_sided(t: float, df: float) -> float:
     return min(1.0, betainc(df / 2.0, 0.5, df / (df + t * t)))
 
 
+@functools.lru_cache(maxsize=1024)
 def t_ppf(q: float, df: float) -> float:
     """Quantile of Student's t: the ``t`` with ``t_cdf(t, df) = q`` (bisection to full precision)."""
     if not 0.0 < q < 1.0:

@@ -156,6 +156,28 @@ def test_grid_main_effects_and_interactions_recover_planted_values(tmp_path: Pat
         heat.loc["overlap", "none"] == pytest.approx(0.03, abs=0.004)
 
 
+def test_grid_effects_survive_a_failed_cell(tmp_path: Path) -> None:
+    axes = {"pooling": ["overlap", "nonoverlap"], "norm": ["none", "lrn"], "dropout": [True, False]}
+
+    def outcome(ax: dict, s: int) -> Outcome:
+        o = _grid_outcome(ax, s)
+        if (ax["pooling"], ax["norm"], ax["dropout"], s) == ("nonoverlap", "none", False, 1):
+            o.status = "failed"
+        return o
+
+    write_planted(tmp_path, "grid", axes, [0, 1, 2], outcome)
+    eff = analysis.grid_effects(load_experiment_data(tmp_path, "grid")).set_index(["kind", "axes", "level"])
+    pooling = eff.loc[("main", "pooling", "nonoverlap")]
+    # all 3 seeds x 3 of the 4 (norm, dropout) combinations beat 2 seeds x all 4
+    assert pooling["n"] == 3 and "3 of 4 combinations" in pooling["note"]
+    # without the (none, False) context the interaction weighs 1/3 of a 0.03 bonus... 0.04 + 0.03 * 2/3
+    assert pooling["estimate"] == pytest.approx(0.04 + 0.03 * 2 / 3, abs=0.005)
+    norm = eff.loc[("main", "norm", "lrn")]
+    assert norm["n"] == 3 and norm["note"] and norm["verdict"] == "better"
+    c = analysis.balanced_contrast({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.5, 2: 1.0}}, [[(1.0, "a"), (-1.0, "b")]], [0, 1, 2])
+    assert c.seeds == [0, 2] and c.values == [0.5, 2.0] and "seed(s) 1 left out" in c.note
+
+
 def test_grid_effects_only_for_grids_with_two_axes(tmp_path: Path) -> None:
     _pooling(tmp_path)
     assert analysis.grid_effects(load_experiment_data(tmp_path, "pool")).empty

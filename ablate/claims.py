@@ -1,0 +1,245 @@
+"""The 2012 AlexNet paper's claims (Krizhevsky, Sutskever & Hinton), checked against an experiment.
+
+A claim is checked when the experiment has variants that differ only in the claim's axis, with
+both levels of interest (e.g. ``activation`` = relu and tanh, all else equal). With a grid over
+more axes, every such pair enters: per seed the contrast is averaged over the pairs (the main
+effect restricted to the two levels); where runs are not ok, seeds or pairs are left out as in
+:func:`ablate.analysis.balanced_contrast`, and the row says so.
+
+Two kinds of claims:
+
+* **Differences** (LRN / overlapping pooling lower the error; overlapping pooling / dropout
+  shrink the generalization gap): per-seed difference ``a - b`` in percentage points, 95% t
+  interval over seeds. Verdict on the claimed direction: *supported* when the interval lies
+  entirely on the claimed side of 0, *contradicted* when entirely on the other side,
+  *inconclusive* when it contains 0 (or fewer than 2 seeds). The paper's numbers come from other
+  datasets and networks, so they are shown for context, not tested.
+* **Ratios** of epochs to reach the training-error target (ReLU vs tanh; dropout vs none): the
+  geometric-mean ratio with a 95% interval on the log scale (:func:`ablate.stats.ratio_interval`).
+  Two rows each: the direction (interval entirely above 1 -> supported, entirely below ->
+  contradicted) and the paper's factor (6x, 2x: supported when the interval contains it and
+  excludes 1, contradicted when it excludes it, inconclusive otherwise). A run that never
+  reached the target within its epochs is *censored*: its epochs-to-target is only known to be
+  more than the epochs it ran. If only the claimed-slower variant is censored, ``epochs + 1`` is
+  used, which makes the ratio a lower bound: "faster" can still be supported and a factor can
+  still be exceeded, but nothing is concluded from a bound that falls short. If the claimed
+  faster variant is censored the claim is inconclusive.
+
+Unlike the comparisons table there is no Holm correction here: each claim is a hypothesis
+stated in advance by the paper, checked once.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from ablate import stats
+from ablate.analysis import Contrast, ExperimentData, balanced_contrast, matched_pairs
+
+SUPPORTED = "supported"
+CONTRADICTED = "contradicted"
+INCONCLUSIVE = "inconclusive"
+
+CLAIM_COLUMNS = [
+    "claim", "axis", "compared", "paper", "quantity", "n", "seeds", "estimate", "ci_low", "ci_high", "verdict", "detail",
+]
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One checkable statement of the paper about ``axis``: level ``a`` against level ``b``."""
+
+    key: str
+    text: str
+    paper: str
+    axis: str
+    a: Any  # the level the claim is about (relu, lrn, overlap, dropout on)
+    b: Any  # the level it is compared with
+    kind: str  # "error" | "gap" | "speed" (ratio b/a, a claimed faster) | "slowdown" (ratio a/b)
+    factor: float | None = None  # the paper's ratio, checked in a second row
+
+
+CLAIMS: tuple[Claim, ...] = (
+    Claim("relu_faster", "ReLU reaches the training-error target faster than tanh", "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
+          "activation", "relu", "tanh", "speed", factor=6.0),
+    Claim("lrn_error", "Local response normalization lowers the error",
+          "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points", "norm", "lrn", "none", "error"),
+    Claim("overlap_error", "Overlapping pooling lowers the error", "ImageNet top-1 -0.4 points (top-5 -0.3)",
+          "pooling", "overlap", "nonoverlap", "error"),
+    Claim("overlap_gap", "Overlapping pooling overfits slightly less (smaller train-val gap)",
+          "\"slightly more difficult to overfit\" (no number)", "pooling", "overlap", "nonoverlap", "gap"),
+    Claim("dropout_gap", "Dropout reduces overfitting (smaller train-val gap)",
+          "\"substantial overfitting\" without dropout (no number)", "dropout", True, False, "gap"),
+    Claim("dropout_slower", "Dropout slows convergence (more epochs to the training-error target)",
+          "roughly 2x the iterations to converge", "dropout", True, False, "slowdown", factor=2.0),
+)
+
+
+def _label(axis: str, level: Any) -> str:
+    if axis == "dropout":
+        return "dropout" if level else "no dropout"
+    return str(level)
+
+
+def check_claims(data: ExperimentData) -> pd.DataFrame:
+    """One row per applicable claim (and per paper factor); empty when no axis matches."""
+    rows: list[dict[str, Any]] = []
+    for claim in CLAIMS:
+        pairs = matched_pairs(data, claim.axis, claim.a, claim.b)
+        if not pairs:
+            continue
+        if claim.kind in ("error", "gap"):
+            rows.append(_difference_claim(data, claim, pairs))
+        elif data.targets.train_error is not None:
+            rows.extend(_ratio_claim(data, claim, pairs))
+    return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
+
+
+def _ok_table(data: ExperimentData, column: str) -> dict[tuple[str, int], float]:
+    ok = data.ok_runs
+    if column not in ok:
+        return {}
+    return {(v, int(s)): float(x) for v, s, x in zip(ok["variant"], ok["seed"], ok[column])}
+
+
+def _by_variant(table: dict[tuple[str, int], float]) -> dict[str, dict[int, float]]:
+    """(variant, seed) -> value  to  variant -> {seed: value}, finite values only."""
+    out: dict[str, dict[int, float]] = {}
+    for (v, s), x in table.items():
+        if math.isfinite(x):
+            out.setdefault(v, {})[s] = x
+    return out
+
+
+def _pair_contrast(data: ExperimentData, values: dict[str, dict[int, float]], pairs: list[tuple[str, str]]) -> Contrast:
+    """Per seed, the mean over the matched pairs of ``value(a) - value(b)``."""
+    return balanced_contrast(values, [[(1.0, a), (-1.0, b)] for a, b in pairs], data.seeds_seen())
+
+
+def _compared(claim: Claim, pairs: list[tuple[str, str]]) -> str:
+    head = f"{_label(claim.axis, claim.a)} vs {_label(claim.axis, claim.b)}"
+    return head + f" ({len(pairs)} matched pair{'s' if len(pairs) != 1 else ''} of variants)"
+
+
+def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+    if claim.kind == "error":
+        acc = _ok_table(data, "final_val_acc")
+        value = {k: 100.0 * (1.0 - x) for k, x in acc.items()}  # validation error, percent
+        quantity = "difference in final validation error (points)"
+    else:
+        gap = _ok_table(data, "gen_gap")
+        value = {k: 100.0 * x for k, x in gap.items()}
+        quantity = "difference in generalization gap, train - val accuracy (points)"
+    contrast = _pair_contrast(data, _by_variant(value), pairs)
+    seeds = contrast.seeds
+    test = stats.paired_test(contrast.values)
+    a, b = _label(claim.axis, claim.a), _label(claim.axis, claim.b)
+    noun = "error" if claim.kind == "error" else "gap"
+    if test.n < 2:
+        verdict, detail = INCONCLUSIVE, f"{test.n} seed(s) with ok runs of every paired variant: no interval"
+    elif test.ci_high < 0:
+        verdict, detail = SUPPORTED, f"{a} has a lower {noun} than {b}: the whole 95% interval is below 0"
+    elif test.ci_low > 0:
+        verdict, detail = CONTRADICTED, f"{a} has a higher {noun} than {b}: the whole 95% interval is above 0"
+    else:
+        verdict, detail = INCONCLUSIVE, "the 95% interval contains 0"
+    if contrast.note:
+        detail += f"; {contrast.note}"
+    if claim.kind == "gap":
+        detail += "; training accuracy is measured during the epoch in training mode"
+        if claim.axis == "dropout":
+            detail += " (dropout on), which lowers it for dropout variants and so also shrinks their gap"
+    return _row(claim, pairs, quantity, seeds, test.diff, test.ci_low, test.ci_high, verdict, detail, claim.paper)
+
+
+def _ratio_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    """Ratio slower/faster of epochs to the training-error target, per seed averaged on the log scale."""
+    target = data.targets.train_error
+    epochs = _ok_table(data, "epochs_to_train_target")
+    ran = _ok_table(data, "epochs_done")
+    # The level claimed faster and the one claimed slower.
+    fast, slow = (claim.a, claim.b) if claim.kind == "speed" else (claim.b, claim.a)
+    fast_variants = {a if fast == claim.a else b for a, b in pairs}
+    logs: dict[tuple[str, int], float] = {}
+    censored_runs: set[tuple[str, int]] = set()
+    fast_missing = 0
+    for (v, s), e in epochs.items():
+        if math.isfinite(e):
+            logs[(v, s)] = math.log(e)
+        elif v in fast_variants:
+            fast_missing += 1
+        else:  # the slower level never got there: more than the epochs it ran
+            logs[(v, s)] = math.log(ran.get((v, s), 0.0) + 1.0)
+            censored_runs.add((v, s))
+    # log(slow) - log(fast) per matched pair: the log of the ratio slow / fast
+    ordered = [(b, a) if a in fast_variants else (a, b) for a, b in pairs]
+    contrast = _pair_contrast(data, _by_variant(logs), ordered)
+    used = [] if fast_missing else contrast.seeds
+    censored = sum(1 for (v, s) in censored_runs if s in used and any(v == slow_v for slow_v, _ in ordered))
+    test = stats.paired_test(contrast.values if not fast_missing else [])
+    ratio = math.exp(test.diff) if test.n else math.nan
+    lo = math.exp(test.ci_low) if test.n >= 2 else math.nan
+    hi = math.exp(test.ci_high) if test.n >= 2 else math.nan
+    fast_l, slow_l = _label(claim.axis, fast), _label(claim.axis, slow)
+    quantity = f"ratio of epochs to {target:.0%} training error, {slow_l} / {fast_l}"
+    bound = f"; {censored} {slow_l} run(s) never reached the target, so the ratio is a lower bound" if censored else ""
+    bound += f"; {contrast.note}" if contrast.note else ""
+
+    if fast_missing:
+        reason = (f"{fast_l} did not reach {target:.0%} training error in {fast_missing} ok run(s) "
+                  "(train longer or pass --target-train-error)")
+        return [
+            _row(claim, pairs, quantity, [], math.nan, math.nan, math.nan, INCONCLUSIVE, reason, claim.paper),
+            _factor_row(claim, pairs, quantity, [], math.nan, math.nan, math.nan, INCONCLUSIVE, reason),
+        ]
+    if test.n < 2:
+        reason = f"{test.n} seed(s) with ok runs of every paired variant: no interval{bound}"
+        return [
+            _row(claim, pairs, quantity, used, ratio, lo, hi, INCONCLUSIVE, reason, claim.paper),
+            _factor_row(claim, pairs, quantity, used, ratio, lo, hi, INCONCLUSIVE, reason),
+        ]
+    if lo > 1:
+        verdict, detail = SUPPORTED, f"{fast_l} needs fewer epochs: the whole 95% interval is above 1"
+    elif hi < 1 and not censored:
+        verdict, detail = CONTRADICTED, f"{fast_l} needs more epochs: the whole 95% interval is below 1"
+    else:
+        verdict, detail = INCONCLUSIVE, "the 95% interval contains 1" if not (hi < 1) else "interval below 1, but a lower bound only"
+    rows = [_row(claim, pairs, quantity, used, ratio, lo, hi, verdict, detail + bound, claim.paper)]
+
+    f = claim.factor
+    assert f is not None
+    if lo > f:
+        fv, fd = CONTRADICTED, f"the whole 95% interval is above the paper's {f:g}x"
+    elif hi < f and not censored:
+        fv, fd = CONTRADICTED, f"the whole 95% interval is below the paper's {f:g}x"
+    elif hi < f:
+        fv, fd = INCONCLUSIVE, f"interval below {f:g}x, but it bounds the ratio from below only"
+    elif censored:
+        fv, fd = INCONCLUSIVE, f"the interval reaches {f:g}x, but it bounds the ratio from below only"
+    elif lo > 1:
+        fv, fd = SUPPORTED, f"the 95% interval contains the paper's {f:g}x and excludes 1"
+    else:
+        fv, fd = INCONCLUSIVE, f"the 95% interval contains {f:g}x but also 1"
+    rows.append(_factor_row(claim, pairs, quantity, used, ratio, lo, hi, fv, fd + bound))
+    return rows
+
+
+def _factor_row(claim: Claim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int],
+                est: float, lo: float, hi: float, verdict: str, detail: str) -> dict[str, Any]:
+    row = _row(claim, pairs, quantity, seeds, est, lo, hi, verdict, detail, claim.paper)
+    row["claim"] = f"... by a factor of about {claim.factor:g}"
+    row["paper"] = f"{claim.factor:g}x"
+    return row
+
+
+def _row(claim: Claim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int], est: float,
+         lo: float, hi: float, verdict: str, detail: str, paper: str) -> dict[str, Any]:
+    return {
+        "claim": claim.text, "axis": claim.axis, "compared": _compared(claim, pairs), "paper": paper,
+        "quantity": quantity, "n": len(seeds), "seeds": " ".join(str(s) for s in seeds), "estimate": est,
+        "ci_low": lo, "ci_high": hi, "verdict": verdict, "detail": detail,
+    }

@@ -1,0 +1,264 @@
+"""``ablate report``: planted effects come out right, bad runs are reported, output is deterministic,
+and a report on a small real run has every variant, valid PNGs and CSVs that parse back."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ablate.cli import app
+from ablate.report import build_report
+from ablate.variant import Variant
+from planted import Outcome, seeded_noise, write_planted
+
+BASE = "relu-overlap-none-drop"
+BETTER, WORSE, SAME = "relu-nonoverlap-none-drop", "relu-overlap-lrn-drop", "tanh-overlap-none-drop"
+# Planted per-seed differences against the baseline (accuracy, as a fraction).
+PLANTED = {BASE: 0.0, BETTER: 0.05, WORSE: -0.04, SAME: 0.0}
+ONE_AT_A_TIME = {"pooling": ["nonoverlap"], "norm": ["lrn"], "activation": ["tanh"]}
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def planted_outcome(axes: dict, seed: int) -> Outcome:
+    """Large seed-to-seed spread (+-3 points, shared by every variant of a seed: pairing removes
+    it) plus a planted effect per variant plus small per-run noise (sd 0.3 points)."""
+    slug = Variant(**axes).slug()
+    seed_effect = 0.03 * math.sin(1.7 * seed + 0.4)
+    noise = seeded_noise(1, slug, seed).normal(0, 0.003)
+    return Outcome(final_val_acc=0.55 + seed_effect + PLANTED[slug] + noise)
+
+
+def _planted(root: Path, seeds=range(6), outcome=planted_outcome, name="planted") -> None:
+    write_planted(root, name, ONE_AT_A_TIME, list(seeds), outcome, design="one-at-a-time")
+
+
+def _cli_report(cli, results: Path, out: Path, *args: str):
+    result = cli.invoke(app, ["report", *args, "--results", str(results), "--out", str(out)])
+    return result
+
+
+def test_planted_effects_give_intervals_holding_them_and_the_right_verdicts(cli, tmp_path: Path) -> None:
+    _planted(tmp_path / "results")
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    comp = pd.read_csv(tmp_path / "reports" / "planted" / "comparisons.csv")
+    for column in ("variant", "metric", "diff", "ci_low", "ci_high", "p", "p_holm", "verdict"):
+        assert column in comp.columns
+    acc = comp[comp["metric"] == "final_val_acc"].set_index("variant")
+    assert list(acc.index) == [BETTER, WORSE, SAME]
+    for variant, verdict in ((BETTER, "better"), (WORSE, "worse"), (SAME, "no detectable difference")):
+        row = acc.loc[variant]
+        assert row["n"] == 6
+        assert row["ci_low"] <= PLANTED[variant] <= row["ci_high"], (variant, row["ci_low"], row["ci_high"])
+        assert row["diff"] == pytest.approx(PLANTED[variant], abs=0.004)
+        assert row["verdict"] == verdict, variant
+    # Holm over the three variants on one metric: the smallest p is multiplied by 3
+    smallest = acc["p"].idxmin()
+    assert acc.loc[smallest, "p_holm"] == pytest.approx(min(1.0, 3 * acc.loc[smallest, "p"]), rel=1e-6)
+    readme = (tmp_path / "reports" / "planted" / "README.md").read_text()
+    headline = {line.split("`")[1]: line for line in readme.split("## Answer")[1].split("##")[0].splitlines() if line.startswith("- `")}
+    for variant, verdict in ((BETTER, "better"), (WORSE, "worse")):
+        row = acc.loc[variant]
+        shown = f"{100 * row['diff']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] points"
+        assert headline[variant].startswith(f"- `{variant}`: {shown}") and headline[variant].endswith(f"**{verdict}**")
+    assert headline[SAME].endswith("**no detectable difference**")
+    assert "no detectable difference" in readme
+
+
+def test_fewer_than_two_seeds_gives_no_interval(cli, tmp_path: Path) -> None:
+    _planted(tmp_path / "results", seeds=[3])
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "reports" / "planted"
+    comp = pd.read_csv(folder / "comparisons.csv")
+    acc = comp[comp["metric"] == "final_val_acc"]
+    assert acc["ci_low"].isna().all() and acc["ci_high"].isna().all() and acc["p"].isna().all()
+    assert set(acc["verdict"]) == {"not enough seeds"}
+    assert (acc["note"].str.contains("no interval can be given")).all()
+    summary = pd.read_csv(folder / "summary.csv")
+    assert summary["final_val_acc_ci_low"].isna().all() and (summary["n"] == 1).all()
+    readme = (folder / "README.md").read_text()
+    base_line = next(line for line in readme.splitlines() if line.startswith(f"| `{BASE}` (baseline) |"))
+    assert "(no CI, n=1)" in base_line and "[" not in base_line
+    assert f"`{BETTER}`: +" in readme and "(no CI, n=1)" in readme and "**not enough seeds**" in readme
+
+
+def test_missing_failed_and_diverged_runs_are_reported(cli, tmp_path: Path) -> None:
+    bad = {(BETTER, 1): "failed", (BETTER, 2): "missing", (WORSE, 0): "diverged", (BASE, 4): "failed"}
+
+    def outcome(axes: dict, seed: int) -> Outcome:
+        o = planted_outcome(axes, seed)
+        o.status = bad.get((Variant(**axes).slug(), seed), "ok")
+        return o
+
+    _planted(tmp_path / "results", outcome=outcome)
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    folder = tmp_path / "reports" / "planted"
+    runs = pd.read_csv(folder / "runs.csv")
+    assert len(runs) == 4 * 6  # every cell, including the missing one
+    got = {(r.variant, r.seed): r.status for r in runs.itertuples() if r.status != "ok"}
+    assert got == bad
+    summary = pd.read_csv(folder / "summary.csv").set_index("variant")
+    assert summary.loc[BETTER, ["n", "n_failed", "n_missing"]].tolist() == [4, 1, 1]
+    assert summary.loc[WORSE, ["n", "n_diverged"]].tolist() == [5, 1]
+    assert summary.loc[BASE, ["n", "n_failed"]].tolist() == [5, 1]
+    comp = pd.read_csv(folder / "comparisons.csv")
+    acc = comp[comp["metric"] == "final_val_acc"].set_index("variant")
+    assert acc.loc[BETTER, "seeds"] == "0 3 5" and acc.loc[BETTER, "n"] == 3  # paired only where both are ok
+    readme = (folder / "README.md").read_text()
+    section = readme.split("## Runs that are not ok")[1].split("## Summary")[0]
+    for (variant, seed), status in bad.items():
+        assert any(f"`{variant}` | {seed} | {status}" in line for line in section.splitlines()), (variant, seed)
+    assert "RuntimeError: out of memory" in section and "no result file" in section
+    assert "1 failed, 1 missing" in readme  # the summary table's "not ok" column
+    assert "24 cells: 20 ok, 1 diverged, 2 failed, 1 missing" in readme
+
+
+def test_report_is_deterministic(tmp_path: Path) -> None:
+    _planted(tmp_path / "results")
+    first = build_report(tmp_path / "results", "planted", tmp_path / "a")
+    second = build_report(tmp_path / "results", "planted", tmp_path / "b")
+    names = sorted(p.name for p in first.files if p.suffix in (".csv", ".md"))
+    assert names == ["README.md", "claims.csv", "comparisons.csv", "epochs.csv", "runs.csv", "summary.csv"]
+    for name in names:
+        assert (first.folder / name).read_bytes() == (second.folder / name).read_bytes(), name
+
+
+def test_baseline_option_changes_the_reference(cli, tmp_path: Path) -> None:
+    _planted(tmp_path / "results")
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports", "--baseline", BETTER)
+    assert result.exit_code == 0, result.output
+    comp = pd.read_csv(tmp_path / "reports" / "planted" / "comparisons.csv")
+    acc = comp[comp["metric"] == "final_val_acc"].set_index("variant")
+    assert set(acc["baseline"]) == {BETTER} and BETTER not in acc.index
+    assert acc.loc[BASE, "ci_low"] <= -0.05 <= acc.loc[BASE, "ci_high"] and acc.loc[BASE, "verdict"] == "worse"
+
+
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["nope"], "unknown experiment 'nope'"),
+        (["planted", "--baseline", "relu-overlap"], "unknown baseline 'relu-overlap'"),
+        (["--target-acc", "60"], "--target-acc 60: expected a fraction between 0 and 1"),
+    ],
+)
+def test_errors_are_one_line_with_exit_code_2(cli, tmp_path: Path, args: list[str], expected: str) -> None:
+    _planted(tmp_path / "results", seeds=[0])
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports", *args)
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.output
+
+
+def test_no_results_is_an_error_and_non_experiment_folders_are_skipped(cli, tmp_path: Path) -> None:
+    (tmp_path / "results" / "bench").mkdir(parents=True)  # someone else's folder, no runs/
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
+    assert result.exit_code == 2 and "no results under" in result.output
+    _planted(tmp_path / "results", seeds=[0, 1])
+    result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["planted"]
+
+
+# --- a small real run ------------------------------------------------------------------------------
+REAL = """
+name = "real"
+seeds = [0, 1]
+design = "grid"
+[axes]
+pooling = ["overlap", "nonoverlap"]
+[data]
+train_size = 16
+val_size = 8
+[train]
+epochs = 2
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+"""
+
+
+@pytest.fixture(scope="module")
+def real_results(tmp_path_factory) -> Path:
+    """Train 2 variants x 2 seeds x 2 epochs of one step on 16 generated images (~10 s on 2 busy cores)."""
+    import torch
+
+    from ablate.experiment import load_experiment
+    from ablate.runner import run_experiment
+
+    folder = tmp_path_factory.mktemp("real")
+    (folder / "real.toml").write_text(REAL, encoding="utf-8")
+    root = folder / "results"
+    exp = load_experiment(folder / "real.toml")
+    summary = run_experiment(exp, torch.device("cpu"), root)
+    assert len(summary.records) == 4
+    return root
+
+
+def test_report_of_a_real_run(cli, real_results: Path, tmp_path: Path) -> None:
+    out = tmp_path / "reports"
+    result = cli.invoke(app, ["report", "real", "--results", str(real_results), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    folder = out / "real"
+    readme = (folder / "README.md").read_text()
+    for variant in ("relu-overlap-none-drop", "relu-nonoverlap-none-drop"):
+        assert f"`{variant}`" in readme and variant in result.output
+    pngs = ["learning_curves.png", "final_val_acc.png", "throughput.png"]
+    for name in pngs:
+        path = folder / name
+        assert path.read_bytes()[:8] == PNG_SIGNATURE and f"]({name})" in readme
+        with Image.open(path) as image:
+            image.verify()
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] > 600 and image.size[1] > 200
+    assert not (folder / "interaction.png").exists()  # one axis: no heatmap
+    summary = pd.read_csv(folder / "summary.csv")
+    assert list(summary["variant"]) == ["relu-overlap-none-drop", "relu-nonoverlap-none-drop"]
+    assert (summary["n"] == 2).all() and summary["final_val_acc_ci_low"].notna().all()
+    comp = pd.read_csv(folder / "comparisons.csv")
+    assert set(comp["variant"]) == {"relu-nonoverlap-none-drop"} and comp["verdict"].notna().all()
+    runs = pd.read_csv(folder / "runs.csv")
+    epochs = pd.read_csv(folder / "epochs.csv")
+    assert len(runs) == 4 and (runs["status"] == "ok").all() and len(epochs) == 8
+    claims = pd.read_csv(folder / "claims.csv")
+    assert "Overlapping pooling lowers the error" in set(claims["claim"])
+
+    again = tmp_path / "again"
+    cli.invoke(app, ["report", "real", "--results", str(real_results), "--out", str(again)])
+    for name in ("summary.csv", "comparisons.csv", "runs.csv", "epochs.csv", "claims.csv", "README.md"):
+        assert (folder / name).read_bytes() == (again / "real" / name).read_bytes(), name
+
+
+def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
+    axes = {"pooling": ["overlap", "nonoverlap"], "norm": ["none", "lrn"]}
+
+    def outcome(ax: dict, seed: int) -> Outcome:
+        y = 0.5 + 0.01 * seed + 0.04 * (ax["pooling"] == "nonoverlap") + 0.02 * (ax["norm"] == "lrn")
+        return Outcome(final_val_acc=y + seeded_noise(4, tuple(ax.items()), seed).normal(0, 0.002))
+
+    write_planted(tmp_path / "results", "grid", axes, [0, 1, 2, 3], outcome)
+    rep = build_report(tmp_path / "results", "grid", tmp_path / "reports")
+    assert (rep.folder / "interaction.png").read_bytes()[:8] == PNG_SIGNATURE
+    effects = pd.read_csv(rep.folder / "effects.csv")
+    main = effects[effects["kind"] == "main"].set_index("axes")
+    assert main.loc["pooling", "ci_low"] <= 0.04 <= main.loc["pooling", "ci_high"]
+    assert main.loc["norm", "ci_low"] <= 0.02 <= main.loc["norm", "ci_high"]
+    inter = effects[effects["kind"] == "interaction"].iloc[0]
+    assert inter["ci_low"] <= 0.0 <= inter["ci_high"] and inter["verdict"] == "no detectable interaction"
+    readme = rep.readme.read_text()
+    assert "## Main effects and interactions" in readme and "](interaction.png)" in readme
+
+
+def test_stale_output_files_are_removed(tmp_path: Path) -> None:
+    write_planted(tmp_path / "results", "g", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
+    folder = tmp_path / "reports" / "g"
+    folder.mkdir(parents=True)
+    (folder / "interaction.png").write_bytes(b"old")
+    (folder / "notes.txt").write_text("mine")
+    build_report(tmp_path / "results", "g", tmp_path / "reports")
+    assert not (folder / "interaction.png").exists() and (folder / "notes.txt").exists()
