@@ -238,3 +238,69 @@ def main(
         load_plugins(plugin)
     except PluginError as e:
         raise fail(str(e)) from None
+
+
+@app.command()
+def report(
+    names: Optional[List[str]] = typer.Argument(
+        None, metavar="[EXPERIMENT]...", help="Experiments to report on (default: every experiment under --results)."
+    ),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<experiment>/ (README.md, CSVs, PNGs)."),
+    baseline: Optional[str] = typer.Option(
+        None, "--baseline", metavar="VARIANT", help="Variant slug to compare against (default: the experiment's [model])."
+    ),
+    target_acc: Optional[float] = typer.Option(
+        None, "--target-acc", metavar="X", help="Also report epochs/time to reach this validation accuracy (0-1, e.g. 0.6)."
+    ),
+    target_train_error: float = typer.Option(
+        0.25, "--target-train-error", metavar="E", help="Training error for epochs/time to target (0-1; the paper's 0.25)."
+    ),
+) -> None:
+    """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
+    from ablate.analysis import ReportError, Targets, available_experiments
+    from ablate.report import build_report
+
+    for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):
+        if value is not None and not 0 < value < 1:
+            raise fail(f"{flag} {value:g}: expected a fraction between 0 and 1, e.g. 0.6")
+    found = available_experiments(results)
+    if not found:
+        raise fail(f"no results under {results} (no <experiment>/runs/ folders); run 'ablate run FILE' first")
+    chosen = list(names or found)
+    targets = Targets(train_error=target_train_error, val_acc=target_acc)
+    for name in chosen:
+        try:
+            rep = build_report(results, name, out, baseline=baseline, targets=targets)
+        except ReportError as e:
+            if names:
+                raise fail(str(e)) from None
+            err.print(f"[yellow]skipped[/] {escape(name)}: {escape(str(e))}", highlight=False)
+            continue
+        console.print(_report_table(rep))
+        for note in rep.data.notes:
+            console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
+        console.print(f"  report: {rep.readme} ({len(rep.files)} files)", highlight=False)
+
+
+def _report_table(rep: Any) -> Table:
+    """Per variant: runs, final validation accuracy with its CI, and the paired verdict against the baseline."""
+    from ablate.report import fmt_ci, fmt_p
+
+    data, summary, comp = rep.data, rep.summary, rep.comparisons
+    primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
+    table = Table(title=f"{data.name}: final validation accuracy (%), 95% CI over seeds; baseline {data.baseline}")
+    for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "verdict"):
+        table.add_column(col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant")
+    for r in summary.to_dict("records"):
+        v = r["variant"]
+        bad = ", ".join(f"{int(r[c])} {c[2:]}" for c in ("n_diverged", "n_failed", "n_missing", "n_other") if r[c])
+        acc = fmt_ci(r["final_val_acc_mean"], r["final_val_acc_ci_low"], r["final_val_acc_ci_high"], int(r["n"]), 100.0)
+        if v in primary.index:
+            c = primary.loc[v]
+            diff = fmt_ci(c["diff"], c["ci_low"], c["ci_high"], int(c["n"]), 100.0, signed=True) if c["n"] else "-"
+            p, verdict = fmt_p(c["p_holm"]), str(c["verdict"])
+        else:
+            diff, p, verdict = "", "", "(baseline)"
+        table.add_row(escape(v), f"{int(r['n'])}/{int(r['n_cells'])}", bad or "-", acc, diff, p, verdict)
+    return table
