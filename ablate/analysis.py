@@ -350,6 +350,9 @@ def load_experiment_data(
     epochs = _sorted(epochs, order, ["seed", "epoch"])
     if stale:
         notes.append(f"{stale} run(s) from an older configuration of this experiment were ignored")
+    devices = sorted({d for d, st in zip(runs.get("device", []), runs["status"]) if st == STATUS_OK and isinstance(d, str) and d})
+    if len(devices) > 1:
+        notes.append(f"ok runs come from {len(devices)} devices ({', '.join(devices)}): speed and time comparisons mix machines")
     return ExperimentData(
         name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
         variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,

@@ -149,6 +149,16 @@ def fmt_p(p: Any) -> str:
     return f"{p:.4f}" if p < 0.1 else f"{p:.3f}".rstrip("0").rstrip(".") if p < 1 else "1"
 
 
+def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
+    """``"mean ±half"`` of a symmetric interval (compact, for terminals); ``"mean (n=1)"`` without one."""
+    if _isnan(mean):
+        return "-"
+    head = fmt(float(mean) * scale, digits, signed)
+    if n < 2 or _isnan(low):
+        return f"{head} (n={n})"
+    return f"{head} ±{fmt((float(high) - float(low)) / 2 * scale, digits)}"
+
+
 def fmt_ci(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
     """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)"."""
     if _isnan(mean):
@@ -267,9 +277,13 @@ def _headline(data: ExperimentData, comparisons: pd.DataFrame) -> list[str]:
     out = ["## Answer", "", f"Final validation accuracy of each variant against the baseline `{data.baseline}` "
            "(difference in percentage points, 95% CI over seeds paired by seed, Holm-adjusted p):", ""]
     for r in primary.itertuples():
+        note = f" ({r.note})" if r.note else ""
+        if not r.n:
+            out.append(f"- `{r.variant}`: **{r.verdict}**{note}")
+            continue
         ci = fmt_ci(r.diff, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True)
         p = f", p_holm {fmt_p(r.p_holm)}" if not _isnan(r.p_holm) else ""
-        out.append(f"- `{r.variant}`: {ci} points{p}: **{r.verdict}**" + (f" ({r.note})" if r.note else ""))
+        out.append(f"- `{r.variant}`: {ci} points{p}: **{r.verdict}**{note}")
     return out + [""]
 
 
@@ -450,6 +464,8 @@ def _method_section(data: ExperimentData) -> list[str]:
             "- Paired t-test: t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom, two-sided.",
             "- Holm: p-values of one family sorted ascending, p_(k) · (m - k + 1), made monotone, capped at 1.",
             "- Only runs with status ok enter the statistics; diverged, failed and missing cells are listed and counted.",
+            "- Final validation accuracy is the primary metric. Best validation accuracy is the maximum over epochs on "
+            "the same validation set, so it is optimistic.",
             "- Time to target: the first epoch whose recorded training error (1 - training accuracy, measured during "
             "the epoch) or validation accuracy meets the target; runs that never get there are counted, not averaged.",
             "- Statistics code: `ablate/stats.py` (formulas in its docstring).", ""]

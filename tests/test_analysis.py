@@ -77,6 +77,15 @@ def test_stale_runs_of_an_older_config_are_ignored_and_counted(tmp_path: Path) -
     assert any("older configuration" in n for n in data.notes)
 
 
+def test_runs_from_several_devices_get_a_note(tmp_path: Path) -> None:
+    _pooling(tmp_path)
+    assert not any("devices" in n for n in load_experiment_data(tmp_path, "pool").notes)
+    other = make_record("pool", {"pooling": "nonoverlap"}, 2, Outcome(extra={"env": {"device_name": "NVIDIA H100"}}))
+    write_run(tmp_path, other)  # same run id as the planted one: replaces it
+    notes = load_experiment_data(tmp_path, "pool").notes
+    assert any("2 devices (NVIDIA H100, test cpu)" in n for n in notes)
+
+
 def test_time_to_target(tmp_path: Path) -> None:
     reach = {0: 3, 1: None}
     write_planted(tmp_path, "t", {"pooling": ["overlap"]}, [0, 1], lambda axes, s: Outcome(reach_train_target=reach[s]))
