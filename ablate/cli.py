@@ -285,20 +285,20 @@ def report(
 
 def _report_table(rep: Any) -> Table:
     """Per variant: runs, final validation accuracy with its CI, and the paired verdict against the baseline."""
-    from ablate.report import fmt_ci, fmt_p
+    from ablate.report import fmt_p, fmt_pm
 
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    table = Table(title=f"{data.name}: final validation accuracy (%), 95% CI over seeds; baseline {data.baseline}")
+    table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}")
     for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant")
     for r in summary.to_dict("records"):
         v = r["variant"]
         bad = ", ".join(f"{int(r[c])} {c[2:]}" for c in ("n_diverged", "n_failed", "n_missing", "n_other") if r[c])
-        acc = fmt_ci(r["final_val_acc_mean"], r["final_val_acc_ci_low"], r["final_val_acc_ci_high"], int(r["n"]), 100.0)
+        acc = fmt_pm(r["final_val_acc_mean"], r["final_val_acc_ci_low"], r["final_val_acc_ci_high"], int(r["n"]), 100.0)
         if v in primary.index:
             c = primary.loc[v]
-            diff = fmt_ci(c["diff"], c["ci_low"], c["ci_high"], int(c["n"]), 100.0, signed=True) if c["n"] else "-"
+            diff = fmt_pm(c["diff"], c["ci_low"], c["ci_high"], int(c["n"]), 100.0, signed=True) if c["n"] else "-"
             p, verdict = fmt_p(c["p_holm"]), str(c["verdict"])
         else:
             diff, p, verdict = "", "", "(baseline)"
