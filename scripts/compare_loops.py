@@ -1,0 +1,257 @@
+#!/usr/bin/env python
+"""Training throughput of ablate's loop against a hand-written and a blog-style loop, the LRN
+variant against the no-norm one, and the throughput ablate stores against an independent clock.
+
+Sections (``--sections``, default all three):
+
+``loops``  The baseline alexnet65, same batch size, same data, in one process:
+           - ``ablate``: ``train_cell`` (the real thing: ``ablate run`` calls it); the number is
+             the one it stores, ``runtime.train_images_per_s``;
+           - ``hand``: a plain PyTorch loop with identical settings (``ablate.bench.HandLoop``:
+             device-resident uint8 data, seeded permutation, on-device normalization, same
+             precision, channels_last, fused SGD), timed over the same number of steps after the
+             same warm-up, device synchronized at both clock reads;
+           - ``blog``: a tutorial-style loop (``ablate.bench.BlogLoop``: fp32, NCHW, per-image
+             transforms in a DataLoader, ``.to(device)`` per batch, ``loss.item()`` per step).
+``lrn``    ablate's stored throughput for ``norm = "lrn"`` (ablate's LRN) and ``norm = "none"``,
+           plus torch's ``nn.LocalResponseNorm`` in the same place (``--no-torch-lrn`` skips it),
+           as ratios to the no-norm variant.
+``stored`` One ablate run with an observer that reads the clock (after synchronizing the device)
+           at the end of the last warm-up step and of the last step: the same steps, timed
+           independently of ablate's timer; the two must agree within 5%.
+
+Every measurement is a fresh run; runs of the compared loops are interleaved (A, B, C, then
+C, B, A, ...) and medians reported, so that load from other processes hits all sides alike.
+
+The images are random uint8 pixels with random labels by default (``--data shapes`` uses the
+built-in generated set): throughput does not depend on pixel values, and generating tens of
+thousands of shapes images takes longer than the measurement.
+
+Usage (repository root, venv active)::
+
+    python scripts/compare_loops.py                                   # CPU: batch 32, fp32
+    python scripts/compare_loops.py --device cuda --batch-size 256 --precision bf16 --steps 100
+    python scripts/compare_loops.py --sections lrn --rounds 7 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ablate import NORMS, Variant, register_norm
+from ablate.bench import BlogLoop, HandLoop
+from ablate.config import DataConfig, TrainConfig
+from ablate.data import ImageSplits, channel_stats, load_splits
+from ablate.env import device_name
+from ablate.experiment import Cell
+from ablate.train import WARMUP_STEPS, resolve_device, resolve_precision, train_cell
+
+TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
+
+
+def torch_lrn(channels: int) -> nn.Module:
+    return nn.LocalResponseNorm(5, alpha=5e-4, beta=0.75, k=2.0)
+
+
+def make_splits(kind: str, images: int, size: int = 65) -> ImageSplits:
+    if kind == "shapes":
+        return load_splits(DataConfig(train_size=images, val_size=64), size)
+    g = torch.Generator().manual_seed(0)
+    train_x = torch.randint(0, 256, (images, 3, size, size), dtype=torch.uint8, generator=g)
+    mean, std = channel_stats(train_x[:512])
+    return ImageSplits(
+        train_x=train_x, train_y=torch.randint(0, 10, (images,), generator=g),
+        val_x=torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=g),
+        val_y=torch.randint(0, 10, (64,), generator=g),
+        classes=[str(i) for i in range(10)], mean=mean, std=std, info={"source": "random"},
+    )
+
+
+def ablate_run(variant: Variant, splits: ImageSplits, device: torch.device, args: argparse.Namespace,
+               observer: Any = None, **train_changes: Any) -> dict[str, Any]:
+    train = TrainConfig(
+        epochs=1, batch_size=args.batch_size, eval_batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
+        weight_decay=5e-4, precision=args.precision, channels_last=True,
+    )
+    train = replace(train, **train_changes)
+    cell = Cell("compare", variant, 0, DataConfig(), train)
+    return train_cell(cell, splits, device, observer)
+
+
+def ablate_images_per_s(*a: Any, **k: Any) -> float:
+    record = ablate_run(*a, **k)
+    assert record["status"] == "ok", record.get("error")
+    assert record["runtime"]["warmup_steps_untimed"] == WARMUP_STEPS
+    return record["runtime"]["train_images_per_s"]
+
+
+def timed_loop(loop: Any, device: torch.device, warmup: int, steps: int, batch: int) -> float:
+    loop.run(warmup)  # ends with a device synchronization
+    start = time.perf_counter()
+    loop.run(steps)  # ends with a device synchronization
+    return steps * batch / (time.perf_counter() - start)
+
+
+def interleave(named: dict[str, Callable[[], float]], rounds: int, log: Callable[[str], None]) -> dict[str, list[float]]:
+    """Run each measurement once per round, reversing the order every other round."""
+    out: dict[str, list[float]] = {name: [] for name in named}
+    order = list(named)
+    for r in range(rounds):
+        for name in order if r % 2 == 0 else order[::-1]:
+            value = named[name]()
+            out[name].append(value)
+            log(f"  round {r + 1}/{rounds} {name:>12}: {value:,.1f} images/s")
+    return out
+
+
+class StepClock:
+    """Independent clock: marks at the end of the last warm-up step and of the epoch's last step."""
+
+    def __init__(self, device: torch.device, warmup: int) -> None:
+        self.device, self.warmup, self.marks = device, warmup, {}
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        if epoch == 1 and step in (self.warmup, steps):
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            self.marks[step] = time.perf_counter()
+            self.steps = steps
+
+    def on_epoch(self, metrics: dict[str, Any]) -> None:
+        pass
+
+
+def row(name: str, values: list[float], ref: list[float] | None = None) -> str:
+    med = statistics.median(values)
+    spread = f"{min(values):,.1f}-{max(values):,.1f}"
+    ratio = f"{med / statistics.median(ref):.3f}" if ref else ""
+    return f"| {name} | {med:,.1f} | {spread} | {len(values)} | {ratio} |"
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 256 on CUDA")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
+    p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 8 on CPU, 100 on CUDA)")
+    p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--sections", default="loops,lrn,stored")
+    p.add_argument("--blog-workers", type=int, default=None, help="DataLoader workers of the blog loop (default 0 on CPU, 4 on CUDA)")
+    p.add_argument("--no-torch-lrn", action="store_true", help="skip torch's nn.LocalResponseNorm in the lrn section")
+    p.add_argument("--data", choices=["random", "shapes"], default="random")
+    p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", type=Path, default=None, help="also write all measurements here")
+    p.add_argument("--quiet", action="store_true", help="no per-run lines, only the tables")
+    args = p.parse_args()
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = resolve_device(args.device)
+    cuda = device.type == "cuda"
+    args.batch_size = args.batch_size or (256 if cuda else 32)
+    args.steps = args.steps or (100 if cuda else 8)
+    args.blog_workers = args.blog_workers if args.blog_workers is not None else (4 if cuda else 0)
+    args.precision = resolve_precision(TrainConfig(precision=args.precision), device)
+    sections = [s.strip() for s in args.sections.split(",") if s.strip()]
+    log = (lambda s: None) if args.quiet else (lambda s: print(s, flush=True))
+    if cuda:
+        torch.backends.cudnn.benchmark = True  # ablate's default; set here so the hand loop has it too
+
+    # One epoch of WARMUP_STEPS + steps optimizer steps: ablate leaves the warm-up out of its number.
+    images = args.batch_size * (WARMUP_STEPS + args.steps)
+    splits = make_splits(args.data, images)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    header = (
+        f"device: {device_name(device)} | torch {torch.__version__} | python {platform.python_version()} | "
+        f"batch {args.batch_size} | precision {args.precision} | {args.steps} timed steps after {WARMUP_STEPS} "
+        f"warm-up | {args.rounds} rounds | data {args.data} | load average at start {load:.2f}"
+    )
+    print(header, flush=True)
+    results: dict[str, Any] = {"header": header, "args": {k: str(v) for k, v in vars(args).items()}}
+    tables: list[str] = []
+    base = Variant()
+
+    if "loops" in sections:
+        log("loops: ablate vs hand-written vs blog-style")
+
+        def hand() -> float:
+            return timed_loop(HandLoop(base, splits, device, args.batch_size, args.precision), device,
+                              WARMUP_STEPS, args.steps, args.batch_size)
+
+        def blog() -> float:
+            loop = BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers)
+            return timed_loop(loop, device, WARMUP_STEPS, args.steps, args.batch_size)
+
+        got = interleave({"ablate": lambda: ablate_images_per_s(base, splits, device, args), "hand": hand, "blog": blog},
+                         args.rounds, log)
+        results["loops"] = got
+        tables += [
+            f"\nTraining loops, baseline {base.slug()}: images/s (median over rounds; ratio = median / hand-written's)",
+            "| loop | images/s | range | runs | vs hand |", "|---|---:|---:|---:|---:|",
+            row(f"ablate ({args.precision}, channels_last, stored number)", got["ablate"], got["hand"]),
+            row(f"hand-written ({args.precision}, channels_last)", got["hand"], got["hand"]),
+            row(f"blog-style (fp32, NCHW, DataLoader x{args.blog_workers} workers)", got["blog"], got["hand"]),
+            f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x",
+        ]
+
+    if "lrn" in sections:
+        log("lrn: ablate's LRN and torch's vs no normalization (ablate loop, stored numbers)")
+        named = {
+            "none": lambda: ablate_images_per_s(base, splits, device, args),
+            "lrn": lambda: ablate_images_per_s(base.replace(norm="lrn"), splits, device, args),
+        }
+        if not args.no_torch_lrn:
+            if TORCH_LRN not in NORMS:
+                register_norm(TORCH_LRN)(torch_lrn)
+            named["torch-lrn"] = lambda: ablate_images_per_s(base.replace(norm=TORCH_LRN), splits, device, args)
+        got = interleave(named, args.rounds, log)
+        results["lrn"] = got
+        tables += [
+            "\nLRN variant vs no-norm variant: ablate's stored images/s (ratio = median / no-norm's; target >= 0.80)",
+            "| variant | images/s | range | runs | vs none |", "|---|---:|---:|---:|---:|",
+            row("norm = none", got["none"], got["none"]),
+            row("norm = lrn (ablate.lrn)", got["lrn"], got["none"]),
+        ]
+        if "torch-lrn" in got:
+            tables.append(row("nn.LocalResponseNorm (before)", got["torch-lrn"], got["none"]))
+        paired = [lrn / none for lrn, none in zip(got["lrn"], got["none"])]
+        tables.append(f"per-round lrn/none ratios: {', '.join(f'{r:.3f}' for r in paired)}")
+
+    if "stored" in sections:
+        log("stored: ablate's number vs an independent clock on the same steps")
+        agreement = []
+        for r in range(max(1, min(args.rounds, 3))):
+            clock = StepClock(device, WARMUP_STEPS)
+            record = ablate_run(base, splits, device, args, observer=clock)
+            independent = (clock.steps - WARMUP_STEPS) * args.batch_size / (clock.marks[clock.steps] - clock.marks[WARMUP_STEPS])
+            stored = record["runtime"]["train_images_per_s"]
+            agreement.append({"stored": stored, "independent": independent, "ratio": stored / independent})
+            log(f"  run {r + 1}: stored {stored:,.1f}, independent {independent:,.1f}")
+        results["stored"] = agreement
+        tables += [
+            "\nStored throughput vs independent clock on the same steps (must agree within 5%)",
+            "| run | stored images/s | independent images/s | stored / independent |", "|---:|---:|---:|---:|",
+            *[f"| {i + 1} | {a['stored']:,.1f} | {a['independent']:,.1f} | {a['ratio']:.4f} |" for i, a in enumerate(agreement)],
+        ]
+
+    print("\n".join(tables))
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    ok = all(abs(a["ratio"] - 1) <= 0.05 for a in results.get("stored", []))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
