@@ -43,6 +43,7 @@ from ablate.variant import Variant
 STATUS_OK = "ok"
 STATUS_MISSING = "missing"
 NOT_REACHED = "target not reached"
+ALL_EQUAL_NOTE = "every paired difference is the same (quantized metric?): zero-width interval, sign-flip p-value"
 
 
 class ReportError(ValueError):
@@ -479,6 +480,8 @@ def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None =
                     block.append(_comparison_row(data, v, metric, [], [], base, values[v], note, censored=True))
                     continue
             seeds, diffs = stats.paired_differences(values[v], base)
+            if stats.paired_test(diffs).all_equal:
+                note = ALL_EQUAL_NOTE
             if not seeds:
                 note = "no seed with an ok run of both variant and baseline"
             elif len(seeds) < 2:
@@ -695,7 +698,8 @@ def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, c: C
         "kind": kind, "axes": axes, "level": str(level), "reference": str(ref), "metric": metric.name,
         "n": test.n, "seeds": " ".join(str(s) for s in c.seeds), "estimate": test.diff, "sd": test.sd,
         "ci_low": test.ci_low, "ci_high": test.ci_high, "t": test.t, "df": test.df if test.n >= 2 else pd.NA,
-        "p": test.p, "p_holm": math.nan, "verdict": "", "note": c.note,
+        "p": test.p, "p_holm": math.nan, "verdict": "",
+        "note": "; ".join(x for x in (c.note, ALL_EQUAL_NOTE if test.all_equal else "") if x),
     }
 
 

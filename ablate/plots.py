@@ -129,7 +129,7 @@ def _line_handle(color: Any, baseline: bool, marker: bool = True) -> Any:
 def _interval_panel(
     ax: Axes, data: ExperimentData, colors: dict[str, Any], order: list[str], column: str, scale: float,
     xlabel: str, title: str, reference: bool = True, annotate: dict[str, str] | None = None,
-    empty_text: str = "no ok runs with this number",
+    empty_text: str = "no ok runs with this number", bounds: tuple[float | None, float | None] = (None, None),
 ) -> None:
     """Horizontal per-variant panel: each ok run as a dot, mean with its 95% t interval as a bar."""
     ok = data.ok_runs
@@ -160,6 +160,11 @@ def _interval_panel(
                             textcoords="offset points", va="center", fontsize=8, color="0.3", annotation_clip=False)
     else:
         _no_data(ax, empty_text)
+    if any_data:
+        # A t interval over few seeds can reach impossible values (negative images/s): cut the axis
+        # at the quantity's natural bounds instead of drawing them.
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(max(lo, bounds[0]) if bounds[0] is not None else lo, min(hi, bounds[1]) if bounds[1] is not None else hi)
     ax.set_yticks(range(len(order)), [_label(data, v) for v in order])
     ax.set_ylim(len(order) - 0.5, -0.5)
     ax.set(xlabel=xlabel, title=title)
@@ -191,7 +196,7 @@ def final_accuracy(data: ExperimentData, colors: dict[str, Any], path: Path) -> 
         fig = Figure(figsize=(12, 1.6 + 0.45 * len(order)), layout="constrained")
         ax_acc, ax_gap = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
         _interval_panel(ax_acc, data, colors, order, "final_val_acc", 100.0, "final validation accuracy (%)",
-                        "Final validation accuracy")
+                        "Final validation accuracy", bounds=(0.0, 100.0))
         _interval_panel(ax_gap, data, colors, order, "gen_gap", 100.0, "train - val accuracy (points)",
                         "Generalization gap (lower = less overfitting)", annotate=_status_notes(data))
         fig.suptitle(f"{data.name}: per variant, mean with 95% CI over seeds (dots: single runs; dashed: baseline mean)",
@@ -211,7 +216,7 @@ def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path
         fig = Figure(figsize=(6 + 4.5 * len(targets), 1.6 + 0.45 * len(order)), layout="constrained")
         axes = fig.subplots(1, 1 + len(targets), sharey=True, squeeze=False)[0]
         _interval_panel(axes[0], data, colors, order, "train_images_per_s", 1.0, "training throughput (images/s)",
-                        "Training throughput", reference=True)
+                        "Training throughput", reference=True, bounds=(0.0, None))
         ok = data.ok_runs
         for ax, (column, flag, what) in zip(axes[1:], targets):
             notes = {}
@@ -220,7 +225,8 @@ def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path
                 reached = int(mine[flag].fillna(False).astype(bool).sum()) if len(mine) else 0
                 notes[v] = f"reached {reached}/{len(mine)}"
             _interval_panel(ax, data, colors, order, column, 1.0, "wall time to reach it (s)",
-                            f"Time to {what}", annotate=notes, empty_text=f"no run reached {what}\nwithin its epochs")
+                            f"Time to {what}", annotate=notes, empty_text=f"no run reached {what}\nwithin its epochs",
+                            bounds=(0.0, None))
         device = _device(data)
         fig.suptitle(f"{data.name}: speed per variant, mean with 95% CI over seeds{device}", fontsize=12)
         return _save(fig, path)

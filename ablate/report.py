@@ -37,6 +37,7 @@ from ablate.analysis import (
     metrics_for,
     status_counts,
     summary_table,
+    ALL_EQUAL_NOTE,
     NOT_REACHED,
 )
 from ablate.claims import check_claims
@@ -389,11 +390,13 @@ def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics
                     row.append("target not reached by every run")
                     continue
                 cell = fmt_ci(r["diff"], r["ci_low"], r["ci_high"], int(r["n"]), _scale(m), _digits(m), signed=True)
-                row.append(f"{cell} {_SHORT.get(r['verdict'], r['verdict'])}" if int(r["n"]) else "-")
+                mark = " †" if r["note"] == ALL_EQUAL_NOTE else ""
+                row.append(f"{cell} {_SHORT.get(r['verdict'], r['verdict'])}{mark}" if int(r["n"]) else "-")
             rows.append(row)
         out += ["### Other metrics", "",
                 "diff [95% CI] and verdict per metric (↑ higher is better, ↓ lower is better; n.s.: no detectable "
-                "difference). p-values, seeds and notes are in `comparisons.csv`.", "",
+                "difference; †: every paired difference is the same, so the interval has zero width and p is the "
+                "exact sign-flip p-value). p-values, seeds and notes are in `comparisons.csv`.", "",
                 md_table(headers, rows), ""]
     return out
 

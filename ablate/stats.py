@@ -21,8 +21,11 @@ t interval (95% by default)
     functions return NaN and :func:`verdict` says so.
 Paired t-test
     ``t = mean(d) / (sd(d) / sqrt(n))`` with ``n - 1`` degrees of freedom; two-sided
-    ``p = 2 * (1 - F_t(|t|; n - 1))``. When every ``d_i`` is equal (``sd(d) = 0``), ``p = 0`` if
-    that common value is non-zero and ``p = 1`` if it is zero.
+    ``p = 2 * (1 - F_t(|t|; n - 1))``. When every ``d_i`` is equal (``sd(d) = 0``, which happens
+    with quantized metrics such as accuracy on a small validation set, or epochs to a target) the
+    t statistic is infinite and says nothing; the p-value is then the exact two-sided sign-flip
+    (randomization) p-value ``2^(1-n)`` if the common value is non-zero, and 1 if it is zero. The
+    interval is the degenerate ``[d, d]``.
 Student's t distribution
     ``F_t(t; v) = 1 - I_x(v/2, 1/2) / 2`` for ``t >= 0`` with ``x = v / (v + t^2)``, where ``I`` is
     the regularized incomplete beta function (continued fraction, Numerical Recipes 6.4);
@@ -204,6 +207,11 @@ class PairedTest:
     df: int
     p: float
 
+    @property
+    def all_equal(self) -> bool:
+        """Every difference the same (sd 0): zero-width interval, sign-flip p-value."""
+        return self.n >= 2 and self.sd == 0.0
+
 
 def paired_test(differences: Iterable[float], confidence: float = CONFIDENCE) -> PairedTest:
     """One-sample t interval and two-sided t-test (H0: mean 0) on per-seed differences."""
@@ -213,7 +221,7 @@ def paired_test(differences: Iterable[float], confidence: float = CONFIDENCE) ->
         return PairedTest(iv.n, iv.mean, math.nan, math.nan, math.nan, math.nan, max(iv.n - 1, 0), math.nan)
     if iv.sd == 0.0 or np.all(d == d[0]):
         t = 0.0 if iv.mean == 0.0 else math.copysign(math.inf, iv.mean)
-        p = 1.0 if iv.mean == 0.0 else 0.0
+        p = 1.0 if iv.mean == 0.0 else 2.0 ** (1 - iv.n)  # exact sign-flip p-value
         return PairedTest(iv.n, iv.mean, 0.0, iv.mean, iv.mean, t, iv.n - 1, p)
     t = iv.mean / (iv.sd / math.sqrt(iv.n))
     return PairedTest(iv.n, iv.mean, iv.sd, iv.ci_low, iv.ci_high, t, iv.n - 1, t_sf_two_sided(t, iv.n - 1))

@@ -74,7 +74,9 @@ def test_paired_differences_pair_by_seed() -> None:
 
 def test_paired_test_constant_differences() -> None:
     same = stats.paired_test([0.05, 0.05, 0.05])
-    assert same.p == 0.0 and same.ci_low == same.ci_high == pytest.approx(0.05) and same.t == math.inf
+    # sd 0: no t-test; the exact sign-flip p-value of 3 equal positive differences is 2 / 2^3
+    assert same.p == 0.25 and same.ci_low == same.ci_high == pytest.approx(0.05) and same.t == math.inf
+    assert same.all_equal and stats.paired_test([-2.0] * 6).p == pytest.approx(1 / 32)
     zero = stats.paired_test([0.0, 0.0])
     assert zero.p == 1.0 and zero.diff == 0.0
     assert stats.verdict(zero.diff, zero.p, zero.n, True) == stats.NO_DIFFERENCE
