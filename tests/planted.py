@@ -8,7 +8,7 @@ same summary), so the report code sees exactly the shapes it sees on real result
 from __future__ import annotations
 
 import hashlib
-import json
+import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -109,8 +109,6 @@ def write_planted(
     ``outcome(axes, seed)`` decides each run (status "missing" writes no file)."""
     base = Variant(**(baseline or {}))
     if design == "grid":
-        import itertools
-
         keys = list(axes)
         variants = [base.replace(**dict(zip(keys, combo))) for combo in itertools.product(*(axes[k] for k in keys))]
     else:
@@ -134,10 +132,6 @@ def write_planted(
             if o.status != "missing":
                 write_run(root, make_record(name, v.axes(), s, o))
     return manifest
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(Path(path).read_text(encoding="utf-8"))
 
 
 def seeded_noise(seed: int, *key: Any) -> np.random.Generator:
