@@ -195,7 +195,7 @@ def real_results(tmp_path_factory) -> Path:
     (folder / "real.toml").write_text(REAL, encoding="utf-8")
     root = folder / "results"
     exp = load_experiment(folder / "real.toml")
-    summary = run_experiment(exp, torch.device("cpu"), root)
+    summary = run_experiment(exp, torch.device("cpu"), root, use_cache=False)  # nothing written outside tmp
     assert len(summary.records) == 4
     return root
 
