@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import pytest
@@ -102,18 +101,24 @@ def test_rejects_bad_arguments():
 
 def test_much_faster_than_torch_in_channels_last():
     # conv1's output at batch 8 in the model's default layout. Measured ~7x on a 2-core CPU; the
-    # test asks for 2x, interleaved (A, B, A, B, ...) with medians, so a busy shared CPU cannot
-    # fail it while a regression to torch's speed would.
+    # test asks for 2x. On one thread (a busy shared CPU stalls multi-threaded regions at random,
+    # and ours has more, smaller ops), interleaved (A, B, A, B, ...), best of 5: a regression to
+    # torch's speed fails it, noise from other processes does not.
     x = (torch.randn(8, 48, 55, 55) * 3).contiguous(memory_format=CL)
     grad = torch.randn_like(x)
     ours, theirs = LocalResponseNorm(impl="eager"), torch_lrn(5)
     times: dict[str, list[float]] = {"ours": [], "torch": []}
-    for _ in range(5):
-        for name, fn in (("ours", ours), ("torch", theirs)):
-            start = time.perf_counter()
-            fwd_bwd(fn, x, grad)
-            times[name].append(time.perf_counter() - start)
-    assert statistics.median(times["torch"]) > 2 * statistics.median(times["ours"]), times
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(5):
+            for name, fn in (("ours", ours), ("torch", theirs)):
+                start = time.perf_counter()
+                fwd_bwd(fn, x, grad)
+                times[name].append(time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(threads)
+    assert min(times["torch"]) > 2 * min(times["ours"]), times
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 5 in one go, printing short tables. Budget: under ~8 minutes on one
+# H100/H200 (every stage has its own timeout). On a machine without CUDA it runs a small CPU
+# smoke version of the same stages, so the script itself can be tested anywhere.
+#
+#   scripts/gpu_check.sh            # from the repository root; uses .venv if there is one
+#   OUT=/some/dir scripts/gpu_check.sh   # keep the JSON files (default: a temporary folder)
+#
+# Stages:
+#   1. environment (torch, CUDA, device, Triton for the compiled LRN)
+#   2. correctness on the device: LRN vs nn.LocalResponseNorm fwd+bwd (eager, compiled, auto),
+#      stored-vs-independent throughput test
+#   3. scripts/compare_loops.py: ablate vs hand-written vs blog-style loop (baseline alexnet65,
+#      bf16, batch 256), LRN vs no-norm (and torch's LRN), stored vs independent clock
+#   4. ablate bench: baseline and LRN, bf16, batch 256 and 1024; then compile=default, batch 256
+set -uo pipefail
+cd "$(dirname "$0")/.."
+if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
+OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
+status=0
+stage() { echo; echo "== $*"; }
+run() {  # run TIMEOUT CMD...: a stage that fails or times out is reported, the script goes on
+    local limit=$1; shift
+    timeout "$limit" "$@"
+    local rc=$?
+    if [ $rc -ne 0 ]; then echo "!! exit $rc (124 = timed out after ${limit}s): $*"; status=1; fi
+}
+
+if python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
+    GPU=1
+else
+    GPU=0
+fi
+
+stage "1. environment"
+python - <<'EOF'
+import torch
+from ablate.env import device_name
+from torch.utils._triton import has_triton
+dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")
+print(f"device: {device_name(dev)}; triton available: {has_triton()}")
+if dev.type == "cuda":
+    print(f"bf16 supported: {torch.cuda.is_bf16_supported()}, memory {torch.cuda.get_device_properties(0).total_memory / 2**30:.0f} GiB")
+else:
+    print("no CUDA device: running the CPU smoke version (small sizes; numbers are NOT GPU numbers)")
+EOF
+
+stage "2. correctness on the device"
+run 240 python -m pytest -q -p no:cacheprovider tests/test_lrn.py tests/test_throughput.py
+
+stage "3. loops, LRN ratio, stored vs independent (scripts/compare_loops.py)"
+if [ "$GPU" = 1 ]; then
+    run 300 python scripts/compare_loops.py --device cuda --batch-size 256 --precision bf16 --steps 100 \
+        --rounds 3 --quiet --json "$OUT/compare_loops.json"
+else
+    run 300 python scripts/compare_loops.py --device cpu --batch-size 4 --steps 2 --rounds 1 --quiet \
+        --json "$OUT/compare_loops.json"
+fi
+
+stage "4. ablate bench"
+if [ "$GPU" = 1 ]; then
+    run 120 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 256,1024 -p bf16 --results "$OUT/results"
+    run 150 ablate bench relu-overlap-none-drop -b 256 -p bf16 --mode train --compile default --results "$OUT/results"
+else
+    run 120 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 2 -p fp32 --warmup 1 --steps 1 --repeats 2 \
+        --device cpu --results "$OUT/results"
+fi
+python -c "from pathlib import Path; from ablate.bench import write_bench_report; print('bench report:', write_bench_report(Path('$OUT/results'), Path('$OUT/reports')))"
+
+echo
+echo "outputs in $OUT; overall status $status"
+exit $status
