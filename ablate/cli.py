@@ -304,3 +304,83 @@ def _report_table(rep: Any) -> Table:
             diff, p, verdict = "", "", "(baseline)"
         table.add_row(escape(v), f"{int(r['n'])}/{int(r['n_cells'])}", bad or "-", acc, diff, p, verdict)
     return table
+
+
+def _split_list(values: list[str], name: str, kind: type = str) -> tuple[Any, ...] | None:
+    """``["32,64", "128"]`` -> ``(32, 64, 128)``: repeatable options that also take comma lists."""
+    items = [part.strip() for value in values for part in value.split(",") if part.strip()]
+    try:
+        return tuple(kind(i) for i in items) or None
+    except ValueError:
+        raise fail(f"{name} {', '.join(items)}: expected {kind.__name__} values, e.g. {name} 32,64") from None
+
+
+@app.command()
+def bench(
+    targets: Optional[List[str]] = typer.Argument(
+        None, metavar="[FILE.toml | PATTERN]...",
+        help="Experiment files (their variants) or shell patterns on variant slugs, e.g. 'relu-*-lrn-*'. "
+        "Default: the alexnet65 baseline and each single-axis change of it.",
+    ),
+    batch_size: List[str] = typer.Option([], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."),
+    precision: List[str] = typer.Option([], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
+    mode: List[str] = typer.Option([], "--mode", help="train | infer, repeatable or comma-separated (default both)."),
+    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    warmup: Optional[int] = typer.Option(None, min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA)."),
+    steps: Optional[int] = typer.Option(None, min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA)."),
+    repeats: Optional[int] = typer.Option(None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."),
+    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."),
+    compile_: str = typer.Option("off", "--compile", help="torch.compile mode: off | default | max-autotune."),
+    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+) -> None:
+    """Steady-state speed of variants: train-step and inference images/s, step time, peak memory, params, FLOPs."""
+    from ablate.bench import BenchError, default_settings, run_bench, save_bench, select_variants
+
+    try:
+        dev = resolve_device(device)
+        variants = select_variants(list(targets or []), dev.type)
+        settings = default_settings(
+            dev, batch_sizes=_split_list(batch_size, "--batch-size", int), precisions=_split_list(precision, "--precision"),
+            modes=_split_list(mode, "--mode"), warmup=warmup, steps=steps, repeats=repeats,
+            channels_last=channels_last, compile=compile_,
+        )
+    except (BenchError, DeviceError, ExperimentError) as e:
+        raise fail(str(e)) from None
+    cases = len(variants) * len(settings.batch_sizes) * len(settings.precisions) * len(settings.modes)
+    console.print(
+        f"[bold]bench[/]: {len(variants)} variant(s), {cases} case(s) on {dev}; warm-up {settings.warmup}, "
+        f"{settings.repeats} x {settings.steps} timed steps per case",
+        highlight=False,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=True) as progress:
+            task = progress.add_task("cases", total=cases)
+
+            def on_case(row: dict[str, Any], index: int, total: int) -> None:
+                progress.update(task, advance=1, description=f"{row['slug']} · {row['mode']} · b{row['batch_size']}")
+
+            rows = run_bench(variants, dev, settings, on_case)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: nothing saved.")
+        raise typer.Exit(130) from None
+    json_path, csv_path = save_bench(rows, dev, settings, results)
+
+    table = Table(title=f"steady-state speed on {dev} (median of {settings.repeats} repeats)")
+    for col in ("variant", "mode", "precision", "batch", "images/s", "step ms", "peak MB", "GFLOP/img", "status"):
+        table.add_column(col, justify="left" if col in ("variant", "mode", "precision", "status") else "right", no_wrap=col == "variant")
+    for r in rows:
+        flops = r.get("flops_train" if r["mode"] == "train" else "flops_forward")
+        ok = r["status"] == "ok"
+        table.add_row(
+            escape(r["slug"]), r["mode"], r["precision"], str(r["batch_size"]),
+            f"{r['images_per_s']:,.0f}" if ok else "-", f"{r['step_time_ms']:.2f}" if ok else "-",
+            f"{r['peak_memory_mb']:,.0f}" if ok and r["peak_memory_mb"] is not None else "-",
+            f"{flops / 1e9:.3f}" if flops else "-",
+            "ok" if ok else f"[red]{r['status']}[/]: {escape(str(r['error']))}",
+        )
+    console.print(table)
+    console.print(f"saved {json_path} and {csv_path}", highlight=False)
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
