@@ -9,14 +9,16 @@ but divides its alpha by ``size``, so it needs ``alpha=size * 1e-4`` to agree.
 Why not ``F.local_response_norm``: it pads a 5-D copy of x^2, runs ``avg_pool3d`` over it (a slow
 path in channels_last, the model's default layout) and leaves the backward to autograd through
 pad, pool, pow and div. On the 2-core CPU that made the LRN variant train at a third of the
-no-norm speed. Here the channel-window sum is a handful of shifted in-place adds (the window is
-only 5 channels wide), and a custom autograd function computes the gradient in closed form:
+no-norm speed. Here the channel-window sum is one matrix product with a banded C x C matrix
+(a single BLAS pass over memory), and a custom autograd function computes the gradient in
+closed form:
 
     d[c]  = k + alpha * S[c],   S[c] = sum_{c' in window(c)} a[c']^2,   b[c] = a[c] * d[c]^-beta
     da[c] = g[c] * d[c]^-beta - 2 * alpha * beta * a[c] * sum_{j : c in window(j)} g[j] * a[j] * d[j]^(-beta-1)
 
-(g = dL/db). Every step is a pointwise op or a window sum along the channel dimension, so it is
-equally fast in contiguous (NCHW) and channels_last (NHWC) memory and keeps the input's layout.
+(g = dL/db). Every step is a pointwise op or a window sum along the channel dimension (a matrix
+product either way round), so it is fast in contiguous (NCHW) and channels_last (NHWC) memory
+alike and keeps the input's layout.
 
 On CUDA (with Triton) the same maths goes through ``torch.compile``, which fuses the forward and
 the backward into a few memory-bound kernels instead of ~20 elementwise passes. On the CPU the
@@ -29,6 +31,7 @@ which would turn LRN into a constant scale.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any, Callable
 
@@ -41,21 +44,30 @@ __all__ = ["LocalResponseNorm", "local_response_norm", "lrn_reference", "IMPLEME
 IMPLEMENTATIONS = ("auto", "eager", "compiled", "torch")
 
 
-def _window_sum(t: torch.Tensor, before: int, after: int, scale: float = 1.0) -> torch.Tensor:
-    """``scale * sum(t[c - before .. c + after])`` along dim 1, zero padded; new tensor, t's layout.
+@functools.lru_cache(maxsize=64)
+def _band(channels: int, before: int, after: int, scale: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """C x C matrix with ``band[src, dst] = scale`` where ``dst - before <= src <= dst + after``."""
+    with torch.inference_mode(False):  # cached: must stay usable outside inference mode too
+        idx = torch.arange(channels, device=device)
+        offset = idx[:, None] - idx[None, :]  # src - dst
+        return ((offset >= -before) & (offset <= after)).to(dtype) * scale
 
-    Shifted in-place adds on views: no padded copy, and ``narrow`` works the same whichever
-    dimension is innermost in memory.
+
+def _window_sum(t: torch.Tensor, before: int, after: int, scale: float = 1.0) -> torch.Tensor:
+    """``scale * sum(t[c - before .. c + after])`` along dim 1, zero padded, in t's memory layout.
+
+    As one matrix product with a banded C x C matrix: a single pass over memory through BLAS,
+    4-5x faster on the CPU than summing shifted copies (5 passes), in either layout. In
+    channels_last the channels are the innermost dimension, so ``t`` is an (N*H*W) x C matrix
+    as it lies; in contiguous NCHW it is a batch of C x (H*W) matrices.
     """
     channels = t.shape[1]
-    out = t * scale if scale != 1.0 else t.clone()
-    for shift in range(1, before + 1):  # out[c] += t[c - shift]
-        if shift < channels:
-            out.narrow(1, shift, channels - shift).add_(t.narrow(1, 0, channels - shift), alpha=scale)
-    for shift in range(1, after + 1):  # out[c] += t[c + shift]
-        if shift < channels:
-            out.narrow(1, 0, channels - shift).add_(t.narrow(1, shift, channels - shift), alpha=scale)
-    return out
+    band = _band(channels, before, after, scale, t.dtype, t.device)
+    last = t.movedim(1, -1)
+    if last.is_contiguous():  # channels innermost in memory (channels_last)
+        return (last.reshape(-1, channels) @ band).view(last.shape).movedim(-1, 1)
+    t = t.contiguous()
+    return torch.matmul(band.T, t.reshape(t.shape[0], channels, -1)).view(t.shape)
 
 
 def _pads(size: int) -> tuple[int, int]:
@@ -68,16 +80,24 @@ def _upcast(t: torch.Tensor) -> torch.Tensor:
 
 
 class _LRNFunction(torch.autograd.Function):
-    """Eager LRN with the closed-form backward above; saves x, d and d^-beta."""
+    """Eager LRN with the closed-form backward above; saves x, d and d^-beta.
+
+    Written for memory traffic, which is what an LRN costs: 5 full-size passes forward and 5
+    backward (two of them BLAS), buffers reused in place where a value is dead, and d^-beta as
+    exp(-beta * log d), which is ~3x faster than ``pow`` with a fractional exponent on the CPU.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
         before, after = _pads(size)
         xf = _upcast(x)
-        d = _window_sum(xf * xf, before, after, scale=alpha).add_(k)
-        inv = d.pow(-beta)
+        sq = xf * xf
+        d = _window_sum(sq, before, after, scale=alpha).add_(k)
+        inv = torch.log(d).mul_(-beta).exp_()  # d ** -beta
         ctx.save_for_backward(x, d, inv)
         ctx.lrn = (before, after, alpha, beta)
+        if xf is x:  # fp32: x^2 is dead, its buffer takes the output
+            return torch.mul(x, inv, out=sq)
         return (xf * inv).to(x.dtype)
 
     @staticmethod
@@ -89,7 +109,7 @@ class _LRNFunction(torch.autograd.Function):
         t = (g * xf).div_(d)  # g * a * d^(-beta-1)
         # c' is in window(j) iff j is in the mirrored window of c: swap before and after.
         w = _window_sum(t, after, before)
-        return torch.addcmul(g, xf, w, value=-2.0 * alpha * beta).to(x.dtype), None, None, None, None
+        return g.addcmul_(xf, w, value=-2.0 * alpha * beta).to(x.dtype), None, None, None, None
 
 
 def _lrn_math(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
