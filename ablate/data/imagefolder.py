@@ -221,8 +221,8 @@ def imagefolder(cfg: DataConfig, input_size: int) -> ImageSplits:
             val_cache = train_cache
             layout = f"one tree, val_fraction = {cfg.val_fraction} (seed {cfg.seed})"
             skipped = _skipped_info(("" if train_tree == root else f"{train_tree.name}/", train))
-    except PermissionError as e:
-        raise DataError(f"{NAME}: cannot read {e.filename}: permission denied") from None
+    except OSError as e:  # listing or stat-ing the tree (a file removed meanwhile, no permission, ...)
+        raise DataError(f"{NAME}: cannot read {e.filename or root}: {e.strerror or e}") from None
     if val["labels"].numel() == 0:
         raise DataError(f"{NAME}: the validation split of {root} is empty; every class needs at least 2 images")
     info = {
