@@ -124,17 +124,47 @@ def _lrn_math(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -
 
 _compiled: Callable[..., torch.Tensor] | None = None
 _compile_failed: str | None = None
+_verified: set[tuple[str, torch.dtype]] = set()
+
+
+def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> None:
+    """Compile forward and backward on a small slice of ``x`` and compare with the eager
+    function; raises if either fails or disagrees. Run once per (device type, dtype), so that a
+    broken compiler stack shows up here, not as a crash (or wrong numbers) mid-training."""
+    assert _compiled is not None
+    small = x.detach()[:2]
+    for dim in range(2, small.dim()):
+        small = small.narrow(dim, 0, min(5, small.shape[dim]))
+    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    with torch.inference_mode(False), torch.enable_grad():
+        base = small.clone().contiguous(memory_format=layout)
+        grad = torch.randn_like(base)
+        outs = []
+        for fn in (_compiled, _LRNFunction.apply):
+            inp = base.clone().requires_grad_(True)
+            y = fn(inp, size, alpha, beta, k)
+            y.backward(grad)
+            outs.append((y.detach().float(), inp.grad.float()))
+    tol = 1e-4 if x.dtype == torch.float32 else 2e-2
+    for got, want in zip(outs[0], outs[1]):
+        if not torch.allclose(got, want, rtol=tol, atol=tol):
+            raise RuntimeError(f"compiled LRN disagrees with the eager one by {(got - want).abs().max().item():.3g}")
 
 
 def _compiled_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """``_lrn_math`` under torch.compile (built on first use); falls back to eager for good if
-    compilation fails, with one warning naming the reason."""
+    """``_lrn_math`` under torch.compile (built and checked on first use); falls back to the
+    eager function for good if compiling or the check fails, with one warning naming the reason."""
     global _compiled, _compile_failed
     if _compile_failed is None:
         try:
             if _compiled is None:
-                # dynamic=None: static shapes first, a dynamic-batch kernel once a second shape shows up.
+                # dynamic=None: static shapes first; once a second shape shows up (the other LRN
+                # site, the evaluation batch), the dimensions that changed become dynamic.
                 _compiled = torch.compile(_lrn_math, fullgraph=True)
+            key = (x.device.type, x.dtype)
+            if key not in _verified:
+                _check_compiled(x, size, alpha, beta, k)
+                _verified.add(key)
             return _compiled(x, size, alpha, beta, k)
         except Exception as e:  # noqa: BLE001 - any compiler failure: keep training, slower
             _compile_failed = f"{type(e).__name__}: {e}".splitlines()[0]

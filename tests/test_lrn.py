@@ -121,6 +121,23 @@ def test_much_faster_than_torch_in_channels_last():
     assert min(times["torch"]) > 2 * min(times["ours"]), times
 
 
+def test_a_broken_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
+    import ablate.lrn as lrn_mod
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no compiler here")
+
+    monkeypatch.setattr(lrn_mod, "_compiled", broken)
+    monkeypatch.setattr(lrn_mod, "_compile_failed", None)
+    monkeypatch.setattr(lrn_mod, "_verified", set())
+    x = torch.randn(2, 8, 3, 3)
+    with pytest.warns(RuntimeWarning, match="compiled LRN unavailable.*no compiler here"):
+        y = local_response_norm(x, impl="compiled")
+    torch.testing.assert_close(y, torch_lrn(5)(x), rtol=0, atol=1e-5)
+    assert lrn_mod._compile_failed == "RuntimeError: no compiler here"
+    assert lrn_mod.resolve_impl("auto", x) == "eager"
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
 @pytest.mark.parametrize("impl", ["auto", "eager", "compiled"])
 def test_cuda_matches_torch(impl):
