@@ -148,3 +148,21 @@ def test_time_steps_counts_only_timed_calls():
     per_step = time_steps(fn, torch.device("cpu"), warmup=2, steps=3, repeats=2)
     assert len(calls) == 2 + 3 * 2 and len(per_step) == 2
     assert all(0.009 < t < 0.1 for t in per_step), per_step
+
+
+def test_flops_per_image_match_a_hand_count_and_ignore_the_lrn_matmul():
+    from ablate import build_model
+    from ablate.flops import flops_per_image
+
+    # alexnet65, 2 FLOPs per multiply-add: conv k x k x c_in per output value, then the FC layers.
+    convs = [(55, 48, 3, 11), (27, 128, 48, 5), (13, 192, 128, 3), (13, 192, 192, 3), (13, 128, 192, 3)]
+    hand = sum(2 * side * side * c_out * c_in * k * k for side, c_out, c_in, k in convs)
+    hand += 2 * (128 * 6 * 6 * 2048 + 2048 * 2048 + 2048 * 10)
+    assert hand == 618_328_608
+    for norm in ("none", "lrn", "batchnorm"):
+        flops = flops_per_image(build_model(Variant(norm=norm), 10), 65)
+        assert flops["forward"] == hand, norm
+        # backward: weight gradients everywhere plus input gradients except for conv1 (its input,
+        # the image, needs none), i.e. twice the forward minus conv1's share.
+        conv1 = 2 * 55 * 55 * 48 * 3 * 11 * 11
+        assert flops["train"] == 3 * hand - conv1, norm
