@@ -155,3 +155,23 @@ def test_training_batches_are_augmented_on_the_fly_and_reproducibly():
     assert all(torch.equal(xa, xb) for (xa, _), (xb, _) in zip(a, b))
     assert all(torch.equal(ya, yp) for (_, ya), (_, yp) in zip(a, plain))  # augmentation leaves order alone
     assert not all(torch.equal(xa, xp) for (xa, _), (xp, _) in zip(a, plain))
+
+
+def test_batch_work_runs_on_one_thread_and_the_model_keeps_all(monkeypatch):
+    seen = []
+    real = torch.addcmul
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(torch, "addcmul", spy)
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        images, labels = _split()
+        for _ in _batches(images, labels, shuffle=True):
+            assert torch.get_num_threads() == 2  # the consumer (the model) sees the full setting
+        assert seen and set(seen) == {1}
+    finally:
+        torch.set_num_threads(before)
