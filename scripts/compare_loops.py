@@ -197,6 +197,15 @@ def main() -> int:
     tables: list[str] = []
     base = Variant()
 
+    def flush() -> None:
+        """Print the finished sections' tables (and save the JSON) as soon as they are done, so a
+        run cut short by a timeout still reports what it measured."""
+        if tables:
+            print("\n".join(tables), flush=True)
+            tables.clear()
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=1))
+
     steps = WARMUP_STEPS + args.steps  # one epoch of the data
     if "loops" in sections:
         log("loops: ablate vs hand-written vs blog-style")
@@ -216,6 +225,7 @@ def main() -> int:
             f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x (medians), "
             f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)",
         ]
+        flush()
 
     if "lrn" in sections:
         log("lrn: ablate's LRN and torch's vs no normalization (ablate loop, its own clock)")
@@ -239,6 +249,7 @@ def main() -> int:
             tables.append(row("nn.LocalResponseNorm (before)", got["torch-lrn"], got["none"]))
         paired = [lrn / none for lrn, none in zip(got["lrn"], got["none"])]
         tables.append(f"per-round lrn/none ratios: {', '.join(f'{r:.3f}' for r in paired)}")
+        flush()
 
     if "stored" in sections:
         log("stored: ablate's number vs an independent clock on the same steps")
@@ -257,9 +268,7 @@ def main() -> int:
             *[f"| {i + 1} | {a['stored']:,.1f} | {a['independent']:,.1f} | {a['ratio']:.4f} |" for i, a in enumerate(agreement)],
         ]
 
-    print("\n".join(tables))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1))
+    flush()
     ok = all(abs(a["ratio"] - 1) <= 0.05 for a in results.get("stored", []))
     return 0 if ok else 1
 
