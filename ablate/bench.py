@@ -462,6 +462,22 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
 
 
 # --- reference loops ------------------------------------------------------------------------------
+def random_splits(images: int, size: int = 65, classes: int = 10, seed: int = 0) -> ImageSplits:
+    """Random uint8 images and labels: speed does not depend on pixel values, and making them is
+    instant (rendering tens of thousands of ``shapes`` images is not)."""
+    from ablate.data import channel_stats
+
+    g = torch.Generator().manual_seed(seed)
+    train_x = torch.randint(0, 256, (images, 3, size, size), dtype=torch.uint8, generator=g)
+    mean, std = channel_stats(train_x[:512])
+    return ImageSplits(
+        train_x=train_x, train_y=torch.randint(0, classes, (images,), generator=g),
+        val_x=torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=g),
+        val_y=torch.randint(0, classes, (64,), generator=g),
+        classes=[str(i) for i in range(classes)], mean=mean, std=std, info={"source": "random"},
+    )
+
+
 def _dtype(precision: str) -> torch.dtype | None:
     if precision not in ("fp32", "bf16", "fp16"):
         raise BenchError(f"reference loops take precision fp32 | bf16 | fp16, got {precision!r}")

@@ -53,9 +53,9 @@ import torch
 from torch import nn
 
 from ablate import NORMS, Variant, register_norm
-from ablate.bench import AblateLoop, BlogLoop, HandLoop
+from ablate.bench import AblateLoop, BlogLoop, HandLoop, random_splits
 from ablate.config import DataConfig, TrainConfig
-from ablate.data import ImageSplits, channel_stats, load_splits
+from ablate.data import ImageSplits, load_splits
 from ablate.env import device_name
 from ablate.experiment import Cell
 from ablate.train import WARMUP_STEPS, resolve_device, resolve_precision, train_cell
@@ -70,15 +70,7 @@ def torch_lrn(channels: int) -> nn.Module:
 def make_splits(kind: str, images: int, size: int = 65) -> ImageSplits:
     if kind == "shapes":
         return load_splits(DataConfig(train_size=images, val_size=64), size)
-    g = torch.Generator().manual_seed(0)
-    train_x = torch.randint(0, 256, (images, 3, size, size), dtype=torch.uint8, generator=g)
-    mean, std = channel_stats(train_x[:512])
-    return ImageSplits(
-        train_x=train_x, train_y=torch.randint(0, 10, (images,), generator=g),
-        val_x=torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=g),
-        val_y=torch.randint(0, 10, (64,), generator=g),
-        classes=[str(i) for i in range(10)], mean=mean, std=std, info={"source": "random"},
-    )
+    return random_splits(images, size)
 
 
 def ablate_run(variant: Variant, splits: ImageSplits, device: torch.device, args: argparse.Namespace,
