@@ -279,7 +279,9 @@ def load_experiment_data(
         variants = list(variant_axes)
         seeds = [int(s) for s in manifest.get("seeds", [])]
         run_ids = list(manifest.get("run_ids") or [])
-        if len(run_ids) == len(seeds) * len(variants):  # cells are stored seed-major
+        if manifest.get("cells"):  # explicit (run_id, slug, seed) per cell
+            expected = [(c["run_id"], c["slug"], int(c["seed"])) for c in manifest["cells"]]
+        elif len(run_ids) == len(seeds) * len(variants):  # older manifests: cells are stored seed-major
             expected = [(rid, variants[i % len(variants)], seeds[i // len(variants)]) for i, rid in enumerate(run_ids)]
         else:
             notes.append("the manifest's run ids do not match its variants x seeds; missing cells are not detected")

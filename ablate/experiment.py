@@ -116,6 +116,7 @@ class Experiment:
             "axes": {axis: list(values) for axis, values in self.axes.items()},
             "variants": [v.axes() for v in self.variants()],
             "run_ids": [c.run_id for c in self.cells()],
+            "cells": [{"run_id": c.run_id, "slug": c.variant.slug(), "seed": c.seed} for c in self.cells()],
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "source": self.path,
@@ -148,6 +149,7 @@ def parse_experiment(
     raw: dict[str, Any], path: str | Path, overrides: Sequence[str] = (), device_type: str = "cpu"
 ) -> Experiment:
     """Validate an already-parsed TOML document (see :func:`load_experiment`)."""
+    path = Path(path)
     v = _Validator(path)
     raw = json.loads(json.dumps(raw, default=str))  # deep copy; TOML dates become strings
     v.known_keys(raw, TOP_LEVEL_KEYS, "")
