@@ -16,6 +16,8 @@ Sections (``--sections``, default all three):
 ``lrn``    ablate's loop and clock for ``norm = "lrn"`` (ablate's LRN) and ``norm = "none"``,
            plus torch's ``nn.LocalResponseNorm`` in the same place (``--no-torch-lrn`` skips it),
            as ratios to the no-norm variant.
+``lrn-op`` Forward + backward of both LRN layers alone (conv1's and conv2's output shapes):
+           ablate's eager LRN, torch's, and the compiled one where ``auto`` picks it (CUDA).
 ``stored`` One ablate run with an observer that reads the clock (after synchronizing the device)
            at the end of the last warm-up step and of the last step: the same steps, timed
            independently of ablate's timer; the two must agree within 5%. These are full
@@ -153,7 +155,7 @@ def main() -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 8 on CPU, 100 on CUDA)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--sections", default="loops,lrn,stored")
+    p.add_argument("--sections", default="loops,lrn,lrn-op,stored", help="any of loops, lrn, lrn-op, stored")
     p.add_argument("--blog-workers", type=int, default=None, help="DataLoader workers of the blog loop (default 0 on CPU, 4 on CUDA)")
     p.add_argument("--no-torch-lrn", action="store_true", help="skip torch's nn.LocalResponseNorm in the lrn section")
     p.add_argument("--data", choices=["random", "shapes"], default="random")
@@ -241,6 +243,38 @@ def main() -> int:
             tables.append(row("nn.LocalResponseNorm (before)", got["torch-lrn"], got["none"]))
         paired = [lrn / none for lrn, none in zip(got["lrn"], got["none"])]
         tables.append(f"per-round lrn/none ratios: {', '.join(f'{r:.3f}' for r in paired)}")
+        flush()
+
+    if "lrn-op" in sections:
+        log("lrn-op: forward + backward of both LRN layers (conv1 and conv2 outputs), channels_last")
+        from ablate.lrn import local_response_norm, resolve_impl
+        from ablate.train import sync
+
+        g = torch.Generator().manual_seed(0)
+        shapes = [(args.batch_size, 48, 55, 55), (args.batch_size, 128, 27, 27)]
+        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision, torch.float32)
+        xs = [(torch.randn(s, generator=g) * 3).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
+        grads = [torch.randn(s, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
+        impls = ["eager", "torch"] + (["compiled"] if resolve_impl("auto", xs[0]) == "compiled" else [])
+
+        def lrn_op(impl: str) -> Callable[[], float]:
+            def once() -> float:
+                sync(device)
+                start = time.perf_counter()
+                for x, grad in zip(xs, grads):
+                    local_response_norm(x.detach().requires_grad_(True), impl=impl).backward(grad)
+                sync(device)
+                return (time.perf_counter() - start) * 1e3
+            once()  # warm-up (compilation for "compiled")
+            return once
+
+        got = interleave({impl: lrn_op(impl) for impl in impls}, max(args.rounds, 5), lambda s: log(s.replace("images/s", "ms")))
+        results["lrn-op"] = got
+        tables += [
+            f"\nLRN forward + backward, both layers at batch {args.batch_size}, {args.precision}, channels_last: ms (lower is better)",
+            "| implementation | median ms | best | worst | runs |", "|---|---:|---:|---:|---:|",
+            *[f"| {impl} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} |" for impl, v in got.items()],
+        ]
         flush()
 
     if "stored" in sections:
