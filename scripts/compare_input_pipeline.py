@@ -3,7 +3,11 @@
 
 Both sides train the same model (``ablate.build_model(Variant(), 10)``, same seed, same memory
 layout, same optimizer) on the same images (ablate's seeded class-balanced subset) with the same
-batch size, one step per batch exactly as ``ablate.train`` does it:
+batch size, one step per batch exactly as ``ablate.train`` does it, and both hand the model the
+same thing: a normalized float32 batch of 3 x 65 x 65 images in the default (NCHW) layout. With a
+channels-last model (ablate's default) the first conv converts that layout on both sides alike.
+(``ablate.train`` asks the loader for channels-last batches instead: the same conversion, done
+one step earlier; here it would be counted as input cost on one side only.)
 
 - **ablate**: ``load_splits`` (decoded once, resized uint8 tensors from the cache) +
   ``DeviceBatches`` (seeded permutation, gather, fused uint8 -> normalized float on the device);
@@ -54,7 +58,7 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for torchvision (0: in the main process)")
     p.add_argument("--size", type=int, default=65, help="input size (65: alexnet65)")
     p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="keep the model NCHW (ablate trains channels-last by default)")
+                   help="keep the model NCHW (ablate trains channels-last by default); inputs are NCHW either way")
     p.add_argument("--cache", type=Path, default=None, help="ablate cache folder (default: a temporary one)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a criterion is not met")
     return p.parse_args()
@@ -113,7 +117,7 @@ def main() -> int:
         splits = splits_box[0]
         ablate_batches = DeviceBatches(
             splits.train_x, splits.train_y, splits.mean, splits.std, device, args.batch_size,
-            shuffle=True, drop_last=True, seed=0, channels_last=args.channels_last,
+            shuffle=True, drop_last=True, seed=0, channels_last=False,  # same layout as torchvision's
         )
         root = torchvision_root(files, tmp / "tv")
         transform = transforms.Compose([
@@ -186,7 +190,7 @@ def main() -> int:
     n = len(ablate_batches) * args.batch_size
     med = {k: {name: statistics.median(v) for name, v in t.items()} for k, t in (("noop", noop_times), ("full", full_times))}
     print(f"Fashion-MNIST {args.size}x{args.size}, {n} training images/epoch, batch {args.batch_size}, "
-          f"{args.threads} threads, DataLoader workers {args.workers}, channels_last {args.channels_last}, torch {torch.__version__}")
+          f"{args.threads} threads, DataLoader workers {args.workers}, channels-last model {args.channels_last}, torch {torch.__version__}")
     print(f"ablate one-time: first load {first_load:.2f} s (decode+resize+cache write), cached load {cached_load:.2f} s; "
           f"torchvision dataset setup {tv_setup:.2f} s")
     print(f"load average (1 min) before/after timing: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs "
