@@ -38,7 +38,7 @@ class Setting:
         return f"{self.device}-b{self.batch}-{self.precision}"
 
 
-CPU = Setting("cpu", batch=8, precision="fp32", rounds=5, warmup_rounds=1, loop_steps=4, blog_workers=0)
+CPU = Setting("cpu", batch=8, precision="fp32", rounds=5, warmup_rounds=2, loop_steps=4, blog_workers=0)
 CUDA = Setting("cuda", batch=256, precision="bf16", rounds=20, warmup_rounds=3, loop_steps=20, blog_workers=4)
 SETTINGS = [
     pytest.param(CPU, id=CPU.id),
@@ -149,7 +149,7 @@ def test_training_loop(benchmark, loop: str, setting: Setting, splits_by_size):
          "precision": precision, "layout": layout, "steps_per_round": setting.loop_steps,
          "images_per_round": setting.batch * setting.loop_steps, "torch": torch.__version__}
     )
-    benchmark.pedantic(run, rounds=max(3, setting.rounds // 4), warmup_rounds=1)
+    benchmark.pedantic(run, rounds=max(5, setting.rounds // 4), warmup_rounds=1)
     sync(device)
     changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters())]
     assert all(changed), "every parameter should have been updated"
