@@ -268,6 +268,18 @@ def run_bench(
     cases = list(itertools.product(variants, settings.batch_sizes, settings.precisions, settings.modes))
     rows: list[dict[str, Any]] = []
     described: dict[Variant, dict[str, Any]] = {}
+    if cases:
+        # Once per process, untimed: the first backward passes of a fresh process are slow on
+        # the CPU (allocator growth, oneDNN primitive creation), which would otherwise count
+        # against whichever case happens to come first.
+        variant, batch, asked, _ = cases[0]
+        warm = dataclasses.replace(settings, warmup=max(settings.warmup, 3), steps=1, repeats=1)
+        try:
+            _case(variant, batch, resolve_precision(TrainConfig(precision=asked), device), "train", device, warm)
+        except Exception:  # noqa: BLE001 - the real case below records the error
+            pass
+        finally:
+            _free(device)
     for index, (variant, batch, asked, mode) in enumerate(cases):
         precision = resolve_precision(TrainConfig(precision=asked), device)
         row: dict[str, Any] = {
