@@ -416,7 +416,8 @@ def _plot(frame: Any, path: Path) -> Path:
                 ax.text(0.5, 0.5, f"no successful {mode} cases", ha="center", va="center", transform=ax.transAxes)
             else:
                 sns.barplot(data=part, y="slug", x="images_per_s", hue="setting", order=slugs, ax=ax, orient="h")
-                ax.legend(fontsize=7, title=None, loc="lower right")
+                # Below the axes, so it never covers a bar.
+                ax.legend(fontsize=8, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
             ax.set_title(f"{mode}: images/s (median of repeats)")
             ax.set_xlabel("images / s")
             ax.set_ylabel("")
