@@ -149,8 +149,8 @@ def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str,
         verdict, detail = INCONCLUSIVE, "the 95% interval contains 0"
     if contrast.note:
         detail += f"; {contrast.note}"
-    if claim.kind == "gap":
-        detail += "; training accuracy is measured during the epoch in training mode"
+    if claim.kind == "gap" and "train_acc" in set(data.ok_runs.get("gap_source", [])):
+        detail += "; some runs have no eval-mode training accuracy, so their gap uses the accuracy measured during the epoch in training mode"
         if claim.axis == "dropout":
             detail += " (dropout on), which lowers it for dropout variants and so also shrinks their gap"
     return _row(claim, pairs, quantity, seeds, test.diff, test.ci_low, test.ci_high, verdict, detail, claim.paper)

@@ -156,8 +156,11 @@ def train_step(
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: DeviceBatches, autocast: Any, num_classes: int) -> dict[str, float]:
-    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy over a split."""
+def evaluate(
+    model: nn.Module, batches: DeviceBatches, autocast: Any, num_classes: int, prefix: str = "val"
+) -> dict[str, float]:
+    """Mean cross-entropy, top-1 and (with more than 5 classes) top-5 accuracy over a split, in
+    eval mode, as ``{prefix}_loss``, ``{prefix}_acc``, ``{prefix}_top5``."""
     model.eval()
     loss_sum = torch.zeros((), device=batches.device, dtype=torch.float64)
     top1 = torch.zeros((), device=batches.device, dtype=torch.int64)
@@ -171,10 +174,21 @@ def evaluate(model: nn.Module, batches: DeviceBatches, autocast: Any, num_classe
         if num_classes > 5:
             top5 += (out.topk(5, dim=1).indices == y[:, None]).any(1).sum()
     n = batches.n
-    metrics = {"val_loss": loss_sum.item() / n, "val_acc": top1.item() / n}
+    metrics = {f"{prefix}_loss": loss_sum.item() / n, f"{prefix}_acc": top1.item() / n}
     if num_classes > 5:
-        metrics["val_top5"] = top5.item() / n
+        metrics[f"{prefix}_top5"] = top5.item() / n
     return metrics
+
+
+def train_eval_subset(splits: ImageSplits, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A fixed sample of training images, as many as the validation split has, chosen by the data
+    seed only: the same images for every variant and run seed. Evaluated in eval mode after each
+    epoch, it gives a training accuracy free of dropout and augmentation, so that the
+    generalization gap compares like with like."""
+    n = min(splits.train_x.shape[0], splits.val_x.shape[0])
+    g = torch.Generator().manual_seed(seed)
+    idx = torch.randperm(splits.train_x.shape[0], generator=g)[:n].sort().values
+    return splits.train_x[idx], splits.train_y[idx]
 
 
 def apply_speed_settings(train: TrainConfig, device: torch.device) -> dict[str, Any]:
@@ -244,6 +258,8 @@ class Training:
     autocast: Callable[[], Any]
     train_batches: DeviceBatches
     val_batches: DeviceBatches
+    # A fixed training sample evaluated like the validation split (see train_eval_subset).
+    train_eval_batches: DeviceBatches
     device: torch.device
     precision: str
     # Steps at the start of the run left out of the timing (0 when the run has no steps after them).
@@ -275,6 +291,10 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
         splits.val_x, splits.val_y, splits.mean, splits.std, device, train.eval_batch_size,
         channels_last=train.channels_last,
     )
+    train_eval_batches = DeviceBatches(
+        *train_eval_subset(splits, cell.data.seed), splits.mean, splits.std, device, train.eval_batch_size,
+        channels_last=train.channels_last,
+    )
     steps = len(train_batches)
     # Warm-up: cuDNN autotuning, torch.compile and allocator growth happen in the first steps and
     # say nothing about steady-state speed. A run too short to have steps after it is timed whole.
@@ -288,6 +308,7 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
         autocast=autocast_for(precision, device),
         train_batches=train_batches,
         val_batches=val_batches,
+        train_eval_batches=train_eval_batches,
         device=device,
         precision=precision,
         warmup=warmup,
@@ -367,6 +388,7 @@ def train_cell(
             "train_acc": done["train_acc"],
         }
         metrics.update(evaluate(run.step_model, run.val_batches, run.autocast, splits.num_classes))
+        metrics.update(evaluate(run.step_model, run.train_eval_batches, run.autocast, splits.num_classes, "train_eval"))
         if not math.isfinite(metrics["val_loss"]):
             status, error = "diverged", f"non-finite validation loss in epoch {epoch}"
             break
@@ -434,6 +456,7 @@ def summarize(epochs: list[dict[str, Any]]) -> dict[str, Any]:
         "final_val_loss": last["val_loss"],
         "final_train_loss": last["train_loss"],
         "final_train_acc": last["train_acc"],
+        "final_train_eval_acc": last["train_eval_acc"],
         "train_time_s": sum(e["train_time_s"] for e in epochs),
         "wall_time_s": sum(e["epoch_time_s"] for e in epochs),
     }

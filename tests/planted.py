@@ -36,6 +36,10 @@ class Outcome:
     images_per_s: float = 1000.0
     status: str = "ok"  # ok | diverged | failed | missing (no file written)
     epochs: int = 6
+    # Eval-mode training accuracy (train_eval_acc) recorded, as ablate records it: the in-epoch
+    # train_acc plus this offset (no dropout at evaluation). train_eval False: an older record.
+    train_eval: bool = True
+    train_eval_offset: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -67,6 +71,8 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
             "epoch_time_s": 2.0 + 0.1 * seed, "train_time_s": 1.8 + 0.1 * seed,
             "train_images_per_s": outcome.images_per_s, "peak_memory_mb": 1500.0,
         })
+        if outcome.train_eval:
+            epochs[-1].update(train_eval_acc=min(1.0, train[e] + outcome.train_eval_offset), train_eval_loss=2.3 * (1 - train[e]))
     status, error = outcome.status, None
     if status == "failed":
         epochs, error = [], "RuntimeError: out of memory"
@@ -76,6 +82,7 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
         "epochs_done": len(epochs), "final_val_acc": epochs[-1]["val_acc"],
         "best_val_acc": max(x["val_acc"] for x in epochs), "final_val_loss": epochs[-1]["val_loss"],
         "final_train_loss": epochs[-1]["train_loss"], "final_train_acc": epochs[-1]["train_acc"],
+        **({"final_train_eval_acc": epochs[-1]["train_eval_acc"]} if outcome.train_eval else {}),
         "train_time_s": sum(x["train_time_s"] for x in epochs), "wall_time_s": sum(x["epoch_time_s"] for x in epochs),
     }
     record = {

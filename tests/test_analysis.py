@@ -206,3 +206,12 @@ def test_frames_parse_real_result_layout(tmp_path: Path) -> None:
     data = load_experiment_data(tmp_path, "pool")
     assert pd.api.types.is_float_dtype(data.epochs["val_top5"])
     assert data.runs["params"].iloc[0] == 14_601_930
+
+
+def test_gap_uses_eval_mode_training_accuracy_and_falls_back_for_older_records(tmp_path: Path) -> None:
+    _pooling(tmp_path / "new", lambda axes, s: Outcome(final_val_acc=0.5, train_eval_offset=0.03))
+    row = load_experiment_data(tmp_path / "new", "pool").runs.iloc[0]
+    assert row["gen_gap"] == pytest.approx(0.08) and row["gap_source"] == "train_eval_acc"
+    _pooling(tmp_path / "old", lambda axes, s: Outcome(final_val_acc=0.5, train_eval=False, train_eval_offset=0.03))
+    row = load_experiment_data(tmp_path / "old", "pool").runs.iloc[0]
+    assert row["gen_gap"] == pytest.approx(0.05) and row["gap_source"] == "train_acc"

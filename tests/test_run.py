@@ -13,7 +13,7 @@ from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
 from ablate.store import iter_runs
 
-METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr")
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "train_eval_acc", "lr")
 
 
 def run(cli, path: Path, results: Path, *extra: str):
@@ -44,7 +44,8 @@ def test_run_writes_complete_result_files(cli, tiny_experiment, tmp_path):
     for key in ("ablate_version", "python", "torch", "cuda", "device", "device_name", "hostname", "started", "finished", "git_commit"):
         assert key in record["env"], key
     (epoch,) = record["epochs"]
-    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "epoch_time_s", "train_images_per_s", "peak_memory_mb"):
+    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "train_eval_loss", "train_eval_acc",
+                "epoch_time_s", "train_images_per_s", "peak_memory_mb"):
         assert key in epoch, key
     assert epoch["train_images_per_s"] > 0 and 0 <= epoch["val_acc"] <= epoch["val_top5"] <= 1
     manifest = json.loads((tmp_path / "res" / "tiny" / "experiment.json").read_text())
