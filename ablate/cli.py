@@ -259,15 +259,19 @@ def report(
 ) -> None:
     """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
     from ablate.analysis import ReportError, Targets, available_experiments
+    from ablate.bench import BENCH_DIR, write_bench_report
     from ablate.report import build_report
 
     for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):
         if value is not None and not 0 < value < 1:
             raise fail(f"{flag} {value:g}: expected a fraction between 0 and 1, e.g. 0.6")
     found = available_experiments(results)
-    if not found:
+    # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
+    with_bench = not names or BENCH_DIR in names
+    bench_readme = write_bench_report(results, out) if with_bench else None
+    if not found and bench_readme is None:
         raise fail(f"no results under {results} (no <experiment>/runs/ folders); run 'ablate run FILE' first")
-    chosen = list(names or found)
+    chosen = [n for n in (names or found) if n != BENCH_DIR]
     targets = Targets(train_error=target_train_error, val_acc=target_acc)
     for name in chosen:
         try:
@@ -281,6 +285,10 @@ def report(
         for note in rep.data.notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
         console.print(f"  report: {rep.readme} ({len(rep.files)} files)", highlight=False)
+    if bench_readme is not None:
+        console.print(f"speed benchmark report: {bench_readme}", highlight=False)
+    elif names and BENCH_DIR in names:
+        raise fail(f"no benchmark results under {results / BENCH_DIR}; run 'ablate bench' first")
 
 
 def _report_table(rep: Any) -> Table:

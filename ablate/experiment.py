@@ -164,8 +164,8 @@ def parse_experiment(
     v.known_keys(raw, TOP_LEVEL_KEYS, "")  # again: an override may add an unknown top-level key
 
     name = raw.get("name", path.stem)
-    v.check("name", name, str, lambda s: bool(NAME_PATTERN.fullmatch(s)),
-            "letters, digits, '.', '_' and '-', starting with a letter or digit")
+    v.check("name", name, str, lambda s: bool(NAME_PATTERN.fullmatch(s)) and s != "bench",
+            "letters, digits, '.', '_' and '-', starting with a letter or digit (not 'bench', which holds `ablate bench` results)")
     description = raw.get("description", "")
     v.check("description", description, str)
     design = raw.get("design", "grid")

@@ -63,6 +63,18 @@ def test_bench_command_writes_results_and_the_report_renders_them(cli, tmp_path)
     assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0  # a real, non-blank image
 
 
+def test_ablate_report_includes_the_bench_results(cli, tmp_path):
+    results, reports = tmp_path / "results", tmp_path / "reports"
+    missing = cli.invoke(app, ["report", "bench", "--results", str(results), "--out", str(reports)])
+    assert missing.exit_code == 2 and "no results under" in missing.output
+    assert cli.invoke(app, ["bench", "relu-overlap-none-drop", *TINY, "--mode", "infer", "--results", str(results)]).exit_code == 0
+    for args in ([], ["bench"]):  # everything (here: only bench results), or bench by name
+        shown = cli.invoke(app, ["report", *args, "--results", str(results), "--out", str(reports)])
+        assert shown.exit_code == 0, shown.output
+        assert "speed benchmark report" in shown.output
+        assert (reports / "bench" / "README.md").is_file() and (reports / "bench" / "throughput.png").is_file()
+
+
 def test_report_is_none_without_bench_results(tmp_path):
     assert write_bench_report(tmp_path / "results", tmp_path / "reports") is None
     (tmp_path / "results" / "bench").mkdir(parents=True)
