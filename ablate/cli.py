@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import statistics
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Annotated, Any, List, Optional
 
 import typer
 from rich.console import Console
@@ -37,8 +37,21 @@ app = typer.Typer(
 console = Console()
 err = Console(stderr=True)
 
-SET_HELP = "Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML)."
-RESULTS_HELP = "Root folder of the results."
+# Options shared by several commands, declared once.
+ExperimentFile = Annotated[Path, typer.Argument(help="Experiment file (TOML).")]
+SetOption = Annotated[
+    List[str],
+    typer.Option("--set", "-s", help="Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML)."),
+]
+DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's \\[gpu] overrides apply.")]
+ResultsOption = Annotated[Path, typer.Option(help="Root folder of the results.")]
+
+
+def progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
+        console=console, transient=True,
+    )
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
@@ -70,10 +83,10 @@ def _cells_table(exp: Experiment, results: Path) -> Table:
 
 @app.command()
 def show(
-    file: Path = typer.Argument(..., help="Experiment file (TOML)."),
-    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N (decides whether [gpu] overrides apply)."),
-    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    file: ExperimentFile,
+    set_: SetOption = [],  # noqa: B006 - typer copies defaults
+    device: DeviceOption = "auto",
+    results: ResultsOption = Path("results"),
 ) -> None:
     """Print the experiment's cells (variant x seed) and which are already done."""
     exp, _ = _load(file, set_, device)
@@ -150,10 +163,10 @@ def summary_table(exp: Experiment, results: Path) -> Table:
 
 @app.command()
 def run(
-    file: Path = typer.Argument(..., help="Experiment file (TOML)."),
-    set_: List[str] = typer.Option([], "--set", "-s", help=SET_HELP),
-    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
-    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    file: ExperimentFile,
+    set_: SetOption = [],  # noqa: B006 - typer copies defaults
+    device: DeviceOption = "auto",
+    results: ResultsOption = Path("results"),
     force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."),
@@ -166,11 +179,10 @@ def run(
     if dry_run:
         console.print(_cells_table(exp, results))
         return
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     note = " with [gpu] overrides" if exp.gpu_overrides_applied else ""
-    console.print(f"[bold]{exp.name}[/]: {exp.description or ''} · device {dev}{note}", highlight=False)
+    console.print(f"[bold]{escape(exp.name)}[/]: {escape(exp.description or '')} · device {dev}{escape(note)}", highlight=False)
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
+        with progress_bar() as progress:
             summary = run_experiment(
                 exp, dev, results, force=force, limit=limit, observer=_ProgressObserver(progress, exp.train.epochs),
                 use_cache=not no_cache,
@@ -245,7 +257,7 @@ def report(
     names: Optional[List[str]] = typer.Argument(
         None, metavar="[EXPERIMENT]...", help="Experiments to report on (default: every experiment under --results)."
     ),
-    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    results: ResultsOption = Path("results"),
     out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<experiment>/ (README.md, CSVs, PNGs)."),
     baseline: Optional[str] = typer.Option(
         None, "--baseline", metavar="VARIANT", help="Variant slug to compare against (default: the experiment's [model])."
@@ -333,13 +345,13 @@ def bench(
     batch_size: List[str] = typer.Option([], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."),
     precision: List[str] = typer.Option([], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
     mode: List[str] = typer.Option([], "--mode", help="train | infer, repeatable or comma-separated (default both)."),
-    device: str = typer.Option("auto", help="auto (CUDA when present) | cpu | cuda | cuda:N."),
+    device: DeviceOption = "auto",
     warmup: Optional[int] = typer.Option(None, min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA)."),
     repeats: Optional[int] = typer.Option(None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."),
     channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."),
     compile_: str = typer.Option("off", "--compile", help="torch.compile mode: off | default | max-autotune."),
-    results: Path = typer.Option(Path("results"), help=RESULTS_HELP),
+    results: ResultsOption = Path("results"),
 ) -> None:
     """Steady-state speed of variants: train-step and inference images/s, step time, peak memory, params, FLOPs."""
     from ablate.bench import BenchError, default_settings, run_bench, save_bench, select_variants
@@ -360,9 +372,8 @@ def bench(
         f"{settings.repeats} x {settings.steps} timed steps per case",
         highlight=False,
     )
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn())
     try:
-        with Progress(*columns, console=console, transient=True) as progress:
+        with progress_bar() as progress:
             task = progress.add_task("cases", total=cases)
 
             def on_case(row: dict[str, Any], index: int, total: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 
@@ -31,3 +32,10 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     g = torch.Generator(device=device)
     g.manual_seed(seed)
     return g
+
+
+def named_generator(name: str) -> torch.Generator:
+    """A CPU generator seeded from a string (e.g. ``"ablate/shapes/0/train"``), so that streams
+    named differently (train vs val split, generation vs subsetting) are independent draws."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return generator(int.from_bytes(digest[:8], "little"))

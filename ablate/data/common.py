@@ -9,7 +9,6 @@ broadcast view (no copy), which :class:`~ablate.data.loader.DeviceBatches` recog
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import torch.nn.functional as F
 
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
+from ablate.seeding import named_generator
 
 DATA_ENV = "ABLATE_DATA"
 # Pixels resized at once: bounds the working set to ~16 MB whatever the input size.
@@ -74,14 +74,6 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     return out
 
 
-def _subset_generator(seed: int, split: str) -> torch.Generator:
-    # Hash seed and split together, so that the train and val subsets are drawn independently.
-    digest = hashlib.sha256(f"ablate/subset/{seed}/{split}".encode()).digest()
-    g = torch.Generator()
-    g.manual_seed(int.from_bytes(digest[:8], "little"))
-    return g
-
-
 def balanced_subset(labels: torch.Tensor, n: int, seed: int, split: str) -> torch.Tensor:
     """Indices (sorted) of ``n`` images drawn per class as evenly as the class sizes allow.
 
@@ -93,7 +85,8 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int, split: str) -> torc
     total = labels.shape[0]
     if n > total:
         raise ValueError(f"asked for {n} of {total} images")
-    g = _subset_generator(seed, split)
+    # Seed and split hashed together: train and val subsets are independent draws.
+    g = named_generator(f"ablate/subset/{seed}/{split}")
     present = labels.unique()
     counts = {int(k): int((labels == k).sum()) for k in present}
     order = [int(present[i]) for i in torch.randperm(len(present), generator=g)]

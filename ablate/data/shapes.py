@@ -13,13 +13,13 @@ only on ``data.seed`` and the split, never on the run seed.
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import torch
 
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
+from ablate.seeding import named_generator
 from ablate.registry import register_dataset
 
 CLASSES = ["circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "ellipse", "crescent"]
@@ -157,16 +157,9 @@ def render(labels: torch.Tensor, size: int, g: torch.Generator) -> torch.Tensor:
     return out
 
 
-def _split_generator(seed: int, split: str) -> torch.Generator:
-    digest = hashlib.sha256(f"ablate/shapes/{seed}/{split}".encode()).digest()
-    g = torch.Generator()
-    g.manual_seed(int.from_bytes(digest[:8], "little"))
-    return g
-
-
 def make_split(n: int, size: int, seed: int, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """``n`` class-balanced images of one split, in a seeded random order."""
-    g = _split_generator(seed, split)
+    g = named_generator(f"ablate/shapes/{seed}/{split}")
     labels = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]
     return render(labels, size, g), labels
 
