@@ -3,7 +3,10 @@
 Ten classes of filled geometric figures (circle, square, triangle, diamond, star, cross, ring,
 hexagon, ellipse, crescent), each at a random position, scale, rotation and colour, drawn over a
 random colour gradient with clutter (thin lines and dots in other colours) and per-pixel noise.
-Several classes differ only in fine outline (circle / hexagon / ring, diamond / square at some
+Like real classes, each class has a typical colour: 70% of its figures are drawn in a hue near
+the class's own, the rest in any colour. Colour alone therefore caps accuracy near 73%, and it
+gives a network a first foothold within a few dozen steps (without it, AlexNet-65 stays at chance
+for the whole of a few-minute CPU study). Several classes differ only in fine outline (circle / hexagon / ring, diamond / square at some
 angles), small figures are a few pixels across and clutter can touch them, so the set is not
 solved in one epoch and architecture choices show.
 
@@ -70,13 +73,13 @@ def _segment_distance(px, py, x0, y0, x1, y1) -> torch.Tensor:
     return torch.sqrt((px - x0 - t * dx) ** 2 + (py - y0 - t * dy) ** 2)
 
 
-# Difficulty. Chosen so that the seed network starts learning within ~100 Adam steps (a CPU
+# Difficulty. Chosen so that the seed network leaves chance within a few dozen Adam steps (a CPU
 # study of a few minutes shows real differences) while clutter, noise and look-alike classes keep
 # it well below 100% for long GPU studies.
 CLUTTER_P = 0.4  # chance that each of 4 lines and 3 dots is drawn
 NOISE = (0.015, 0.06)  # per-image Gaussian noise std, uniform in this range (0..1 pixel scale)
 RADIUS = (0.26, 0.42)  # figure radius as a share of the image side, uniform in this range
-COLOUR_CUE = 0.5  # share of figures drawn in their class's typical hue (as real classes have typical colours)
+COLOUR_CUE = 0.7  # share of figures drawn in their class's typical hue (as real classes have typical colours)
 
 
 def _figure_colours(labels: torch.Tensor, cued: torch.Tensor, g: torch.Generator) -> torch.Tensor:
