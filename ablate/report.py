@@ -330,8 +330,8 @@ def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
                 f"{int(r['params']):,}" if not _isnan(r["params"]) else "-", bad or "-"]
         rows.append(row)
     return ["## Summary per variant", "",
-            "Over the ok runs of each variant: mean [95% t interval] or mean ± sd. Gap = final training accuracy - "
-            "final validation accuracy. Epochs to target: mean over the runs that reached it (how many in brackets).", "",
+            "Over the ok runs of each variant: mean [95% t interval] or mean ± sd. Gap = final training accuracy "
+            "(eval mode, on a fixed training sample; `gap_source` in runs.csv) - final validation accuracy. Epochs to target: mean over the runs that reached it (how many in brackets).", "",
             md_table(headers, rows), ""]
 
 
