@@ -20,7 +20,7 @@ import torch
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits
 from ablate.data.cache import CacheKey, file_identity, load_or_build
-from ablate.data.common import assemble, download_dir, looked_in, one_line, resize_square, search_dirs, split_stats
+from ablate.data.common import assemble, find_or_download, looked_in, one_line, resize_square, split_stats
 from ablate.registry import register_dataset
 
 NAME = "cifar10"
@@ -112,12 +112,7 @@ def _load_split(split: str, folder: Path, size: int) -> tuple[dict[str, torch.Te
 @register_dataset(NAME)
 def cifar10(cfg: DataConfig, input_size: int) -> ImageSplits:
     """CIFAR-10: 32x32 colour images, 10 classes (50000 train / 10000 test as val); torchvision's pickles."""
-    dirs = search_dirs(cfg, NAME)
-    folder = find_folder(dirs)
-    if folder is None and cfg.download:
-        target = download_dir(cfg, NAME)
-        download(target)
-        folder = find_folder([target])
+    folder, dirs = find_or_download(cfg, NAME, find_folder, download)
     if folder is None:
         raise DataError(
             f"{NAME}: {FOLDER} (data_batch_1..5, test_batch) not found; looked in {looked_in(dirs)}; to get it, {HOW_TO_GET}"

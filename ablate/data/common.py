@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +19,8 @@ import torch.nn.functional as F
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
 from ablate.seeding import named_generator
+
+T = TypeVar("T")
 
 DATA_ENV = "ABLATE_DATA"
 # Pixels resized at once: bounds the working set to ~16 MB whatever the input size.
@@ -51,6 +53,22 @@ def download_dir(cfg: DataConfig, name: str) -> Path:
     if os.environ.get(DATA_ENV):
         return Path(os.environ[DATA_ENV]).expanduser() / name
     raise DataError(f"{name}: data.download = true needs a place to put the files: set data.root or ${DATA_ENV}")
+
+
+def find_or_download(
+    cfg: DataConfig, name: str, find: Callable[[list[Path]], T | None], download: Callable[[Path], None],
+    system_dir: Path | None = None,
+) -> tuple[T | None, list[Path]]:
+    """Look for a dataset's files with ``find`` in :func:`search_dirs`; when they are missing and
+    ``data.download`` is true, fetch them into :func:`download_dir` and look there. Returns what
+    ``find`` found (None: not found) and where it looked, for the error message."""
+    dirs = search_dirs(cfg, name, system_dir)
+    found = find(dirs)
+    if found is None and cfg.download:
+        target = download_dir(cfg, name)
+        download(target)
+        found = find([target])
+    return found, dirs
 
 
 def looked_in(dirs: list[Path]) -> str:

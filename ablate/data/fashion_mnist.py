@@ -17,7 +17,7 @@ import torch
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits
 from ablate.data.cache import CacheKey, file_identity, load_or_build
-from ablate.data.common import assemble, download_dir, looked_in, one_line, resize_square, search_dirs, split_stats
+from ablate.data.common import assemble, find_or_download, looked_in, one_line, resize_square, split_stats
 from ablate.registry import register_dataset
 
 NAME = "fashion-mnist"
@@ -110,12 +110,7 @@ def _load_split(split: str, paths: tuple[Path, Path], size: int) -> tuple[dict[s
 @register_dataset(NAME)
 def fashion_mnist(cfg: DataConfig, input_size: int) -> ImageSplits:
     """Zalando's 28x28 grey clothing images, 10 classes (60000 train / 10000 test as val); IDX files."""
-    dirs = search_dirs(cfg, NAME, SYSTEM_DIR)
-    files = find_files(dirs)
-    if files is None and cfg.download:
-        target = download_dir(cfg, NAME)
-        download(target)
-        files = find_files([target])
+    files, dirs = find_or_download(cfg, NAME, find_files, download, SYSTEM_DIR)
     if files is None:
         wanted = ", ".join(name + ".gz" for pair in FILES.values() for name in pair)
         raise DataError(f"{NAME}: files not found ({wanted}, gzipped or not); looked in {looked_in(dirs)}; to get them, {HOW_TO_GET}")
