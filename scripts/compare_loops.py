@@ -18,6 +18,10 @@ Sections (``--sections``, default all three):
            as ratios to the no-norm variant.
 ``lrn-op`` Forward + backward of both LRN layers alone (conv1's and conv2's output shapes):
            ablate's eager LRN, torch's, and the compiled one where ``auto`` picks it (CUDA).
+``real-data`` ablate's loop and clock on real, cached Fashion-MNIST (grey, stored 1-channel,
+           needs the Debian package or $ABLATE_DATA) against the same loop on random uint8
+           tensors already on the device: the input pipeline's cost on real data (issue 3's
+           target on a GPU: within 5%).
 ``stored`` One ablate run with an observer that reads the clock (after synchronizing the device)
            at the end of the last warm-up step and of the last step: the same steps, timed
            independently of ablate's timer; the two must agree within 5%. These are full
@@ -155,7 +159,7 @@ def main() -> int:
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 8 on CPU, 100 on CUDA)")
     p.add_argument("--rounds", type=int, default=5)
-    p.add_argument("--sections", default="loops,lrn,lrn-op,stored", help="any of loops, lrn, lrn-op, stored")
+    p.add_argument("--sections", default="loops,lrn,lrn-op,stored", help="any of loops, lrn, lrn-op, real-data, stored")
     p.add_argument("--blog-workers", type=int, default=None, help="DataLoader workers of the blog loop (default 0 on CPU, 4 on CUDA)")
     p.add_argument("--no-torch-lrn", action="store_true", help="skip torch's nn.LocalResponseNorm in the lrn section")
     p.add_argument("--data", choices=["random", "shapes"], default="random")
@@ -274,6 +278,23 @@ def main() -> int:
             f"\nLRN forward + backward, both layers at batch {args.batch_size}, {args.precision}, channels_last: ms (lower is better)",
             "| implementation | median ms | best | worst | runs |", "|---|---:|---:|---:|---:|",
             *[f"| {impl} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} |" for impl, v in got.items()],
+        ]
+        flush()
+
+    if "real-data" in sections:
+        log("real-data: ablate's loop on cached Fashion-MNIST vs random tensors on the device")
+        real = load_splits(DataConfig(dataset="fashion-mnist", train_size=images, val_size=64), 65)
+        got = interleave({
+            "random": Measured(AblateLoop(base, splits, device, args.batch_size, args.precision), steps, args.batch_size),
+            "fashion-mnist": Measured(AblateLoop(base, real, device, args.batch_size, args.precision), steps, args.batch_size),
+        }, args.rounds, log)
+        results["real-data"] = got
+        tables += [
+            f"\nablate's loop on real cached data vs random tensors on the device, one epoch of {steps} steps per run: images/s (target: ratio >= 0.95)",
+            ROW_HEAD.format("data"),
+            row(f"--data {args.data} (already on the device)", got["random"], got["random"]),
+            row("Fashion-MNIST (cached, 1-channel storage)", got["fashion-mnist"], got["random"]),
+            f"per-round fashion-mnist/random ratios: {', '.join(f'{r / q:.3f}' for r, q in zip(got['fashion-mnist'], got['random']))}",
         ]
         flush()
 

@@ -12,7 +12,8 @@
 #   2. correctness on the device: LRN vs nn.LocalResponseNorm fwd+bwd (eager, compiled, auto),
 #      stored-vs-independent throughput test; 2b. the pytest-benchmark suite's CUDA cases
 #   3. scripts/compare_loops.py: ablate vs hand-written vs blog-style loop (baseline alexnet65,
-#      bf16, batch 256), LRN vs no-norm (and torch's LRN), stored vs independent clock
+#      bf16, batch 256), LRN vs no-norm (and torch's LRN), stored vs independent clock, and
+#      (when Fashion-MNIST is installed) ablate's loop on cached real data vs random tensors
 #   4. ablate bench: baseline and LRN, bf16, batch 256 and 1024; then compile=default, batch 256
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -64,6 +65,12 @@ stage "3. loops, LRN ratio, stored vs independent (scripts/compare_loops.py)"
 if [ "$GPU" = 1 ]; then
     run 180 python scripts/compare_loops.py --device cuda --batch-size 256 --precision bf16 --steps 100 \
         --rounds 3 --quiet --json "$OUT/compare_loops.json"
+    if [ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || [ -n "${ABLATE_DATA:-}" ]; then
+        run 90 python scripts/compare_loops.py --device cuda --batch-size 256 --precision bf16 --steps 100 \
+            --rounds 3 --quiet --sections real-data --json "$OUT/compare_real_data.json"
+    else
+        echo "(real-data comparison skipped: no Fashion-MNIST; apt-get install dataset-fashion-mnist or set ABLATE_DATA)"
+    fi
 else
     run 300 python scripts/compare_loops.py --device cpu --batch-size 4 --steps 2 --rounds 1 --quiet \
         --json "$OUT/compare_loops.json"
