@@ -106,6 +106,7 @@ class Experiment:
 
     def manifest(self) -> dict[str, Any]:
         """What analysis needs to know about the experiment, as plain JSON-able data."""
+        cells = self.cells()
         return {
             "name": self.name,
             "description": self.description,
@@ -115,8 +116,8 @@ class Experiment:
             "baseline_slug": self.baseline.slug(),
             "axes": {axis: list(values) for axis, values in self.axes.items()},
             "variants": [v.axes() for v in self.variants()],
-            "run_ids": [c.run_id for c in self.cells()],
-            "cells": [{"run_id": c.run_id, "slug": c.variant.slug(), "seed": c.seed} for c in self.cells()],
+            "run_ids": [c.run_id for c in cells],
+            "cells": [{"run_id": c.run_id, "slug": c.variant.slug(), "seed": c.seed} for c in cells],
             "data": dataclasses.asdict(self.data),
             "train": dataclasses.asdict(self.train),
             "source": self.path,

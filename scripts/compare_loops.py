@@ -141,6 +141,11 @@ class StepClock:
         pass
 
 
+def per_round(label: str, values: list[float], ref: list[float]) -> str:
+    """The round-by-round ratios of two interleaved measurements: steadier than either alone."""
+    return f"per-round {label} ratios: {', '.join(f'{v / r:.3f}' for v, r in zip(values, ref))}"
+
+
 def row(name: str, values: list[float], ref: list[float]) -> str:
     """Median and best run, each as a ratio to the reference's median / best. On a shared machine
     the best run is the one least disturbed by other processes (timeit's argument for the min)."""
@@ -205,10 +210,14 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=1))
 
     steps = WARMUP_STEPS + args.steps  # one epoch of the data
+
+    def ablate_loop(variant: Variant, data: ImageSplits) -> Measured:
+        return Measured(AblateLoop(variant, data, device, args.batch_size, args.precision), steps, args.batch_size)
+
     if "loops" in sections:
         log("loops: ablate vs hand-written vs blog-style")
         got = interleave({
-            "ablate": Measured(AblateLoop(base, splits, device, args.batch_size, args.precision), steps, args.batch_size),
+            "ablate": ablate_loop(base, splits),
             "hand": Measured(HandLoop(base, splits, device, args.batch_size, args.precision), steps, args.batch_size),
             "blog": Measured(BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers), steps, args.batch_size),
         }, args.rounds, log)
@@ -219,7 +228,7 @@ def main() -> int:
             row(f"ablate ({args.precision}, channels_last; train_epoch, its own clock)", got["ablate"], got["hand"]),
             row(f"hand-written ({args.precision}, channels_last)", got["hand"], got["hand"]),
             row(f"blog-style (fp32, NCHW, DataLoader x{args.blog_workers} workers)", got["blog"], got["hand"]),
-            f"per-round ablate/hand ratios: {', '.join(f'{a / h:.3f}' for a, h in zip(got['ablate'], got['hand']))}",
+            per_round("ablate/hand", got["ablate"], got["hand"]),
             f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x (medians), "
             f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)",
         ]
@@ -233,7 +242,7 @@ def main() -> int:
                 register_norm(TORCH_LRN)(torch_lrn)
             variants["torch-lrn"] = base.replace(norm=TORCH_LRN)
         got = interleave({
-            name: Measured(AblateLoop(v, splits, device, args.batch_size, args.precision), steps, args.batch_size)
+            name: ablate_loop(v, splits)
             for name, v in variants.items()
         }, args.rounds, log)
         results["lrn"] = got
@@ -245,8 +254,7 @@ def main() -> int:
         ]
         if "torch-lrn" in got:
             tables.append(row("nn.LocalResponseNorm (before)", got["torch-lrn"], got["none"]))
-        paired = [lrn / none for lrn, none in zip(got["lrn"], got["none"])]
-        tables.append(f"per-round lrn/none ratios: {', '.join(f'{r:.3f}' for r in paired)}")
+        tables.append(per_round("lrn/none", got["lrn"], got["none"]))
         flush()
 
     if "lrn-op" in sections:
@@ -285,8 +293,8 @@ def main() -> int:
         log("real-data: ablate's loop on cached Fashion-MNIST vs random tensors on the device")
         real = load_splits(DataConfig(dataset="fashion-mnist", train_size=images, val_size=64), 65)
         got = interleave({
-            "random": Measured(AblateLoop(base, splits, device, args.batch_size, args.precision), steps, args.batch_size),
-            "fashion-mnist": Measured(AblateLoop(base, real, device, args.batch_size, args.precision), steps, args.batch_size),
+            "random": ablate_loop(base, splits),
+            "fashion-mnist": ablate_loop(base, real),
         }, args.rounds, log)
         results["real-data"] = got
         tables += [
@@ -294,7 +302,7 @@ def main() -> int:
             ROW_HEAD.format("data"),
             row(f"--data {args.data} (already on the device)", got["random"], got["random"]),
             row("Fashion-MNIST (cached, 1-channel storage)", got["fashion-mnist"], got["random"]),
-            f"per-round fashion-mnist/random ratios: {', '.join(f'{r / q:.3f}' for r, q in zip(got['fashion-mnist'], got['random']))}",
+            per_round("fashion-mnist/random", got["fashion-mnist"], got["random"]),
         ]
         flush()
 
