@@ -99,3 +99,9 @@ class TrainConfig:
     # Faster, but the pick can change between runs (so can the last bits of results); forced off
     # when deterministic = true. No effect on the CPU.
     cudnn_benchmark: bool = True
+    # --- bookkeeping (not part of a run's identity: changing it never changes results) ---------
+    # Minutes between mid-epoch checkpoints (a checkpoint is also saved at the end of every
+    # epoch), so that a killed cell loses at most this much training. 0 = end of epochs only.
+    checkpoint_minutes: float = field(
+        default=10.0, metadata={**rule(lambda v: v >= 0, "a number >= 0"), "identity": False}
+    )

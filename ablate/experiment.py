@@ -40,6 +40,10 @@ AXIS_REGISTRIES: dict[str, Registry] = {
 }
 
 
+# [train] settings that do not identify a run (see Cell.run_id).
+_NOT_IDENTITY = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("identity") is False)
+
+
 class ExperimentError(ValueError):
     """A problem with an experiment file or an override; ``str()`` is one line for the user."""
 
@@ -70,8 +74,12 @@ class Cell:
 
     @property
     def run_id(self) -> str:
-        """Hash of the resolved config: same config -> same id (skipped on rerun), any change -> new id."""
-        blob = json.dumps(self.config(), sort_keys=True, separators=(",", ":"))
+        """Hash of the resolved config: same config -> same id (skipped on rerun), any change -> new id.
+        Bookkeeping settings (field metadata ``identity: False``, e.g. how often to checkpoint)
+        cannot change results, so they are left out."""
+        config = self.config()
+        config["train"] = {k: v for k, v in config["train"].items() if k not in _NOT_IDENTITY}
+        blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
