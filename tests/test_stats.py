@@ -138,3 +138,129 @@ def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
         reject_null += stats.paired_test(d - true).p < 0.05
     assert abs(cover / draws - 0.95) < 0.014
     assert abs(reject_null / draws - 0.05) < 0.014
+
+
+# --- scipy-based functions against the hand-written Student-t code they replaced -------------------
+# Values printed (repr) by the previous implementation (continued fraction + bisection, in
+# ablate/stats.py up to commit 34ff4a2) on this file's test cases.
+PREVIOUS = {
+    "t_ppf_975": {1: 12.706204736174659, 2: 4.302652729749456, 3: 3.1824463052837046, 4: 2.7764451051977908,
+                  5: 2.570581835636313, 9: 2.2621571627982027, 29: 2.0452296421327016, 1000: 1.9623390808264358},
+    "sf": [((3.4641016151377544, 2), 0.07417990022744857), ((2.1, 5), 0.08975324988459872),
+           ((0.7, 10), 0.4998875701728843), ((4.3, 40), 0.00010658818917651847)],
+}
+
+
+def test_scipy_values_equal_the_previous_implementation() -> None:
+    for df, value in PREVIOUS["t_ppf_975"].items():
+        assert abs(stats.t_ppf(0.975, df) - value) < 1e-10
+    for (t, df), p in PREVIOUS["sf"]:
+        assert abs(stats.t_sf_two_sided(t, df) - p) < 1e-10
+    iv = stats.mean_interval([1, 2, 3, 4])
+    assert abs(iv.ci_low - 0.4457397432394812) < 1e-10 and abs(iv.ci_high - 4.554260256760519) < 1e-10
+    res = stats.paired_test([1.0, 2.0, 3.0])
+    assert abs(res.ci_low - -0.48413771175032627) < 1e-10 and abs(res.ci_high - 4.484137711750327) < 1e-10
+    assert abs(res.p - 0.07417990022744857) < 1e-10
+    res = stats.paired_test([0.012, -0.004, 0.02, 0.007, 0.001])
+    assert abs(res.ci_low - -0.004427969546957911) < 1e-10 and abs(res.ci_high - 0.018827969546957913) < 1e-10
+    assert abs(res.p - 0.1607069187198077) < 1e-10
+    r = stats.ratio_interval([2.0, 8.0], [1.0, 1.0])
+    assert abs(r.ci_low - 0.0005985648842620116) < 1e-10 and abs(r.ci_high / 26730.602513922746 - 1) < 1e-10
+    assert abs(r.p - 0.2951672353008663) < 1e-10
+
+
+# --- power -----------------------------------------------------------------------------------------
+def _simulated_power(effect: float, sd: float, n: int, draws: int = 20000, seed: int = 7) -> float:
+    """Monte Carlo rejection rate of the two-sided paired t-test (vectorised; scipy's t quantile)."""
+    from scipy import stats as sps
+
+    d = np.random.default_rng(seed).normal(effect, sd, size=(draws, n))
+    t = d.mean(axis=1) / (d.std(axis=1, ddof=1) / math.sqrt(n))
+    return float(np.mean(np.abs(t) > sps.t.ppf(0.975, n - 1)))
+
+
+@pytest.mark.parametrize("n", [2, 3, 5, 10, 20])
+def test_minimum_detectable_difference_matches_an_independent_power_calculation(n: int) -> None:
+    sd = 0.7
+    mdd = stats.min_detectable_difference(sd, n)
+    assert stats.paired_power(mdd, sd, n) == pytest.approx(0.80, abs=1e-9)
+    try:
+        from statsmodels.stats.power import TTestPower
+    except ImportError:  # no statsmodels: the simulation below is the independent check
+        pass
+    else:
+        es = TTestPower().solve_power(nobs=n, alpha=0.05, power=0.8, alternative="two-sided")
+        assert mdd / sd == pytest.approx(es, rel=1e-5)
+    # 20000 draws: the rejection rate's standard error is 0.003
+    assert _simulated_power(mdd, sd, n) == pytest.approx(0.80, abs=0.012)
+
+
+def test_minimum_detectable_difference_tends_to_the_normal_approximation() -> None:
+    # With many seeds the t-test approaches the z-test: MDD -> (z_0.975 + z_0.8) sd / sqrt(n) =
+    # 2.8016 sd / sqrt(n), from above (the t quantile and the noncentral t are wider).
+    for n, slack in ((30, 1.05), (100, 1.015), (1000, 1.002)):
+        assert 2.8016 / math.sqrt(n) < stats.min_detectable_difference(1.0, n) < slack * 2.8016 / math.sqrt(n)
+    assert math.isnan(stats.min_detectable_difference(1.0, 1)) and math.isnan(stats.min_detectable_difference(0.0, 5))
+
+
+@pytest.mark.parametrize("effect", [0.3, 0.5, 1.0, 2.0])
+def test_seeds_needed_is_the_smallest_n_with_80_percent_power(effect: float) -> None:
+    n = int(stats.seeds_needed(effect, 1.0))
+    assert stats.paired_power(effect, 1.0, n) >= 0.8
+    assert n == 2 or stats.paired_power(effect, 1.0, n - 1) < 0.8
+    try:
+        from statsmodels.stats.power import TTestPower
+    except ImportError:
+        return
+    assert n == math.ceil(TTestPower().solve_power(effect_size=effect, alpha=0.05, power=0.8))
+
+
+def test_seeds_needed_edge_cases() -> None:
+    assert stats.seeds_needed(0.0, 1.0) == math.inf
+    assert math.isnan(stats.seeds_needed(1.0, 0.0)) and math.isnan(stats.seeds_needed(1.0, math.nan))
+    assert stats.seeds_needed(10.0, 0.1) == 2
+
+
+# --- bootstrap, probability of improvement, simultaneous intervals -----------------------------------
+def test_bootstrap_interval_is_deterministic_and_close_to_t_for_normal_data() -> None:
+    d = np.random.default_rng(3).normal(1.0, 1.0, size=30)
+    lo, hi = stats.bootstrap_interval(d)
+    assert (lo, hi) == stats.bootstrap_interval(d)
+    t = stats.paired_test(d)
+    assert lo < d.mean() < hi
+    assert (hi - lo) == pytest.approx(t.ci_high - t.ci_low, rel=0.15)
+
+
+def test_bootstrap_interval_follows_skew_and_handles_degenerate_input() -> None:
+    d = [1.0, 1.1, 0.9, 1.2, 1.0, 5.0, 1.05, 0.95]  # one slow seed: right-skewed
+    lo, hi = stats.bootstrap_interval(d)
+    mean = float(np.mean(d))
+    assert hi - mean > mean - lo  # BCa is asymmetric where the data are
+    assert stats.bootstrap_interval([2.0, 2.0, 2.0]) == (2.0, 2.0)
+    assert all(math.isnan(x) for x in stats.bootstrap_interval([1.0]))
+
+
+def test_probability_of_improvement_by_hand() -> None:
+    res = stats.probability_of_improvement([1.0, -1.0, 0.0, 2.0], higher_is_better=True)
+    assert res.n == 4 and res.p == pytest.approx(0.625)
+    z, n, p = 1.959963984540054, 4, 0.625
+    centre = (p + z * z / 8) / (1 + z * z / 4)
+    half = z * math.sqrt(p * (1 - p) / 4 + z * z / 64) / (1 + z * z / 4)
+    assert (res.ci_low, res.ci_high) == (pytest.approx(centre - half), pytest.approx(centre + half))
+    lower = stats.probability_of_improvement([-0.1, -0.2, -0.3], higher_is_better=False)
+    assert lower.p == 1.0 and lower.ci_high == 1.0 and 0.4 < lower.ci_low < 0.45  # Wilson, 3 of 3
+    assert math.isnan(stats.probability_of_improvement([], True).p)
+
+
+def test_bonferroni_interval_excluding_zero_implies_holm_rejects() -> None:
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        m = int(rng.integers(1, 6))
+        diffs = rng.normal(rng.normal(0, 1, size=(m, 1)), 1.0, size=(m, int(rng.integers(2, 8))))
+        level = stats.simultaneous_confidence(m)
+        tests = [stats.paired_test(d) for d in diffs]
+        wide = [stats.paired_test(d, level) for d in diffs]
+        for t, w, p_holm in zip(tests, wide, stats.holm([t.p for t in tests])):
+            if w.ci_low > 0 or w.ci_high < 0:
+                assert p_holm < 0.05
+    assert stats.simultaneous_confidence(4) == pytest.approx(1 - 0.0125)
