@@ -1,0 +1,153 @@
+"""Results as pandas DataFrames, for notebooks: :func:`load_results`.
+
+The frames are the ones ``ablate report`` computes its tables and plots from (they come from
+:func:`ablate.analysis.load_experiment_data`, so the two never disagree), stacked over
+experiments with an ``experiment`` column in front:
+
+* ``runs``: one row per cell (variant x seed), including cells without a result file (status
+  ``missing``), failed and diverged runs; the variant's axes as columns, its final numbers
+  (``final_val_acc``, ``gen_gap``, ``train_images_per_s``, ``wall_time_s``, ...);
+* ``epochs``: one row per run x finished epoch (``lr``, ``train_loss``, ``val_acc``, ...);
+* ``steps``: one row per logged training step, for records that log steps (empty otherwise).
+
+``epochs`` and ``steps`` also carry the variant's axes, so that a notebook can group or colour
+them by an axis without a merge.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import pandas as pd
+
+# The whole dependency on the analysis code: re-point these if it moves.
+from ablate.analysis import ExperimentData, ReportError, Targets, available_experiments, load_experiment_data
+from ablate.store import iter_runs, read_manifest
+
+STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
+_ID_COLUMNS = ["experiment", "run_id", "variant", "seed", "status"]
+
+
+@dataclass(frozen=True)
+class Results:
+    """Tidy frames of one or more experiments (see the module docstring for their rows)."""
+
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    steps: pd.DataFrame
+    # Experiments loaded, in the order asked for (all: sorted by name), and their baselines.
+    experiments: list[str] = field(default_factory=list)
+    baselines: dict[str, str] = field(default_factory=dict)
+    # Experiment -> what the report would say about its data (stale runs, missing manifest, ...).
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    # Experiments found under the root but left out (no run records yet) when none were named.
+    skipped: dict[str, str] = field(default_factory=dict)
+
+
+def load_results(
+    root: str | Path = "results",
+    experiments: str | Iterable[str] | None = None,
+    *,
+    baseline: str | None = None,
+    targets: Targets | None = None,
+) -> Results:
+    """Read ``root/<experiment>/`` result folders into :class:`Results`.
+
+    ``experiments``: a name, several names, or None for every experiment under ``root`` (those
+    without run records are then skipped and listed in ``Results.skipped``). ``baseline`` and
+    ``targets`` mean what ``ablate report --baseline/--target-*`` mean (they decide the variant
+    order and the time-to-target columns). Raises :class:`ablate.analysis.ReportError` (a
+    ``ValueError``) for an unknown experiment, a named experiment without run records, or an
+    unknown baseline.
+    """
+    named = [experiments] if isinstance(experiments, str) else (list(experiments) if experiments is not None else None)
+    names = named if named is not None else available_experiments(root)
+    loaded: list[ExperimentData] = []
+    skipped: dict[str, str] = {}
+    for name in dict.fromkeys(names):
+        try:
+            loaded.append(load_experiment_data(root, name, baseline=baseline, targets=targets or Targets()))
+        except ReportError as e:
+            if named is not None:
+                raise
+            skipped[name] = str(e)
+    if named is not None and not loaded:
+        raise ReportError("no experiment named: pass one or more names, or None for all")
+    runs = _stack([_with_experiment(d.name, d.runs) for d in loaded], _ID_COLUMNS)
+    epochs = _stack([_with_axes(d, d.epochs) for d in loaded], [*_ID_COLUMNS, "epoch"])
+    steps = _stack([_with_axes(d, _steps_of(root, d)) for d in loaded], [*_ID_COLUMNS, *STEP_COLUMNS])
+    return Results(
+        runs=runs, epochs=epochs, steps=steps, experiments=[d.name for d in loaded],
+        baselines={d.name: d.baseline for d in loaded}, notes={d.name: list(d.notes) for d in loaded}, skipped=skipped,
+    )
+
+
+def current_records(root: str | Path, experiment: str) -> tuple[list[dict[str, Any]], int]:
+    """Run records of the experiment's current configuration (run ids in its ``experiment.json``;
+    every record when there is no manifest), as the report uses them, and how many other records
+    the folder holds (older configurations)."""
+    records = list(iter_runs(root, experiment))
+    current = set((read_manifest(root, experiment) or {}).get("run_ids") or [])
+    if not current:
+        return records, 0
+    kept = [r for r in records if r.get("run_id") in current]
+    return kept, len(records) - len(kept)
+
+
+def _with_experiment(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    out = frame.copy()
+    out.insert(0, "experiment", name)
+    return out
+
+
+def _with_axes(data: ExperimentData, frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` (rows keyed by ``variant``) with an ``experiment`` column and the variant's axes."""
+    out = _with_experiment(data.name, frame)
+    for axis in dict.fromkeys(k for axes in data.variant_axes.values() for k in axes):
+        if axis not in out:
+            out[axis] = [data.variant_axes.get(v, {}).get(axis) for v in out["variant"]]
+    return out
+
+
+def _steps_of(root: str | Path, data: ExperimentData) -> pd.DataFrame:
+    """Per-step rows of the runs the report uses (records with a ``steps`` list)."""
+    steps = getattr(data, "steps", None)  # once the analysis builds this frame itself, use it
+    if isinstance(steps, pd.DataFrame):
+        return steps
+    keep = set(data.runs["run_id"])
+    rows = []
+    for record in iter_runs(root, data.name):
+        if record.get("run_id") not in keep:
+            continue
+        ident = data.runs.loc[data.runs["run_id"] == record["run_id"]].iloc[0]
+        for s in record.get("steps") or []:
+            if isinstance(s, dict):
+                rows.append({"run_id": ident["run_id"], "variant": ident["variant"], "seed": int(ident["seed"]),
+                             "status": ident["status"], **{k: _num(s.get(k)) for k in STEP_COLUMNS}})
+    frame = pd.DataFrame(rows, columns=["run_id", "variant", "seed", "status", *STEP_COLUMNS])
+    if not frame.empty:
+        frame[["step", "epoch", "images"]] = frame[["step", "epoch", "images"]].astype("Int64")
+        order = {v: i for i, v in enumerate(data.variants)}
+        frame = (frame.assign(_o=frame["variant"].map(order)).sort_values(["_o", "seed", "step"], kind="stable")
+                 .drop(columns="_o").reset_index(drop=True))
+    return frame
+
+
+def _num(value: Any) -> float:
+    if value is None or isinstance(value, bool):
+        return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _stack(frames: Sequence[pd.DataFrame], columns: list[str]) -> pd.DataFrame:
+    """Concatenate per-experiment frames; an empty frame keeps the identifying columns."""
+    full = [f for f in frames if not f.empty]
+    if not full:
+        return frames[0].iloc[0:0].reset_index(drop=True) if frames else pd.DataFrame(columns=columns)
+    return pd.concat(full, ignore_index=True, sort=False)
