@@ -10,6 +10,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+# Upper bound of every integer setting unless its field says otherwise (metadata "max"): the
+# largest 32-bit signed integer, far beyond any sensible size, epoch or step count, and small
+# enough that no size overflows a tensor index before the dataset can refuse it.
+INT_MAX = 2**31 - 1
+# Seeds (run seeds and data.seed) lie in 0..SEED_MAX: what NumPy's and torch's seeding accept.
+SEED_MAX = 2**32 - 1
+SEED_RANGE = f"an integer in 0..{SEED_MAX} (the seeds NumPy and torch accept)"
+
 
 def rule(check: Callable[[Any], bool], allowed: str) -> dict[str, Any]:
     """Field metadata: ``check(value)`` must hold; ``allowed`` says so to the user when it does not."""
@@ -29,16 +37,20 @@ class DataConfig:
     # Registered dataset name: "shapes" is built in and generated (no files); see `ablate list`.
     dataset: str = "shapes"
     # Training images to use: for generated sets the number made, for real ones a seeded,
-    # class-balanced subset. None (leave out) means the dataset's default / everything.
+    # class-balanced subset. None (leave out) means the dataset's default / everything. At most
+    # INT_MAX here; a real dataset refuses more than it holds, the generated one more than fits
+    # in memory.
     train_size: int | None = field(default=None, metadata=positive())
     # Validation images, as for train_size.
     val_size: int | None = field(default=None, metadata=positive())
     # Seed for generating / subsetting the data. Fixed across run seeds on purpose: every run of
     # every variant sees the same images, as with a real dataset; run seeds vary the training.
-    seed: int = field(default=0, metadata=rule(lambda v: v >= 0, "an integer >= 0"))
+    seed: int = field(default=0, metadata={**rule(lambda v: 0 <= v <= SEED_MAX, SEED_RANGE), "max": SEED_MAX})
     # Folder holding the dataset's files (real datasets); else $ABLATE_DATA/<dataset>, else the
-    # system location (e.g. /usr/share/datasets/fashion-mnist from Debian's package).
-    root: str | None = None
+    # system location (e.g. /usr/share/datasets/fashion-mnist from Debian's package). A relative
+    # path is taken from the working directory and stored resolved to an absolute one when the
+    # file is loaded, so the same text run from another folder (other data) is another run.
+    root: str | None = field(default=None, metadata=rule(lambda v: v.strip() != "" and "\0" not in v, "a folder path"))
     # Allow the dataset's downloader to fetch missing files. Off: nothing is ever fetched silently.
     download: bool = False
     # Training-time augmentation, run on the training device: "none" or "paper" (random

@@ -7,7 +7,13 @@ whose message is one line naming the file, the key, the value given and what is 
 ``--set key=value`` overrides are applied to the parsed TOML before validation, so they are
 checked exactly like the file. The optional ``[gpu]`` table holds overrides (same dotted keys)
 applied only when the experiment runs on a CUDA device: the full-size study beside the CPU-sized
-defaults.
+defaults. The order is: the file, then ``[gpu]`` (on CUDA), then ``--set``; ``--set gpu.KEY=...``
+edits the ``[gpu]`` table itself. The ``[gpu]`` values are validated on every device.
+
+Beyond each setting's own rule, every number is checked generically: floats must be finite
+(``inf``/``nan`` are TOML literals, and would pass a rule such as ``lr > 0``), and integers lie
+within ``[-INT_MAX, INT_MAX]`` (seeds within ``0..SEED_MAX``), so that a value which passes here
+cannot crash a run later.
 """
 
 from __future__ import annotations
@@ -16,6 +22,8 @@ import dataclasses
 import hashlib
 import itertools
 import json
+import math
+import os
 import re
 import sys
 from dataclasses import dataclass
@@ -27,7 +35,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from ablate.config import DataConfig, TrainConfig
+from ablate.config import INT_MAX, SEED_MAX, SEED_RANGE, DataConfig, TrainConfig
 from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, Registry, suggest
 from ablate.variant import AXES, Variant
 
@@ -35,6 +43,15 @@ DESIGNS = ("grid", "one-at-a-time")
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "design", "model", "axes", "data", "train", "gpu")
 GPU_KEYS = ("seeds", "data", "train")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# Experiment names become folder names (results/<name>/, reports/<name>/): keep them short.
+NAME_MAX = 100
+NAME_RULE = (
+    f"letters, digits, '.', '_' and '-', starting with a letter or digit, at most {NAME_MAX} characters "
+    "(not 'bench', which holds `ablate bench` results)"
+)
+# An experiment file is a few hundred bytes; refuse to read something huge (or endless, like a
+# device or a pipe) into memory.
+MAX_FILE_BYTES = 1_000_000
 AXIS_REGISTRIES: dict[str, Registry] = {
     "arch": ARCHS, "activation": ACTIVATIONS, "pooling": POOLINGS, "norm": NORMS, "init": INITS,
 }
@@ -49,7 +66,15 @@ class ExperimentError(ValueError):
 
     def __init__(self, path: str | Path, key: str | None, problem: str) -> None:
         self.path, self.key, self.problem = str(path), key, problem
-        super().__init__(f"{path}: {key}: {problem}" if key else f"{path}: {problem}")
+        # File names and TOML keys may hold newlines or other control characters: escape them,
+        # so that the message stays one line whatever the user's input.
+        super().__init__(_printable(f"{path}: {key}: {problem}" if key else f"{path}: {problem}"))
+
+
+def _printable(text: str) -> str:
+    """``text`` with non-printable characters (newlines, control and separator characters) as
+    escapes; everything printable, non-ASCII letters included, as is."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # --- the result -----------------------------------------------------------------------------------
@@ -142,7 +167,14 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), device_type
     """Read, override and validate an experiment file. Raises :class:`ExperimentError`."""
     path = Path(path)
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        if path.exists() and not path.is_dir() and not path.is_file():
+            raise ExperimentError(path, None, "is not a regular file (a device, pipe or socket); give an experiment file")
+        with path.open("rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            raise ExperimentError(path, None, f"is larger than {MAX_FILE_BYTES:,} bytes; not an experiment file")
+        # utf-8-sig: accept (and drop) the byte-order mark some Windows editors write first.
+        raw = tomllib.loads(data.decode("utf-8-sig"))
     except FileNotFoundError:
         raise ExperimentError(path, None, "no such file") from None
     except IsADirectoryError:
@@ -151,30 +183,51 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), device_type
         raise ExperimentError(path, None, f"not a UTF-8 text file ({e.reason})") from None
     except tomllib.TOMLDecodeError as e:
         raise ExperimentError(path, None, f"malformed TOML: {e}") from None
+    except RecursionError:
+        raise ExperimentError(path, None, "malformed TOML: nested too deeply") from None
+    except OSError as e:  # no permission, a broken link, a name too long, ...
+        raise ExperimentError(path, None, f"cannot read: {e.strerror or e}") from None
     return parse_experiment(raw, path, overrides, device_type)
 
 
 def parse_experiment(
     raw: dict[str, Any], path: str | Path, overrides: Sequence[str] = (), device_type: str = "cpu"
 ) -> Experiment:
-    """Validate an already-parsed TOML document (see :func:`load_experiment`)."""
+    """Validate an already-parsed TOML document (see :func:`load_experiment`).
+
+    The document is resolved in this order: the file, then its ``[gpu]`` table when
+    ``device_type == "cuda"``, then the ``overrides``; an override of ``gpu.*`` edits the
+    ``[gpu]`` table before it is applied. Raises :class:`ExperimentError`."""
     path = Path(path)
     v = _Validator(path)
-    raw = json.loads(json.dumps(raw, default=str))  # deep copy; TOML dates become strings
+    try:
+        raw = json.loads(json.dumps(raw, default=str))  # deep copy; TOML dates become strings
+    except (RecursionError, ValueError):  # ValueError: a circular document built in Python
+        raise ExperimentError(path, None, "nested too deeply") from None
     v.known_keys(raw, TOP_LEVEL_KEYS, "")
+    parsed = [parse_override(item, path) for item in overrides]  # a malformed --set fails first
+    cli_gpu = [(keys, value) for keys, value in parsed if keys[0] == "gpu"]
+    cli_rest = [(keys, value) for keys, value in parsed if keys[0] != "gpu"]
+    for keys, value in cli_gpu:
+        v.from_cli.add(".".join(keys))
+        _set_dotted(raw, keys, value, path)
     gpu = v.table(raw, "gpu")
-    v.known_keys(gpu, GPU_KEYS, "gpu")
+    v.gpu_table(gpu)  # on every device, so that a typo there surfaces before the GPU run
     if device_type == "cuda":
-        _deep_merge(raw, gpu)
-    for item in overrides:
-        keys, value = parse_override(item, path)
+        _deep_merge(raw, json.loads(json.dumps(gpu)))
+    for keys, value in cli_rest:
         v.from_cli.add(".".join(keys))
         _set_dotted(raw, keys, value, path)
     v.known_keys(raw, TOP_LEVEL_KEYS, "")  # again: an override may add an unknown top-level key
 
     name = raw.get("name", path.stem)
-    v.check("name", name, str, lambda s: bool(NAME_PATTERN.fullmatch(s)) and s != "bench",
-            "letters, digits, '.', '_' and '-', starting with a letter or digit (not 'bench', which holds `ablate bench` results)")
+    if "name" not in raw and not (isinstance(name, str) and _name_ok(name)):
+        raise ExperimentError(
+            path, "name",
+            f"{_show(name)}, taken from the file name because the file sets no name, is not allowed; expected {NAME_RULE}; "
+            "set one with name = \"...\" in the file or --set name=...",
+        )
+    v.check("name", name, str, _name_ok, NAME_RULE)
     description = raw.get("description", "")
     v.check("description", description, str)
     design = raw.get("design", "grid")
@@ -183,22 +236,29 @@ def parse_experiment(
 
     baseline = v.variant(v.table(raw, "model"))
     axes = v.axes(v.table(raw, "axes"))
-    data = v.config(DataConfig, v.table(raw, "data"), "data")
-    if data.dataset not in DATASETS:
-        v.fail("data.dataset", data.dataset, "one of " + " | ".join(DATASETS.names()), DATASETS.names())
+    data = v.data_config(v.table(raw, "data"), "data")
+    if data.root is not None:
+        data = dataclasses.replace(data, root=_absolute(data.root))
     train = v.config(TrainConfig, v.table(raw, "train"), "train")
-    # Validate the [gpu] overrides even on the CPU, so a typo there surfaces before the GPU run.
-    if device_type != "cuda" and gpu:
-        gpu_checked = json.loads(json.dumps(raw))
-        _deep_merge(gpu_checked, gpu)
-        v.seeds(gpu_checked.get("seeds"), key_prefix="gpu.")
-        v.config(DataConfig, v.table(gpu_checked, "data"), "gpu.data")
-        v.config(TrainConfig, v.table(gpu_checked, "train"), "gpu.train")
 
     return Experiment(
         name=name, description=description, seeds=seeds, design=design, baseline=baseline, axes=axes,
         data=data, train=train, path=str(path), gpu_overrides_applied=device_type == "cuda" and bool(gpu),
     )
+
+
+def _name_ok(name: str) -> bool:
+    return bool(NAME_PATTERN.fullmatch(name)) and len(name) <= NAME_MAX and name != "bench"
+
+
+def _absolute(root: str) -> str:
+    """``data.root`` as an absolute path (user folder expanded, links resolved), so that a run's
+    identity names the data it reads, not a path relative to wherever the command was started."""
+    path = Path(root).expanduser()
+    try:
+        return str(path.resolve())
+    except (OSError, RuntimeError):  # a link loop: keep the links, still absolute
+        return os.path.abspath(path)
 
 
 def parse_override(item: str, path: str | Path = "--set") -> tuple[list[str], Any]:
@@ -245,11 +305,25 @@ def _type_name(value: Any) -> str:
 
 
 def _show(value: Any) -> str:
+    """A value as the user would write it in TOML; non-ASCII text as is (no \\u escapes)."""
     if isinstance(value, bool):
         return str(value).lower()
     if isinstance(value, dict):
         return "a table"
-    return json.dumps(value) if isinstance(value, (str, list)) else str(value)
+    # A message is one readable line: cut a very long value (a pasted blob, a 400-digit number).
+    if isinstance(value, str) and len(value) > _SHOW_MAX:
+        return json.dumps(value[: _SHOW_MAX - 20] + "...", ensure_ascii=False) + f" ({len(value)} characters)"
+    if isinstance(value, (str, list)):
+        try:
+            text = json.dumps(value, ensure_ascii=False)
+        except (RecursionError, ValueError):
+            return "a nested list"
+    else:
+        text = str(value)
+    return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 20]}... ({len(text)} characters)"
+
+
+_SHOW_MAX = 80
 
 
 _KINDS = {"str": str, "int": int, "float": float, "bool": bool}
@@ -283,14 +357,28 @@ class _Validator:
         msg = f"{_show(value)}{origin} is not allowed; expected {allowed}"
         raise ExperimentError(self.path, key, msg + (f" (did you mean {hint!r}?)" if hint else ""))
 
-    def check(self, key: str, value: Any, kind: type, ok: Any = None, allowed: str = "") -> None:
+    def check(
+        self, key: str, value: Any, kind: Any, ok: Any = None, allowed: str = "", maximum: int = INT_MAX
+    ) -> None:
+        """``value`` must fit ``kind``, be finite / within ``[-maximum, maximum]`` if it is a
+        number, and satisfy ``ok``; else one line saying so (``allowed`` describes ``ok``)."""
         if not _matches(value, kind):
             word = " or ".join(_TYPE_WORDS[_KINDS[k]] for k in _kinds(kind) if k in _KINDS)
             what = allowed if allowed.startswith(("a ", "an ")) else word + (f" ({allowed})" if allowed else "")
             origin = " (from --set)" if key in self.from_cli else ""
             raise ExperimentError(self.path, key, f"{_show(value)}{origin} is {_type_name(value)}; expected {what}")
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if number and "int" not in _kinds(kind):  # a float setting: ints too must fit a float
+            try:
+                finite = math.isfinite(float(value))
+            except OverflowError:
+                finite = False
+            if not finite:
+                self.fail(key, value, f"a finite number{f' ({allowed})' if allowed else ''}; inf and nan are never allowed")
         if ok is not None and not ok(value):
             self.fail(key, value, allowed)
+        if number and "int" in _kinds(kind) and not -maximum <= value <= maximum:
+            self.fail(key, value, f"{allowed or 'an integer'}, at most {maximum}")
 
     def known_keys(self, table: Mapping[str, Any], allowed: Sequence[str], prefix: str) -> None:
         for key in table:
@@ -301,25 +389,43 @@ class _Validator:
                 msg = f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed {where}: {', '.join(allowed)}"
                 raise ExperimentError(self.path, full, msg)
 
-    def table(self, raw: Mapping[str, Any], key: str) -> dict[str, Any]:
+    def table(self, raw: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
         value = raw.get(key, {})
         if not isinstance(value, dict):
-            raise ExperimentError(self.path, key, f"{_show(value)} is {_type_name(value)}; expected a table [{key}]")
+            origin = " (from --set)" if prefix + key in self.from_cli else ""
+            raise ExperimentError(
+                self.path, prefix + key, f"{_show(value)}{origin} is {_type_name(value)}; expected a table [{prefix + key}]"
+            )
         return value
+
+    def gpu_table(self, gpu: Mapping[str, Any]) -> None:
+        """Check each value of ``[gpu]`` on its own, named ``gpu.<key>`` (whatever the device)."""
+        self.known_keys(gpu, GPU_KEYS, "gpu")
+        if "seeds" in gpu:
+            self.seeds(gpu["seeds"], key_prefix="gpu.")
+        if "data" in gpu:
+            self.data_config(self.table(gpu, "data", "gpu."), "gpu.data")
+        if "train" in gpu:
+            self.config(TrainConfig, self.table(gpu, "train", "gpu."), "gpu.train")
 
     def seeds(self, seeds: Any, key_prefix: str = "") -> tuple[int, ...]:
         key = key_prefix + "seeds"
+        origin = " (from --set)" if key in self.from_cli else ""
         if seeds is None:
             raise ExperimentError(self.path, key, "missing; give at least one seed, e.g. seeds = [0, 1, 2]")
         if isinstance(seeds, int) and not isinstance(seeds, bool):
-            seeds = [seeds]
+            # Refused, not read as [seeds]: "seeds = 3" reads as "three seeds" as easily as "seed 3".
+            raise ExperimentError(
+                self.path, key, f"{seeds}{origin} is an integer, not a list of seeds; write seeds = "
+                f"[0, 1, 2] for three seeds, or seeds = [{seeds}] for the single seed {seeds}",
+            )
         if not isinstance(seeds, list):
-            raise ExperimentError(self.path, key, f"{_show(seeds)} is {_type_name(seeds)}; expected a list of integers >= 0")
+            raise ExperimentError(self.path, key, f"{_show(seeds)}{origin} is {_type_name(seeds)}; expected a list of seeds, e.g. [0, 1, 2]")
         if not seeds:
             raise ExperimentError(self.path, key, "is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
         for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or s < 0:
-                raise ExperimentError(self.path, key, f"{_show(s)} is not allowed; expected integers >= 0")
+            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
+                raise ExperimentError(self.path, key, f"{_show(s)}{origin} is not allowed; expected seeds, each {SEED_RANGE}")
         if len(set(seeds)) != len(seeds):
             raise ExperimentError(self.path, key, f"{_show(seeds)} repeats a seed; each seed once")
         return tuple(seeds)
@@ -365,6 +471,13 @@ class _Validator:
         for name, value in table.items():
             f, key = fields[name], f"{prefix}.{name}"
             meta = f.metadata
-            self.check(key, value, f.type, meta.get("check"), meta.get("allowed", ""))
+            self.check(key, value, f.type, meta.get("check"), meta.get("allowed", ""), meta.get("max", INT_MAX))
             values[name] = float(value) if str(f.type) == "float" else value
         return cls(**values)
+
+    def data_config(self, table: Mapping[str, Any], prefix: str) -> DataConfig:
+        """:meth:`config` for ``[data]``, plus: the dataset must be registered."""
+        data = self.config(DataConfig, table, prefix)
+        if "dataset" in table and data.dataset not in DATASETS:
+            self.fail(f"{prefix}.dataset", data.dataset, "one of " + " | ".join(DATASETS.names()), DATASETS.names())
+        return data
