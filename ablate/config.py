@@ -112,6 +112,13 @@ class TrainConfig:
     # when deterministic = true. No effect on the CPU.
     cudnn_benchmark: bool = True
     # --- bookkeeping (not part of a run's identity: changing it never changes results) ---------
+    # Optimizer steps between the step-level points of a run record (record["steps"]: mean
+    # training loss and accuracy over the last N steps, lr, images seen, elapsed seconds). None
+    # (leave out) = about 20 points per epoch; 0 = none. Sums stay on the device and are read
+    # once per epoch, so logging adds no host synchronization.
+    log_every: int | None = field(
+        default=None, metadata={**rule(lambda v: v >= 0, "an integer >= 0"), "identity": False}
+    )
     # Minutes between mid-epoch checkpoints (a checkpoint is also saved at the end of every
     # epoch), so that a killed cell loses at most this much training. 0 = end of epochs only.
     checkpoint_minutes: float = field(

@@ -11,26 +11,57 @@ separately. :func:`train_step` is the single definition of an optimizer step, sh
 from __future__ import annotations
 
 import math
-import resource
 import time
-from contextlib import nullcontext
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ablate import checkpoint
 from ablate.config import TrainConfig
 from ablate.data import ImageSplits
 from ablate.data.loader import DeviceBatches
 from ablate.experiment import Cell
+from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from ablate.models import build_model, count_params
+from ablate.precision import autocast_for
+from ablate.record import FORMAT_VERSION
 from ablate.seeding import seed_everything
 
-# Steps at the start of a run left out of the throughput figure: they include cuDNN autotuning,
-# torch.compile and allocator warm-up, which say nothing about steady-state speed.
+# Steps at the start of a run (and after each resume) left out of the throughput figure: they
+# include cuDNN autotuning, torch.compile and allocator warm-up, which say nothing about
+# steady-state speed.
 WARMUP_STEPS = 3
+# Step-level points per epoch when [train] log_every is left out.
+LOG_POINTS_PER_EPOCH = 20
+
+
+class Interrupted(Exception):
+    """Training stopped on request (Ctrl-C, a lost claim) after saving a checkpoint."""
+
+
+class CellOutOfMemory(RuntimeError):
+    """The device ran out of memory; ``str()`` says at which batch, for the record."""
+
+
+@dataclass
+class CellHooks:
+    """What the runner asks of a cell's training beyond the cell itself."""
+
+    # Where to keep this cell's checkpoint; None = no checkpoints (and no resume).
+    checkpoint: Path | None = None
+    # Seconds between mid-epoch checkpoints (one is also saved after every epoch); 0 = epochs only.
+    checkpoint_every_s: float = 600.0
+    # Polled after every optimizer step: True stops training (checkpoint first), raising Interrupted.
+    should_stop: Callable[[], bool] = lambda: False
+    # Told of every checkpoint saved: (cost, why: "epoch" | "timer" | "stop").
+    on_checkpoint: Callable[[checkpoint.Saved, str], None] | None = None
+    # Told of a checkpoint that could not be used (one line); default: warnings.warn.
+    on_warning: Callable[[str], None] | None = None
 
 
 class DeviceError(ValueError):
@@ -115,21 +146,6 @@ def sync(device: torch.device) -> None:
     """Wait for the device's queued work, so that a clock read after it means what it says."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
-
-
-def peak_memory_mb(device: torch.device) -> float:
-    """Peak CUDA memory allocated by tensors, or on the CPU the process's peak resident set."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def autocast_for(precision: str, device: torch.device) -> Callable[[], Any]:
-    """A zero-argument context factory: autocast to bf16/fp16, or nothing for fp32."""
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    if dtype is None:
-        return nullcontext
-    return lambda: torch.autocast(device.type, dtype=dtype)
 
 
 def train_step(
@@ -262,13 +278,33 @@ class Training:
     train_eval_batches: DeviceBatches
     device: torch.device
     precision: str
-    # Steps at the start of the run left out of the timing (0 when the run has no steps after them).
+    # Steps left out of the timing so far (the run's warm-up, and again after each resume).
     warmup: int
     timer: StepTimer
     # Backend flags in force (cuDNN autotuning, TF32), for the record.
     backend: dict[str, Any]
+    # The cell's run id (names its checkpoint).
+    run_id: str = ""
     # Optimizer steps taken so far in the run.
     done_steps: int = 0
+    # Timing starts once done_steps reaches this (the end of the latest warm-up).
+    timed_from: int = 0
+    # Steps between step-level log points (0: none).
+    log_every: int = 0
+    # Finished epochs' metrics, and the step-level points so far.
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    # Mid-cell resumes from a checkpoint (epoch, step, when).
+    resumed: list[dict[str, Any]] = field(default_factory=list)
+    # Seconds spent saving checkpoints, and how many (kept out of every training time).
+    checkpoint_s: float = 0.0
+    checkpoints: int = 0
+
+
+def _log_every(train: TrainConfig, steps_per_epoch: int) -> int:
+    if train.log_every is not None:
+        return train.log_every
+    return max(1, steps_per_epoch // LOG_POINTS_PER_EPOCH)
 
 
 def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
@@ -276,8 +312,7 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
     train = cell.train
     seed_everything(cell.seed, train.deterministic)
     backend = apply_speed_settings(train, device)
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+    reset_peak_memory(device)
     precision = resolve_precision(train, device)
     memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
     model = build_model(cell.variant, splits.num_classes).to(device=device, memory_format=memory_format)
@@ -314,70 +349,236 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
         warmup=warmup,
         timer=StepTimer(device),
         backend=backend,
+        run_id=cell.run_id,
+        timed_from=warmup,
+        log_every=_log_every(train, steps),
     )
 
 
-def train_epoch(run: Training, epoch: int, observer: TrainObserver | None = None) -> dict[str, Any]:
-    """One pass over the training batches. Returns the epoch's training loss and accuracy, its
-    wall time (``train_time_s``, warm-up included) and its timed part (``timed_images``,
-    ``timed_seconds``: steps after the run's warm-up, between synchronized clock reads)."""
+@dataclass
+class _EpochProgress:
+    """Where training is inside one epoch: what a mid-epoch checkpoint must hold to continue."""
+
+    epoch: int
+    # The data-order and augmentation generators as they were when the epoch began: a resume
+    # replays the epoch's batch stream from them and skips the batches already trained on.
+    order_state: torch.Tensor
+    aug_state: torch.Tensor
+    loss_sum: torch.Tensor  # running sums on the device (no host synchronization)
+    hits: torch.Tensor
+    step: int = 0  # steps done in this epoch
+    wall_s: float = 0.0  # training wall time of the epoch before the current stretch
+    timed_images: int = 0  # the epoch's timed part before the current stretch
+    timed_seconds: float = 0.0
+    # Cumulative loss and hit sums at each log point of the epoch (on the device), and the
+    # host-side facts of each point; turned into record["steps"] once, at the end of the epoch.
+    log_loss: torch.Tensor | None = None
+    log_hits: torch.Tensor | None = None
+    log_points: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def _new_progress(run: Training, epoch: int) -> _EpochProgress:
+    device, steps = run.device, len(run.train_batches)
+    points = -(-steps // run.log_every) if run.log_every else 0
+    return _EpochProgress(
+        epoch=epoch,
+        order_state=run.train_batches.order_gen.get_state(),
+        aug_state=run.train_batches.aug_gen.get_state(),
+        loss_sum=torch.zeros((), device=device, dtype=torch.float64),
+        hits=torch.zeros((), device=device, dtype=torch.int64),
+        log_loss=torch.zeros(points, device=device, dtype=torch.float64) if points else None,
+        log_hits=torch.zeros(points, device=device, dtype=torch.int64) if points else None,
+    )
+
+
+def train_epoch(
+    run: Training,
+    epoch: int,
+    observer: TrainObserver | None = None,
+    hooks: CellHooks | None = None,
+    progress: _EpochProgress | None = None,
+) -> dict[str, Any]:
+    """One pass over the training batches (or the rest of one, from a checkpoint's ``progress``).
+
+    Returns the epoch's training loss and accuracy, its wall time (``train_time_s``, warm-up
+    included, checkpoint saving excluded) and its timed part (``timed_images``,
+    ``timed_seconds``: steps after the latest warm-up, between synchronized clock reads).
+    Checkpoints are saved inside the epoch when ``hooks`` asks for them; a stop request saves
+    one and raises :class:`Interrupted`.
+    """
     observer = observer or _Silent()
-    device, timer = run.device, run.timer
+    hooks = hooks or CellHooks()
+    device, timer, batches = run.device, run.timer, run.train_batches
     run.model.train()
-    loss_sum = torch.zeros((), device=device, dtype=torch.float64)
-    hits = torch.zeros((), device=device, dtype=torch.int64)
-    steps = len(run.train_batches)
-    sync(device)
-    start = time.perf_counter()
-    if run.done_steps >= run.warmup:
-        timer.start()
-    for step, (x, y) in enumerate(run.train_batches):
-        loss, out = train_step(run.step_model, run.optimizer, run.scaler, run.autocast, x, y)
+    if progress is None:
+        progress = _new_progress(run, epoch)
+    else:  # replay the epoch's batch stream from its start
+        batches.order_gen.set_state(progress.order_state)
+        batches.aug_gen.set_state(progress.aug_state)
+    steps, bs = len(batches), batches.batch_size
+    last_save = time.perf_counter()
+    images_before = run.epochs[-1]["images_seen"] if run.epochs else 0
+    time_before = sum(e["train_time_s"] for e in run.epochs)
+
+    def begin_stretch() -> float:
+        sync(device)
+        if run.done_steps >= run.timed_from:
+            timer.start()
+        return time.perf_counter()
+
+    def end_stretch(started: float) -> None:
+        images, seconds = timer.stop()
+        progress.timed_images += images
+        progress.timed_seconds += seconds
+        sync(device)
+        progress.wall_s += time.perf_counter() - started
+
+    started = begin_stretch()
+    for step, (x, y) in enumerate(batches):
+        if step < progress.step:  # already trained on before the checkpoint
+            continue
+        try:
+            loss, out = train_step(run.step_model, run.optimizer, run.scaler, run.autocast, x, y)
+        except torch.OutOfMemoryError:
+            raise CellOutOfMemory(f"out of memory at batch {run.done_steps + 1} on {device}") from None
         run.scheduler.step()
         # Running sums stay on the device: no host synchronization inside the epoch.
-        loss_sum += loss.detach() * y.shape[0]
-        hits += (out.detach().argmax(1) == y).sum()
+        progress.loss_sum += loss.detach() * y.shape[0]
+        progress.hits += (out.detach().argmax(1) == y).sum()
+        progress.step = step + 1
         run.done_steps += 1
-        if run.done_steps > run.warmup:
+        if run.done_steps > run.timed_from:
             timer.count(y.shape[0])
+        if run.log_every and (progress.step % run.log_every == 0 or progress.step == steps):
+            k = len(progress.log_points)
+            progress.log_loss[k].copy_(progress.loss_sum)  # device-side copies: no sync
+            progress.log_hits[k].copy_(progress.hits)
+            progress.log_points.append({
+                "step": run.done_steps, "epoch": epoch, "images": images_before + progress.step * bs,
+                "lr": run.scheduler.get_last_lr()[0],
+                # Host clock when the step was queued (on a GPU up to a few steps ahead of it).
+                "time_s": time_before + progress.wall_s + time.perf_counter() - started,
+            })
         observer.on_batch(epoch, step + 1, steps)
-        if run.done_steps == run.warmup:  # end of the warm-up (its progress update included)
+        if run.done_steps == run.timed_from:  # end of the warm-up (its progress update included)
             timer.start()
-    timed_images, timed_seconds = timer.stop()
-    sync(device)
-    seconds = time.perf_counter() - start
-    n = run.train_batches.images_per_epoch
+        # After the epoch's last step nothing is saved here: the end-of-epoch checkpoint follows
+        # (and a stop request is honoured at the first step of the next epoch).
+        if progress.step < steps:
+            stop = hooks.should_stop()
+            timed = (hooks.checkpoint is not None and hooks.checkpoint_every_s > 0
+                     and time.perf_counter() - last_save >= hooks.checkpoint_every_s)
+            if stop and hooks.checkpoint is None:
+                raise Interrupted(f"stopped in epoch {epoch} after step {progress.step}")
+            if stop or timed:
+                end_stretch(started)
+                _save(run, hooks, "stop" if stop else "timer", progress)
+                if stop:
+                    raise Interrupted(f"stopped in epoch {epoch} after step {progress.step}; checkpoint saved")
+                last_save = started = begin_stretch()
+    end_stretch(started)
+    n = batches.images_per_epoch
+    if progress.log_points:
+        losses, hits = progress.log_loss.tolist(), progress.log_hits.tolist()
+        prev_loss, prev_hits, prev_images = 0.0, 0, images_before
+        for point, loss_cum, hit_cum in zip(progress.log_points, losses, hits):
+            window = point["images"] - prev_images
+            run.steps.append({**point, "train_loss": (loss_cum - prev_loss) / window, "train_acc": (hit_cum - prev_hits) / window})
+            prev_loss, prev_hits, prev_images = loss_cum, hit_cum, point["images"]
     return {
-        "train_loss": loss_sum.item() / n,
-        "train_acc": hits.item() / n,
-        "train_time_s": seconds,
-        "timed_images": timed_images,
-        "timed_seconds": timed_seconds,
+        "train_loss": progress.loss_sum.item() / n,
+        "train_acc": progress.hits.item() / n,
+        "train_time_s": progress.wall_s,
+        "timed_images": progress.timed_images,
+        "timed_seconds": progress.timed_seconds,
+        "images_seen": images_before + n,
     }
 
 
+def _save(run: Training, hooks: CellHooks, why: str, progress: _EpochProgress | None) -> None:
+    """Checkpoint everything the rest of the run depends on (see :mod:`ablate.checkpoint`)."""
+    state = {
+        "model": run.model.state_dict(),
+        "optimizer": run.optimizer.state_dict(),
+        "scheduler": run.scheduler.state_dict(),
+        "scaler": run.scaler.state_dict(),
+        "done_steps": run.done_steps,
+        "warmup": run.warmup,
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "resumed": run.resumed,
+        "timer": {"images": run.timer.images, "seconds": run.timer.seconds},
+        "checkpoint_s": run.checkpoint_s,
+        "checkpoints": run.checkpoints + 1,
+        # Generators as they are now (used when the next epoch starts afresh) ...
+        "order_gen": run.train_batches.order_gen.get_state(),
+        "aug_gen": run.train_batches.aug_gen.get_state(),
+        # ... and the unfinished epoch, if any.
+        "progress": progress.state() if progress is not None else None,
+    }
+    saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
+    run.checkpoint_s += saved.seconds
+    run.checkpoints += 1
+    if hooks.on_checkpoint:
+        hooks.on_checkpoint(saved, why)
+
+
+def _restore(run: Training, state: dict[str, Any], total_steps: int) -> _EpochProgress | None:
+    """Put a prepared run back where the checkpoint left it; returns the unfinished epoch."""
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    run.scheduler.load_state_dict(state["scheduler"])
+    run.scaler.load_state_dict(state["scaler"])
+    run.done_steps = state["done_steps"]
+    run.epochs, run.steps, run.resumed = list(state["epochs"]), list(state["steps"]), list(state["resumed"])
+    run.timer.images, run.timer.seconds = state["timer"]["images"], state["timer"]["seconds"]
+    run.checkpoint_s, run.checkpoints = state["checkpoint_s"], state["checkpoints"]
+    run.train_batches.order_gen.set_state(state["order_gen"])
+    run.train_batches.aug_gen.set_state(state["aug_gen"])
+    checkpoint.restore_global_rng(state["rng"])
+    # A fresh process warms up again (allocator, autotuning): leave those steps out of the
+    # timing too, unless too few steps are left to time any after them.
+    extra = WARMUP_STEPS if total_steps - run.done_steps > WARMUP_STEPS else 0
+    run.warmup = state["warmup"] + extra
+    run.timed_from = run.done_steps + extra
+    progress = state["progress"]
+    return _EpochProgress(**progress) if progress is not None else None
+
+
 def train_cell(
-    cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None
+    cell: Cell,
+    splits: ImageSplits,
+    device: torch.device,
+    observer: TrainObserver | None = None,
+    hooks: CellHooks | None = None,
 ) -> dict[str, Any]:
     """Train ``cell`` on ``splits`` and return its record (status ``ok`` or ``diverged``).
 
     Exceptions (out of memory, a broken user-registered layer, ...) propagate; the runner turns
-    them into ``failed`` records so that a sweep goes on.
+    them into ``failed`` records so that a sweep goes on. With ``hooks.checkpoint`` set, a
+    checkpoint of this cell found there is resumed from (its record lists the resume under
+    ``resumed``), and one is saved after every epoch and every ``hooks.checkpoint_every_s``.
 
-    Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run are not timed (when the
-    run has more steps than that); every later training step is, between device-synchronized
-    clock reads, from the end of the previous step (or the start of the epoch) to the end of the
-    epoch's last step. Evaluation, the per-epoch ``.item()`` reads and model building are outside.
+    Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run (and of each resume)
+    are not timed (when the run has more steps than that); every later training step is, between
+    device-synchronized clock reads, from the end of the previous step (or the start of the
+    epoch) to the end of the epoch's last step. Evaluation, checkpoint saving, the per-epoch
+    ``.item()`` reads and model building are outside.
     """
     observer = observer or _Silent()
+    hooks = hooks or CellHooks()
     train = cell.train
-    run = prepare(cell, splits, device)
+    run, progress = _resume(prepare(cell, splits, device), cell, splits, device, hooks)
     steps = len(run.train_batches)
-    epochs: list[dict[str, Any]] = []
     status, error = "ok", None
-    for epoch in range(1, train.epochs + 1):
-        epoch_start = time.perf_counter()
-        done = train_epoch(run, epoch, observer)
+    first = run.epochs[-1]["epoch"] + 1 if run.epochs else 1
+    for epoch in range(first, train.epochs + 1):
+        # An epoch resumed from a checkpoint also cost the training time before it.
+        epoch_start = time.perf_counter() - (progress.wall_s if epoch == first and progress is not None else 0.0)
+        done = train_epoch(run, epoch, observer, hooks, progress if epoch == first else None)
         if not math.isfinite(done["train_loss"]):
             status, error = "diverged", f"non-finite training loss in epoch {epoch}"
             break
@@ -387,8 +588,11 @@ def train_cell(
             "train_loss": done["train_loss"],
             "train_acc": done["train_acc"],
         }
-        metrics.update(evaluate(run.step_model, run.val_batches, run.autocast, splits.num_classes))
-        metrics.update(evaluate(run.step_model, run.train_eval_batches, run.autocast, splits.num_classes, "train_eval"))
+        try:
+            metrics.update(evaluate(run.step_model, run.val_batches, run.autocast, splits.num_classes))
+            metrics.update(evaluate(run.step_model, run.train_eval_batches, run.autocast, splits.num_classes, "train_eval"))
+        except torch.OutOfMemoryError:
+            raise CellOutOfMemory(f"out of memory at batch {run.done_steps} on {device} (evaluation)") from None
         if not math.isfinite(metrics["val_loss"]):
             status, error = "diverged", f"non-finite validation loss in epoch {epoch}"
             break
@@ -403,11 +607,15 @@ def train_cell(
         else:
             metrics["timed_steps"] = steps
             metrics["train_images_per_s"] = run.train_batches.images_per_epoch / done["train_time_s"]
+        metrics["images_seen"] = done["images_seen"]
         metrics["peak_memory_mb"] = peak_memory_mb(device)
-        epochs.append(metrics)
+        run.epochs.append(metrics)
         observer.on_epoch(metrics)
+        if hooks.checkpoint is not None:
+            _save(run, hooks, "epoch", None)
 
     return {
+        "format": FORMAT_VERSION,
         "run_id": cell.run_id,
         "experiment": cell.experiment,
         "variant": cell.variant.axes(),
@@ -433,15 +641,48 @@ def train_cell(
             "compile": train.compile,
             **run.backend,
             "deterministic": train.deterministic,
+            # CPU results depend on the thread count (it changes the order of float sums).
+            "cpu_threads": torch.get_num_threads() if device.type == "cpu" else None,
             "warmup_steps_untimed": run.warmup,
             "timed_steps": run.timer.images // train.batch_size,
             "train_images_per_s": run.timer.images_per_s,
             "peak_memory_mb": peak_memory_mb(device),
-            "peak_memory_kind": "cuda_allocated" if device.type == "cuda" else "host_max_rss",
+            "peak_memory_kind": peak_memory_kind(device),
+            "log_every": run.log_every,
+            "checkpoints_saved": run.checkpoints,
+            "checkpoint_s": run.checkpoint_s,
         },
-        "epochs": epochs,
-        "summary": summarize(epochs),
+        "epochs": run.epochs,
+        "steps": run.steps,
+        "resumed": run.resumed,
+        "summary": summarize(run.epochs),
     }
+
+
+def _resume(
+    run: Training, cell: Cell, splits: ImageSplits, device: torch.device, hooks: CellHooks
+) -> tuple[Training, _EpochProgress | None]:
+    """Load this cell's checkpoint into ``run`` if there is a usable one; warn about one that is
+    not and go on without it. Returns the run to train and its unfinished epoch, if any."""
+    if hooks.checkpoint is None:
+        return run, None
+    try:
+        state = checkpoint.load(hooks.checkpoint, cell.run_id, device)
+        if state is None:
+            return run, None
+        progress = _restore(run, state, cell.train.epochs * len(run.train_batches))
+    except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
+        message = str(e) if isinstance(e, checkpoint.CheckpointError) else f"{hooks.checkpoint}: unusable checkpoint ({type(e).__name__}: {e})"
+        (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(message.splitlines()[0] + "; training this cell from the start")
+        # A half-restored run is not trustworthy: rebuild it from scratch (same seed, same start).
+        return prepare(cell, splits, device), None
+    run.resumed.append({
+        "epoch": progress.epoch if progress is not None else (run.epochs[-1]["epoch"] + 1 if run.epochs else 1),
+        "step_in_epoch": progress.step if progress is not None else 0,
+        "done_steps": run.done_steps,
+        "at": time.time(),
+    })
+    return run, progress
 
 
 def summarize(epochs: list[dict[str, Any]]) -> dict[str, Any]:

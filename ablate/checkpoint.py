@@ -1,0 +1,96 @@
+"""Checkpoints of an unfinished cell: save atomically, load safely, never trust a stranger's.
+
+A checkpoint is a plain dict of tensors and Python scalars written with ``torch.save`` and read
+with ``torch.load(weights_only=True)``, which refuses arbitrary pickled objects: a checkpoint
+file from elsewhere cannot run code. It is valid for one cell only: its ``run_id`` (the hash of
+the resolved config) must match, else it is ignored with a warning and training starts over.
+
+What goes in is decided by :mod:`ablate.train` (weights, optimizer, schedule, scaler, counters,
+metrics so far, the position inside the epoch); this module adds every global RNG state
+(Python, NumPy, torch CPU and CUDA) and does the file work.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ablate.store import write_atomic
+
+FORMAT = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used; ``str()`` is one line saying why."""
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What one save cost."""
+
+    seconds: float
+    bytes: int
+
+
+def global_rng_state() -> dict[str, Any]:
+    """Every process-wide RNG state a run's remaining steps depend on (dropout, init, shuffles)."""
+    np_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        # NumPy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
+        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_global_rng(state: dict[str, Any]) -> None:
+    random.setstate(_tuples(state["python"]))
+    n = state["numpy"]
+    np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        if len(state["cuda"]) != torch.cuda.device_count():
+            raise CheckpointError(f"saved with {len(state['cuda'])} CUDA device(s) visible, now {torch.cuda.device_count()}")
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _tuples(value: Any) -> Any:
+    """random.setstate wants tuples where a round trip may have produced lists."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, (list, tuple)) else value
+
+
+def save(path: Path, run_id: str, state: dict[str, Any]) -> Saved:
+    """Write ``state`` (plus the global RNG states) for cell ``run_id``; atomic, fsynced."""
+    start = time.perf_counter()
+    payload = {"format": FORMAT, "run_id": run_id, "saved_at": time.time(), "rng": global_rng_state(), **state}
+    write_atomic(path, lambda f: torch.save(payload, f), binary=True)
+    return Saved(time.perf_counter() - start, path.stat().st_size)
+
+
+def load(path: Path, run_id: str, device: torch.device) -> dict[str, Any] | None:
+    """The checkpoint of cell ``run_id``, or None when there is none. Raises
+    :class:`CheckpointError` (one line) for a file that is damaged or belongs to another config;
+    the caller warns and starts over."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+    except Exception as e:  # noqa: BLE001 - truncated zip, garbage, refused pickle: all "unusable"
+        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an ablate checkpoint (format {state.get('format') if isinstance(state, dict) else '?'})")
+    if state.get("run_id") != run_id:
+        raise CheckpointError(f"{path}: saved for another config (run_id {state.get('run_id')!r}, expected {run_id!r})")
+    return state
+
+
+def remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
