@@ -236,16 +236,25 @@ def list_() -> None:
     console.print(datasets)
 
 
+def _print_version(value: bool) -> None:
+    # An eager option callback runs while the arguments are parsed, before the check for a
+    # command, so that `ablate --version` works on its own.
+    if value:
+        console.print(f"ablate {ablate.__version__}", highlight=False)
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
-    version: bool = typer.Option(False, "--version", help="Print the version and exit.", is_eager=True),
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
     plugin: List[str] = typer.Option(
-        [], "--plugin", "-p", help="Import this module first (e.g. one that registers a new activation); repeatable."
+        [], "--plugin", "-p", metavar="MODULE",
+        help="Import this module first (e.g. one that registers a new activation), from the working directory "
+        "or installed; repeatable. Nothing else is imported from the working directory.",
     ),
 ) -> None:
-    if version:
-        console.print(f"ablate {ablate.__version__}")
-        raise typer.Exit()
     try:
         load_plugins(plugin)
     except PluginError as e:
@@ -297,6 +306,11 @@ def report(
         for note in rep.data.notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
         console.print(f"  report: {rep.readme} ({len(rep.files)} files)", highlight=False)
+    from ablate.report_index import write_report_index
+
+    index = write_report_index(results, out)
+    if index is not None:
+        console.print(f"index of reports: {index}", highlight=False)
     if bench_readme is not None:
         console.print(f"speed benchmark report: {bench_readme}", highlight=False)
     elif names and BENCH_DIR in names:
@@ -403,3 +417,33 @@ def bench(
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
+
+
+export_app = typer.Typer(help="Export results to other tools (TensorBoard).", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@export_app.command("tensorboard")
+def export_tensorboard_command(
+    names: Optional[List[str]] = typer.Argument(
+        None, metavar="[EXPERIMENT]...", help="Experiments to export (default: every experiment under --results)."
+    ),
+    results: ResultsOption = Path("results"),
+    out: Path = typer.Option(..., "--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."),
+) -> None:
+    """TensorBoard event files from the run files: curves per epoch and step, HParams by axis (needs ablate[tensorboard])."""
+    from ablate.export import ExportError, export_tensorboard
+
+    try:
+        done = export_tensorboard(results, out, names or None)
+    except ExportError as e:
+        raise fail(str(e)) from None
+    for name, count in sorted(done.stale.items()):
+        console.print(f"  [yellow]note[/]: {escape(name)}: {count} run(s) from an older configuration left out",
+                      highlight=False, soft_wrap=True)
+    steps = sum(r.steps for r in done.runs)
+    console.print(
+        f"{len(done.runs)} run(s) exported to {out} ({sum(r.epochs for r in done.runs)} epochs"
+        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {out}",
+        highlight=False, soft_wrap=True,
+    )
