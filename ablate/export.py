@@ -11,7 +11,8 @@ One TensorBoard run per ablate run, in ``<out>/<experiment>/<variant slug>/seed<
   ``epochs`` (``train_loss``, ``train_acc``, ``val_loss``, ``val_acc``, ``lr``,
   ``train_images_per_s``, ...);
 * ``step/<key>`` scalars at step = global step, one per numeric field of the record's ``steps``
-  (``train_loss``, ``train_acc``, ``lr``, ``images``, ``time_s``), when the run logged steps;
+  (``train_loss``, ``train_acc``, ``lr``, ``images``, ``time_s``), when the run logged steps, and
+  ``step/images_per_s``: images over training seconds since the previous point;
 * ``run/<key>`` scalars at the last epoch: final and best validation accuracy, run-level
   training images/s, wall time, parameters;
 * HParams: experiment, variant, seed, status, the variant's axes and the run's resolved ``data.*``
@@ -202,10 +203,19 @@ def _write_run(tb: dict[str, Any], experiment: str, record: dict[str, Any], path
             for key, value in e.items():
                 if key != "epoch" and _number(value) is not None:
                     writer.add_scalar(f"epoch/{key}", _number(value), step, walltime=wall)
+        eval_before = _evaluation_before(epochs)
+        prev_images, prev_time = 0.0, 0.0
         for s in steps:
+            step, time_s, images = int(s["step"]), _number(s.get("time_s")), _number(s.get("images"))
+            # time_s counts training time only: add the evaluations of earlier epochs for the wall clock.
+            wall = start + time_s + eval_before.get(s.get("epoch"), 0.0) if start is not None and time_s is not None else None
             for key, value in s.items():
                 if key not in ("step", "epoch") and _number(value) is not None:
-                    writer.add_scalar(f"step/{key}", _number(value), int(s["step"]))
+                    writer.add_scalar(f"step/{key}", _number(value), step, walltime=wall)
+            if time_s is not None and images is not None and time_s > prev_time:
+                # Images/s over the window since the previous point (host clock: approximate on a GPU).
+                writer.add_scalar("step/images_per_s", (images - prev_images) / (time_s - prev_time), step, walltime=wall)
+                prev_images, prev_time = images, time_s
         last = int(_number(epochs[-1].get("epoch")) or len(epochs)) if epochs else 0
         for key, value in _run_scalars(record).items():
             writer.add_scalar(f"run/{key}", value, last, walltime=end)
@@ -216,6 +226,18 @@ def _write_run(tb: dict[str, Any], experiment: str, record: dict[str, Any], path
         writer.close()
     return ExportedRun(experiment=experiment, run_id=str(record.get("run_id")), name=name, path=path,
                        status=str(record.get("status")), epochs=len(epochs), steps=len(steps))
+
+
+def _evaluation_before(epochs: list[dict[str, Any]]) -> dict[Any, float]:
+    """Epoch number -> seconds spent outside training steps (evaluation) in the epochs before it."""
+    out, total = {}, 0.0
+    for i, e in enumerate(epochs, 1):
+        number = e.get("epoch", i)
+        out[number] = total
+        wall, train = _number(e.get("epoch_time_s")), _number(e.get("train_time_s"))
+        total += max(0.0, wall - train) if wall is not None and train is not None else 0.0
+    out[len(epochs) + 1] = total  # steps of an epoch that did not finish (a diverged run)
+    return out
 
 
 def _run_scalars(record: dict[str, Any]) -> dict[str, float]:

@@ -68,6 +68,8 @@ def test_one_tensorboard_run_per_ablate_run_with_epoch_step_and_run_scalars(resu
             events = acc.Scalars(f"step/{key}")
             assert [e.step for e in events] == [8, 16, 24, 32]
             assert [e.value for e in events] == pytest.approx([s[key] for s in steps_for(seed)], rel=1e-6)
+        # Throughput over each window between logged points: 256 images in 0.5 s of training.
+        assert [e.value for e in acc.Scalars("step/images_per_s")] == pytest.approx([512.0] * 4)
         (speed,) = acc.Scalars("run/train_images_per_s")
         assert speed.value == pytest.approx(900.0 + 10 * seed) and speed.step == 3
         (final,) = acc.Scalars("run/final_val_acc")
@@ -204,8 +206,14 @@ def test_a_real_tiny_run_exports(cli, tiny_experiment, tmp_path):
         for key in ("train_loss", "val_loss", "val_acc", "train_acc", "lr", "train_images_per_s"):
             (event,) = acc.Scalars(f"epoch/{key}")
             assert event.step == 1 and event.value == pytest.approx(record["epochs"][0][key], rel=1e-6)
-        if record.get("steps"):  # once runs log steps, they are exported too
-            assert [e.step for e in acc.Scalars("step/train_loss")] == [x["step"] for x in record["steps"]]
+        assert record["steps"], "runs log steps"
+        assert [e.step for e in acc.Scalars("step/train_loss")] == [x["step"] for x in record["steps"]]
+        assert [e.value for e in acc.Scalars("step/train_loss")] == pytest.approx([x["train_loss"] for x in record["steps"]], rel=1e-6)
+        assert len(acc.Scalars("step/images_per_s")) == len(record["steps"])
+        walls = [e.wall_time for e in acc.Scalars("step/train_loss")]
+        finished = datetime.fromisoformat(record["env"]["finished"]).timestamp()
+        assert walls == sorted(walls) and datetime.fromisoformat(record["env"]["started"]).timestamp() <= walls[0]
+        assert walls[-1] <= finished + 1  # the env stamps are whole seconds
         hp = session(acc, metadata.SESSION_START_INFO_TAG).hparams
         assert hp["pooling"].string_value == record["variant"]["pooling"] and hp["seed"].number_value == 0
         # Wall times come from the record (start + epoch duration), not from the moment of export.
