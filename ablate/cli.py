@@ -12,6 +12,7 @@ from typing import Annotated, Any, List, Optional
 
 import typer
 from rich.console import Console
+from typer.core import TyperArgument, TyperGroup, TyperOption
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
@@ -27,9 +28,60 @@ from ablate.store import iter_runs
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
 
+class _Argument(TyperArgument):
+    """An argument in help as click writes it: ``FILE``, ``[NAME]...`` (typer writes ``{file}``
+    in the usage line and a ``<path>`` type after the name)."""
+
+    def _usage_display_name(self) -> str:
+        if self.metavar is not None:  # written out in full by the command, e.g. "[EXPERIMENT]..."
+            return self.metavar
+        name = (self.name or "arg").upper()
+        return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+
+    def display_type_rich(self, ctx: Any) -> str | None:
+        return None
+
+
+def _plain_help(command: Any) -> None:
+    """Help without rich markup (a ``[model]`` in a help text is text, not a style tag, so no
+    text can vanish from help) and without typer's ``<bool>`` / ``<list[str]>`` placeholders:
+    flags show no value, other options an upper-case metavar (TEXT, INTEGER, PATH, ...)."""
+    command.rich_markup_mode = None
+    if isinstance(command, TyperGroup) and not isinstance(command, _HelpGroup):
+        command.__class__ = _HelpGroup  # sub-apps (ablate export ...) get the same help
+    if command.help:  # "\\[gpu]", written for rich markup, reads "[gpu]" here too
+        command.help = command.help.replace("\\[", "[")
+    for p in command.params:
+        if getattr(p, "help", None):
+            p.help = p.help.replace("\\[", "[")
+        if type(p) is TyperArgument:
+            p.__class__ = _Argument
+        elif isinstance(p, TyperOption) and p.metavar is None and not p.is_flag:
+            label = p.display_type(None).strip("<>")
+            label = label[5:-1] if label.startswith("list[") else label
+            word = label.split()[0] if label else "value"
+            p.metavar = {"str": "TEXT", "int": "INTEGER", "float": "NUMBER", "path": "PATH"}.get(word, word.upper())
+
+
+class _HelpGroup(TyperGroup):
+    """The ablate app: every command it hands out gets :func:`_plain_help`."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        _plain_help(self)
+        return super().get_params(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            _plain_help(command)
+        return command
+
+
 app = typer.Typer(
     name="ablate",
     help="Ablation studies of AlexNet-style CNNs: run experiments, list axes, report results.",
+    cls=_HelpGroup,
+    rich_markup_mode=None,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -38,13 +90,20 @@ console = Console()
 err = Console(stderr=True)
 
 # Options shared by several commands, declared once.
-ExperimentFile = Annotated[Path, typer.Argument(help="Experiment file (TOML).")]
+# Help texts are plain text (rich markup is off, see _plain_help): write [gpu], not \\[gpu].
+ExperimentFile = Annotated[Path, typer.Argument(metavar="FILE", help="Experiment file (TOML).")]
 SetOption = Annotated[
     List[str],
-    typer.Option("--set", "-s", help="Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML)."),
+    typer.Option(
+        "--set", "-s", metavar="KEY=VALUE",
+        help="Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML; "
+        "gpu.KEY edits the [gpu] table).",
+    ),
 ]
-DeviceOption = Annotated[str, typer.Option(help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's \\[gpu] overrides apply.")]
-ResultsOption = Annotated[Path, typer.Option(help="Root folder of the results.")]
+DeviceOption = Annotated[
+    str, typer.Option(metavar="DEVICE", help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's [gpu] overrides apply.")
+]
+ResultsOption = Annotated[Path, typer.Option(metavar="DIR", help="Root folder of the results.")]
 
 
 def progress_bar() -> Progress:
