@@ -195,37 +195,48 @@ def _write_run(tb: dict[str, Any], experiment: str, record: dict[str, Any], path
     writer = tb["SummaryWriter"](log_dir=str(path))
     try:
         writer.file_writer.add_summary(_session_start(tb, hparams_of(experiment, record), start))
-        elapsed = 0.0
-        for i, e in enumerate(epochs, 1):
-            step = int(_number(e.get("epoch")) or i)
-            elapsed += _number(e.get("epoch_time_s")) or 0.0
-            wall = start + elapsed if start is not None else None
-            for key, value in e.items():
-                if key != "epoch" and _number(value) is not None:
-                    writer.add_scalar(f"epoch/{key}", _number(value), step, walltime=wall)
-        eval_before = _evaluation_before(epochs)
-        prev_images, prev_time = 0.0, 0.0
-        for s in steps:
-            step, time_s, images = int(s["step"]), _number(s.get("time_s")), _number(s.get("images"))
-            # time_s counts training time only: add the evaluations of earlier epochs for the wall clock.
-            wall = start + time_s + eval_before.get(s.get("epoch"), 0.0) if start is not None and time_s is not None else None
-            for key, value in s.items():
-                if key not in ("step", "epoch") and _number(value) is not None:
-                    writer.add_scalar(f"step/{key}", _number(value), step, walltime=wall)
-            if time_s is not None and images is not None and time_s > prev_time:
-                # Images/s over the window since the previous point (host clock: approximate on a GPU).
-                writer.add_scalar("step/images_per_s", (images - prev_images) / (time_s - prev_time), step, walltime=wall)
-                prev_images, prev_time = images, time_s
+        _epoch_scalars(writer, epochs, start)
+        _step_scalars(writer, steps, epochs, start)
         last = int(_number(epochs[-1].get("epoch")) or len(epochs)) if epochs else 0
         for key, value in _run_scalars(record).items():
             writer.add_scalar(f"run/{key}", value, last, walltime=end)
-        ok = record.get("status") == "ok"
         api = tb["api_pb2"]
-        writer.file_writer.add_summary(_session_end(tb, api.STATUS_SUCCESS if ok else api.STATUS_FAILURE, end))
+        status = api.STATUS_SUCCESS if record.get("status") == "ok" else api.STATUS_FAILURE
+        writer.file_writer.add_summary(_session_end(tb, status, end))
     finally:
         writer.close()
     return ExportedRun(experiment=experiment, run_id=str(record.get("run_id")), name=name, path=path,
                        status=str(record.get("status")), epochs=len(epochs), steps=len(steps))
+
+
+def _epoch_scalars(writer: Any, epochs: list[dict[str, Any]], start: float | None) -> None:
+    elapsed = 0.0
+    for i, e in enumerate(epochs, 1):
+        step = int(_number(e.get("epoch")) or i)
+        elapsed += _number(e.get("epoch_time_s")) or 0.0
+        wall = start + elapsed if start is not None else None
+        for key, value in e.items():
+            if key != "epoch" and _number(value) is not None:
+                writer.add_scalar(f"epoch/{key}", _number(value), step, walltime=wall)
+
+
+def _step_scalars(writer: Any, steps: list[dict[str, Any]], epochs: list[dict[str, Any]], start: float | None) -> None:
+    eval_before = _evaluation_before(epochs)
+    prev_images, prev_time = 0.0, 0.0
+    for s in steps:
+        step, time_s, images = int(s["step"]), _number(s.get("time_s")), _number(s.get("images"))
+        wall = None
+        if start is not None and time_s is not None:
+            # time_s counts training time only: add the evaluations of earlier epochs for the wall clock.
+            wall = start + time_s + eval_before.get(s.get("epoch"), eval_before[len(epochs) + 1])
+        for key, value in s.items():
+            if key not in ("step", "epoch") and _number(value) is not None:
+                writer.add_scalar(f"step/{key}", _number(value), step, walltime=wall)
+        if time_s is not None and images is not None and time_s > prev_time:
+            # Images/s over the window since the previous point (host clock: approximate on a GPU).
+            rate = (images - prev_images) / (time_s - prev_time)
+            writer.add_scalar("step/images_per_s", rate, step, walltime=wall)
+            prev_images, prev_time = images, time_s
 
 
 def _evaluation_before(epochs: list[dict[str, Any]]) -> dict[Any, float]:

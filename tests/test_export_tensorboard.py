@@ -75,7 +75,8 @@ def test_one_tensorboard_run_per_ablate_run_with_epoch_step_and_run_scalars(resu
         (final,) = acc.Scalars("run/final_val_acc")
         assert final.value == pytest.approx(record["summary"]["final_val_acc"])
     # Runs without steps get no step/ scalars; a failed run has no curves but is still there.
-    assert not [t for t in read(out / "act" / "relu-overlap-none-drop" / "seed0").Tags()["scalars"] if t.startswith("step/")]
+    no_steps = read(out / "act" / "relu-overlap-none-drop" / "seed0").Tags()["scalars"]
+    assert no_steps and not [t for t in no_steps if t.startswith("step/")]
     assert not [t for t in read(out / "act" / "tanh-overlap-none-drop" / "seed0").Tags()["scalars"]
                 if t.startswith(("epoch/", "step/"))]
     assert sum(r.steps for r in done.runs) == 16 and sum(r.epochs for r in done.runs) == 4 * 3 + 2
@@ -208,7 +209,8 @@ def test_a_real_tiny_run_exports(cli, tiny_experiment, tmp_path):
             assert event.step == 1 and event.value == pytest.approx(record["epochs"][0][key], rel=1e-6)
         assert record["steps"], "runs log steps"
         assert [e.step for e in acc.Scalars("step/train_loss")] == [x["step"] for x in record["steps"]]
-        assert [e.value for e in acc.Scalars("step/train_loss")] == pytest.approx([x["train_loss"] for x in record["steps"]], rel=1e-6)
+        losses = [x["train_loss"] for x in record["steps"]]
+        assert [e.value for e in acc.Scalars("step/train_loss")] == pytest.approx(losses, rel=1e-6)
         assert len(acc.Scalars("step/images_per_s")) == len(record["steps"])
         walls = [e.wall_time for e in acc.Scalars("step/train_loss")]
         finished = datetime.fromisoformat(record["env"]["finished"]).timestamp()

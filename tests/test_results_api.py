@@ -116,3 +116,20 @@ def test_readme_example_runs(root, tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README example", "exec"), namespace)  # noqa: S102 - our own documentation
     assert isinstance(namespace["runs"], pd.DataFrame) and len(namespace["runs"]) == 6
+
+
+@pytest.mark.slow
+def test_a_real_tiny_run(cli, tiny_experiment, tmp_path):
+    from ablate.cli import app
+
+    res = tmp_path / "res"
+    ran = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(res), "--device", "cpu"])
+    assert ran.exit_code == 0, ran.output
+    out = load_results(res)
+    assert out.experiments == ["tiny"] and len(out.runs) == 2 and set(out.runs["status"]) == {"ok"}
+    assert set(out.runs["pooling"]) == {"overlap", "nonoverlap"} and (out.runs["train_images_per_s"] > 0).all()
+    assert len(out.epochs) == 2 and out.epochs["val_acc"].between(0, 1).all()
+    # Logged steps, one frame row per point, with the record's numbers and the run's axes.
+    assert not out.steps.empty and out.steps[["step", "images", "lr", "train_loss", "time_s"]].notna().all().all()
+    for (run_id, pooling), rows in out.steps.groupby(["run_id", "pooling"]):
+        assert list(rows["step"]) == sorted(rows["step"]) and rows["images"].iloc[-1] == 64
