@@ -6,10 +6,14 @@ stderr and exit with code 2, never a traceback.
 
 from __future__ import annotations
 
+import signal
 import statistics
+import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
 
+import torch
 import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperGroup, TyperOption
@@ -23,8 +27,11 @@ from ablate.experiment import Cell, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, RegistryError
-from ablate.runner import RunObserver, plan, run_experiment
-from ablate.store import iter_runs
+from ablate.leases import list_claims
+from ablate.record import FINISHED
+from ablate.run_display import RunDisplay
+from ablate.runner import run_experiment
+from ablate.store import StoreError, check_writable, iter_runs, scan_runs
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
 
@@ -88,6 +95,8 @@ app = typer.Typer(
 )
 console = Console()
 err = Console(stderr=True)
+# Modules given with --plugin, for worker processes and Ray tasks to import as well.
+_PLUGINS: list[str] = []
 
 # Options shared by several commands, declared once.
 # Help texts are plain text (rich markup is off, see _plain_help): write [gpu], not \\[gpu].
@@ -127,17 +136,43 @@ def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, An
 
 
 def _cells_table(exp: Experiment, results: Path) -> Table:
-    todo, done = plan(exp, results)
-    done_ids = {c.run_id for c in done}
+    """Every cell with its state in the results folder: done, running (where, since when),
+    failed, damaged (unreadable run file) or to do."""
+    scan = scan_runs(results, exp.name)
+    records = {r["run_id"]: r for r in scan.records}
+    damaged = {p.stem for p, _ in scan.unreadable}
+    claims = list_claims(results, exp.name)
     table = Table(title=f"{exp.name}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
     for col in ("#", "variant", "seed", "run_id", "status"):
         table.add_column(col)
+    counts: dict[str, int] = {}
     for i, cell in enumerate(exp.cells(), 1):
-        status = "[green]done[/]" if cell.run_id in done_ids else "to run"
+        record, claim = records.get(cell.run_id), claims.get(cell.run_id)
+        if record is not None and record["status"] in FINISHED:
+            state, text = "done", "[green]done[/]" + (" (diverged)" if record["status"] == "diverged" else "")
+        elif claim is not None and not claim.stale():
+            since = datetime.fromtimestamp(claim.started).strftime("%Y-%m-%d %H:%M")
+            state, text = "running", f"[cyan]running[/] on {escape(claim.host)} pid {claim.pid} ({escape(claim.worker)}) since {since}"
+        elif record is not None:
+            state, text = "failed", f"[red]failed[/]: {escape(str(record.get('error')))}"
+        elif cell.run_id in damaged:
+            state, text = "damaged", "[yellow]damaged run file[/] (retrained after moving it aside)"
+        else:
+            state, text = "to do", "to do"
+        if claim is not None and claim.stale() and state != "done":
+            text += " (stale claim: will be taken over)"
+        counts[state] = counts.get(state, 0) + 1
         mark = " (baseline)" if cell.variant == exp.baseline else ""
-        table.add_row(str(i), cell.variant.slug() + mark, str(cell.seed), cell.run_id, status)
-    table.caption = f"{len(done)} done, {len(todo)} to run; results in {results / exp.name / 'runs'}"
+        table.add_row(str(i), escape(cell.variant.slug()) + mark, str(cell.seed), cell.run_id, text)
+    order = ("done", "running", "failed", "damaged", "to do")
+    table.caption = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) + f"; results in {results / exp.name / 'runs'}"
     return table
+
+
+def _warn_unreadable(results: Path, name: str) -> None:
+    """One warning line per run file that is not a valid record (never a traceback)."""
+    for line in scan_runs(results, name).warnings():
+        err.print(f"[yellow]warning[/]: {escape(line)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -147,46 +182,10 @@ def show(
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
 ) -> None:
-    """Print the experiment's cells (variant x seed) and which are already done."""
+    """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to do."""
     exp, _ = _load(file, set_, device)
+    _warn_unreadable(results, exp.name)
     console.print(_cells_table(exp, results))
-
-
-class _ProgressObserver(RunObserver):
-    """Draws two bars: cells of the experiment, and batches of the current epoch."""
-
-    def __init__(self, progress: Progress, epochs: int) -> None:
-        self.progress, self.epochs = progress, epochs
-        self.cells = progress.add_task("cells", total=None)
-        self.batches = progress.add_task("", total=None, visible=False)
-        self.label = ""
-
-    def on_data(self, dataset: str, input_size: int) -> None:
-        self.progress.update(self.cells, description=f"loading {dataset} at {input_size}x{input_size}")
-
-    def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
-        self.progress.update(self.cells, total=len(todo), description=f"cells ({len(skipped)} already done)")
-
-    def on_cell_start(self, index: int, total: int, cell: Cell) -> None:
-        self.label = f"{cell.variant.slug()} seed {cell.seed}"
-        self.progress.update(self.batches, visible=True, completed=0, description=self.label)
-
-    def on_batch(self, epoch: int, step: int, steps: int) -> None:
-        self.progress.update(
-            self.batches, completed=step, total=steps, description=f"{self.label} · epoch {epoch}/{self.epochs}"
-        )
-
-    def on_epoch(self, metrics: dict[str, Any]) -> None:
-        self.progress.console.print(
-            f"  {self.label} · epoch {metrics['epoch']}: train loss {metrics['train_loss']:.3f}, "
-            f"val acc {metrics['val_acc']:.3f}, {metrics['train_images_per_s']:.0f} img/s",
-            highlight=False,
-        )
-
-    def on_cell_end(self, index: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
-        self.progress.advance(self.cells)
-        if record["status"] != "ok":
-            self.progress.console.print(f"  [yellow]{self.label}: {record['status']}[/]: {record.get('error')}", highlight=False)
 
 
 def _mean_sd(values: list[float], fmt: str = "{:.3f}") -> str:
@@ -211,13 +210,59 @@ def summary_table(exp: Experiment, results: Path) -> Table:
         ok = [r for r in mine if r["status"] == "ok"]
         bad = [f"{r['status']} seed {r['seed']}" for r in mine if r["status"] != "ok"]
         table.add_row(
-            variant.slug() + (" *" if variant == exp.baseline else ""),
+            escape(variant.slug()) + (" *" if variant == exp.baseline else ""),
             f"{len(ok)}/{len(exp.seeds)}" + (f" ({', '.join(bad)})" if bad else ""),
-            _mean_sd([r["summary"]["final_val_acc"] for r in ok]),
-            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if r["runtime"].get("train_images_per_s")], "{:.0f}"),
+            _mean_sd([r["summary"]["final_val_acc"] for r in ok if isinstance(r["summary"].get("final_val_acc"), (int, float))]),
+            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")], "{:.0f}"),
         )
     table.caption = "* baseline"
     return table
+
+
+class _StopOnSignal:
+    """First Ctrl-C (or SIGTERM): ask training to stop at the next step, after a checkpoint.
+    A second Ctrl-C interrupts at once."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._saved: dict[int, Any] = {}
+
+    def __call__(self) -> bool:
+        return self.requested
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        err.print("[yellow]stopping[/]: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)")
+
+    def __enter__(self) -> "_StopOnSignal":
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._saved[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig, handler in self._saved.items():
+            signal.signal(sig, handler)
+
+
+def _workers_option(value: Optional[str]) -> Optional[int]:
+    if value is None or value == "auto":
+        return None
+    try:
+        n = int(value)
+    except ValueError:
+        raise fail(f"--workers {value}: expected a number of workers or auto") from None
+    if n < 1:
+        raise fail(f"--workers {value}: expected an integer >= 1 or auto")
+    return n
+
+
+def _interrupted() -> typer.Exit:
+    err.print("[yellow]interrupted[/]: finished runs and checkpoints are kept, claims released; "
+              "rerun the same command to continue (unfinished cells resume from their checkpoints).")
+    return typer.Exit(130)
 
 
 @app.command()
@@ -232,35 +277,102 @@ def run(
     no_cache: bool = typer.Option(
         False, "--no-cache", help="Decode datasets from their files again, without reading or writing the cache."
     ),
+    workers: Optional[str] = typer.Option(
+        None, "--workers", "-w", metavar="N|auto",
+        help="Cells trained at once, each in its own process; auto = one per visible GPU (1 on a CPU-only machine). "
+        "Default: 1, in this process.",
+    ),
+    devices: Optional[str] = typer.Option(
+        None, "--devices", metavar="LIST", help="Devices for the workers, e.g. cuda:0,cuda:2 or cpu (default: every GPU, else cpu)."
+    ),
+    workers_per_device: int = typer.Option(1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."),
+    threads: Optional[int] = typer.Option(
+        None, "--threads", min=1, metavar="T",
+        help="CPU threads per worker (default: the cores split between the workers). CPU results depend on it in the last bits.",
+    ),
+    ray: Optional[str] = typer.Option(
+        None, "--ray", metavar="auto|ADDRESS|local",
+        help="Run each cell as a Ray task: auto = the running cluster, ADDRESS = that cluster, local = start Ray here (needs ablate\\[ray]).",
+    ),
+    max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."),
+    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
+    from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
+
     exp, dev = _load(file, set_, device)
+    n_workers = _workers_option(workers)
+    try:
+        check_writable(results)
+    except StoreError as e:
+        raise fail(str(e)) from None
+    _warn_unreadable(results, exp.name)
     if dry_run:
         console.print(_cells_table(exp, results))
         return
-    note = " with [gpu] overrides" if exp.gpu_overrides_applied else ""
-    console.print(f"[bold]{escape(exp.name)}[/]: {escape(exp.description or '')} · device {dev}{escape(note)}", highlight=False)
+    use_pool = ray is None and (n_workers not in (None, 1) or (workers == "auto") or devices is not None or workers_per_device > 1)
+    slots = []
+    if use_pool:
+        try:
+            device_list = parse_devices(devices) or (
+                [f"cuda:{i}" for i in range(torch.cuda.device_count())] if dev.type == "cuda" and device in ("auto", "cuda") else [str(dev)]
+            )
+            slots = plan_slots(device_list, n_workers, workers_per_device, threads)
+        except PoolError as e:
+            raise fail(str(e)) from None
+        use_pool = len(slots) > 1 or slots[0].device != str(dev)
+    note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
+    where = f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}" if use_pool else f"device {dev}"
+    console.print(f"[bold]{escape(exp.name)}[/]: {escape(exp.description or '')} · {where}{note}", highlight=False)
+    outcome_errors: list[str] = []
     try:
         with progress_bar() as progress:
-            summary = run_experiment(
-                exp, dev, results, force=force, limit=limit, observer=_ProgressObserver(progress, exp.train.epochs),
-                use_cache=not no_cache,
-            )
-    except (DataError, RegistryError) as e:
+            if ray is not None:
+                from ablate.ray_executor import RayError, run_ray
+
+                display = RunDisplay(progress, exp.train.epochs)
+                try:
+                    summary = run_ray(exp, results, ray, device=device, force=force, limit=limit, observer=display,
+                                      use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                                      per_device=workers_per_device, plugins=_PLUGINS)
+                except RayError as e:
+                    raise fail(str(e)) from None
+            elif use_pool:
+                display = RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots})
+                summary, outcome = run_pool(exp, results, slots, force=force, limit=limit, observer=display,
+                                            use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
+                                            max_retries=max_retries, plugins=_PLUGINS)
+                outcome_errors = outcome.errors
+            else:
+                if threads:
+                    torch.set_num_threads(threads)
+                with _StopOnSignal() as stop:
+                    summary = run_experiment(
+                        exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
+                        use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop,
+                    )
+    except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: finished runs are saved; rerun the same command to continue.")
-        raise typer.Exit(130) from None
+        raise _interrupted() from None
+    if summary.interrupted:
+        raise _interrupted()
+    for line in outcome_errors:
+        err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
     console.print(summary_table(exp, results))
-    failed = [r for r in summary.records if r["status"] == "failed"]
+    counts = summary.counts()
     console.print(
-        f"{len(summary.records)} run(s) trained, {len(summary.skipped)} already done"
-        + (f", {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
+        f"{len(summary.records)} run(s): {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged; "
+        f"{len(summary.skipped)} already done"
+        + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
+        + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
         + f"; results in {results / exp.name / 'runs'}",
         highlight=False,
     )
-    if failed:
-        raise fail(f"{len(failed)} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
+    if counts["failed"]:
+        raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
+    if outcome_errors:
+        raise fail(f"{len(outcome_errors)} worker error(s); see above", code=1)
 
 
 @app.command(name="list")
@@ -314,6 +426,8 @@ def main(
         "or installed; repeatable. Nothing else is imported from the working directory.",
     ),
 ) -> None:
+    global _PLUGINS
+    _PLUGINS = list(plugin)  # worker processes and Ray tasks import them too
     try:
         load_plugins(plugin)
     except PluginError as e:

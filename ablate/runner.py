@@ -1,4 +1,10 @@
-"""Run many cells: skip finished ones, load each dataset once, survive failing cells.
+"""Run many cells: claim each one, train it (resuming a checkpoint), store it, release it.
+
+:func:`train_claimed` is the one way a cell gets trained, whatever the executor: in this process
+(:func:`run_experiment`), in local worker processes (:mod:`ablate.pool`) or as Ray tasks
+(:mod:`ablate.ray_executor`). It goes through the results folder only: a cell is done when its
+run file exists, running while a live claim exists, resumable while a checkpoint exists, so any
+mix of executors agrees on what is left to do.
 
 The runner never prints: it reports through a :class:`RunObserver` (the CLI draws progress bars
 from it) and returns a :class:`RunSummary`.
@@ -6,20 +12,26 @@ from it) and returns a :class:`RunSummary`.
 
 from __future__ import annotations
 
-import traceback
+import os
+import socket
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from ablate.data import ImageSplits, load_splits
+from ablate import checkpoint
+from ablate.data import DataError, ImageSplits, load_splits
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
+from ablate.leases import STALE_AFTER_S, Lease, list_claims
 from ablate.models import arch_spec
-from ablate.store import finished_run_ids, write_manifest, write_run
-from ablate.train import TrainObserver, train_cell
+from ablate.record import FINISHED, failed_record
+from ablate.store import (
+    append_event, check_run_file, checkpoint_path, run_path, scan_runs, set_aside, write_manifest, write_run,
+)
+from ablate.train import CellHooks, CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
 
 class RunObserver(TrainObserver):
@@ -31,17 +43,29 @@ class RunObserver(TrainObserver):
     def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
         """Training is about to start: ``todo`` will run, ``skipped`` are already finished."""
 
-    def on_cell_start(self, index: int, total: int, cell: Cell) -> None:
-        pass
+    def on_cell_start(self, slot: int, total: int, cell: Cell) -> None:
+        """Worker ``slot`` (0 in-process) starts (or resumes) ``cell``; ``total`` cells to do."""
 
-    def on_cell_end(self, index: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
+    def on_cell_end(self, slot: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
         pass
 
     def on_batch(self, epoch: int, step: int, steps: int) -> None:
-        pass
+        self.on_worker_batch(0, epoch, step, steps)
 
     def on_epoch(self, metrics: dict[str, Any]) -> None:
-        pass
+        self.on_worker_epoch(0, metrics)
+
+    def on_worker_batch(self, slot: int, epoch: int, step: int, steps: int) -> None:
+        """Progress inside an epoch of the cell worker ``slot`` trains."""
+
+    def on_worker_epoch(self, slot: int, metrics: dict[str, Any]) -> None:
+        """Worker ``slot`` finished an epoch (its metrics)."""
+
+    def on_warning(self, message: str) -> None:
+        """Something the user should know that does not stop the run (one line)."""
+
+    def on_resume(self, cell: Cell, resumed: dict[str, Any]) -> None:
+        """A cell continues from its checkpoint."""
 
 
 @dataclass
@@ -50,6 +74,26 @@ class RunSummary:
     records: list[dict[str, Any]] = field(default_factory=list)  # runs done in this invocation
     skipped: list[Cell] = field(default_factory=list)  # already finished before
     remaining: list[Cell] = field(default_factory=list)  # left for later (--limit)
+    busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """Runs done now by status: {"ok": 3, "failed": 1, "diverged": 0}."""
+        out = {"ok": 0, "failed": 0, "diverged": 0}
+        for r in self.records:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """How :func:`train_claimed` treats each cell (the same for every executor)."""
+
+    force: bool = False  # retrain cells that already have a finished result
+    keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
+    use_cache: bool = True  # read/write the on-disk cache of decoded datasets
+    worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
+    lease_timeout: float = STALE_AFTER_S  # seconds without heartbeat before a claim is stale
 
 
 def now() -> str:
@@ -57,50 +101,151 @@ def now() -> str:
 
 
 def plan(exp: Experiment, results: str | Path, force: bool = False) -> tuple[list[Cell], list[Cell]]:
-    """Split the experiment's cells into (to run, already finished)."""
-    done = set() if force else finished_run_ids(results, exp.name)
+    """Split the experiment's cells into (to run, already finished). A damaged run file does
+    not count as finished (see :func:`ablate.store.scan_runs`)."""
+    done = set() if force else {r["run_id"] for r in scan_runs(results, exp.name).records if r["status"] in FINISHED}
     cells = exp.cells()
     return [c for c in cells if c.run_id not in done], [c for c in cells if c.run_id in done]
 
 
-def load_data(
-    cells: list[Cell], observer: RunObserver | None = None, use_cache: bool = True
-) -> dict[tuple, ImageSplits]:
-    """Load every dataset the cells need, once per (data settings, input size), before training,
-    so that missing files or bad images stop the run before any model trains. ``use_cache=False``
-    decodes from the source files without reading or writing the on-disk cache."""
-    data: dict[tuple, ImageSplits] = {}
-    for cell in cells:
-        key = _data_key(cell)
-        if key not in data:
-            if observer:
-                observer.on_data(cell.data.dataset, key[1])
-            data[key] = load_splits(cell.data, key[1], use_cache=use_cache)
-    return data
-
-
-def _data_key(cell: Cell) -> tuple:
+def data_key(cell: Cell) -> tuple:
     return (cell.data, arch_spec(cell.variant.arch).input_size)
 
 
-def run_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None) -> dict[str, Any]:
-    """Train one cell and wrap any failure into a ``failed`` record instead of raising."""
+class Datasets:
+    """The datasets cells need, each loaded once per process (by data settings and input size)
+    and checked against the cell's batch size. Call it with a cell to get its splits."""
+
+    def __init__(self, observer: RunObserver | None = None, use_cache: bool = True) -> None:
+        self.observer, self.use_cache = observer, use_cache
+        self._loaded: dict[tuple, ImageSplits] = {}
+
+    def __call__(self, cell: Cell) -> ImageSplits:
+        key = data_key(cell)
+        if key not in self._loaded:
+            if self.observer:
+                self.observer.on_data(cell.data.dataset, key[1])
+            self._loaded[key] = load_splits(cell.data, key[1], use_cache=self.use_cache)
+        check_batch_size(cell, self._loaded[key])
+        return self._loaded[key]
+
+    def preload(self, cells: list[Cell]) -> None:
+        """Load every dataset ``cells`` need now, so that missing files, bad images or a batch
+        larger than the training set stop the run before any model trains."""
+        for cell in cells:
+            self(cell)
+
+
+def check_batch_size(cell: Cell, splits: ImageSplits) -> None:
+    """Refuse a batch larger than the training set (it would train one short batch per epoch
+    and record a batch size that was never in force)."""
+    n = splits.train_x.shape[0]
+    if cell.train.batch_size > n:
+        raise DataError(
+            f"train.batch_size = {cell.train.batch_size} is larger than the training set ({n} images of "
+            f"{cell.data.dataset}); use train.batch_size <= {n} or a larger data.train_size"
+        )
+
+
+_Data = Callable[[Cell], ImageSplits]
+
+
+def run_cell(
+    cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None,
+    hooks: CellHooks | None = None,
+) -> dict[str, Any]:
+    """Train one cell and wrap any failure into a ``failed`` record instead of raising
+    (a stop request, :class:`~ablate.train.Interrupted`, still propagates)."""
     started = now()
     try:
-        record = train_cell(cell, splits, device, observer)
-    except (KeyboardInterrupt, SystemExit):
+        record = train_cell(cell, splits, device, observer, hooks)
+    except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
+    except CellOutOfMemory as e:
+        record = failed_record(cell, str(e))
+        _free(device)
     except Exception as e:  # noqa: BLE001 - one bad cell must not end the sweep
-        record = {
-            "run_id": cell.run_id, "experiment": cell.experiment, "variant": cell.variant.axes(),
-            "slug": cell.variant.slug(), "seed": cell.seed, "status": "failed",
-            "error": f"{type(e).__name__}: {e}".splitlines()[0], "traceback": traceback.format_exc(),
-            "config": cell.config(), "params": None, "epochs": [], "summary": {},
-        }
-        if device.type == "cuda":
-            torch.cuda.empty_cache()
+        if isinstance(e, torch.OutOfMemoryError):
+            e = CellOutOfMemory(f"out of memory on {device} (outside the training loop)")
+        record = failed_record(cell, e)
+        _free(device)
     record["env"] = {**environment(device), "started": started, "finished": now()}
     return record
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def train_claimed(
+    cell: Cell,
+    results: str | Path,
+    device: torch.device,
+    data: _Data,
+    opts: WorkOptions = WorkOptions(),
+    observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> dict[str, Any] | None:
+    """Claim ``cell``, train it (from its checkpoint when one is usable), write its run file,
+    release the claim. Returns the record, or None when the cell is finished already or a live
+    claim of another worker holds it. Raises :class:`~ablate.train.Interrupted` when
+    ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
+    observer = observer or RunObserver()
+    if not opts.force and is_finished(results, cell):
+        return None
+    lease = Lease(results, cell.experiment, cell.run_id, opts.worker, timeout=opts.lease_timeout)
+    if not lease.acquire():
+        return None
+    try:
+        if not opts.force and is_finished(results, cell):  # finished while we were claiming
+            return None
+        path = run_path(results, cell.experiment, cell.run_id)
+        if path.exists() and check_run_file(path)[0] is None:
+            moved = set_aside(path)  # never overwrite evidence of what went wrong
+            observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
+        if lease.took_over is not None:
+            old = lease.took_over
+            append_event(results, cell.experiment, "take-over", cell.run_id,
+                         previous={"host": old.host, "pid": old.pid, "worker": old.worker})
+        ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
+        append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
+        hooks = CellHooks(
+            checkpoint=ckpt,
+            checkpoint_every_s=cell.train.checkpoint_minutes * 60,
+            should_stop=lambda: should_stop() or lease.lost,
+            on_warning=observer.on_warning,
+            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+        )
+        try:
+            record = run_cell(cell, data(cell), device, observer, hooks)
+        except Interrupted:
+            append_event(results, cell.experiment, "lost-claim" if lease.lost else "interrupted", cell.run_id)
+            if lease.lost:  # another worker owns it now: leave the cell to it
+                observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+                return None
+            raise
+        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid()}
+        write_run(results, record)
+        append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
+                     resumed=len(record.get("resumed", [])))
+        if record["status"] in FINISHED and not opts.keep_checkpoints:
+            checkpoint.remove(ckpt)
+        return record
+    finally:
+        lease.release()
+
+
+def is_finished(results: str | Path, cell: Cell) -> bool:
+    """Whether ``cell`` has a valid run file with a finished status (ok, diverged)."""
+    record, _ = check_run_file(run_path(results, cell.experiment, cell.run_id))
+    return record is not None and record["status"] in FINISHED
+
+
+def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -> list[Cell]:
+    """The cells among ``cells`` that a live claim holds."""
+    claims = list_claims(results, exp.name)
+    return [c for c in cells if c.run_id in claims and not claims[c.run_id].stale()]
 
 
 def run_experiment(
@@ -112,21 +257,34 @@ def run_experiment(
     limit: int | None = None,
     observer: RunObserver | None = None,
     use_cache: bool = True,
+    keep_checkpoints: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
-    """Train every unfinished cell of ``exp`` (at most ``limit`` of them) and store each result.
+    """Train every unfinished cell of ``exp`` in this process (at most ``limit`` of them) and
+    store each result. Cells that another live worker is training are left to it (``busy``).
     ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
     observer = observer or RunObserver()
     todo, skipped = plan(exp, results, force)
-    remaining = todo[limit:] if limit is not None else []
-    todo = todo[:limit] if limit is not None else todo
-    data = load_data(todo, observer, use_cache)
+    summary = RunSummary(exp.name, skipped=skipped)
+    data = Datasets(observer, use_cache)
+    data.preload(todo[:limit] if limit is not None else todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
-    observer.on_start(todo, skipped)
-    summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
+    observer.on_start(todo[:limit] if limit is not None else todo, skipped)
+    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache, worker=f"{device} (in-process)")
     for i, cell in enumerate(todo):
-        observer.on_cell_start(i, len(todo), cell)
-        record = run_cell(cell, data[_data_key(cell)], device, observer)
-        write_run(results, record)
+        if limit is not None and len(summary.records) >= limit:
+            summary.remaining = [c for c in todo[i:] if c not in summary.busy]
+            break
+        observer.on_cell_start(0, len(todo), cell)
+        try:
+            record = train_claimed(cell, results, device, data, opts, observer, should_stop)
+        except Interrupted:
+            summary.interrupted = True
+            return summary
+        if record is None:
+            if not is_finished(results, cell):
+                summary.busy.append(cell)
+            continue
         summary.records.append(record)
-        observer.on_cell_end(i, len(todo), cell, record)
+        observer.on_cell_end(0, len(todo), cell, record)
     return summary

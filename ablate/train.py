@@ -62,6 +62,8 @@ class CellHooks:
     on_checkpoint: Callable[[checkpoint.Saved, str], None] | None = None
     # Told of a checkpoint that could not be used (one line); default: warnings.warn.
     on_warning: Callable[[str], None] | None = None
+    # Told when training continues from a checkpoint (the entry added to record["resumed"]).
+    on_resume: Callable[[dict[str, Any]], None] | None = None
 
 
 class DeviceError(ValueError):
@@ -682,6 +684,8 @@ def _resume(
         "done_steps": run.done_steps,
         "at": time.time(),
     })
+    if hooks.on_resume:
+        hooks.on_resume(run.resumed[-1])
     return run, progress
 
 

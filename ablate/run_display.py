@@ -1,0 +1,76 @@
+"""What `ablate run` shows while it trains: one bar for the sweep, one per running cell.
+
+A :class:`~ablate.runner.RunObserver` that draws with rich; the same for one process and for a
+pool of workers (one line per worker slot), so the display does not depend on the executor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.markup import escape
+from rich.progress import Progress, TaskID
+
+from ablate.experiment import Cell
+from ablate.runner import RunObserver
+
+
+class RunDisplay(RunObserver):
+    """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch."""
+
+    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None) -> None:
+        self.progress, self.epochs = progress, epochs
+        self.cells = progress.add_task("cells", total=None)
+        # slot -> label ("cpu #0"), shown in front of the cell when there are several workers.
+        self.slots = slots or {0: ""}
+        self.bars: dict[int, TaskID] = {}
+        self.labels: dict[int, str] = {}
+
+    def _bar(self, slot: int) -> TaskID:
+        if slot not in self.bars:
+            self.bars[slot] = self.progress.add_task("", total=None, visible=False)
+        return self.bars[slot]
+
+    def _prefix(self, slot: int) -> str:
+        label = self.slots.get(slot, "")
+        return f"[{escape(label)}] " if len(self.slots) > 1 and label else ""
+
+    def on_data(self, dataset: str, input_size: int) -> None:
+        self.progress.update(self.cells, description=f"loading {escape(dataset)} at {input_size}x{input_size}")
+
+    def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
+        self.progress.update(self.cells, total=len(todo), description=f"cells ({len(skipped)} already done)")
+
+    def on_cell_start(self, slot: int, total: int, cell: Cell) -> None:
+        self.labels[slot] = f"{self._prefix(slot)}{escape(cell.variant.slug())} seed {cell.seed}"
+        self.progress.update(self._bar(slot), visible=True, completed=0, total=None, description=self.labels[slot])
+
+    def on_worker_batch(self, slot: int, epoch: int, step: int, steps: int) -> None:
+        self.progress.update(
+            self._bar(slot), completed=step, total=steps,
+            description=f"{self.labels.get(slot, '')} · epoch {epoch}/{self.epochs}",
+        )
+
+    def on_worker_epoch(self, slot: int, metrics: dict[str, Any]) -> None:
+        self.progress.console.print(
+            f"  {self.labels.get(slot, '')} · epoch {int(metrics['epoch'])}: train loss {metrics['train_loss']:.3f}, "
+            f"val acc {metrics['val_acc']:.3f}, {metrics['train_images_per_s']:.0f} img/s",
+            highlight=False,
+        )
+
+    def on_cell_end(self, slot: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
+        self.progress.advance(self.cells)
+        if slot in self.bars:
+            self.progress.update(self.bars[slot], visible=False)
+        if record["status"] != "ok":
+            label = f"{self._prefix(slot)}{escape(cell.variant.slug())} seed {cell.seed}"
+            self.progress.console.print(f"  [yellow]{label}: {record['status']}[/]: {escape(str(record.get('error')))}", highlight=False)
+
+    def on_resume(self, cell: Cell, resumed: dict[str, Any]) -> None:
+        self.progress.console.print(
+            f"  {escape(cell.variant.slug())} seed {cell.seed}: resumed from its checkpoint at epoch "
+            f"{resumed['epoch']}, step {resumed['step_in_epoch']}", highlight=False,
+        )
+
+    def on_warning(self, message: str) -> None:
+        self.progress.console.print(f"  [yellow]warning[/]: {escape(message)}", highlight=False, soft_wrap=True)
