@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.store import experiments, iter_runs, read_manifest, runs_dir
+from ablate.store import experiments, iter_runs, manifest_path, read_manifest, runs_dir
 from ablate.variant import Variant
 
 STATUS_OK = "ok"
@@ -81,8 +81,9 @@ class Metric:
     unit: str = ""
 
 
-def metrics_for(targets: Targets) -> list[Metric]:
-    """The metrics compared against the baseline, primary first."""
+def metrics_for(targets: Targets, steps: bool = False) -> list[Metric]:
+    """The metrics compared against the baseline, primary first; ``steps``: the runs log
+    training steps, so time to the training-error target is also counted in images seen."""
     out = [
         Metric("final_val_acc", "final val accuracy", True, percent=True),
         Metric("best_val_acc", "best val accuracy", True, percent=True),
@@ -96,6 +97,9 @@ def metrics_for(targets: Targets) -> list[Metric]:
             Metric("epochs_to_train_target", f"epochs to {targets.train_error:.0%} train error", False, unit="epochs"),
             Metric("time_to_train_target_s", f"time to {targets.train_error:.0%} train error", False, unit="s"),
         ]
+        if steps:
+            out.append(Metric("images_to_train_target", f"images to {targets.train_error:.0%} train error", False,
+                              unit="images"))
     if targets.val_acc is not None:
         out += [
             Metric("epochs_to_val_target", f"epochs to {targets.val_acc:.0%} val acc", False, unit="epochs"),
@@ -106,6 +110,7 @@ def metrics_for(targets: Targets) -> list[Metric]:
 
 TARGET_METRICS = {
     "epochs_to_train_target": "reached_train_target",
+    "images_to_train_target": "reached_train_target",
     "time_to_train_target_s": "reached_train_target",
     "epochs_to_val_target": "reached_val_target",
     "time_to_val_target_s": "reached_val_target",
@@ -132,6 +137,8 @@ class ExperimentData:
     manifest: dict[str, Any] | None = None
     stale_runs: int = 0
     notes: list[str] = field(default_factory=list)
+    # One row per run x step log point (``[train] log_every``); empty for records without steps.
+    steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_FRAME_COLUMNS))
 
     @property
     def ok_runs(self) -> pd.DataFrame:
@@ -151,10 +158,25 @@ class ExperimentData:
         return out
 
 
+# --- what the intervals cover --------------------------------------------------------------------
+VARIATION_SOURCES = ("initialisation", "data order", "augmentation", "data sampling")
+
+
+def variation_sources(data: ExperimentData) -> tuple[list[str], list[str]]:
+    """(sources of run-to-run variation the seeds vary, sources they hold fixed), from the runs'
+    configs: the run seed always sets initial weights and data order; augmentation varies with it
+    when ``data.augment`` is not "none"; which images are drawn only when ``data.resample`` is true
+    (a missing setting counts as false: the data depend on ``data.seed`` alone)."""
+    runs = data.runs[data.runs["status"] != STATUS_MISSING]
+    augment = "data_augment" in runs and any(str(a) not in ("none", "nan", "None", "") for a in runs["data_augment"])
+    resample = "data_resample" in runs and bool(runs["data_resample"].fillna(False).astype(bool).any())
+    covered = ["initialisation", "data order"] + (["augmentation"] if augment else []) + (["data sampling"] if resample else [])
+    return covered, [x for x in VARIATION_SOURCES if x not in covered]
+
+
 # --- loading ----------------------------------------------------------------------------------
-def available_experiments(root: str | Path) -> list[str]:
-    """Experiments under ``root`` (folders with a ``runs/`` subfolder), sorted."""
-    return experiments(root)
+# Kept for callers of the old name; the store owns the results layout.
+available_experiments = experiments
 
 
 def _slug(axes: dict[str, Any]) -> str:
@@ -221,15 +243,67 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
     train_eval = _num(last.get("train_eval_acc"))
     row["gap_source"] = "train_acc" if math.isnan(train_eval) else "train_eval_acc"
     row["gen_gap"] = (row["final_train_acc"] if math.isnan(train_eval) else train_eval) - row["final_val_acc"]
+    config_data = (record.get("config") or {}).get("data") or {}
+    row["data_augment"] = str(config_data.get("augment") or "none") if isinstance(config_data, dict) else "none"
+    row["data_resample"] = bool(config_data.get("resample")) if isinstance(config_data, dict) else False
+    steps = [p for p in record.get("steps") or [] if isinstance(p, dict)]
+    row["steps_logged"] = len(steps)
     if targets.train_error is not None:
         goal = targets.train_error
         ep, sec = _first_reaching(epochs, lambda e: 1.0 - _num(e.get("train_acc")) <= goal + 1e-12)
-        row.update(epochs_to_train_target=ep, time_to_train_target_s=sec, reached_train_target=not math.isnan(ep))
+        row.update(epochs_to_train_target=ep, time_to_train_target_s=sec, reached_train_target=not math.isnan(ep),
+                   images_to_train_target=math.nan, train_target_resolution="epoch")
+        if steps:
+            row.update(_step_target(record, steps, goal))
     if targets.val_acc is not None:
         goal = targets.val_acc
         ep, sec = _first_reaching(epochs, lambda e: _num(e.get("val_acc")) >= goal - 1e-12)
         row.update(epochs_to_val_target=ep, time_to_val_target_s=sec, reached_val_target=not math.isnan(ep))
     return row
+
+
+def _images_per_epoch(record: dict[str, Any], steps: list[dict[str, Any]]) -> float:
+    """Training images per epoch: batches of ``batch_size`` over the training split, the last
+    partial batch dropped (as ablate trains); else read off the step log."""
+    train = (record.get("config") or {}).get("train") or {}
+    size = _num((record.get("data") or {}).get("train_images"))
+    batch = _num(train.get("batch_size")) if isinstance(train, dict) else math.nan
+    if not math.isnan(size) and not math.isnan(batch) and batch > 0 and size >= batch:
+        return float(size // batch * batch)
+    first = [_num(p.get("images")) for p in steps if p.get("epoch") == 1]
+    return max(first) if first else math.nan
+
+
+def _step_target(record: dict[str, Any], steps: list[dict[str, Any]], goal: float) -> dict[str, Any]:
+    """Time to a training-error target at step resolution: the first log point whose training
+    error (1 - mean training accuracy over the steps since the previous point) is <= ``goal``.
+    Epochs are fractional (images seen / images per epoch); seconds are elapsed training time."""
+    for p in steps:
+        if 1.0 - _num(p.get("train_acc")) <= goal + 1e-12:
+            images = _num(p.get("images"))
+            return {"epochs_to_train_target": images / _images_per_epoch(record, steps),
+                    "images_to_train_target": images, "time_to_train_target_s": _num(p.get("time_s")),
+                    "reached_train_target": True, "train_target_resolution": "step"}
+    return {"epochs_to_train_target": math.nan, "images_to_train_target": math.nan, "time_to_train_target_s": math.nan,
+            "reached_train_target": False, "train_target_resolution": "step"}
+
+
+STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
+STEP_FRAME_COLUMNS = ["run_id", "variant", "seed", "status", *STEP_COLUMNS, "train_error"]
+
+
+def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """One row per step log point of a record (``record["steps"]``; none for older records)."""
+    rows = []
+    for p in record.get("steps") or []:
+        if not isinstance(p, dict):
+            continue
+        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or _slug(record.get("variant") or {}),
+               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
+        row.update({k: _num(p.get(k)) for k in STEP_COLUMNS})
+        row["train_error"] = 1.0 - row["train_acc"]
+        rows.append(row)
+    return rows
 
 
 EPOCH_COLUMNS = (
@@ -270,11 +344,14 @@ def load_experiment_data(
         raise ReportError(
             f"unknown experiment {name!r} under {root} ({found})" + (f"; did you mean {hint[0]!r}?" if hint else "")
         )
-    records = list(iter_runs(root, name))
-    manifest = read_manifest(root, name)
+    records = [r for r in iter_runs(root, name) if isinstance(r, dict)]
     if not records:
         raise ReportError(f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first")
     notes: list[str] = []
+    records = _readable(records, targets, notes)
+    if not records:
+        raise ReportError(f"experiment {name!r} has no readable run records in {runs_dir(root, name)}: {'; '.join(notes)}")
+    manifest = _checked_manifest(root, name, notes)
 
     # The cells the experiment consists of now: from the manifest when there is one.
     expected: list[tuple[str | None, str, int]] = []  # (run_id, slug, seed)
@@ -355,6 +432,8 @@ def load_experiment_data(
     epochs = pd.DataFrame(erows, columns=["run_id", "variant", "seed", "status", *EPOCH_COLUMNS, "train_error",
                                           "cum_wall_time_s", "cum_train_time_s"])
     epochs = _sorted(epochs, order, ["seed", "epoch"])
+    srows = [row for r in current_records for row in step_rows(r)]
+    steps = _sorted(pd.DataFrame(srows, columns=STEP_FRAME_COLUMNS), order, ["seed", "step"])
     if stale:
         notes.append(f"{stale} run(s) from an older configuration of this experiment were ignored")
     devices = sorted({d for d, st in zip(runs.get("device", []), runs["status"]) if st == STATUS_OK and isinstance(d, str) and d})
@@ -363,8 +442,67 @@ def load_experiment_data(
     return ExperimentData(
         name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
         variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
-        manifest=manifest, stale_runs=stale, notes=notes,
+        manifest=manifest, stale_runs=stale, notes=notes, steps=steps,
     )
+
+
+def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:
+    """The experiment's manifest when it is readable and has the expected shape; otherwise None,
+    with a note naming the file (the report then works from the run records alone)."""
+    path = manifest_path(root, name)
+    try:
+        manifest = read_manifest(root, name)
+    except Exception as e:  # a damaged file must not stop the report  # noqa: BLE001
+        manifest, why = None, f"{type(e).__name__}: {e}"
+    else:
+        why = "not valid JSON or not readable"
+    if manifest is None:
+        if path.exists():
+            notes.append(f"{path} is damaged ({why}): treated as absent")
+        return None
+    problem = _manifest_problem(manifest)
+    if problem:
+        notes.append(f"{path} is damaged ({problem}): treated as absent")
+        return None
+    return manifest
+
+
+def _manifest_problem(m: Any) -> str:
+    """Why a manifest cannot be used, or "" when its fields have the shapes analysis relies on."""
+    if not isinstance(m, dict):
+        return f"a JSON {type(m).__name__}, not an object"
+    if not isinstance(m.get("variants", []), list) or not all(isinstance(v, dict) for v in m.get("variants", [])):
+        return "'variants' is not a list of objects"
+    try:
+        [int(x) for x in m.get("seeds", [])]
+    except (TypeError, ValueError):
+        return "'seeds' is not a list of integers"
+    if not isinstance(m.get("run_ids") or [], list):
+        return "'run_ids' is not a list"
+    cells = m.get("cells") or []
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c) for c in cells):
+        return "'cells' is not a list of {run_id, slug, seed}"
+    if not isinstance(m.get("axes") or {}, dict) or not all(isinstance(v, list) for v in (m.get("axes") or {}).values()):
+        return "'axes' is not an object of lists"
+    for key in ("baseline", "data", "train", "adaptive"):
+        if m.get(key) is not None and not isinstance(m[key], dict):
+            return f"'{key}' is not an object"
+    return ""
+
+
+def _readable(records: list[dict[str, Any]], targets: Targets, notes: list[str]) -> list[dict[str, Any]]:
+    """Records whose fields analysis can read; the others are left out with a note each."""
+    out = []
+    for r in records:
+        try:
+            run_row(r, targets)
+            epoch_rows(r)
+            step_rows(r)
+        except (TypeError, ValueError, KeyError, AttributeError, IndexError) as e:
+            notes.append(f"run record {r.get('run_id', '?')} is damaged ({type(e).__name__}: {e}): left out")
+            continue
+        out.append(r)
+    return out
 
 
 def _sorted(frame: pd.DataFrame, order: dict[str, int], then: list[str]) -> pd.DataFrame:
@@ -457,20 +595,51 @@ def summary_table(data: ExperimentData) -> pd.DataFrame:
 COMPARISON_COLUMNS = [
     "variant", "baseline", "metric", "higher_is_better", "n", "seeds", "baseline_mean", "variant_mean",
     "diff", "sd_diff", "ci_low", "ci_high", "t", "df", "p", "p_holm", "verdict", "note",
+    "m", "sim_level", "sim_low", "sim_high", "ci_method", "boot_low", "boot_high",
+    "p_improve", "p_improve_low", "p_improve_high", "mdd", "effect", "effect_source", "power_at_effect",
+    "seeds_needed", "interval_note",
 ]
+CI_METHODS = ("t", "bootstrap")
+DEFAULT_EFFECT = 0.01  # one percentage point, for accuracy-like metrics without a paper's number
 
 
-def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
+@dataclass(frozen=True)
+class Effect:
+    """The difference a comparison should be able to detect, in the metric's units (fractions
+    for percent metrics), and where the number comes from."""
+
+    size: float
+    source: str
+
+
+def compare_to_baseline(
+    data: ExperimentData, metrics: Sequence[Metric] | None = None, *, ci: str = "t",
+    effects: dict[tuple[str, str], Effect] | None = None, default_effect: Effect | None = None,
+) -> pd.DataFrame:
     """One row per (variant other than the baseline) x metric: ``diff = variant - baseline``
     paired by seed over seeds where both runs are ok, its 95% t interval, paired t-test p-value,
-    Holm-adjusted p over the variants for that metric (one family per metric) and the verdict."""
+    Holm-adjusted p over the variants for that metric (one family per metric) and the verdict.
+
+    Also per row: the Bonferroni simultaneous interval over the ``m`` comparisons of the family
+    (``sim_*``, at level ``sim_level``), which excludes 0 only when Holm rejects; with
+    ``ci="bootstrap"`` the BCa paired bootstrap interval (``boot_*``); the probability that the
+    variant beats the baseline on a seed pair (``p_improve*``); the minimum detectable difference
+    at 80% power and alpha 0.05 (``mdd``); and, for percent metrics, the seeds needed to detect
+    ``effect`` (``effects[(variant, metric)]``, else ``default_effect``, else 1 point).
+    ``interval_note`` explains every interval shown that seems to disagree with the verdict.
+    """
+    if ci not in CI_METHODS:
+        raise ReportError(f"--ci {ci!r}: expected one of {', '.join(CI_METHODS)}")
     metrics = list(metrics) if metrics is not None else metrics_for(data.targets)
+    effects = effects or {}
+    default_effect = default_effect or Effect(DEFAULT_EFFECT, "default: 1 point")
     rows: list[dict[str, Any]] = []
     for metric in metrics:
         values = per_seed(data, metric.name)
         base = values[data.baseline]
         reached_col = TARGET_METRICS.get(metric.name)
         block: list[dict[str, Any]] = []
+        diffs_of: list[list[float]] = []
         for v in data.variants:
             if v == data.baseline:
                 continue
@@ -484,6 +653,7 @@ def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None =
                     note = (f"target reached by {rv}/{len(seeds_ok)} {v} and {rb}/{len(seeds_ok)} baseline runs "
                             f"of the paired seeds; not compared")
                     block.append(_comparison_row(data, v, metric, [], [], base, values[v], note, censored=True))
+                    diffs_of.append([])
                     continue
             seeds, diffs = stats.paired_differences(values[v], base)
             if stats.paired_test(diffs).all_equal:
@@ -493,11 +663,17 @@ def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None =
             elif len(seeds) < 2:
                 note = f"only seed {seeds[0]} has ok runs of both: no interval can be given"
             block.append(_comparison_row(data, v, metric, seeds, diffs, base, values[v], note))
+            diffs_of.append(diffs)
         adjusted = stats.holm([r["p"] for r in block])
-        for r, p_adj in zip(block, adjusted):
+        m = sum(1 for r in block if not _nan(r["p"]))
+        level = stats.simultaneous_confidence(m)
+        for r, p_adj, diffs in zip(block, adjusted, diffs_of):
             r["p_holm"] = p_adj
             if r["verdict"] is None:
                 r["verdict"] = stats.verdict(r["diff"], p_adj, r["n"], metric.higher_is_better)
+            effect = effects.get((r["variant"], metric.name), default_effect) if metric.percent else None
+            r.update(_power_columns(diffs, metric, m, level, ci, effect))
+            r["interval_note"] = interval_note(r, scale=100.0 if metric.percent else 1.0)
         rows.extend(block)
     frame = pd.DataFrame(rows, columns=COMPARISON_COLUMNS)
     order = {v: i for i, v in enumerate(data.variants)}
@@ -506,7 +682,74 @@ def compare_to_baseline(data: ExperimentData, metrics: Sequence[Metric] | None =
     frame = frame.sort_values(["_v", "_m"], kind="stable").drop(columns=["_v", "_m"]).reset_index(drop=True)
     frame["n"] = frame["n"].astype(int)
     frame["df"] = frame["df"].astype("Int64")
+    frame["m"] = frame["m"].astype("Int64")
     return frame
+
+
+def _nan(x: Any) -> bool:
+    try:
+        return x is None or x is pd.NA or math.isnan(float(x))
+    except (TypeError, ValueError):
+        return True
+
+
+def _power_columns(diffs: list[float], metric: Metric, m: int, level: float, ci: str, effect: Effect | None) -> dict[str, Any]:
+    """Simultaneous and bootstrap intervals, probability of improvement and power of one comparison."""
+    test = stats.paired_test(diffs)
+    wide = stats.paired_test(diffs, level) if diffs else test
+    boot = stats.bootstrap_interval(diffs) if ci == "bootstrap" else (math.nan, math.nan)
+    imp = stats.probability_of_improvement(diffs, metric.higher_is_better)
+    mdd = stats.min_detectable_difference(test.sd, test.n) if test.n >= 2 else math.nan
+    out: dict[str, Any] = {
+        "m": m, "sim_level": level, "sim_low": wide.ci_low if test.n >= 2 else math.nan,
+        "sim_high": wide.ci_high if test.n >= 2 else math.nan, "ci_method": ci, "boot_low": boot[0], "boot_high": boot[1],
+        "p_improve": imp.p, "p_improve_low": imp.ci_low, "p_improve_high": imp.ci_high, "mdd": mdd,
+        "effect": math.nan, "effect_source": "", "power_at_effect": math.nan, "seeds_needed": math.nan,
+    }
+    if effect is not None and test.n >= 2:
+        out.update(effect=effect.size, effect_source=effect.source,
+                   power_at_effect=stats.paired_power(effect.size, test.sd, test.n),
+                   seeds_needed=stats.seeds_needed(effect.size, test.sd))
+    elif effect is not None:
+        out.update(effect=effect.size, effect_source=effect.source)
+    return out
+
+
+def _excludes_zero(low: Any, high: Any) -> bool:
+    return not _nan(low) and not _nan(high) and (float(low) > 0 or float(high) < 0)
+
+
+def interval_note(row: dict[str, Any], scale: float = 1.0) -> str:
+    """Why an interval of this comparison seems to disagree with its verdict ("" when none does).
+
+    The verdict comes from the Holm-adjusted paired t-test; the unadjusted 95% interval, the
+    bootstrap interval and a zero-width interval over constant differences can exclude 0 without
+    that test rejecting, and Holm can reject while the (Bonferroni) simultaneous interval holds 0.
+    """
+    verdict, n = row.get("verdict"), int(row.get("n") or 0)
+    if n < 2 or verdict not in (stats.BETTER, stats.WORSE, stats.NO_DIFFERENCE):
+        return ""
+    notes = []
+    rejected = verdict != stats.NO_DIFFERENCE
+    if _excludes_zero(row["ci_low"], row["ci_high"]) and not rejected:
+        if row.get("sd_diff") == 0:
+            notes.append(f"every paired difference is the same, so the interval has zero width and says nothing "
+                         f"about uncertainty; the verdict uses the exact sign-flip p-value 2^(1-{n}) = {2.0 ** (1 - n):.3g}")
+        elif not _excludes_zero(row["sim_low"], row["sim_high"]):
+            notes.append(f"the unadjusted 95% interval excludes 0, but {row['m']} comparisons are tested on this metric: "
+                         f"Holm-adjusted p = {float(row['p_holm']):.3g} >= 0.05, and the simultaneous "
+                         f"{100 * float(row['sim_level']):.4g}% interval [{float(row['sim_low']) * scale:+.4g}, "
+                         f"{float(row['sim_high']) * scale:+.4g}] contains 0")
+    if _excludes_zero(row.get("boot_low"), row.get("boot_high")) and not rejected and row.get("sd_diff") != 0:
+        notes.append("the bootstrap interval excludes 0, but the verdict comes from the Holm-adjusted paired t-test, "
+                     "which does not reject; with few seeds a bootstrap interval is too narrow (it cannot reach "
+                     "beyond the observed differences)")
+    if rejected and not _excludes_zero(row["sim_low"], row["sim_high"]) and row.get("sd_diff") != 0:
+        notes.append(f"Holm rejects (p_holm = {float(row['p_holm']):.3g}) although the simultaneous (Bonferroni) "
+                     "interval contains 0: Holm's step-down test is more powerful than Bonferroni's intervals")
+    if rejected and not _nan(row.get("boot_low")) and not _excludes_zero(row.get("boot_low"), row.get("boot_high")):
+        notes.append("the bootstrap interval contains 0; the verdict comes from the Holm-adjusted paired t-test")
+    return "; ".join(notes)
 
 
 def _paired_ok_seeds(data: ExperimentData, variant: str) -> list[int]:

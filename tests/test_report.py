@@ -162,7 +162,8 @@ def test_no_results_is_an_error_and_non_experiment_folders_are_skipped(cli, tmp_
     _planted(tmp_path / "results", seeds=[0, 1])
     result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["planted"]
+    # README.md at the top: the index of reports (ablate.report_index), no folder for bench/
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "planted"]
 
 
 # --- a small real run ------------------------------------------------------------------------------
