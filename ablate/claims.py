@@ -23,7 +23,14 @@ Two kinds of claims:
   more than the epochs it ran. If only the claimed-slower variant is censored, ``epochs + 1`` is
   used, which makes the ratio a lower bound: "faster" can still be supported and a factor can
   still be exceeded, but nothing is concluded from a bound that falls short. If the claimed
-  faster variant is censored the claim is inconclusive.
+  faster variant is censored the claim is inconclusive. When the runs log training steps
+  (``[train] log_every``) the target is found at step resolution (the first log point at or below
+  it) and the ratio is one of training images seen; a censored run then only bounds it by the
+  images of all its epochs.
+
+Claims with a number for the accuracy effect (overlapping pooling 0.4 points, LRN 1.4 points,
+ImageNet top-1) also give the effect a comparison should be able to detect
+(:func:`paper_effects`, used for power and seeds needed in the report).
 
 Unlike the comparisons table there is no Holm correction here: each claim is a hypothesis
 stated in advance by the paper, checked once.
@@ -38,7 +45,7 @@ from typing import Any
 import pandas as pd
 
 from ablate import stats
-from ablate.analysis import Contrast, ExperimentData, balanced_contrast, matched_pairs
+from ablate.analysis import Contrast, Effect, ExperimentData, balanced_contrast, matched_pairs, per_seed
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"
@@ -61,15 +68,19 @@ class Claim:
     b: Any  # the level it is compared with
     kind: str  # "error" | "gap" | "speed" (ratio b/a, a claimed faster) | "slowdown" (ratio a/b)
     factor: float | None = None  # the paper's ratio, checked in a second row
+    # The paper's accuracy effect of a over b in points (ImageNet top-1), used as the effect a
+    # study should be able to detect (power, seeds needed); None where the paper gives no number.
+    effect_points: float | None = None
 
 
 CLAIMS: tuple[Claim, ...] = (
     Claim("relu_faster", "ReLU reaches the training-error target faster than tanh", "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
           "activation", "relu", "tanh", "speed", factor=6.0),
     Claim("lrn_error", "Local response normalization lowers the error",
-          "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points", "norm", "lrn", "none", "error"),
+          "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points", "norm", "lrn", "none", "error",
+          effect_points=1.4),
     Claim("overlap_error", "Overlapping pooling lowers the error", "ImageNet top-1 -0.4 points (top-5 -0.3)",
-          "pooling", "overlap", "nonoverlap", "error"),
+          "pooling", "overlap", "nonoverlap", "error", effect_points=0.4),
     Claim("overlap_gap", "Overlapping pooling overfits slightly less (smaller train-val gap)",
           "\"slightly more difficult to overfit\" (no number)", "pooling", "overlap", "nonoverlap", "gap"),
     Claim("dropout_gap", "Dropout reduces overfitting (smaller train-val gap)",
@@ -99,20 +110,32 @@ def check_claims(data: ExperimentData) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=CLAIM_COLUMNS)
 
 
-def _ok_table(data: ExperimentData, column: str) -> dict[tuple[str, int], float]:
-    ok = data.ok_runs
-    if column not in ok:
-        return {}
-    return {(v, int(s)): float(x) for v, s, x in zip(ok["variant"], ok["seed"], ok[column])}
+ACCURACY_METRICS = ("final_val_acc", "best_val_acc")
 
 
-def _by_variant(table: dict[tuple[str, int], float]) -> dict[str, dict[int, float]]:
-    """(variant, seed) -> value  to  variant -> {seed: value}, finite values only."""
-    out: dict[str, dict[int, float]] = {}
-    for (v, s), x in table.items():
-        if math.isfinite(x):
-            out.setdefault(v, {})[s] = x
+def paper_effects(data: ExperimentData) -> dict[tuple[str, str], Effect]:
+    """(variant, accuracy metric) -> the paper's effect size, for each variant that differs from
+    the baseline only in the axis of a claim with a number (overlapping pooling 0.4 points, LRN
+    1.4 points: ImageNet top-1), as a fraction."""
+    out: dict[tuple[str, str], Effect] = {}
+    base = data.variant_axes[data.baseline]
+    for claim in CLAIMS:
+        if claim.effect_points is None:
+            continue
+        for v in data.variants:
+            axes = data.variant_axes[v]
+            differs = [k for k in set(axes) | set(base) if axes.get(k) != base.get(k)]
+            if differs != [claim.axis] or {axes.get(claim.axis), base.get(claim.axis)} != {claim.a, claim.b}:
+                continue
+            source = f"the paper's effect ({claim.text.lower()}: {claim.effect_points:g} points, ImageNet top-1)"
+            for metric in ACCURACY_METRICS:
+                out[(v, metric)] = Effect(claim.effect_points / 100.0, source)
     return out
+
+
+def _transformed(data: ExperimentData, column: str, f: Any) -> dict[str, dict[int, float]]:
+    """:func:`ablate.analysis.per_seed` of ``column`` with ``f`` applied to every value."""
+    return {v: {s: f(x) for s, x in by_seed.items()} for v, by_seed in per_seed(data, column).items()}
 
 
 def _pair_contrast(data: ExperimentData, values: dict[str, dict[int, float]], pairs: list[tuple[str, str]]) -> Contrast:
@@ -127,14 +150,12 @@ def _compared(claim: Claim, pairs: list[tuple[str, str]]) -> str:
 
 def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     if claim.kind == "error":
-        acc = _ok_table(data, "final_val_acc")
-        value = {k: 100.0 * (1.0 - x) for k, x in acc.items()}  # validation error, percent
+        values = _transformed(data, "final_val_acc", lambda x: 100.0 * (1.0 - x))  # validation error, percent
         quantity = "difference in final validation error (points)"
     else:
-        gap = _ok_table(data, "gen_gap")
-        value = {k: 100.0 * x for k, x in gap.items()}
+        values = _transformed(data, "gen_gap", lambda x: 100.0 * x)
         quantity = "difference in generalization gap, train - val accuracy (points)"
-    contrast = _pair_contrast(data, _by_variant(value), pairs)
+    contrast = _pair_contrast(data, values, pairs)
     seeds = contrast.seeds
     test = stats.paired_test(contrast.values)
     a, b = _label(claim.axis, claim.a), _label(claim.axis, claim.b)
@@ -159,33 +180,39 @@ def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str,
 def _ratio_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Ratio slower/faster of epochs to the training-error target, per seed averaged on the log scale."""
     target = data.targets.train_error
-    epochs = _ok_table(data, "epochs_to_train_target")
-    ran = _ok_table(data, "epochs_done")
+    epochs = per_seed(data, "epochs_to_train_target")  # finite: the runs that reached the target
+    ran = per_seed(data, "epochs_done")  # every ok run
+    # At step resolution epochs are fractional (images seen / images per epoch): the ratio is one
+    # of training images. A run that never got there needed more than the epochs it ran: at epoch
+    # resolution at least one more, at step resolution only "more".
+    ok = data.ok_runs
+    steps = "train_target_resolution" in ok and bool(len(ok)) and (ok["train_target_resolution"] == "step").all()
     # The level claimed faster and the one claimed slower.
     fast, slow = (claim.a, claim.b) if claim.kind == "speed" else (claim.b, claim.a)
     fast_variants = {a if fast == claim.a else b for a, b in pairs}
-    logs: dict[tuple[str, int], float] = {}
+    logs: dict[str, dict[int, float]] = {}
     censored_runs: set[tuple[str, int]] = set()
     fast_missing = 0
-    for (v, s), e in epochs.items():
-        if math.isfinite(e):
-            logs[(v, s)] = math.log(e)
-        elif v in fast_variants:
-            fast_missing += 1
-        else:  # the slower level never got there: more than the epochs it ran
-            logs[(v, s)] = math.log(ran.get((v, s), 0.0) + 1.0)
-            censored_runs.add((v, s))
+    for v, by_seed in ran.items():
+        for s, done in by_seed.items():
+            if s in epochs.get(v, {}):
+                logs.setdefault(v, {})[s] = math.log(epochs[v][s])
+            elif v in fast_variants:
+                fast_missing += 1
+            elif done > 0:  # the slower level never got there: more than the epochs it ran
+                logs.setdefault(v, {})[s] = math.log(done if steps else done + 1.0)
+                censored_runs.add((v, s))
     # log(slow) - log(fast) per matched pair: the log of the ratio slow / fast
     ordered = [(b, a) if a in fast_variants else (a, b) for a, b in pairs]
-    contrast = _pair_contrast(data, _by_variant(logs), ordered)
+    contrast = _pair_contrast(data, logs, ordered)
     used = [] if fast_missing else contrast.seeds
     censored = sum(1 for (v, s) in censored_runs if s in used and any(v == slow_v for slow_v, _ in ordered))
+    r = stats.ratio_from_logs(contrast.values if not fast_missing else [])
+    ratio, lo, hi = r.ratio, r.ci_low, r.ci_high
     test = stats.paired_test(contrast.values if not fast_missing else [])
-    ratio = math.exp(test.diff) if test.n else math.nan
-    lo = math.exp(test.ci_low) if test.n >= 2 else math.nan
-    hi = math.exp(test.ci_high) if test.n >= 2 else math.nan
     fast_l, slow_l = _label(claim.axis, fast), _label(claim.axis, slow)
-    quantity = f"ratio of epochs to {target:.0%} training error, {slow_l} / {fast_l}"
+    quantity = (f"ratio of training images to {target:.0%} training error (step resolution), {slow_l} / {fast_l}"
+                if steps else f"ratio of epochs to {target:.0%} training error, {slow_l} / {fast_l}")
     bound = f"; {censored} {slow_l} run(s) never reached the target, so the ratio is a lower bound" if censored else ""
     bound += f"; {contrast.note}" if contrast.note else ""
 

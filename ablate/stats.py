@@ -215,10 +215,16 @@ def ratio_interval(numerators: Sequence[float], denominators: Sequence[float], c
     """Per-seed ratios ``numerators[i] / denominators[i]`` (all > 0) summarised on the log scale."""
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators must pair up")
-    logs = [math.log(a / b) for a, b in zip(numerators, denominators) if a > 0 and b > 0]
-    test = paired_test(logs, confidence)
+    return ratio_from_logs([math.log(a / b) for a, b in zip(numerators, denominators) if a > 0 and b > 0], confidence)
+
+
+def ratio_from_logs(log_ratios: Sequence[float], confidence: float = CONFIDENCE) -> RatioInterval:
+    """Geometric-mean ratio and interval from per-seed log ratios (t interval on the log scale)."""
+    test = paired_test(log_ratios, confidence)
     if test.n == 0:
         return RatioInterval(0, math.nan, math.nan, math.nan, math.nan)
+    if test.n < 2:
+        return RatioInterval(1, math.exp(test.diff), math.nan, math.nan, math.nan)
     return RatioInterval(test.n, math.exp(test.diff), math.exp(test.ci_low), math.exp(test.ci_high), test.p)
 
 
