@@ -7,9 +7,10 @@ Two layouts:
   draw of ``data.val_fraction`` of its images for validation.
 
 Class names are the folder names in sorted order; label i is ``classes[i]`` (stored with every
-run). Images are read with Pillow, converted to RGB (grey is repeated, alpha dropped), the central
-square is cut out and resized to the input size (the paper's "shorter side, then central crop").
-Unreadable files stop the load with their name, or are skipped and counted with
+run). Images are read with Pillow, turned upright by their EXIF orientation, converted to 8-bit
+RGB (see :func:`to_rgb8`: grey is repeated, alpha dropped, 16-bit and float pixels scaled), the
+central square is cut out and resized to the input size (the paper's "shorter side, then central
+crop"). Unreadable files stop the load with their name, or are skipped and counted with
 ``skip_bad_images = true``.
 """
 
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits
@@ -36,7 +37,42 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 _LISTED = 20
 # Pillow releases the GIL while decoding, so threads decode in parallel without processes.
 _WORKERS = min(8, os.cpu_count() or 1)
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+# Part of the cache key of decoded trees: bump when decoding changes (2: wide modes scaled, EXIF
+# orientation applied), so that entries decoded the old way are not reused.
+DECODER_VERSION = 2
+
+
+def to_rgb8(img: Image.Image) -> Image.Image:
+    """Any Pillow mode an image file can hold -> 8-bit RGB with the intended values.
+
+    Pillow's own ``convert("RGB")`` clips wide pixels to 255 (a 16-bit grey of 30000/65535 comes
+    out white), so those are scaled here: 16-bit modes (``I;16*``) and 32-bit integers (``I``,
+    what 16-bit PNGs decode to in some Pillow versions) are read on the 0..65535 scale, floats
+    (``F``) on the 0..1 scale. Values outside that scale, or not finite, raise ``ValueError``
+    rather than be clipped into a wrong image. Palette images go through RGBA (the route Pillow
+    recommends when a palette has transparency); alpha is dropped; 1, L, LA, CMYK, YCbCr, ... use
+    Pillow's conversions.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return img
+    if mode == "I" or mode.startswith("I;16"):
+        pixels = np.asarray(img)
+        lo, hi = (int(pixels.min()), int(pixels.max())) if pixels.size else (0, 0)
+        if lo < 0 or hi > 65535:
+            raise ValueError(f"{mode} image with pixel values {lo}..{hi}; integer images are read as 16-bit (0..65535)")
+        return Image.fromarray((pixels.astype(np.float64) * (255 / 65535)).round().astype(np.uint8)).convert("RGB")
+    if mode == "F":
+        pixels = np.asarray(img, dtype=np.float64)
+        if not np.isfinite(pixels).all():
+            raise ValueError("float (F) image with nan or inf pixels")
+        lo, hi = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
+        if lo < 0 or hi > 1:
+            raise ValueError(f"float (F) image with pixel values {lo:g}..{hi:g}; float images are read on the 0..1 scale")
+        return Image.fromarray((pixels * 255).round().astype(np.uint8)).convert("RGB")
+    if mode in ("P", "PA"):
+        img = img.convert("RGBA")
+    return img.convert("RGB")
 
 
 def decode_image(path: Path, size: int) -> torch.Tensor:
@@ -45,7 +81,8 @@ def decode_image(path: Path, size: int) -> torch.Tensor:
         # JPEG only: decode directly at a reduced scale that stays >= size on both sides (much
         # faster for photos several times larger than the input size; no effect on other formats).
         img.draft("RGB", (size, size))
-        img = img.convert("RGB")
+        # Cameras store portrait photos as landscape pixels plus an EXIF orientation tag.
+        img = to_rgb8(ImageOps.exif_transpose(img))
         w, h = img.size
         side = min(w, h)
         left, top = (w - side) // 2, (h - side) // 2
@@ -58,7 +95,7 @@ def decode_image(path: Path, size: int) -> torch.Tensor:
 def _decode_or_reason(path: Path, size: int) -> torch.Tensor | str:
     try:
         return decode_image(path, size)
-    except _DECODE_ERRORS as e:
+    except Exception as e:  # noqa: BLE001 - whatever a hostile file makes a decoder raise, it is unreadable
         return one_line(e)
 
 
@@ -153,7 +190,10 @@ def load_tree(
 ) -> tuple[list[str], dict[str, Any], str, CacheKey]:
     """List, decode (or take from the cache) and check one tree: (classes, entry, cache status, key)."""
     classes, files, labels = list_tree(tree, classes)
-    sources = {"tree": str(tree.resolve()), "classes": classes, "files": file_identity(files, relative_to=tree)}
+    sources = {
+        "tree": str(tree.resolve()), "classes": classes, "files": file_identity(files, relative_to=tree),
+        "decoder": DECODER_VERSION,
+    }
 
     def build() -> dict[str, Any]:
         entry = decode_tree(files, labels, size, tree)

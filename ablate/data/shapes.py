@@ -17,6 +17,7 @@ only on ``data.seed`` and the split, never on the run seed.
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 
@@ -167,6 +168,34 @@ def make_split(n: int, size: int, seed: int, split: str) -> tuple[torch.Tensor, 
     return render(labels, size, g), labels
 
 
+def available_memory() -> int | None:
+    """Bytes of memory available to allocate now (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
+def _check_memory(n_train: int, n_val: int, size: int) -> None:
+    """Refuse, with one line, a generated set that cannot fit in memory (the alternative is the
+    system killing the process partway, or an allocation error deep in torch)."""
+    # uint8 images plus the int64 labels and permutation made per image.
+    need = (n_train + n_val) * (3 * size * size + 16)
+    have = available_memory()
+    if have is not None and need > have:
+        raise DataError(
+            f"shapes: data.train_size = {n_train} and data.val_size = {n_val} at {size}x{size} need "
+            f"{need / 2**30:.1f} GiB for the images; {have / 2**30:.1f} GiB of memory is available: use fewer images"
+        )
+
+
 @register_dataset("shapes")
 def shapes(cfg: DataConfig, input_size: int) -> ImageSplits:
     """Generated coloured figures in 10 classes, with clutter and noise; no files (default 5000 train / 1000 val)."""
@@ -174,6 +203,7 @@ def shapes(cfg: DataConfig, input_size: int) -> ImageSplits:
     n_val = cfg.val_size or DEFAULT_VAL_SIZE
     if input_size < 16:
         raise DataError(f"shapes needs an input size of at least 16 pixels, got {input_size}")
+    _check_memory(n_train, n_val, input_size)
     train_x, train_y = make_split(n_train, input_size, cfg.seed, "train")
     val_x, val_y = make_split(n_val, input_size, cfg.seed, "val")
     mean, std = channel_stats(train_x)
