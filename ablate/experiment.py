@@ -270,9 +270,12 @@ def parse_override(item: str, path: str | Path = "--set") -> tuple[list[str], An
     if not sep or not all(re.fullmatch(r"[A-Za-z0-9_-]+", k) for k in keys):
         raise ExperimentError(path, None, f"--set {item!r}: expected KEY=VALUE with a dotted key, e.g. train.lr=0.1")
     try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        value = text
+        doc = tomllib.loads(f"value = {text}")
+    except (tomllib.TOMLDecodeError, RecursionError):
+        doc = {}
+    # One literal only: "0.1\nseeds = [1]" is a string (and then refused), not 0.1 with the rest
+    # silently dropped.
+    value = doc["value"] if list(doc) == ["value"] else text
     return keys, value
 
 

@@ -265,3 +265,23 @@ def test_cli_refuses_with_one_line(cli, write_experiment, tmp_path, args, expect
     result = cli.invoke(app, ["show", str(path), "--results", str(tmp_path / "r"), "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and expected in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    "item,value",
+    [
+        ("train.lr=0.1\nseeds=[1]", "0.1\nseeds=[1]"),  # not one literal: a string, refused below
+        ("seeds=" + "[" * 5000 + "]" * 5000, "[" * 5000 + "]" * 5000),
+        ("train.lr=0.1 # a comment", 0.1),
+    ],
+    ids=["two-statements", "deeply-nested", "comment"],
+)
+def test_override_values_are_one_toml_literal(item, value):
+    from ablate.experiment import parse_override
+
+    assert parse_override(item)[1] == value
+
+
+def test_injected_statements_in_an_override_are_refused(write_experiment):
+    with pytest.raises(ExperimentError, match=r"train\.lr: .* is a string; expected a number"):
+        load_experiment(write_experiment(BASE), ["train.lr=0.1\nseeds=[1]"])
