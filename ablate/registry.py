@@ -10,9 +10,14 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
+import re
 from typing import Callable, Generic, Iterator, TypeVar
 
 T = TypeVar("T")
+
+# Names end up in slugs, file names of plots and tables, TOML values and terminal output: keep
+# them to one short word (letters, digits, '_', '.', '+', '-'), as every built-in name is.
+NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,39}")
 
 
 class RegistryError(ValueError):
@@ -47,8 +52,11 @@ class Registry(Generic[T]):
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator: ``@ACTIVATIONS.register("gelu")`` above a builder function or class."""
-        if not isinstance(name, str) or not name:
-            raise RegistryError(f"{self.kind} names must be non-empty strings, got {name!r}")
+        if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+            raise RegistryError(
+                f"{self.kind} name {name!r} is not allowed; use up to 40 letters, digits, '_', '.', '+' or '-', "
+                "starting with a letter or digit"
+            )
 
         def add(obj: T) -> T:
             if name in self._items:

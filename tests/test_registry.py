@@ -89,3 +89,16 @@ def test_plugin_module_registers_a_value_used_from_the_cli(cli, write_experiment
         ACTIVATIONS.unregister("softplus")
     missing = cli.invoke(app, ["--plugin", "no_such_module", "list"])
     assert missing.exit_code == 2 and "plugin 'no_such_module' could not be imported" in missing.output
+
+
+@pytest.mark.parametrize("name", ["", "a b", "../x", "x/y", "gelu\n", "-x", "ü" * 3, "x" * 41, 3, None])
+def test_names_that_cannot_be_slugs_or_file_names_are_refused(name):
+    with pytest.raises(RegistryError, match="is not allowed; use up to 40 letters"):
+        ACTIVATIONS.register(name)(lambda: None)
+    assert name not in ACTIVATIONS
+
+
+def test_names_like_the_built_in_ones_are_accepted():
+    for name in ("gelu", "leaky-relu", "swish_1.5", "x" * 40, "gn+ws"):
+        ACTIVATIONS.register(name)(lambda: None)
+        ACTIVATIONS.unregister(name)
