@@ -28,3 +28,28 @@ def test_memory_check_uses_what_is_available(monkeypatch):
 def test_available_memory_is_a_plausible_number():
     have = shapes.available_memory()
     assert have is None or 2**20 < have < 2**50
+
+
+def test_a_link_back_up_the_tree_is_walked_once(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.new("RGB", (8, 8), (10 * i, 0, 0)).save(tmp_path / cls / f"{i}.png")
+    (tmp_path / "a" / "loop").symlink_to(tmp_path / "a")  # a/loop/loop/loop/... forever
+    splits = load_splits(DataConfig(dataset="imagefolder", root=str(tmp_path), val_fraction=0.34), 16, use_cache=False)
+    assert splits.info["train_per_class"] == [2, 2] and splits.info["val_per_class"] == [1, 1]
+
+
+def test_file_names_with_newlines_keep_errors_on_one_line(tmp_path):
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        Image.new("RGB", (8, 8)).save(tmp_path / cls / "ok.png")
+        Image.new("RGB", (8, 8)).save(tmp_path / cls / "ok2.png")
+    (tmp_path / "a" / "evil\nname.png").write_bytes(b"not an image")
+    with pytest.raises(DataError) as e:
+        load_splits(DataConfig(dataset="imagefolder", root=str(tmp_path)), 16, use_cache=False)
+    assert "\n" not in str(e.value) and "evil\\nname.png" in str(e.value)

@@ -20,6 +20,11 @@ from ablate.registry import DATASETS
 class DataError(RuntimeError):
     """The data cannot be loaded (missing files, bad images, impossible sizes); one line for users."""
 
+    def __init__(self, message: str) -> None:
+        # File and folder names may hold newlines or control characters: escape them, so that
+        # the message stays one line.
+        super().__init__("".join(c if c.isprintable() else repr(c)[1:-1] for c in str(message)))
+
 
 @dataclass
 class ImageSplits:

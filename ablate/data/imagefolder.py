@@ -104,11 +104,18 @@ def _is_image(entry: os.DirEntry) -> bool:
 
 
 def _images_under(folder: Path) -> list[Path]:
-    """Image files anywhere below ``folder`` (nested folders included), hidden ones left out, sorted."""
+    """Image files anywhere below ``folder`` (nested folders included), hidden ones left out, sorted.
+    Linked folders are followed once: a link back up the tree would otherwise be walked forever."""
     found: list[Path] = []
+    seen: set[tuple[int, int]] = set()
     stack = [folder]
     while stack:
-        with os.scandir(stack.pop()) as it:
+        current = stack.pop()
+        st = current.stat()
+        if (st.st_dev, st.st_ino) in seen:
+            continue
+        seen.add((st.st_dev, st.st_ino))
+        with os.scandir(current) as it:
             for entry in it:
                 if entry.is_dir() and not entry.name.startswith("."):
                     stack.append(Path(entry.path))
