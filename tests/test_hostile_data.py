@@ -53,3 +53,48 @@ def test_file_names_with_newlines_keep_errors_on_one_line(tmp_path):
     with pytest.raises(DataError) as e:
         load_splits(DataConfig(dataset="imagefolder", root=str(tmp_path)), 16, use_cache=False)
     assert "\n" not in str(e.value) and "evil\\nname.png" in str(e.value)
+
+
+@pytest.mark.parametrize("how", ["under-a-file", "no-permission"])
+def test_a_cache_folder_that_cannot_be_used_costs_only_the_cache(tmp_path, monkeypatch, how):
+    from pathlib import Path
+
+    from PIL import Image
+
+    for cls in ("a", "b"):
+        (tmp_path / "imgs" / cls).mkdir(parents=True)
+        for i in range(2):
+            Image.new("RGB", (8, 8)).save(tmp_path / "imgs" / cls / f"{i}.png")
+    if how == "under-a-file":
+        blocker = tmp_path / "file"
+        blocker.write_text("not a folder")
+        monkeypatch.setenv("ABLATE_CACHE", str(blocker / "cache"))  # cannot exist
+    else:  # root may read anything, so simulate a cache folder we may not look into
+        monkeypatch.setenv("ABLATE_CACHE", str(tmp_path / "locked"))
+
+        def denied(self, *args, **kwargs):
+            raise PermissionError(13, "Permission denied", str(self))
+
+        for method in ("is_file", "mkdir"):
+            real = getattr(Path, method)
+            monkeypatch.setattr(
+                Path, method, lambda self, *a, _real=real, **k: denied(self) if "locked" in self.parts else _real(self, *a, **k)
+            )
+    cfg = DataConfig(dataset="imagefolder", root=str(tmp_path / "imgs"), val_fraction=0.5)
+    splits = load_splits(cfg, 16)
+    assert splits.info["cache"]["train"].startswith("not written"), splits.info["cache"]
+
+
+def test_no_home_directory_still_gives_a_cache_folder(monkeypatch):
+    from pathlib import Path
+
+    from ablate.data import cache
+
+    monkeypatch.delenv("ABLATE_CACHE", raising=False)
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(Path, "home", staticmethod(no_home))
+    assert cache.cache_root().name == "ablate"

@@ -38,7 +38,10 @@ def cache_root() -> Path:
     """Where entries live: ``$ABLATE_CACHE``, ``$XDG_CACHE_HOME/ablate`` or ``~/.cache/ablate``."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    try:
+        base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    except RuntimeError:  # no $HOME and no password entry (some containers): a cache still helps
+        base = tempfile.gettempdir()
     return Path(base).expanduser() / "ablate"
 
 
@@ -111,9 +114,9 @@ def load_or_build(key: CacheKey, build: Callable[[], dict[str, Any]]) -> tuple[d
 
 
 def _read(path: Path, key: CacheKey) -> dict[str, Any] | None:
-    if not path.is_file():
-        return None
     try:
+        if not path.is_file():  # may raise too: a cache folder we may not look into
+            return None
         entry = torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # noqa: BLE001 - a truncated or foreign file is a cache miss, rebuilt below
         return None
