@@ -29,10 +29,11 @@ from __future__ import annotations
 import difflib
 import math
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from ablate.results import current_records
 from ablate.store import experiments as list_experiments
@@ -175,7 +176,7 @@ def hparams_of(experiment: str, record: dict[str, Any]) -> dict[str, bool | floa
     for key, value in out.items():
         if value is None:
             continue
-        if isinstance(value, bool) or isinstance(value, str):
+        if isinstance(value, (bool, str)):
             clean[key] = value
         elif _number(value) is not None:
             clean[key] = float(value)

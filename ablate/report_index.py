@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
@@ -52,11 +53,11 @@ def render_index(results: str | Path, out: str | Path, names: list[str]) -> str:
     rows = [_row(results, out, name) for name in names]
     lines = [
         "# Reports", "",
-        "One row per experiment, written by `ablate report` from the results folder; each links to its full report. "
-        "Headline: final validation accuracy of each variant against the experiment's baseline, as the mean "
-        "difference over seeds paired by seed (percentage points) and the verdict of a Holm-corrected paired test; "
-        "claims: the 2012 paper's claims checked by the report. Training time: the sum of every run's wall time "
-        "(training and evaluation).", "",
+        ("One row per experiment, written by `ablate report` from the results folder; each links to its full report. "
+         "Headline: final validation accuracy of each variant against the experiment's baseline, as the mean "
+         "difference over seeds paired by seed (percentage points) and the verdict of a Holm-corrected paired test; "
+         "claims: the 2012 paper's claims checked by the report. Training time: the sum of every run's wall time "
+         "(training and evaluation)."), "",
         "| experiment | headline | data | device | seeds | training time |",
         "| --- | --- | --- | --- | --- | --- |",
     ]

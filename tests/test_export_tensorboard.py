@@ -7,15 +7,15 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
+from planted import Outcome, make_record, write_planted
 
 from ablate.cli import app
 from ablate.export import INSTALL_HINT, ExportError, export_tensorboard, run_name
 from ablate.store import iter_runs, write_run
-from planted import Outcome, make_record, write_planted
 
 pytest.importorskip("tensorboard")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-from tensorboard.plugins.hparams import api_pb2, metadata  # noqa: E402
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from tensorboard.plugins.hparams import api_pb2, metadata
 
 
 def steps_for(seed: int) -> list[dict]:
@@ -121,7 +121,7 @@ def test_tensorboards_hparams_view_sees_every_axis_across_experiments(results, t
     assert len(found) == 6
     exp = backend.experiment_from_metadata(ctx, "", True, found, backend.hparams_from_data_provider(ctx, "", None))
     infos = {h.name: h for h in exp.hparam_infos}
-    values = lambda name: sorted(v.string_value for v in infos[name].domain_discrete.values)  # noqa: E731
+    values = lambda name: sorted(v.string_value for v in infos[name].domain_discrete.values)
     assert values("pooling") == ["nonoverlap", "overlap"] and values("activation") == ["relu", "tanh"]
     assert values("experiment") == ["act", "pool"] and values("status") == ["failed", "ok"]
     assert infos["dropout"].type == api_pb2.DATA_TYPE_BOOL

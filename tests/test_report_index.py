@@ -5,16 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from planted import Outcome, make_record, write_planted
 
 from ablate.cli import app
 from ablate.report_index import render_index, write_report_index
 from ablate.store import write_run
-from planted import Outcome, make_record, write_planted
 
 
 def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    split = lambda line: [c.strip() for c in line.strip("|").split(" | ")]  # noqa: E731
+    split = lambda line: [c.strip() for c in line.strip("|").split(" | ")]
     rows = {}
     for line in lines[2:]:
         cells = split(line)

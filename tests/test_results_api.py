@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from planted import Outcome, make_record, write_planted
 
 import ablate
 from ablate.analysis import ReportError, load_experiment_data
 from ablate.results import load_results
 from ablate.store import write_run
-from planted import Outcome, make_record, write_planted
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -107,7 +107,7 @@ def test_readme_example_runs(root, tmp_path, monkeypatch):
     """The README's notebook example runs as written, on a results folder with a pooling experiment."""
     text = README.read_text(encoding="utf-8")
     section = text[text.index("## Results in Python and TensorBoard"):]
-    code = re.search(r"```python\n(.*?)```", section, re.S).group(1)
+    code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     (root / "pool").rename(root / "pooling")
     monkeypatch.chdir(root.parent)
     import matplotlib
