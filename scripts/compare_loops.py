@@ -7,11 +7,11 @@ Sections (``--sections``, default all three):
 ``loops``  The baseline alexnet65, same batch size, same data, in one process:
            - ``ablate``: ablate's epoch loop (``ablate.train.train_epoch``, which ``train_cell``
              runs) on a prepared cell, timed by its own clock (the numbers ``train_cell`` stores);
-           - ``hand``: a plain PyTorch loop with identical settings (``ablate.bench.HandLoop``:
+           - ``hand``: a plain PyTorch loop with identical settings (``reference_loops.HandLoop``:
              device-resident uint8 data, seeded permutation, on-device normalization, same
              precision, channels_last, fused SGD), timed over the same number of steps after the
              same warm-up, device synchronized at both clock reads;
-           - ``blog``: a tutorial-style loop (``ablate.bench.BlogLoop``: fp32, NCHW, per-image
+           - ``blog``: a tutorial-style loop (``reference_loops.BlogLoop``: fp32, NCHW, per-image
              transforms in a DataLoader, ``.to(device)`` per batch, ``loss.item()`` per step).
 ``lrn``    ablate's loop and clock for ``norm = "lrn"`` (ablate's LRN) and ``norm = "none"``,
            plus torch's ``nn.LocalResponseNorm`` in the same place (``--no-torch-lrn`` skips it),
@@ -22,14 +22,16 @@ Sections (``--sections``, default all three):
            needs the Debian package or $ABLATE_DATA) against the same loop on random uint8
            tensors already on the device: the input pipeline's cost on real data (issue 3's
            target on a GPU: within 5%).
-``stored`` One ablate run with an observer that reads the clock (after synchronizing the device)
-           at the end of the last warm-up step and of the last step: the same steps, timed
-           independently of ablate's timer; the two must agree within 5%. These are full
-           ``train_cell`` runs (build, train, evaluate), as ``ablate run`` does them.
+``stored`` One ablate run with an observer (``ablate.bench.timing.HookClock``) that starts a
+           clock at the end of the last warm-up step and stops it at the end of the last step:
+           the same steps, timed independently of ablate's own accounting; the two must agree
+           within 5%. These are full ``train_cell`` runs (build, train, evaluate), as
+           ``ablate run`` does them.
 
 In ``loops`` and ``lrn`` every loop is built and warmed up once, then timed one epoch at a time;
-the loops take turns (A, B, C, then C, B, A, ...) and medians and best runs are reported, so
-that load from other processes hits all sides alike.
+the loops take turns (``ablate.bench.timing.interleave``: A, B, C, then C, B, A, ...) and
+medians and best runs are reported, so that load from other processes hits all sides alike.
+Every clock read here is training's (``ablate.train.StepTimer``: device synchronized first).
 
 The images are random uint8 pixels with random labels by default (``--data shapes`` uses the
 built-in generated set): throughput does not depend on pixel values, and generating tens of
@@ -50,7 +52,6 @@ import os
 import platform
 import statistics
 import sys
-import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
@@ -59,12 +60,14 @@ import torch
 from torch import nn
 
 from ablate import NORMS, Variant, register_norm
-from ablate.bench import AblateLoop, BlogLoop, HandLoop, random_splits
+from ablate.bench.timing import HookClock, interleave, seconds
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import ImageSplits, load_splits
 from ablate.env import device_name
 from ablate.experiment import Cell
+from ablate.precision import precision_dtype
 from ablate.train import WARMUP_STEPS, resolve_device, resolve_precision, train_cell
+from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warmed  # scripts/, beside this file
 
 TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
 
@@ -88,57 +91,6 @@ def ablate_run(variant: Variant, splits: ImageSplits, device: torch.device, args
     train = replace(train, **train_changes)
     cell = Cell("compare", variant, 0, DataConfig(), train)
     return train_cell(cell, splits, device, observer)
-
-
-class Measured:
-    """One loop kept alive for the whole comparison: warmed up once, then timed one epoch
-    (``steps`` optimizer steps) per call. Nothing is rebuilt between calls, so the rounds compare
-    the loops themselves, not model construction or allocator state."""
-
-    def __init__(self, loop: Any, steps: int, batch: int) -> None:
-        self.loop, self.steps, self.batch = loop, steps, batch
-        if isinstance(loop, AblateLoop):
-            loop.run_epoch()  # its first epoch holds ablate's own warm-up steps
-        else:
-            loop.run(WARMUP_STEPS)
-
-    def __call__(self) -> float:
-        if isinstance(self.loop, AblateLoop):
-            # ablate's own clock: train_epoch's timed images and seconds, what train_cell stores.
-            done = self.loop.run_epoch()
-            return done["timed_images"] / done["timed_seconds"]
-        start = time.perf_counter()
-        self.loop.run(self.steps)  # ends with a device synchronization
-        return self.steps * self.batch / (time.perf_counter() - start)
-
-
-def interleave(named: dict[str, Callable[[], float]], rounds: int, log: Callable[[str], None]) -> dict[str, list[float]]:
-    """Run each measurement once per round, reversing the order every other round."""
-    out: dict[str, list[float]] = {name: [] for name in named}
-    order = list(named)
-    for r in range(rounds):
-        for name in order if r % 2 == 0 else order[::-1]:
-            value = named[name]()
-            out[name].append(value)
-            log(f"  round {r + 1}/{rounds} {name:>12}: {value:,.1f} images/s")
-    return out
-
-
-class StepClock:
-    """Independent clock: marks at the end of the last warm-up step and of the epoch's last step."""
-
-    def __init__(self, device: torch.device, warmup: int) -> None:
-        self.device, self.warmup, self.marks = device, warmup, {}
-
-    def on_batch(self, epoch: int, step: int, steps: int) -> None:
-        if epoch == 1 and step in (self.warmup, steps):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.marks[step] = time.perf_counter()
-            self.steps = steps
-
-    def on_epoch(self, metrics: dict[str, Any]) -> None:
-        pass
 
 
 def per_round(label: str, values: list[float], ref: list[float]) -> str:
@@ -211,16 +163,19 @@ def main() -> int:
 
     steps = WARMUP_STEPS + args.steps  # one epoch of the data
 
-    def ablate_loop(variant: Variant, data: ImageSplits) -> Measured:
-        return Measured(AblateLoop(variant, data, device, args.batch_size, args.precision), steps, args.batch_size)
+    def ablate_loop(variant: Variant, data: ImageSplits) -> Callable[[], float]:
+        return warmed(AblateLoop(variant, data, device, args.batch_size, args.precision))
+
+    def progress(unit: str, rounds: int) -> Callable[[int, str, float], None]:
+        return lambda r, name, value: log(f"  round {r + 1}/{rounds} {name:>12}: {value:,.1f} {unit}")
 
     if "loops" in sections:
         log("loops: ablate vs hand-written vs blog-style")
         got = interleave({
             "ablate": ablate_loop(base, splits),
-            "hand": Measured(HandLoop(base, splits, device, args.batch_size, args.precision), steps, args.batch_size),
-            "blog": Measured(BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers), steps, args.batch_size),
-        }, args.rounds, log)
+            "hand": warmed(HandLoop(base, splits, device, args.batch_size, args.precision)),
+            "blog": warmed(BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers)),
+        }, args.rounds, progress("images/s", args.rounds))
         results["loops"] = got
         tables += [
             f"\nTraining loops, baseline {base.slug()}, one epoch of {steps} steps per run: images/s; ratios to the hand-written loop",
@@ -244,7 +199,7 @@ def main() -> int:
         got = interleave({
             name: ablate_loop(v, splits)
             for name, v in variants.items()
-        }, args.rounds, log)
+        }, args.rounds, progress("images/s", args.rounds))
         results["lrn"] = got
         tables += [
             f"\nLRN variant vs no-norm variant, ablate's loop, one epoch of {steps} steps per run: images/s; ratios to norm = none (target >= 0.80)",
@@ -260,27 +215,26 @@ def main() -> int:
     if "lrn-op" in sections:
         log("lrn-op: forward + backward of both LRN layers (conv1 and conv2 outputs), channels_last")
         from ablate.lrn import local_response_norm, resolve_impl
-        from ablate.train import sync
 
         g = torch.Generator().manual_seed(0)
         shapes = [(args.batch_size, 48, 55, 55), (args.batch_size, 128, 27, 27)]
-        dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision, torch.float32)
+        dtype = precision_dtype(args.precision)
         xs = [(torch.randn(s, generator=g) * 3).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
         grads = [torch.randn(s, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
         impls = ["eager", "torch"] + (["compiled"] if resolve_impl("auto", xs[0]) == "compiled" else [])
 
         def lrn_op(impl: str) -> Callable[[], float]:
-            def once() -> float:
-                sync(device)
-                start = time.perf_counter()
+            def both_layers() -> None:
                 for x, grad in zip(xs, grads):
                     local_response_norm(x.detach().requires_grad_(True), impl=impl).backward(grad)
-                sync(device)
-                return (time.perf_counter() - start) * 1e3
+
+            def once() -> float:
+                return seconds(both_layers, device) * 1e3
             once()  # warm-up (compilation for "compiled")
             return once
 
-        got = interleave({impl: lrn_op(impl) for impl in impls}, max(args.rounds, 5), lambda s: log(s.replace("images/s", "ms")))
+        op_rounds = max(args.rounds, 5)
+        got = interleave({impl: lrn_op(impl) for impl in impls}, op_rounds, progress("ms", op_rounds))
         results["lrn-op"] = got
         tables += [
             f"\nLRN forward + backward, both layers at batch {args.batch_size}, {args.precision}, channels_last: ms (lower is better)",
@@ -295,7 +249,7 @@ def main() -> int:
         got = interleave({
             "random": ablate_loop(base, splits),
             "fashion-mnist": ablate_loop(base, real),
-        }, args.rounds, log)
+        }, args.rounds, progress("images/s", args.rounds))
         results["real-data"] = got
         tables += [
             f"\nablate's loop on real cached data vs random tensors on the device, one epoch of {steps} steps per run: images/s (target: ratio >= 0.95)",
@@ -310,9 +264,9 @@ def main() -> int:
         log("stored: ablate's number vs an independent clock on the same steps")
         agreement = []
         for r in range(max(1, min(args.rounds, 3))):
-            clock = StepClock(device, WARMUP_STEPS)
+            clock = HookClock(device, WARMUP_STEPS, args.batch_size)
             record = ablate_run(base, splits, device, args, observer=clock)
-            independent = (clock.steps - WARMUP_STEPS) * args.batch_size / (clock.marks[clock.steps] - clock.marks[WARMUP_STEPS])
+            independent = clock.images_per_s
             stored = record["runtime"]["train_images_per_s"]
             agreement.append({"stored": stored, "independent": independent, "ratio": stored / independent})
             log(f"  run {r + 1}: stored {stored:,.1f}, independent {independent:,.1f}")

@@ -16,15 +16,19 @@ from ablate import NORMS, Variant, register_norm
 from ablate.bench import (
     BenchError,
     BenchSettings,
+    catalogue,
+    interleave,
     load_bench,
     run_bench,
     save_bench,
+    seconds,
     select_variants,
     single_axis_variants,
     time_steps,
     write_bench_report,
 )
 from ablate.cli import app
+from ablate.memory import peak_memory_kind
 
 TINY = ["--device", "cpu", "-b", "2", "--warmup", "1", "--steps", "1", "--repeats", "2"]
 
@@ -50,6 +54,7 @@ def test_bench_command_writes_results_and_the_report_renders_them(cli, tmp_path)
         assert r["params"] == 14_601_930 and r["flops_forward"] == 618_328_608
         assert r["flops_train"] > 2 * r["flops_forward"]
         assert r["peak_memory_mb"] is None or r["peak_memory_mb"] > 0
+        assert r["peak_memory_kind"] == peak_memory_kind(torch.device("cpu"))  # one name, shared with training
     assert len(csv_file.read_text().strip().splitlines()) == 1 + len(rows)
     assert "relu-overlap-lrn-drop" in out.output and str(json_file) in out.output.replace("\n", "")
 
@@ -160,6 +165,31 @@ def test_time_steps_counts_only_timed_calls():
     per_step = time_steps(fn, torch.device("cpu"), warmup=2, steps=3, repeats=2)
     assert len(calls) == 2 + 3 * 2 and len(per_step) == 2
     assert all(0.009 < t < 0.1 for t in per_step), per_step
+
+
+def test_interleave_takes_turns_and_reverses_the_order_every_other_round():
+    calls: list[str] = []
+    seen: list[tuple[int, str, float]] = []
+
+    def measure(name: str, value: float):
+        return lambda: calls.append(name) or value
+
+    got = interleave({"a": measure("a", 1.0), "b": measure("b", 2.0), "c": measure("c", 3.0)}, 3,
+                     lambda r, name, v: seen.append((r, name, v)))
+    assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
+    assert got == {"a": [1.0] * 3, "b": [2.0] * 3, "c": [3.0] * 3}
+    assert seen[:4] == [(0, "a", 1.0), (0, "b", 2.0), (0, "c", 3.0), (1, "c", 3.0)]
+
+
+def test_seconds_times_one_call():
+    assert 0.04 < seconds(lambda: time.sleep(0.05), torch.device("cpu")) < 0.5
+
+
+def test_a_newly_registered_axis_value_joins_the_catalogue(broken_norm):
+    # The bench reads the axis values from the same table as experiment validation does.
+    slugs = {v.slug() for v in catalogue(["alexnet65"])}
+    assert f"relu-overlap-{broken_norm}-drop" in slugs and len(slugs) == 3 * 2 * 4 * 2
+    assert Variant(norm=broken_norm) in single_axis_variants()
 
 
 def test_flops_per_image_match_a_hand_count_and_ignore_the_lrn_matmul():

@@ -1,9 +1,11 @@
 """The throughput stored in a run record agrees with an independent clock on the same steps.
 
-The independent clock is the observer hook the training loop calls after every optimizer step:
-it reads ``time.perf_counter()`` at the end of the last warm-up step and at the end of the
-epoch's last step (synchronizing the GPU first when there is one). Timing the *same* steps of the
-*same* run, not a second run, keeps the comparison meaningful on a shared, noisy CPU.
+The independent clock (:class:`ablate.bench.timing.HookClock`, also used by
+``scripts/compare_loops.py``) sits in the observer hook the training loop calls after every
+optimizer step: it starts at the end of the last warm-up step and stops at the end of the epoch's
+last step, on training's clock (``StepTimer``: the device synchronized first) but with its marks
+placed independently of the loop's own accounting. Timing the *same* steps of the *same* run,
+not a second run, keeps the comparison meaningful on a shared, noisy CPU.
 
 To show that warm-up and evaluation are really left out, the test makes both slow: the observer
 sleeps during the warm-up steps (as if compiling or autotuning) and evaluation is slowed down.
@@ -19,6 +21,7 @@ import pytest
 import torch
 
 import ablate.train as train_mod
+from ablate.bench.timing import HookClock
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import load_splits
 from ablate.experiment import Cell
@@ -28,29 +31,21 @@ from ablate.variant import Variant
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"))]
 
 
-class StepClock:
-    """Wall-clock marks at the end of chosen steps of epoch 1, and a slow warm-up."""
+class SlowWarmupClock(HookClock):
+    """The independent clock, with warm-up steps made slow (as if compiling or autotuning): each
+    sleeps ``warmup_sleep`` or as long as the step itself took, whichever is longer, so that the
+    trap below stays wide on a slow or busy machine too (a fixed sleep is lost in 1 s steps)."""
 
-    def __init__(self, device: torch.device, warmup: int, warmup_sleep: float) -> None:
-        self.device, self.warmup, self.warmup_sleep = device, warmup, warmup_sleep
-        self.marks: dict[int, float] = {}
-        self.batch_size = 0
+    def __init__(self, device: torch.device, warmup: int, batch_size: int, warmup_sleep: float) -> None:
+        super().__init__(device, warmup, batch_size)
+        self.warmup_sleep = warmup_sleep
+        self._last = time.perf_counter()
 
     def on_batch(self, epoch: int, step: int, steps: int) -> None:
-        if epoch != 1:
-            return
-        if step <= self.warmup:
-            time.sleep(self.warmup_sleep)
-        if step in (self.warmup, steps):
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            self.marks[step] = time.perf_counter()
-
-    def on_epoch(self, metrics: dict[str, Any]) -> None:
-        pass
-
-    def images_per_s(self, steps: int, batch_size: int) -> float:
-        return (steps - self.warmup) * batch_size / (self.marks[steps] - self.marks[self.warmup])
+        if epoch == 1 and step <= self.warmup:
+            time.sleep(max(self.warmup_sleep, time.perf_counter() - self._last))
+        self._last = time.perf_counter()
+        super().on_batch(epoch, step, steps)
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -70,11 +65,12 @@ def test_stored_throughput_matches_an_independent_clock_on_the_same_steps(device
         return real_evaluate(*args, **kwargs)
 
     monkeypatch.setattr(train_mod, "evaluate", slow_evaluate)
-    clock = StepClock(device, WARMUP_STEPS, warmup_sleep=0.3)
+    clock = SlowWarmupClock(device, WARMUP_STEPS, batch, warmup_sleep=0.3)
     record = train_cell(cell, splits, device, clock)
 
     assert record["status"] == "ok"
-    independent = clock.images_per_s(steps, batch)
+    assert clock.timer.images == (steps - WARMUP_STEPS) * batch
+    independent = clock.images_per_s
     stored_run = record["runtime"]["train_images_per_s"]
     (epoch,) = record["epochs"]
     assert record["runtime"]["warmup_steps_untimed"] == WARMUP_STEPS

@@ -13,7 +13,14 @@ refuses ``--benchmark-only`` together with ``--benchmark-disable``.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# The reference loops are maintainer tools kept beside the scripts that use them, outside the
+# installed package; the benchmark suite imports them from there.
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 MEASURE_OPTIONS = (
     "benchmark_only", "benchmark_enable", "benchmark_save", "benchmark_autosave", "benchmark_json", "benchmark_compare",

@@ -1,6 +1,8 @@
 """pytest-benchmark suite: forward and forward+backward of the alexnet65 baseline and each
 single-axis variant, and three training loops on the same model (ablate's, a hand-written one and
-a blog-style DataLoader one), on the CPU at a small batch and on CUDA when present.
+a blog-style DataLoader one, from ``scripts/reference_loops.py``), on the CPU at a small batch and
+on CUDA when present; plus the three loops taking turns (``ablate.bench.timing.interleave``, as
+``scripts/compare_loops.py`` does), their ratios recorded in the benchmark's ``extra_info``.
 
     pytest tests/benchmarks --benchmark-only --benchmark-group-by=group
 
@@ -17,10 +19,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ablate.bench import AblateLoop, BlogLoop, HandLoop, random_splits, single_axis_variants
+from ablate.bench.timing import interleave
+from ablate.bench.variants import single_axis_variants
 from ablate.models import build_model
-from ablate.train import autocast_for, sync
+from ablate.precision import autocast_for
+from ablate.train import sync
 from ablate.variant import Variant
+from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warmed  # scripts/ (see conftest.py)
 
 
 @dataclass(frozen=True)
@@ -154,3 +159,33 @@ def test_training_loop(benchmark, loop: str, setting: Setting, splits_by_size):
     changed = [not torch.equal(a, b.detach()) for a, b in zip(before, model.parameters())]
     assert all(changed), "every parameter should have been updated"
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+@pytest.mark.parametrize("setting", SETTINGS)
+def test_loops_taking_turns(benchmark, setting: Setting, splits_by_size):
+    """The three loops interleaved as ``scripts/compare_loops.py`` runs them (one epoch each per
+    round, order reversed every other round), each on its own clock: ablate's from
+    ``train_epoch``, the others from ``StepTimer`` around their steps. The per-round ratios to the
+    hand-written loop go into ``extra_info``; the benchmark's own time is the whole comparison."""
+    device = torch.device(setting.device)
+    splits = splits_by_size(setting.batch * setting.loop_steps)
+    variant = Variant()
+    loops = {
+        "ablate": AblateLoop(variant, splits, device, setting.batch, setting.precision),
+        "hand": HandLoop(variant, splits, device, setting.batch, setting.precision),
+        "blog": BlogLoop(variant, splits, device, setting.batch, num_workers=setting.blog_workers),
+    }
+    rounds = max(3, setting.rounds // 4) if benchmark.enabled else 1  # run-once mode: a smoke test
+
+    def compare() -> dict[str, list[float]]:
+        return interleave({name: warmed(loop) for name, loop in loops.items()}, rounds)
+
+    benchmark.group = f"loops interleaved {setting.device} b{setting.batch}"
+    got = benchmark.pedantic(compare, rounds=1, iterations=1)
+    assert all(len(v) == rounds and all(x > 0 and x == x for x in v) for v in got.values()), got
+    benchmark.extra_info.update(
+        {"kind": "loops-interleaved", "variant": variant.slug(), "device": setting.device, "batch": setting.batch,
+         "precision": setting.precision, "rounds": rounds, "images_per_s": got,
+         **{f"{name}/hand per round": [a / b for a, b in zip(got[name], got["hand"])] for name in ("ablate", "blog")},
+         "torch": torch.__version__}
+    )
