@@ -442,7 +442,7 @@ class _Validator:
                 self.fail(key, value, "one of " + " | ".join(names), names)
         elif axis == "dropout_p":
             self.check(key, value, float, lambda p: 0 <= p < 1, "a number in [0, 1)")
-            value = float(value)
+            value = float(value) + 0.0  # + 0.0: -0.0 is 0.0 (one slug, one run id)
         else:
             self.check(key, value, kind)
         return value
@@ -475,7 +475,8 @@ class _Validator:
             f, key = fields[name], f"{prefix}.{name}"
             meta = f.metadata
             self.check(key, value, f.type, meta.get("check"), meta.get("allowed", ""), meta.get("max", INT_MAX))
-            values[name] = float(value) if str(f.type) == "float" else value
+            # + 0.0 turns -0.0 into 0.0: the same setting must hash to the same run id.
+            values[name] = float(value) + 0.0 if str(f.type) == "float" else value
         return cls(**values)
 
     def data_config(self, table: Mapping[str, Any], prefix: str) -> DataConfig:

@@ -285,3 +285,11 @@ def test_override_values_are_one_toml_literal(item, value):
 def test_injected_statements_in_an_override_are_refused(write_experiment):
     with pytest.raises(ExperimentError, match=r"train\.lr: .* is a string; expected a number"):
         load_experiment(write_experiment(BASE), ["train.lr=0.1\nseeds=[1]"])
+
+
+def test_negative_zero_is_zero(write_experiment):
+    path = write_experiment(BASE)
+    plain = load_experiment(path, ["train.weight_decay=0.0", "model.dropout_p=0.0"])
+    negative = load_experiment(path, ["train.weight_decay=-0.0", "model.dropout_p=-0.0"])
+    assert [c.run_id for c in negative.cells()] == [c.run_id for c in plain.cells()]
+    assert negative.baseline.slug() == plain.baseline.slug() == "relu-overlap-none-drop0"
