@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.store import experiments, iter_runs, manifest_path, read_manifest, runs_dir
+from ablate.store import experiments, manifest_path, read_manifest, runs_dir, scan_runs
 from ablate.variant import Variant
 
 STATUS_OK = "ok"
@@ -248,6 +248,7 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
     row["data_resample"] = bool(config_data.get("resample")) if isinstance(config_data, dict) else False
     steps = [p for p in record.get("steps") or [] if isinstance(p, dict)]
     row["steps_logged"] = len(steps)
+    row["images_per_epoch"] = _images_per_epoch(record, steps) if steps else math.nan
     if targets.train_error is not None:
         goal = targets.train_error
         ep, sec = _first_reaching(epochs, lambda e: 1.0 - _num(e.get("train_acc")) <= goal + 1e-12)
@@ -344,10 +345,12 @@ def load_experiment_data(
         raise ReportError(
             f"unknown experiment {name!r} under {root} ({found})" + (f"; did you mean {hint[0]!r}?" if hint else "")
         )
-    records = [r for r in iter_runs(root, name) if isinstance(r, dict)]
+    scan = scan_runs(root, name)  # valid records, and the files that are not (one note each)
+    records = [r for r in scan.records if isinstance(r, dict)]
     if not records:
-        raise ReportError(f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first")
-    notes: list[str] = []
+        raise ReportError(f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first"
+                          + (f" ({len(scan.unreadable)} damaged file(s): {scan.warnings()[0]})" if scan.unreadable else ""))
+    notes: list[str] = list(scan.warnings())
     records = _readable(records, targets, notes)
     if not records:
         raise ReportError(f"experiment {name!r} has no readable run records in {runs_dir(root, name)}: {'; '.join(notes)}")

@@ -127,7 +127,7 @@ def paper_effects(data: ExperimentData) -> dict[tuple[str, str], Effect]:
             differs = [k for k in set(axes) | set(base) if axes.get(k) != base.get(k)]
             if differs != [claim.axis] or {axes.get(claim.axis), base.get(claim.axis)} != {claim.a, claim.b}:
                 continue
-            source = f"the paper's effect ({claim.text.lower()}: {claim.effect_points:g} points, ImageNet top-1)"
+            source = f"the paper's ImageNet top-1 effect of {claim.axis} {claim.a} vs {claim.b}"
             for metric in ACCURACY_METRICS:
                 out[(v, metric)] = Effect(claim.effect_points / 100.0, source)
     return out

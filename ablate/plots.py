@@ -6,7 +6,8 @@ is applied inside a seaborn ``axes_style`` context so it does not leak into the 
 
 Every figure colours a variant the same way (:func:`variant_colors`, in the experiment's order,
 baseline first), marks the baseline, and puts legends outside the data. Intervals are the same
-95% t intervals over seeds as in the tables (:func:`ablate.stats.t_interval_bounds`).
+95% t intervals over seeds as in the tables (:func:`ablate.stats.t_interval_bounds`). Learning
+curves use the runs' step logs (x = training images seen) when the records have them.
 """
 
 from __future__ import annotations
@@ -59,65 +60,92 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
 OVERLAY_MAX = 6  # more variants than this: one small panel per variant instead of one crowded panel
 CURVES = (("val_acc_pct", "validation accuracy (%)", "Validation accuracy"),
           ("train_loss", "training loss (cross-entropy)", "Training loss"))
+IMAGES = "images seen"
+
+
+def _curve_panels(data: ExperimentData) -> list[tuple[pd.DataFrame, str, str, str, str]]:
+    """(frame, x column, y column, y label, title) per panel. With step logs x is training images
+    seen: validation accuracy at each epoch's end, training loss and error at each log point;
+    without them (older records) x is the epoch."""
+    ep = data.epochs[data.epochs["status"] == "ok"].copy()
+    ep["val_acc_pct"] = 100.0 * ep["val_acc"]
+    st = data.steps[data.steps["status"] == "ok"].copy() if not data.steps.empty else data.steps
+    if st.empty:
+        return [(ep, "epoch", y, label, title) for y, label, title in CURVES]
+    per_epoch = dict(zip(data.runs["run_id"], data.runs.get("images_per_epoch", pd.Series(math.nan, index=data.runs.index))))
+    ep[IMAGES] = [e * per_epoch.get(r, math.nan) for r, e in zip(ep["run_id"], ep["epoch"])]
+    ep = ep[ep[IMAGES].notna()]
+    st[IMAGES] = st["images"]
+    st["train_error_pct"] = 100.0 * st["train_error"]
+    return [(ep, IMAGES, "val_acc_pct", "validation accuracy (%)", "Validation accuracy (end of each epoch)"),
+            (st, IMAGES, "train_loss", "training loss (cross-entropy)", "Training loss"),
+            (st, IMAGES, "train_error_pct", "training error (%)", "Training error")]
 
 
 def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path:
-    """Validation accuracy and training loss against epoch: mean line, 95% CI band over seeds.
+    """Learning curves, mean line and 95% CI band over seeds: against training images seen when
+    the runs log steps (validation accuracy, training loss, training error with the target as a
+    dashed line), else against the epoch (validation accuracy, training loss).
 
     Up to :data:`OVERLAY_MAX` variants share one panel per metric; with more, each variant gets
     its own small panel (same axes), with the baseline's mean curve as a dashed grey reference.
     """
-    ep = data.epochs[data.epochs["status"] == "ok"].copy()
-    ep["val_acc_pct"] = 100.0 * ep["val_acc"]
-    present = [v for v in data.variants if v in set(ep["variant"])]
-    n = ep.groupby("variant")["seed"].nunique() if not ep.empty else pd.Series(dtype=int)
+    panels = _curve_panels(data)
+    ep = panels[0][0]
+    everything = pd.concat([f[["variant", "seed"]] for f, *_ in panels]) if panels else ep
+    present = [v for v in data.variants if v in set(everything["variant"])]
+    n = everything.groupby("variant")["seed"].nunique() if not everything.empty else pd.Series(dtype=int)
     seeds = f"{int(n.min())}-{int(n.max())}" if len(n) and n.min() != n.max() else (f"{int(n.max())}" if len(n) else "0")
     title = f"{data.name}: learning curves (mean and 95% CI over {seeds} seed(s), ok runs)"
+    target = data.targets.train_error
     with sns.axes_style(STYLE):
         if len(present) <= OVERLAY_MAX:
-            fig = Figure(figsize=(11, 4.6 + 0.25 * math.ceil(max(len(present), 1) / 3)), layout="constrained")
-            axes = fig.subplots(1, 2)
-            for ax, (y, ylabel, panel_title) in zip(axes, CURVES):
-                if ep.empty:
+            fig = Figure(figsize=(5.5 * len(panels), 4.6 + 0.25 * math.ceil(max(len(present), 1) / 3)), layout="constrained")
+            axes = fig.subplots(1, len(panels))
+            for ax, (frame, x, y, ylabel, panel_title) in zip(axes, panels):
+                if frame.empty:
                     _no_data(ax, "no finished runs")
                 # baseline last, so that it is drawn on top
                 for v in [v for v in present if v != data.baseline] + [v for v in present if v == data.baseline]:
-                    _curve(ax, ep[ep["variant"] == v], y, colors[v], thick=v == data.baseline)
-                ax.set(xlabel="epoch", ylabel=ylabel, title=panel_title)
-            markers = ep["epoch"].nunique() <= 12 if not ep.empty else True
+                    _curve(ax, frame[frame["variant"] == v], x, y, colors[v], thick=v == data.baseline)
+                if y == "train_error_pct" and target is not None:
+                    ax.axhline(100 * target, color="0.3", linestyle="--", linewidth=1)
+                ax.set(xlabel=x, ylabel=ylabel, title=panel_title)
+            markers = ep[panels[0][1]].nunique() <= 12 if not ep.empty else True
             handles = [_line_handle(colors[v], v == data.baseline, markers) for v in present]
             _legend_below(fig, handles, [_label(data, v) for v in present])
         else:
             cols = 4
             rows = math.ceil(len(present) / cols)
-            fig = Figure(figsize=(3.3 * cols, 2.5 * rows * 2 + 1.0), layout="constrained")
-            for sub, (y, ylabel, panel_title) in zip(fig.subfigures(2, 1), CURVES):
+            fig = Figure(figsize=(3.3 * cols, 2.5 * rows * len(panels) + 1.0), layout="constrained")
+            for sub, (frame, x, y, ylabel, panel_title) in zip(fig.subfigures(len(panels), 1), panels):
                 axes = sub.subplots(rows, cols, sharex=True, sharey=True, squeeze=False).ravel()
-                base = ep[ep["variant"] == data.baseline].groupby("epoch")[y].mean()
+                base = frame[frame["variant"] == data.baseline].groupby(x)[y].mean()
                 for ax, v in zip(axes, present):
                     if v != data.baseline and not base.empty:
                         ax.plot(base.index, base.to_numpy(), color="0.45", linestyle="--", linewidth=1.2)
-                    _curve(ax, ep[ep["variant"] == v], y, colors[v], thick=v == data.baseline)
+                    _curve(ax, frame[frame["variant"] == v], x, y, colors[v], thick=v == data.baseline)
                     ax.set_title(_label(data, v), fontsize=8.5, color=colors[v],
                                  fontweight="bold" if v == data.baseline else "normal")
                     ax.set(xlabel="", ylabel="")
                 for ax in axes[len(present):]:
                     ax.set_visible(False)
-                sub.supxlabel("epoch", fontsize=10)
+                sub.supxlabel(x, fontsize=10)
                 sub.supylabel(ylabel, fontsize=10)
                 sub.suptitle(f"{panel_title} (dashed grey: baseline mean)", fontsize=11)
         fig.suptitle(title, fontsize=12)
         return _save(fig, path)
 
 
-def _curve(ax: Axes, frame: pd.DataFrame, y: str, color: Any, thick: bool) -> None:
+def _curve(ax: Axes, frame: pd.DataFrame, x: str, y: str, color: Any, thick: bool) -> None:
     if frame.empty:
         return
-    few = frame["epoch"].nunique() <= 12
-    sns.lineplot(data=frame, x="epoch", y=y, color=color, ax=ax, errorbar=stats.t_interval_bounds,
+    few = frame[x].nunique() <= 12
+    sns.lineplot(data=frame, x=x, y=y, color=color, ax=ax, errorbar=stats.t_interval_bounds,
                  marker="o" if few else None, markersize=4, linewidth=2.6 if thick else 1.6, legend=False,
                  err_kws={"alpha": 0.18})
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    if x == "epoch":
+        ax.xaxis.get_major_locator().set_params(integer=True)
 
 
 def _line_handle(color: Any, baseline: bool, marker: bool = True) -> Any:

@@ -13,7 +13,8 @@ earlier report left them):
 * ``summary.csv``: one row per variant; ``comparisons.csv``: one row per variant x metric against
   the baseline; ``effects.csv``: main effects and interactions (grid designs with >= 2 axes);
   ``claims.csv``: the paper's claims; ``runs.csv``: one row per cell including missing, failed and
-  diverged runs; ``epochs.csv``: one row per run x epoch;
+  diverged runs; ``epochs.csv``: one row per run x epoch; ``steps.csv``: one row per run x step
+  log point (runs with ``[train] log_every``);
 * ``learning_curves.png``, ``final_val_acc.png``, ``throughput.png``, ``interaction.png`` (grid).
 """
 
@@ -26,10 +27,16 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from ablate import plots
+from ablate import plots, stats
+from ablate.adaptive import rule_text
 from ablate.analysis import (
+    ALL_EQUAL_NOTE,
+    CI_METHODS,
+    NOT_REACHED,
+    Effect,
     ExperimentData,
     Metric,
+    ReportError,
     Targets,
     compare_to_baseline,
     grid_effects,
@@ -37,15 +44,14 @@ from ablate.analysis import (
     metrics_for,
     status_counts,
     summary_table,
-    ALL_EQUAL_NOTE,
-    NOT_REACHED,
+    variation_sources,
 )
-from ablate.claims import check_claims
+from ablate.claims import check_claims, paper_effects
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
     "README.md", "summary.csv", "comparisons.csv", "effects.csv", "claims.csv", "runs.csv", "epochs.csv",
-    "learning_curves.png", "final_val_acc.png", "throughput.png", "interaction.png",
+    "steps.csv", "learning_curves.png", "final_val_acc.png", "throughput.png", "interaction.png",
 )
 
 
@@ -69,18 +75,34 @@ def build_report(
     out: str | Path = "reports",
     baseline: str | None = None,
     targets: Targets | None = None,
+    *,
+    ci: str = "t",
+    effect_points: float | None = None,
 ) -> Report:
     """Write the report of ``experiment`` (from ``results``) into ``out/<experiment>/``.
 
+    ``ci``: "t" (intervals of the t-test) or "bootstrap" (also a BCa paired bootstrap interval,
+    shown instead of the t interval; the verdict stays the t-test's). ``effect_points``: the
+    difference each comparison should detect, in percentage points, for power and seeds needed
+    (default: the paper's effect where the comparison matches one of its claims, else 1 point).
     Raises :class:`ablate.analysis.ReportError` for problems a user can fix.
     """
+    if ci not in CI_METHODS:
+        raise ReportError(f"--ci {ci!r}: expected one of {', '.join(CI_METHODS)}")
+    if effect_points is not None and not (effect_points > 0 and math.isfinite(effect_points)):
+        raise ReportError(f"--effect {effect_points:g}: expected a positive number of percentage points, e.g. 0.5")
     data = load_experiment_data(results, experiment, baseline=baseline, targets=targets or Targets())
     folder = Path(out) / experiment
     folder.mkdir(parents=True, exist_ok=True)
 
     summary = summary_table(data)
-    metrics = metrics_for(data.targets)
-    comparisons = compare_to_baseline(data, metrics)
+    metrics = metrics_for(data.targets, steps=not data.steps.empty)
+    if effect_points is not None:
+        effects: dict[tuple[str, str], Effect] = {}
+        default = Effect(effect_points / 100.0, f"--effect {effect_points:g}")
+    else:
+        effects, default = paper_effects(data), Effect(0.01, "default: 1 point")
+    comparisons = compare_to_baseline(data, metrics, ci=ci, effects=effects, default_effect=default)
     effects = grid_effects(data)
     claims = check_claims(data)
 
@@ -88,6 +110,8 @@ def build_report(
     tables: dict[str, pd.DataFrame] = {
         "summary.csv": summary, "comparisons.csv": comparisons, "runs.csv": data.runs, "epochs.csv": data.epochs,
     }
+    if not data.steps.empty:
+        tables["steps.csv"] = data.steps
     if not effects.empty:
         tables["effects.csv"] = effects
     if not claims.empty:
@@ -193,6 +217,8 @@ def _scale(metric: Metric) -> float:
 
 
 def _digits(metric: Metric) -> int:
+    if metric.unit == "images":
+        return 0
     if metric.unit == "images/s":
         return 1
     if metric.unit in ("s", "epochs"):
@@ -232,11 +258,12 @@ def render_markdown(
 
 _TABLE_NOTES = {
     "summary.csv": ": one row per variant (counts; mean, sd and 95% CI over ok runs)",
-    "comparisons.csv": ": one row per variant x metric, paired against the baseline (diff, ci_low, ci_high, p, p_holm, verdict)",
+    "comparisons.csv": ": one row per variant x metric, paired against the baseline (diff, ci_low, ci_high, sim_low, sim_high, p, p_holm, verdict, mdd, seeds_needed, p_improve, interval_note)",
     "effects.csv": ": main effects and two-way interactions of the grid's axes",
     "claims.csv": ": the 2012 paper's claims checked against this experiment",
     "runs.csv": ": one row per cell (variant x seed) with its status, including missing, failed and diverged runs",
     "epochs.csv": ": one row per run x finished epoch",
+    "steps.csv": ": one row per run x step log point (images seen, lr, training loss and accuracy, elapsed seconds)",
 }
 
 
@@ -275,17 +302,115 @@ def _headline(data: ExperimentData, comparisons: pd.DataFrame) -> list[str]:
     primary = comparisons[comparisons["metric"] == "final_val_acc"]
     if primary.empty:
         return []
+    boot = bool((primary["ci_method"] == "bootstrap").any())
+    label = "95% BCa bootstrap CI" if boot else "95% CI"
     out = ["## Answer", "", f"Final validation accuracy of each variant against the baseline `{data.baseline}` "
-           "(difference in percentage points, 95% CI over seeds paired by seed, Holm-adjusted p):", ""]
-    for r in primary.itertuples():
-        note = f" ({r.note})" if r.note else ""
-        if not r.n:
-            out.append(f"- `{r.variant}`: **{r.verdict}**{note}")
+           f"(difference in percentage points, {label} over seeds paired by seed; where several variants are "
+           "compared, also the simultaneous interval that goes with the Holm-adjusted p that decides the verdict):", ""]
+    for r in primary.to_dict("records"):
+        note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
+        if not r["n"]:
+            out.append(f"- `{r['variant']}`: **{r['verdict']}**{note}")
             continue
-        ci = fmt_ci(r.diff, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True)
-        p = f", p_holm {fmt_p(r.p_holm)}" if not _isnan(r.p_holm) else ""
-        out.append(f"- `{r.variant}`: {ci} points{p}: **{r.verdict}**{note}")
-    return out + [""]
+        low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
+        shown = fmt_ci(r["diff"], low, high, r["n"], 100.0, 2, signed=True)
+        sim = ""
+        if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1:
+            sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} comparisons "
+                   f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
+        p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
+        why = f". {_sentence(r['interval_note'])}" if r["interval_note"] else ""
+        out.append(f"- `{r['variant']}`: {shown} points{sim}{p}: **{r['verdict']}**{note}{why}")
+        power = _power_sentence(r)
+        if power:
+            out.append(f"  {power}")
+    out += ["", *_study_power(primary), *_sources_sentence(data), *_adaptive_sentence(data), ""]
+    return out
+
+
+def _sentence(text: str) -> str:
+    text = str(text).strip()
+    return (text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
+
+
+def _pct(level: Any) -> str:
+    return f"{100 * float(level):.4g}%"
+
+
+def _power_sentence(r: dict[str, Any]) -> str:
+    """What this comparison could detect, and what detecting the target effect would take."""
+    n = int(r["n"])
+    if n < 2 or _isnan(r["mdd"]):
+        if n >= 2 and r.get("sd_diff") == 0:
+            return "Power: every paired difference is the same, so there is no spread to plan seeds with."
+        return ""
+    text = (f"with {n} seeds this comparison can only detect differences larger than {fmt(r['mdd'] * 100, 2)} points "
+            f"(80% power, two-sided paired t-test at alpha 0.05, sd of the paired differences {fmt(r['sd_diff'] * 100, 2)} points)")
+    if not _isnan(r["effect"]):
+        need = r["seeds_needed"]
+        needs = ("more seeds than can be planned" if _isnan(need) or math.isinf(float(need))
+                 else f"about {int(need)} seeds")
+        src = r["effect_source"] or "the target effect"
+        text += (f"; a difference of {fmt(r['effect'] * 100, 2)} points ({src}) would need {needs} to detect "
+                 f"(power with {n} seeds now: {fmt(100 * float(r['power_at_effect']), 0)}%)")
+    imp = ""
+    if not _isnan(r["p_improve"]):
+        imp = (f" P(variant beats the baseline on a seed pair) = {fmt(r['p_improve'], 2)} "
+               f"[{fmt(r['p_improve_low'], 2)}, {fmt(r['p_improve_high'], 2)}] (95% Wilson interval).")
+    return "Power: " + text + "." + imp
+
+
+def _study_power(primary: pd.DataFrame) -> list[str]:
+    """The study as a whole: the smallest difference it could detect, and the effect asked for."""
+    ok = primary[(primary["n"] >= 2) & primary["mdd"].notna()]
+    if ok.empty:
+        return []
+    n = sorted({int(x) for x in ok["n"]})
+    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
+    lo, hi = float(ok["mdd"].min()) * 100, float(ok["mdd"].max()) * 100
+    size = f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
+    text = f"With {seeds} seeds this study can only detect differences larger than {size} points"
+    eff = ok[ok["effect"].notna()]
+    paper = eff[eff["effect_source"].str.contains("paper", na=False)]
+    if not paper.empty:
+        parts = [f"{r['effect'] * 100:g} points for `{r['variant']}` ({_needs(r['seeds_needed'])})" for r in paper.to_dict("records")]
+        text += f"; the paper's effect is {_join(parts)}"
+    elif not eff.empty:
+        worst = eff.loc[eff["seeds_needed"].astype(float).idxmax()] if eff["seeds_needed"].notna().any() else eff.iloc[0]
+        text += (f"; a difference of {worst['effect'] * 100:g} points ({worst['effect_source']}) would need "
+                 f"{_needs(worst['seeds_needed'], long=True)}")
+    return [f"**Power.** {text}. (Minimum detectable difference: 80% power, alpha 0.05, two-sided paired t-test, "
+            "noncentral t, with the observed sd of the paired differences.)", ""]
+
+
+def _needs(n: Any, long: bool = False) -> str:
+    if _isnan(n) or math.isinf(float(n)):
+        return "more seeds than can be planned"
+    return f"about {int(n)} seeds" + (" to detect with 80% power" if long else " needed for 80% power")
+
+
+def _sources_sentence(data: ExperimentData) -> list[str]:
+    covered, fixed = variation_sources(data)
+    why = {"augmentation": "augmentation is off (data.augment = none)",
+           "data sampling": "every run trains and validates on the same images (they depend on data.seed only)"}
+    text = f"**What the intervals cover.** Seed-to-seed variation from {_join(covered)}, which change with the run seed"
+    if fixed:
+        text += f"; not from {' or '.join(fixed)}: " + "; ".join(why.get(f, f) for f in fixed)
+        text += ". A difference that depends on which images were drawn is not measured" if "data sampling" in fixed else ""
+    return [text + ".", ""]
+
+
+def _join(items: Sequence[str]) -> str:
+    items = list(items)
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _adaptive_sentence(data: ExperimentData) -> list[str]:
+    adaptive = (data.manifest or {}).get("adaptive")
+    if not isinstance(adaptive, dict):
+        return []
+    stopped = adaptive.get("stopped") or "not recorded"
+    return [f"**Seeds chosen adaptively.** {_sentence(rule_text(adaptive))} Stopped: {stopped}.", ""]
 
 
 def _not_ok(data: ExperimentData) -> list[str]:
@@ -296,19 +421,19 @@ def _not_ok(data: ExperimentData) -> list[str]:
     return ["## Runs that are not ok", "",
             f"{len(bad)} of {len(data.runs)} cells have no usable result. They are left out of means and comparisons "
             "(comparisons pair only seeds where both runs are ok) and counted per variant below.", "",
-            md_table(["variant", "seed", "status", "epochs done", "run id", "error"], rows, ["l", "r", "l", "r", "l", "l"]), ""]
+            md_table(["variant", "seed", "status", "epochs done (epochs)", "run id", "error"], rows, ["l", "r", "l", "r", "l", "l"]), ""]
 
 
 def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
-    headers = ["variant", "n ok", "final val acc % [95% CI]", "best val acc %", "final val loss", "final train loss",
-               "gap (points)"]
+    headers = ["variant", "ok runs", "final val acc (%) [95% CI]", "best val acc (%)", "final val loss (nats)",
+               "final train loss (nats)", "gap (points) [95% CI]"]
     has_train = "train_target_reached" in summary
     has_val = "val_target_reached" in summary
     if has_train:
-        headers += [f"epochs to {data.targets.train_error:.0%} train err (reached)"]
+        headers += [f"epochs to {data.targets.train_error:.0%} train err (epochs; runs reached)"]
     if has_val:
-        headers += [f"epochs to {data.targets.val_acc:.0%} val acc (reached)"]
-    headers += ["train img/s", "params", "not ok"]
+        headers += [f"epochs to {data.targets.val_acc:.0%} val acc (epochs; runs reached)"]
+    headers += ["train throughput (images/s)", "params (count)", "not ok (runs)"]
     rows = []
     for r in summary.to_dict("records"):
         n = int(r["n"])
@@ -354,24 +479,43 @@ def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics
     out = ["## Paired comparisons against the baseline", ""]
     if comparisons.empty:
         return out + ["The experiment has a single variant: nothing to compare.", ""]
+    boot = bool((comparisons["ci_method"] == "bootstrap").any())
     out += [f"`diff` = variant - baseline `{data.baseline}`, computed per seed over the seeds where both runs are ok, "
             "then averaged; 95% t interval over those seeds; two-sided paired t-test; p_holm: Holm-corrected over "
             "the variants compared on the same metric. Verdict: better / worse when p_holm < 0.05 (in the metric's "
-            "good direction or not), else no detectable difference; fewer than 2 paired seeds give no interval.", ""]
-    by_name = {m.name: m for m in metrics}
+            "good direction or not), else no detectable difference; fewer than 2 paired seeds give no interval. "
+            "The simultaneous interval (Bonferroni, level 1 - 0.05/m over the m comparisons of the metric) is the "
+            "one that matches the verdict: when it excludes 0 the verdict is better or worse. MDD: minimum detectable "
+            "difference (80% power, alpha 0.05) with these seeds; seeds needed: to detect the effect in brackets "
+            "with 80% power at the observed sd. P(better): share of seed pairs where the variant beats the baseline "
+            "(ties count half), 95% Wilson interval."
+            + (" With --ci bootstrap the first interval is a 95% BCa paired bootstrap interval; the verdict still "
+               "comes from the t-test." if boot else ""), ""]
     primary = comparisons[comparisons["metric"] == metrics[0].name]
     m0 = metrics[0]
     rows = []
-    for r in primary.itertuples():
+    for r in primary.to_dict("records"):
+        n = int(r["n"])
+        low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
+        sim = (f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}] ({_pct(r['sim_level'])})"
+               if n >= 2 and not _isnan(r["sim_low"]) else "-")
+        need = "-" if _isnan(r["seeds_needed"]) else ("inf" if math.isinf(float(r["seeds_needed"])) else str(int(r["seeds_needed"])))
+        if need != "-" and not _isnan(r["effect"]):
+            need += f" ({fmt(r['effect'] * 100, 2)} pts)"
+        notes = "; ".join(x for x in (r["note"], r["interval_note"]) if isinstance(x, str) and x)
         rows.append([
-            _code(r.variant), r.n, r.seeds or "-", fmt(r.baseline_mean * 100.0 if not _isnan(r.baseline_mean) else math.nan),
-            fmt(r.variant_mean * 100.0 if not _isnan(r.variant_mean) else math.nan),
-            fmt_ci(r.diff, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True) if r.n else "-",
-            fmt_p(r.p), fmt_p(r.p_holm), f"**{r.verdict}**" + (f" ({r.note})" if r.note else ""),
+            _code(r["variant"]), n, r["seeds"] or "-", fmt(r["baseline_mean"] * 100.0 if not _isnan(r["baseline_mean"]) else math.nan),
+            fmt(r["variant_mean"] * 100.0 if not _isnan(r["variant_mean"]) else math.nan),
+            fmt_ci(r["diff"], low, high, n, 100.0, 2, signed=True) if n else "-", sim,
+            fmt_p(r["p"]), fmt_p(r["p_holm"]), fmt(r["mdd"] * 100, 2) if not _isnan(r["mdd"]) else "-", need,
+            f"{fmt(r['p_improve'], 2)} [{fmt(r['p_improve_low'], 2)}, {fmt(r['p_improve_high'], 2)}]" if n else "-",
+            f"**{r['verdict']}**" + (f" ({notes})" if notes else ""),
         ])
+    first = "diff [95% BCa bootstrap CI] (points)" if boot else "diff [95% CI] (points)"
     out += [f"### {m0.label[0].upper() + m0.label[1:]} (%)", "",
-            md_table(["variant", "n", "seeds", "baseline", "variant", "diff [95% CI] (points)", "p", "p_holm", "verdict"],
-                     rows, ["l", "r", "l", "r", "r", "r", "r", "r", "l"]), ""]
+            md_table(["variant", "n (seeds)", "seeds", "baseline (%)", "variant (%)", first, "simultaneous CI (points)",
+                      "p", "p_holm", "MDD (points)", "seeds needed (effect)", "P(better) [95% CI]", "verdict"],
+                     rows, ["l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"]), ""]
 
     others = [m for m in metrics[1:] if m.name in set(comparisons["metric"])]
     if others:
@@ -389,14 +533,20 @@ def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics
                 if r["verdict"] == NOT_REACHED:
                     row.append("target not reached by every run")
                     continue
-                cell = fmt_ci(r["diff"], r["ci_low"], r["ci_high"], int(r["n"]), _scale(m), _digits(m), signed=True)
-                mark = " †" if r["note"] == ALL_EQUAL_NOTE else ""
-                row.append(f"{cell} {_SHORT.get(r['verdict'], r['verdict'])}{mark}" if int(r["n"]) else "-")
+                boot = r["ci_method"] == "bootstrap"
+                low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
+                cell = fmt_ci(r["diff"], low, high, int(r["n"]), _scale(m), _digits(m), signed=True)
+                mark = " †" if r["note"] == ALL_EQUAL_NOTE else (" ‡" if r["interval_note"] else "")
+                # fmt_ci already says "(no CI, n=1)": no second "(no CI)" from the verdict
+                verdict = "" if r["verdict"] == stats.NOT_ENOUGH_SEEDS else f" {_SHORT.get(r['verdict'], r['verdict'])}"
+                row.append(f"{cell}{verdict}{mark}" if int(r["n"]) else "-")
             rows.append(row)
         out += ["### Other metrics", "",
                 "diff [95% CI] and verdict per metric (↑ higher is better, ↓ lower is better; n.s.: no detectable "
                 "difference; †: every paired difference is the same, so the interval has zero width and p is the "
-                "exact sign-flip p-value). p-values, seeds and notes are in `comparisons.csv`.", "",
+                "exact sign-flip p-value; ‡: an interval seems to disagree with the verdict, `interval_note` in "
+                "`comparisons.csv` says why). p-values, seeds, simultaneous and bootstrap intervals, power and notes are "
+                "in `comparisons.csv`." + (" Intervals: 95% BCa paired bootstrap." if (comparisons["ci_method"] == "bootstrap").any() else ""), "",
                 md_table(headers, rows), ""]
     return out
 
@@ -419,7 +569,7 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
             "the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + y(a0,b0), i.e. how much the effect of "
             "a changes when the other axis moves from its reference to b (0 = the effects add up). 95% t interval "
             "over the seeds with every cell ok; Holm over all effects listed.", "",
-            md_table(["kind", "axes", "level", "n", "estimate [95% CI] (points)", "p", "p_holm", "verdict"], rows,
+            md_table(["kind", "axes", "level", "n (seeds)", "estimate [95% CI] (points)", "p", "p_holm", "verdict"], rows,
                      ["l", "l", "l", "r", "r", "r", "r", "l"]), ""]
 
 
@@ -434,41 +584,81 @@ def _claims_section(claims: pd.DataFrame) -> list[str]:
             "95% interval over seeds lies entirely on the claimed / the opposite side (for the paper's factors: "
             "contains / excludes it); inconclusive otherwise. The paper's numbers come from CIFAR-10 and ImageNet "
             "with its own networks; on other data only the direction is tested, the size is shown for context.", "",
-            md_table(["claim", "compared", "paper", "quantity", "ours [95% CI]", "n", "verdict", "why"], rows,
+            md_table(["claim", "compared", "paper", "quantity (unit)", "ours [95% CI] (unit of the quantity)", "n (seeds)",
+                      "verdict", "why"], rows,
                      ["l", "l", "l", "l", "r", "r", "l", "l"]), ""]
 
 
-_PLOT_CAPTIONS = {
-    "learning_curves.png": ("Learning curves", "Validation accuracy and training loss per epoch: mean over the ok "
-                            "runs of each variant, band = 95% t interval over seeds."),
-    "final_val_acc.png": ("Final validation accuracy and generalization gap", "Variants sorted by mean final "
-                          "validation accuracy; dots are single runs, bars 95% CIs; the baseline is bold with a "
-                          "diamond and a dashed line at its mean. The right margin counts runs per status."),
-    "throughput.png": ("Speed", "Training images per second (warm-up steps excluded) and wall time (training + "
-                       "evaluation) to reach the target, over the runs that reached it."),
-    "interaction.png": ("Interactions", "Mean final validation accuracy over each pair of axes, averaged over "
-                        "seeds and the other axes; red box: the baseline's levels."),
+# Per figure: title, alt text (what the image shows, for readers who cannot see it) and caption
+# (how to read it). ``{x}`` in the learning curves' texts: what the x axis counts.
+_PLOT_TEXTS = {
+    "learning_curves.png": (
+        "Learning curves",
+        "Line charts, one line per variant: validation accuracy (%), training loss and, with step logs, training "
+        "error (%) against {x}, each with a shaded 95% band over seeds",
+        "Figure {i}: learning curves against {x}: mean over the ok runs of each variant, band = 95% t interval over "
+        "seeds.{extra}"),
+    "final_val_acc.png": (
+        "Final validation accuracy and generalization gap",
+        "Dot plots, one row per variant sorted by mean final validation accuracy (%): single runs as dots, the mean "
+        "with its 95% interval as a bar; beside it the train - val accuracy gap (points) in the same order",
+        "Figure {i}: variants sorted by mean final validation accuracy; dots are single runs, bars 95% CIs; the "
+        "baseline is bold with a diamond and a dashed line at its mean. The right margin counts runs per status."),
+    "throughput.png": (
+        "Speed",
+        "Dot plots, one row per variant: training throughput (images/s) and time to the training target (s), single "
+        "runs as dots and the mean with its 95% interval",
+        "Figure {i}: training images per second (warm-up steps excluded) and time to reach the target, over the runs "
+        "that reached it (wall time to the end of the epoch, or elapsed training time at the step log point when "
+        "runs log steps)."),
+    "interaction.png": (
+        "Interactions",
+        "Heatmaps of mean final validation accuracy (%) for each pair of axes, one cell per pair of levels, the "
+        "baseline's cell outlined in red",
+        "Figure {i}: mean final validation accuracy over each pair of axes, averaged over seeds and the other axes; "
+        "red box: the baseline's levels."),
 }
 
 
 def _plots_section(data: ExperimentData, figures: Sequence[str]) -> list[str]:
     out = ["## Plots", ""]
-    for name in figures:
-        title, caption = _PLOT_CAPTIONS[name]
-        out += [f"### {title}", "", f"![{title}]({name})", "", caption, ""]
+    steps = not data.steps.empty
+    x = "training images seen" if steps else "epochs"
+    extra = (f" Training curves use the step log points (mean over the steps since the previous point); validation "
+             f"accuracy is measured at the end of each epoch. Dashed line: the {data.targets.train_error:.0%} training-"
+             "error target." if steps and data.targets.train_error is not None else
+             " Old records without step logs: one point per epoch." if not steps else "")
+    for i, name in enumerate(figures, start=1):
+        title, alt, caption = _PLOT_TEXTS[name]
+        out += [f"### {title}", "", f"![{alt.format(x=x)}]({name})", "", f"*{caption.format(i=i, x=x, extra=extra)}*", ""]
     return out
 
 
 def _method_section(data: ExperimentData) -> list[str]:
+    covered, fixed = variation_sources(data)
     return ["## Method", "",
             "- Seeds pair the runs: with seed s every variant sees the same data order, augmentation and (where "
             "shapes match) initial weights, so comparisons use per-seed differences d_s = variant_s - baseline_s.",
+            f"- Sources of variation the intervals cover: {_join(covered)}"
+            + (f"; held fixed, so not covered: {_join(fixed)}." if fixed else "."),
             "- 95% interval: mean ± t(0.975, n-1) · sd / sqrt(n) (Student's t; no interval with n < 2).",
             "- Paired t-test: t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom, two-sided.",
-            "- Holm: p-values of one family sorted ascending, p_(k) · (m - k + 1), made monotone, capped at 1.",
+            "- Holm: p-values of one family sorted ascending, p_(k) · (m - k + 1), made monotone, capped at 1. The "
+            "simultaneous interval is Bonferroni's (level 1 - 0.05/m): it excludes 0 only when Holm rejects; the "
+            "unadjusted 95% interval can exclude 0 when Holm does not, and the report then says so.",
+            "- Power: minimum detectable difference = the true difference a two-sided paired t-test at alpha 0.05 "
+            "detects with 80% probability with n seeds, from the noncentral t distribution with the observed sd of "
+            "the differences; seeds needed = the smallest n reaching 80% for the effect asked for (`--effect`, else "
+            "the paper's effect where a comparison matches one of its claims, else 1 point).",
+            "- `--ci bootstrap`: BCa bootstrap of the mean paired difference (9999 resamples, fixed generator); "
+            "for metrics far from normal (time to target, throughput). It is shown, never used for the verdict.",
+            "- P(better): probability that the variant beats the baseline on a seed pair (Bouthillier et al. 2021), "
+            "ties count half, 95% Wilson interval.",
             "- Only runs with status ok enter the statistics; diverged, failed and missing cells are listed and counted.",
             "- Final validation accuracy is the primary metric. Best validation accuracy is the maximum over epochs on "
             "the same validation set, so it is optimistic.",
-            "- Time to target: the first epoch whose recorded training error (1 - training accuracy, measured during "
-            "the epoch) or validation accuracy meets the target; runs that never get there are counted, not averaged.",
-            "- Statistics code: `ablate/stats.py` (formulas in its docstring).", ""]
+            "- Time to target: with step logs (`[train] log_every`), the first log point whose training error "
+            "(1 - mean training accuracy since the previous point) meets the target, in images seen, fractional "
+            "epochs and elapsed training seconds; without them, the first epoch whose recorded training error or "
+            "validation accuracy meets it. Runs that never get there are counted, not averaged.",
+            "- Statistics code: `ablate/stats.py` (formulas in its docstring); distributions from `scipy.stats`.", ""]

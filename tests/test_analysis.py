@@ -215,3 +215,72 @@ def test_gap_uses_eval_mode_training_accuracy_and_falls_back_for_older_records(t
     _pooling(tmp_path / "old", lambda axes, s: Outcome(final_val_acc=0.5, train_eval=False, train_eval_offset=0.03))
     row = load_experiment_data(tmp_path / "old", "pool").runs.iloc[0]
     assert row["gen_gap"] == pytest.approx(0.05) and row["gap_source"] == "train_acc"
+
+
+# --- step logs, damaged files, sources of variation ---------------------------------------------------
+def test_steps_frame_has_one_row_per_run_and_log_point(tmp_path: Path) -> None:
+    from planted import STEPS_PER_EPOCH
+
+    def outcome(axes: dict, seed: int) -> Outcome:
+        return Outcome(log_every=4, reach_train_target_step=22 if axes["pooling"] == "overlap" else None,
+                       status="failed" if (axes["pooling"], seed) == ("nonoverlap", 1) else "ok")
+
+    write_planted(tmp_path, "st", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], outcome, epochs=3)
+    data = load_experiment_data(tmp_path, "st")
+    per_run = 3 * STEPS_PER_EPOCH // 4
+    assert len(data.steps) == 3 * per_run  # the failed run has no steps
+    assert list(data.steps.columns[:4]) == ["run_id", "variant", "seed", "status"]
+    first = data.steps[data.steps["run_id"] == data.steps["run_id"].iloc[0]]
+    assert first["step"].tolist() == list(range(4, 3 * STEPS_PER_EPOCH + 1, 4))
+    assert (first["images"] == first["step"] * 32).all() and first["time_s"].is_monotonic_increasing
+    runs = data.ok_runs.set_index(["variant", "seed"])
+    hit = runs.loc[("relu-overlap-none-drop", 1)]
+    # first log point at or after step 22 is step 24: 768 images = 1.5 epochs of 512
+    assert hit["images_to_train_target"] == 24 * 32 and hit["epochs_to_train_target"] == pytest.approx(1.5)
+    assert hit["time_to_train_target_s"] == pytest.approx(24 * 0.11)
+    assert not runs.loc[("relu-nonoverlap-none-drop", 0), "reached_train_target"]
+    assert "images_to_train_target" in [m.name for m in analysis.metrics_for(data.targets, steps=True)]
+
+
+def test_records_without_steps_keep_epoch_resolution(tmp_path: Path) -> None:
+    write_planted(tmp_path, "old", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome(reach_train_target=3))
+    data = load_experiment_data(tmp_path, "old")
+    assert data.steps.empty and (data.ok_runs["train_target_resolution"] == "epoch").all()
+    assert (data.ok_runs["epochs_to_train_target"] == 3).all()
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"variants": "x"}', '{"variants": [{}], "seeds": ["a"]}',
+                                     '{"variants": [{}], "cells": [{"run_id": 1}]}'])
+def test_damaged_manifest_is_treated_as_absent_with_a_note(tmp_path: Path, content: str) -> None:
+    write_planted(tmp_path, "dm", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
+    path = tmp_path / "dm" / "experiment.json"
+    path.write_text(content, encoding="utf-8")
+    data = load_experiment_data(tmp_path, "dm")
+    assert data.manifest is None and len(data.ok_runs) == 4
+    assert any(str(path) in n and "damaged" in n for n in data.notes), data.notes
+
+
+def test_damaged_run_record_is_left_out_with_a_note(tmp_path: Path) -> None:
+    import json
+
+    write_planted(tmp_path, "dr", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
+    victim = sorted((tmp_path / "dr" / "runs").glob("*.json"))[0]
+    record = json.loads(victim.read_text())
+    record["epochs"] = [{"epoch": "one", "val_acc": 0.5}]
+    victim.write_text(json.dumps(record))
+    data = load_experiment_data(tmp_path, "dr")
+    assert (data.runs["status"] == "missing").sum() == 1 and len(data.ok_runs) == 3
+    assert any(str(victim) in n and "not counted" in n for n in data.notes), data.notes
+
+
+def test_variation_sources_follow_the_run_configs(tmp_path: Path) -> None:
+    write_planted(tmp_path, "vs", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
+    assert analysis.variation_sources(load_experiment_data(tmp_path, "vs")) == (
+        ["initialisation", "data order"], ["augmentation", "data sampling"])
+
+    def augmented(axes: dict, seed: int) -> Outcome:
+        return Outcome(extra={"config": {"variant": axes, "seed": seed, "data": {"augment": "flip", "resample": True}}})
+
+    write_planted(tmp_path, "vs2", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], augmented)
+    covered, fixed = analysis.variation_sources(load_experiment_data(tmp_path, "vs2"))
+    assert covered == ["initialisation", "data order", "augmentation", "data sampling"] and fixed == []

@@ -112,3 +112,36 @@ def test_claims_average_over_the_other_axes_of_a_grid(tmp_path: Path) -> None:
     lrn = claims.loc["Local response normalization lowers the error"]
     assert lrn["verdict"] == SUPPORTED and "2 matched pairs" in lrn["compared"]
     assert lrn["estimate"] == pytest.approx(-2.0, abs=0.5)
+
+
+# --- step resolution ---------------------------------------------------------------------------------
+RELU_STEPS = {0: 8, 1: 12, 2: 8, 3: 12, 4: 10}  # first step with training error <= 25%
+TANH_FACTOR = {0: 6.0, 1: 5.0, 2: 7.0, 3: 6.0, 4: 6.0}
+
+
+def stepped(axes: dict, seed: int) -> Outcome:
+    """ReLU/tanh pair with step logs every 2 steps: tanh reaches the target ~6x later in steps,
+    both within the first epochs, so at epoch resolution the ratio would be (1-2 epochs) / (3-6)."""
+    v = Variant(**axes)
+    reach = RELU_STEPS[seed] if v.activation == "relu" else int(RELU_STEPS[seed] * TANH_FACTOR[seed])
+    return Outcome(final_val_acc=0.6 + 0.01 * seed, reach_train_target=math.ceil(reach / 16), log_every=2,
+                   reach_train_target_step=reach)
+
+
+def test_relu_tanh_ratio_uses_step_resolution_when_runs_log_steps(tmp_path: Path) -> None:
+    write_planted(tmp_path, "steps", {"activation": ["tanh"]}, SEEDS, stepped, design="one-at-a-time", epochs=8)
+    data = load_experiment_data(tmp_path, "steps")
+    claims = check_claims(data).set_index("claim")
+    speed = claims.loc["ReLU reaches the training-error target faster than tanh"]
+    assert "training images" in speed["quantity"] and "step resolution" in speed["quantity"]
+    # log points every 2 steps: the first at or after the planted step (all planted steps are even)
+    expected = math.exp(sum(math.log(TANH_FACTOR[s]) for s in SEEDS) / len(SEEDS))
+    assert speed["estimate"] == pytest.approx(expected, rel=1e-9)
+    assert speed["verdict"] == SUPPORTED
+    factor = claims.loc["... by a factor of about 6"]
+    assert factor["ci_low"] <= 6.0 <= factor["ci_high"] and factor["verdict"] == SUPPORTED
+    # at epoch resolution the same runs give a much cruder ratio
+    runs = data.ok_runs.set_index(["variant", "seed"])
+    relu = runs.loc[("relu-overlap-none-drop", 0)]
+    assert relu["train_target_resolution"] == "step"
+    assert relu["images_to_train_target"] == 8 * 32 and relu["epochs_to_train_target"] == pytest.approx(8 * 32 / 512)
