@@ -450,16 +450,29 @@ def report(
     target_train_error: float = typer.Option(
         0.25, "--target-train-error", metavar="E", help="Training error for epochs/time to target (0-1; the paper's 0.25)."
     ),
+    effect: Optional[float] = typer.Option(
+        None, "--effect", metavar="POINTS", help="Difference (percentage points) each comparison should detect: seeds "
+        "needed for 80% power (default: the paper's effect where a comparison matches one of its claims, else 1)."
+    ),
+    ci: str = typer.Option(
+        "t", "--ci", metavar="t|bootstrap", help="Interval shown: t (Student's t) or bootstrap (BCa, paired; for "
+        "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test."
+    ),
 ) -> None:
     """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
-    from ablate.analysis import ReportError, Targets, available_experiments
+    from ablate.analysis import CI_METHODS, ReportError, Targets
     from ablate.bench import BENCH_DIR, write_bench_report
     from ablate.report import build_report
+    from ablate.store import experiments
 
     for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):
         if value is not None and not 0 < value < 1:
             raise fail(f"{flag} {value:g}: expected a fraction between 0 and 1, e.g. 0.6")
-    found = available_experiments(results)
+    if effect is not None and not 0 < effect < 100:
+        raise fail(f"--effect {effect:g}: expected percentage points between 0 and 100, e.g. 0.5")
+    if ci not in CI_METHODS:
+        raise fail(f"--ci {ci}: expected one of {', '.join(CI_METHODS)}")
+    found = experiments(results)
     # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
     with_bench = not names or BENCH_DIR in names
     bench_readme = write_bench_report(results, out) if with_bench else None
@@ -469,7 +482,7 @@ def report(
     targets = Targets(train_error=target_train_error, val_acc=target_acc)
     for name in chosen:
         try:
-            rep = build_report(results, name, out, baseline=baseline, targets=targets)
+            rep = build_report(results, name, out, baseline=baseline, targets=targets, ci=ci, effect_points=effect)
         except ReportError as e:
             if names:
                 raise fail(str(e)) from None
