@@ -6,8 +6,9 @@ name into a dtype or an autocast context here, so that "bf16" cannot mean two th
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any, Callable
+from typing import Any
 
 import torch
 

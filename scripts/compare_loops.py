@@ -52,11 +52,13 @@ import os
 import platform
 import statistics
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
+from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warmed  # scripts/, beside this file
 from torch import nn
 
 from ablate import NORMS, Variant, register_norm
@@ -67,7 +69,6 @@ from ablate.env import device_name
 from ablate.experiment import Cell
 from ablate.precision import precision_dtype
 from ablate.train import WARMUP_STEPS, resolve_device, resolve_precision, train_cell
-from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warmed  # scripts/, beside this file
 
 TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
 
@@ -184,8 +185,8 @@ def main() -> int:
             row(f"hand-written ({args.precision}, channels_last)", got["hand"], got["hand"]),
             row(f"blog-style (fp32, NCHW, DataLoader x{args.blog_workers} workers)", got["blog"], got["hand"]),
             per_round("ablate/hand", got["ablate"], got["hand"]),
-            f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x (medians), "
-            f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)",
+            (f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x (medians), "
+             f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)"),
         ]
         flush()
 

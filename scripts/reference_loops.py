@@ -13,7 +13,8 @@ and the pytest-benchmark suite (``tests/benchmarks``, which puts this folder on 
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 from torch import nn

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-import ablate.memory as memory
+from ablate import memory
 from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 
 CPU = torch.device("cpu")

@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import statistics
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 
@@ -105,7 +106,7 @@ def run_bench(
         warm = dataclasses.replace(settings, warmup=max(settings.warmup, 3), steps=1, repeats=1)
         try:
             _case(variant, batch, resolve_precision(TrainConfig(precision=asked), device), "train", device, warm)
-        except Exception:  # noqa: BLE001 - the real case below records the error
+        except Exception:  # noqa: BLE001, S110 - the real case below records the error
             pass
         finally:
             _free(device)

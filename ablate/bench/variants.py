@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from ablate.bench.settings import BenchError
 from ablate.experiment import AXIS_REGISTRIES, load_experiment
