@@ -16,10 +16,11 @@ one step earlier; here it would be counted as input cost on one side only.)
   (``Grayscale(3)`` because the model, like every ablate model, takes 3 channels).
 
 Measured per epoch: the full training epoch, and the input cost alone (the same loop with the
-model replaced by a no-op). Measurements are interleaved (ablate, torchvision, torchvision,
-ablate, ...: each round reverses the order) and medians reported, so that load from other
-processes on a shared machine hits both sides alike. The CPU load average is printed with the
-results; on a busy machine rerun, or raise ``--rounds``.
+model replaced by a no-op). Measurements are interleaved (``ablate.bench.timing.interleave``:
+ablate, torchvision, torchvision, ablate, ...: each round reverses the order) and medians
+reported, so that load from other processes on a shared machine hits both sides alike; every
+epoch and one-time cost is read on training's clock (``ablate.train.StepTimer``). The CPU load
+average is printed with the results; on a busy machine rerun, or raise ``--rounds``.
 
 torchvision's FashionMNIST reads uncompressed files from ``<root>/FashionMNIST/raw``; they are
 written to a temporary folder (or symlinked, when the source is uncompressed). Nothing is
@@ -40,9 +41,8 @@ import shutil
 import statistics
 import sys
 import tempfile
-import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -79,12 +79,6 @@ def torchvision_root(files: dict[str, tuple[Path, Path]], into: Path) -> Path:
     return into
 
 
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
 def main() -> int:
     args = parse_args()
     torch.set_num_threads(args.threads)
@@ -96,18 +90,24 @@ def main() -> int:
     from torchvision.datasets import FashionMNIST
 
     import ablate
+    from ablate.bench.timing import interleave, seconds
     from ablate.config import DataConfig, TrainConfig
     from ablate.data import DataError, load_splits
     from ablate.data import fashion_mnist as fm
+    from ablate.data.common import balanced_subset, search_dirs
     from ablate.data.loader import DeviceBatches
     from ablate.train import make_optimizer
 
+    device = torch.device("cpu")
+
+    def timed(fn: Callable[[], object]) -> float:
+        return seconds(fn, device)
+
     try:
         cfg = DataConfig(dataset="fashion-mnist", train_size=args.images, val_size=100)
-        files = fm.find_files(fm.search_dirs(cfg, fm.NAME, fm.SYSTEM_DIR))
+        files = fm.find_files(search_dirs(cfg, fm.NAME, fm.SYSTEM_DIR))
         if files is None:
             raise DataError(f"Fashion-MNIST not found ($ABLATE_DATA/fashion-mnist or {fm.SYSTEM_DIR}); {fm.HOW_TO_GET}")
-        device = torch.device("cpu")
         layout = torch.channels_last if args.channels_last else torch.contiguous_format
 
         # --- one-time costs ---------------------------------------------------------------------------
@@ -127,8 +127,6 @@ def main() -> int:
         tv_box: list = []
         tv_setup = timed(lambda: tv_box.append(FashionMNIST(str(root), train=True, transform=transform, download=False)))
         tv_dataset = tv_box[0]
-        from ablate.data.common import balanced_subset
-
         same_images = balanced_subset(tv_dataset.targets, args.images, cfg.seed, "train").tolist()
         tv_batches = DataLoader(
             Subset(tv_dataset, same_images), batch_size=args.batch_size, shuffle=True, drop_last=True,
@@ -169,16 +167,16 @@ def main() -> int:
             x, y = next(iter(batches))
             steps[name](x, y)
 
-        def interleaved(rounds: int, make: Callable[[str], Callable[[], None]]) -> dict[str, list[float]]:
-            times: dict[str, list[float]] = {name: [] for name in pipelines}
-            for r in range(rounds):
-                for name in (list(pipelines) if r % 2 == 0 else list(pipelines)[::-1]):
-                    times[name].append(timed(make(name)))
-            return times
+        Step = Callable[[torch.Tensor, torch.Tensor], None]
+
+        def interleaved(rounds: int, step_of: Callable[[str], Step]) -> dict[str, list[float]]:
+            """Seconds per epoch of each pipeline, taking turns."""
+            runs = {name: epoch(batches, step_of(name)) for name, batches in pipelines.items()}
+            return interleave({name: (lambda run=run: timed(run)) for name, run in runs.items()}, rounds)
 
         load_before = os.getloadavg()
-        noop_times = interleaved(args.noop_rounds, lambda name: epoch(pipelines[name], noop))
-        full_times = interleaved(args.rounds, lambda name: epoch(pipelines[name], steps[name]))
+        noop_times = interleaved(args.noop_rounds, lambda name: noop)
+        full_times = interleaved(args.rounds, lambda name: steps[name])
         load_after = os.getloadavg()
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)

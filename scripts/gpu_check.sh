@@ -6,6 +6,8 @@
 #
 #   scripts/gpu_check.sh            # from the repository root; uses .venv if there is one
 #   OUT=/some/dir scripts/gpu_check.sh   # keep the JSON files (default: a temporary folder)
+#   STAGES="1 4" scripts/gpu_check.sh    # only these stages (default: 1 2 3 4; tests/test_scripts.py
+#                                        # runs the CPU smoke version of 1 and 4 this way)
 #
 # Stages:
 #   1. environment (torch, CUDA, device, Triton for the compiled LRN)
@@ -23,6 +25,8 @@ mkdir -p "$OUT"
 status=0
 stage() { echo; echo "== $*"; }
 BUDGET=${BUDGET:-450}  # seconds for the whole script; a stage gets at most what is left
+STAGES=${STAGES:-1 2 3 4}
+want() { [[ " $STAGES " == *" $1 "* ]]; }
 run() {  # run TIMEOUT CMD...: a stage that fails or times out is reported, the script goes on
     local limit=$1; shift
     local left=$((BUDGET - SECONDS))
@@ -39,6 +43,7 @@ else
     GPU=0
 fi
 
+if want 1; then
 stage "1. environment"
 python - <<'EOF'
 import torch
@@ -52,7 +57,9 @@ if dev.type == "cuda":
 else:
     print("no CUDA device: running the CPU smoke version (small sizes; numbers are NOT GPU numbers)")
 EOF
+fi
 
+if want 2; then
 stage "2. correctness on the device"
 run 120 python -m pytest -q -p no:cacheprovider tests/test_lrn.py tests/test_throughput.py
 if [ "$GPU" = 1 ]; then
@@ -60,7 +67,9 @@ if [ "$GPU" = 1 ]; then
     run 120 python -m pytest -q -p no:cacheprovider tests/benchmarks -k cuda --benchmark-only \
         --benchmark-group-by=group --benchmark-columns=min,median,mean,rounds --benchmark-json "$OUT/benchmarks.json"
 fi
+fi
 
+if want 3; then
 stage "3. loops, LRN ratio, stored vs independent (scripts/compare_loops.py)"
 if [ "$GPU" = 1 ]; then
     run 180 python scripts/compare_loops.py --device cuda --batch-size 256 --precision bf16 --steps 100 \
@@ -75,7 +84,9 @@ else
     run 300 python scripts/compare_loops.py --device cpu --batch-size 4 --steps 2 --rounds 1 --quiet \
         --json "$OUT/compare_loops.json"
 fi
+fi
 
+if want 4; then
 stage "4. ablate bench"
 if [ "$GPU" = 1 ]; then
     run 60 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 256,1024 -p bf16 --results "$OUT/results"
@@ -86,6 +97,7 @@ else
         --device cpu --results "$OUT/results"
 fi
 python -c "from pathlib import Path; from ablate.bench import write_bench_report; print('bench report:', write_bench_report(Path('$OUT/results'), Path('$OUT/reports')))"
+fi
 
 echo
 echo "outputs in $OUT; overall status $status"
