@@ -234,7 +234,8 @@ class _StopOnSignal:
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
         self.requested = True
-        err.print("[yellow]stopping[/]: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)")
+        err.print("[yellow]stopping[/]: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)",
+                  soft_wrap=True)
 
     def __enter__(self) -> "_StopOnSignal":
         if threading.current_thread() is threading.main_thread():
@@ -261,7 +262,7 @@ def _workers_option(value: Optional[str]) -> Optional[int]:
 
 def _interrupted() -> typer.Exit:
     err.print("[yellow]interrupted[/]: finished runs and checkpoints are kept, claims released; "
-              "rerun the same command to continue (unfinished cells resume from their checkpoints).")
+              "rerun the same command to continue (unfinished cells resume from their checkpoints).", soft_wrap=True)
     return typer.Exit(130)
 
 
@@ -322,9 +323,14 @@ def run(
             raise fail(str(e)) from None
         use_pool = len(slots) > 1 or slots[0].device != str(dev)
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
-    where = f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}" if use_pool else f"device {dev}"
-    console.print(f"[bold]{escape(exp.name)}[/]: {escape(exp.description or '')} · {where}{note}", highlight=False)
-    outcome_errors: list[str] = []
+    if ray is not None:
+        where = f"Ray tasks ({escape(ray)})"
+    elif use_pool:
+        where = f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}"
+    else:
+        where = f"device {dev}"
+    about = f": {escape(exp.description)}" if exp.description else ""
+    console.print(f"[bold]{escape(exp.name)}[/]{about} · {where}{note}", highlight=False)
     try:
         with progress_bar() as progress:
             if ray is not None:
@@ -334,15 +340,14 @@ def run(
                 try:
                     summary = run_ray(exp, results, ray, device=device, force=force, limit=limit, observer=display,
                                       use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
-                                      per_device=workers_per_device, plugins=_PLUGINS)
+                                      per_device=workers_per_device, threads=threads or 1, plugins=_PLUGINS)
                 except RayError as e:
                     raise fail(str(e)) from None
             elif use_pool:
                 display = RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots})
-                summary, outcome = run_pool(exp, results, slots, force=force, limit=limit, observer=display,
-                                            use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
-                                            max_retries=max_retries, plugins=_PLUGINS)
-                outcome_errors = outcome.errors
+                summary = run_pool(exp, results, slots, force=force, limit=limit, observer=display,
+                                   use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
+                                   max_retries=max_retries, plugins=_PLUGINS)
             else:
                 if threads:
                     torch.set_num_threads(threads)
@@ -357,7 +362,7 @@ def run(
         raise _interrupted() from None
     if summary.interrupted:
         raise _interrupted()
-    for line in outcome_errors:
+    for line in summary.errors:
         err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
     console.print(summary_table(exp, results))
     counts = summary.counts()
@@ -371,8 +376,8 @@ def run(
     )
     if counts["failed"]:
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
-    if outcome_errors:
-        raise fail(f"{len(outcome_errors)} worker error(s); see above", code=1)
+    if summary.errors:
+        raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
 
 
 @app.command(name="list")

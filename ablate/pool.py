@@ -28,13 +28,11 @@ from typing import Any
 import torch
 
 from ablate.experiment import Cell, Experiment
-from ablate.leases import Lease
-from ablate.record import failed_record
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, now, plan, running_elsewhere, train_claimed,
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, now, plan, record_worker_death, running_elsewhere,
+    train_claimed,
 )
-from ablate.env import environment
-from ablate.store import append_event, read_run, run_path, write_manifest, write_run
+from ablate.store import append_event, read_run, run_path, write_manifest
 from ablate.train import Interrupted
 
 # Progress updates per second a worker sends at most (batch ticks are many and cheap to drop).
@@ -197,14 +195,6 @@ class _Running:
     cell: str | None = None  # run id of the cell it is on
 
 
-@dataclass
-class PoolOutcome:
-    """What the pool did, beyond the records: for the CLI's closing lines."""
-
-    errors: list[str] = field(default_factory=list)  # worker errors (one line each)
-    crashes: dict[str, int] = field(default_factory=dict)  # run id -> worker deaths while on it
-
-
 def run_pool(
     exp: Experiment,
     results: str | Path,
@@ -217,13 +207,14 @@ def run_pool(
     keep_checkpoints: bool = False,
     max_retries: int = 2,
     plugins: list[str] = (),
-) -> tuple[RunSummary, PoolOutcome]:
+) -> RunSummary:
     """Train the unfinished cells of ``exp`` on ``slots`` worker processes; see the module doc.
     Raises KeyboardInterrupt after the workers have stopped (checkpoints saved, claims released)."""
     observer = observer or RunObserver()
     todo, skipped = plan(exp, results, force)
     todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
-    summary, outcome = RunSummary(exp.name, skipped=skipped, remaining=remaining), PoolOutcome()
+    summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
+    crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     # Load (and cache on disk) every dataset once here: errors stop the run before any worker
     # starts, and workers then read the cache instead of decoding the files again.
     Datasets(observer, use_cache).preload(todo)
@@ -270,7 +261,7 @@ def run_pool(
         elif kind == "data":
             observer.on_data(*payload)
         elif kind == "error":
-            outcome.errors.append(payload[1])
+            summary.errors.append(payload[1])
         elif kind == "interrupted":
             summary.interrupted = True
         elif kind == "end" and worker:
@@ -305,16 +296,17 @@ def run_pool(
                 # Died (killed, crashed): its cell has a dead owner now; retry or give up on it.
                 deaths += 1
                 if worker.cell is not None:
-                    outcome.crashes[worker.cell] = outcome.crashes.get(worker.cell, 0) + 1
+                    crashes[worker.cell] = crashes.get(worker.cell, 0) + 1
                     append_event(results, exp.name, "worker-died", worker.cell, exitcode=code, worker=worker.slot.label)
-                    if outcome.crashes[worker.cell] > max_retries:
+                    if crashes[worker.cell] > max_retries:
                         given_up.add(worker.cell)
-                        record = _give_up(by_id[worker.cell], results, code, outcome.crashes[worker.cell])
+                        how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
+                        record = record_worker_death(by_id[worker.cell], results, how, crashes[worker.cell])
                         if record is not None:
                             summary.records.append(record)
                             observer.on_cell_end(index, len(todo), by_id[worker.cell], record)
                 if deaths > max_retries * max(1, len(todo)) + len(slots):
-                    outcome.errors.append(f"workers keep dying (exit code {code}); stopped replacing them")
+                    summary.errors.append(f"workers keep dying (exit code {code}); stopped replacing them")
                     continue
                 if any(c.run_id not in given_up and not is_finished(results, c) for c in todo):
                     start(worker.slot)
@@ -324,7 +316,7 @@ def run_pool(
         summary.interrupted = True
         raise
     summary.busy = [c for c in running_elsewhere(exp, results, todo) if not is_finished(results, c)]
-    return summary, outcome
+    return summary
 
 
 def _drain(events: Any, handle: Any) -> None:
@@ -348,23 +340,6 @@ def _wait_for(running: dict[int, _Running], events: Any, handle: Any, seconds: f
     for worker in running.values():
         worker.process.terminate()
         worker.process.join(5)
-
-
-def _give_up(cell: Cell, results: str | Path, exitcode: int | None, deaths: int) -> dict[str, Any] | None:
-    """Record a cell whose worker died ``deaths`` times as failed (under its claim)."""
-    lease = Lease(results, cell.experiment, cell.run_id, "pool parent")
-    if not lease.acquire():
-        return None
-    try:
-        how = f"signal {-exitcode}" if exitcode is not None and exitcode < 0 else f"exit code {exitcode}"
-        record = failed_record(cell, f"worker process died ({how}) while training this cell, {deaths} time(s); "
-                                     "see the system log (e.g. the out-of-memory killer)")
-        record["env"] = {**environment(torch.device("cpu")), "started": now(), "finished": now()}
-        write_run(results, record)
-        append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths)
-        return record
-    finally:
-        lease.release()
 
 
 def _physical(device: str, visible: str | None) -> str:

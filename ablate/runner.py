@@ -75,6 +75,7 @@ class RunSummary:
     skipped: list[Cell] = field(default_factory=list)  # already finished before
     remaining: list[Cell] = field(default_factory=list)  # left for later (--limit)
     busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
+    errors: list[str] = field(default_factory=list)  # executor errors (a worker's, a task's), one line each
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -231,6 +232,23 @@ def train_claimed(
                      resumed=len(record.get("resumed", [])))
         if record["status"] in FINISHED and not opts.keep_checkpoints:
             checkpoint.remove(ckpt)
+        return record
+    finally:
+        lease.release()
+
+
+def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> dict[str, Any] | None:
+    """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
+    ``failed``, under its claim; None when a live worker holds the cell meanwhile."""
+    lease = Lease(results, cell.experiment, cell.run_id, "executor")
+    if not lease.acquire():
+        return None
+    try:
+        record = failed_record(cell, f"worker process died ({how}) while training this cell, {deaths} time(s); "
+                                     "see the system log (e.g. the out-of-memory killer)")
+        record["env"] = {**environment(torch.device("cpu")), "started": now(), "finished": now()}
+        write_run(results, record)
+        append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths, how=how)
         return record
     finally:
         lease.release()

@@ -253,13 +253,15 @@ def check_writable(root: str | Path) -> None:
     """Fail now, with one line, when results cannot be written under ``root``: it is a file, a
     read-only or impossible path, or a name the filesystem refuses. Creates the folder."""
     root = Path(root)
-    if root.exists() and not root.is_dir():
-        raise StoreError(f"{root} is a file, not a folder; give --results a folder")
     try:
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"{root} is a file, not a folder; give --results a folder")
         root.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(dir=root, prefix=".ablate-write-check-")
         os.close(fd)
         os.unlink(probe)
+    except StoreError:
+        raise
     except OSError as e:
         raise StoreError(f"cannot write to {root}: {e.strerror or e}") from None
 

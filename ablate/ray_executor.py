@@ -1,0 +1,220 @@
+"""Cluster mode on Ray: each cell is one Ray task; the results folder stays the only state.
+
+Ray (an optional extra: ``pip install 'ablate[ray]'``) places tasks on nodes, gives each one GPU
+(or ``1/K`` of one with ``--workers-per-device K``) or CPUs, and retries a task whose worker
+died (``--max-retries``). Each task runs :func:`ablate.runner.train_claimed`, exactly as a local
+worker does: it claims the cell in the results folder, resumes its checkpoint, writes the run
+file there and releases the claim. So the results root must be a filesystem every node mounts
+at the same path; :func:`check_shared_folder` verifies that before any cell is submitted.
+
+The driver keeps a bounded number of tasks in flight and reports to the same observer as the
+other executors. Ray's own bookkeeping is never consulted to decide what is done.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ablate.experiment import Cell, Experiment
+from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
+from ablate.runner import (
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, now, plan, record_worker_death, train_claimed,
+)
+from ablate.store import read_run, run_path, write_manifest
+
+INSTALL_HINT = "pip install 'ablate[ray]'"
+
+
+class RayError(RuntimeError):
+    """Ray is missing, unreachable, or cannot see the results folder; ``str()`` is one line."""
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise RayError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
+    return ray
+
+
+def connect(address: str) -> Any:
+    """Connect to Ray: ``auto`` (the running cluster), ``local`` (start one here) or an address.
+    An already initialised Ray (e.g. a test's ``ray.init(num_gpus=2)``) is used as it is."""
+    ray = _ray()
+    if ray.is_initialized():
+        return ray
+    try:
+        if address == "local":
+            ray.init(include_dashboard=False, logging_level="warning", log_to_driver=False)
+        else:
+            ray.init(address=address, logging_level="warning", log_to_driver=False)
+    except ConnectionError as e:
+        hint = "start one with `ray start --head` (see docs/scaling.md) or use --ray local"
+        raise RayError(f"no Ray cluster at {address!r} ({str(e).splitlines()[0]}); {hint}") from None
+    except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
+        raise RayError(f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    return ray
+
+
+def _probe(probe: str, answer: str) -> tuple[str, str | None]:
+    """On one node: can it see the driver's probe file, and write its own next to it?"""
+    host = socket.gethostname()
+    if not Path(probe).exists():
+        return host, f"cannot see {probe}, which the driver wrote"
+    try:
+        Path(answer).write_text(host, encoding="utf-8")
+    except OSError as e:
+        return host, f"cannot write to {Path(answer).parent}: {e.strerror or e}"
+    return host, None
+
+
+def check_shared_folder(ray: Any, results: Path) -> int:
+    """Check that every alive node sees and can write the results root; returns the node count.
+    Raises :class:`RayError` naming the first node that cannot."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    token = uuid.uuid4().hex
+    probe = results / f".ablate-probe-{token}"
+    probe.write_text("driver", encoding="utf-8")
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    remote = ray.remote(num_cpus=0)(_probe)
+    try:
+        refs = [
+            remote.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                str(probe), str(results / f".ablate-probe-{token}-{i}")
+            )
+            for i, n in enumerate(nodes)
+        ]
+        for node, (host, problem) in zip(nodes, ray.get(refs, timeout=120)):
+            if problem:
+                raise RayError(
+                    f"results folder {results} is not usable from node {node.get('NodeManagerAddress')} ({host}): {problem}; "
+                    "use a folder on a filesystem every node mounts at the same path (--results)"
+                )
+        for i in range(len(nodes)):
+            answer = results / f".ablate-probe-{token}-{i}"
+            if not answer.exists():
+                raise RayError(f"results folder {results}: a node wrote {answer.name} but the driver cannot see it; "
+                               "use a filesystem every node shares")
+            answer.unlink()
+    finally:
+        probe.unlink(missing_ok=True)
+    return len(nodes)
+
+
+_DATASETS: Datasets | None = None  # per Ray worker process, reused by the tasks it runs
+
+
+def _cell_task(cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float) -> dict[str, Any]:
+    """One cell on a Ray worker: claim, train (resume), write, release. ``wait_s``: how long to
+    wait for a claim whose owner may be dead on another node (its heartbeat has to expire)."""
+    global _DATASETS
+    import ray
+    import torch
+
+    from ablate.plugins import load_plugins
+
+    load_plugins(plugins, directory=plugin_dir)
+    cpus = ray.get_runtime_context().get_assigned_resources().get("CPU", 1)
+    torch.set_num_threads(max(1, int(cpus)))
+    # Ray sets CUDA_VISIBLE_DEVICES to the GPU it assigned; with none (or fake ones) train on the CPU.
+    device = torch.device("cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
+    if _DATASETS is None:
+        _DATASETS = Datasets(use_cache=opts.use_cache)
+    deadline = time.monotonic() + wait_s
+    opts = WorkOptions(**{**opts.__dict__, "worker": f"ray {socket.gethostname()} {device}"})
+    while True:
+        record = train_claimed(cell, results, device, _DATASETS, opts)
+        if record is not None:
+            return {"run_id": cell.run_id, "status": record["status"], "trained": True}
+        if is_finished(results, cell):
+            return {"run_id": cell.run_id, "status": "done", "trained": False}
+        claim = read_claim(claim_path(results, cell.experiment, cell.run_id))
+        if claim is None or time.monotonic() >= deadline:
+            return {"run_id": cell.run_id, "status": "busy", "trained": False}
+        time.sleep(HEARTBEAT_S / 2)
+
+
+def run_ray(
+    exp: Experiment,
+    results: str | Path,
+    address: str,
+    *,
+    device: str = "auto",
+    force: bool = False,
+    limit: int | None = None,
+    observer: RunObserver | None = None,
+    use_cache: bool = True,
+    keep_checkpoints: bool = False,
+    max_retries: int = 2,
+    per_device: int = 1,
+    threads: int = 1,
+    plugins: list[str] = (),
+    in_flight: int | None = None,
+) -> RunSummary:
+    """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``device``:
+    ``cpu`` asks Ray for ``threads`` CPUs per task; otherwise tasks ask for ``1/per_device`` GPU
+    when the cluster has GPUs (CPUs when it has none)."""
+    observer = observer or RunObserver()
+    results = Path(results).resolve()  # tasks on other nodes see the same absolute path
+    ray = connect(address)
+    check_shared_folder(ray, results)
+    todo, skipped = plan(exp, results, force)
+    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
+    write_manifest(results, {**exp.manifest(), "updated": now()})
+    observer.on_start(todo, skipped)
+    gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
+    resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
+    slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
+    in_flight = in_flight or 2 * slots
+    task = ray.remote(_cell_task).options(max_retries=max_retries, retry_exceptions=False, **resources)
+    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
+    # A retried task may find the claim of its killed predecessor: on another node that claim
+    # only expires after the heartbeat timeout, so tasks wait that long for it.
+    wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
+    queue, pending = list(todo), {}
+    try:
+        while queue or pending:
+            while queue and len(pending) < in_flight:
+                cell = queue.pop(0)
+                ref = task.remote(cell, str(results), opts, list(plugins), os.getcwd(), wait_s)
+                pending[ref] = cell
+            ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
+            for ref in ready:
+                cell = pending.pop(ref)
+                try:
+                    outcome = ray.get(ref)
+                except Exception as e:  # noqa: BLE001 - retries exhausted, or the task raised
+                    outcome = {"run_id": cell.run_id, "status": "error", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+                _collect(outcome, cell, results, summary, observer, len(todo), max_retries)
+    except KeyboardInterrupt:
+        for ref in pending:
+            ray.cancel(ref)
+        summary.interrupted = True
+        raise
+    return summary
+
+
+def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSummary, observer: RunObserver,
+             total: int, max_retries: int) -> None:
+    if outcome.get("trained"):
+        record = read_run(run_path(results, cell.experiment, cell.run_id))
+        if record is not None:
+            summary.records.append(record)
+            observer.on_cell_end(0, total, cell, record)
+    elif outcome["status"] == "busy":
+        summary.busy.append(cell)
+    elif outcome["status"] == "error":
+        # Retries used up (its workers kept dying) or Ray itself failed: recorded like any failure.
+        record = record_worker_death(cell, results, outcome["error"], max_retries + 1)
+        if record is not None:
+            summary.records.append(record)
+            observer.on_cell_end(0, total, cell, record)
+        else:
+            summary.errors.append(f"{cell.variant.slug()} seed {cell.seed}: {outcome['error']}")

@@ -1,0 +1,232 @@
+"""Executors on the CPU, as separate processes: concurrent runs on one folder, local workers,
+SIGKILL mid-cell then resume, workers that die, Ctrl-C, out of memory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+
+from ablate import register_activation
+from ablate.cli import app
+from ablate.store import read_events, scan_runs
+
+pytestmark = pytest.mark.slow
+
+METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "lr")
+
+# Six tiny cells (2 variants x 3 seeds), one epoch of 4 steps each.
+SIX_CELLS = """
+name = "six"
+seeds = [0, 1, 2]
+[axes]
+pooling = ["overlap", "nonoverlap"]
+[data]
+train_size = 64
+val_size = 32
+[train]
+epochs = 1
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+"""
+
+# One cell, two epochs of 6 steps, checkpointed after every step (checkpoint_minutes ~ 0).
+RESUMABLE = """
+name = "resumable"
+seeds = [0]
+[data]
+train_size = 96
+val_size = 32
+[train]
+epochs = 2
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+checkpoint_minutes = 0.0001
+"""
+
+# Registers activations that kill their own process: "killonce" the first time only (a marker
+# file beside the module remembers), "killalways" every time.
+KILLER_PLUGIN = """
+import os, signal
+from pathlib import Path
+from torch import nn
+from ablate import register_activation
+
+MARK = Path(__file__).with_name("killed-once")
+
+class KillOnce(nn.ReLU):
+    def forward(self, x):
+        try:  # atomic: of several processes racing here, exactly one dies
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().forward(x)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
+
+class KillAlways(nn.ReLU):
+    def forward(self, x):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+register_activation("killonce")(KillOnce)
+register_activation("killalways")(KillAlways)
+"""
+
+
+def write(folder: Path, name: str, text: str) -> Path:
+    path = folder / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def ablate(folder: Path, *args: str, **kw) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=folder, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def metrics(results: Path, experiment: str) -> dict[str, list[dict]]:
+    scan = scan_runs(results, experiment)
+    assert not scan.unreadable
+    return {r["run_id"]: [{k: e[k] for k in METRICS} for e in r["epochs"]] for r in scan.records}
+
+
+def starts(results: Path, experiment: str) -> Counter:
+    return Counter(e["run_id"] for e in read_events(results, experiment) if e["event"] == "start")
+
+
+def test_two_concurrent_runs_train_every_cell_exactly_once(tmp_path):
+    write(tmp_path, "six.toml", SIX_CELLS)
+    args = ("run", "six.toml", "--device", "cpu", "--results", "res", "--threads", "1")
+    first, second = ablate(tmp_path, *args), ablate(tmp_path, *args)
+    (code1, out1), (code2, out2) = finish(first), finish(second)
+    assert code1 == 0 and code2 == 0, out1 + out2
+    counts = starts(tmp_path / "res", "six")
+    assert len(counts) == 6 and set(counts.values()) == {1}, counts  # each cell trained once
+    finishes = [e for e in read_events(tmp_path / "res", "six") if e["event"] == "finish"]
+    assert len(finishes) == 6 and {e["pid"] for e in finishes} == {first.pid, second.pid}  # both worked
+    assert len(scan_runs(tmp_path / "res", "six").records) == 6
+    assert not list((tmp_path / "res" / "six" / "claims").iterdir())  # every claim released
+    assert not list((tmp_path / "res" / "six" / "checkpoints").glob("*.pt"))  # deleted once finished
+
+
+def test_two_workers_give_the_same_metrics_as_one(tmp_path):
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(ablate(tmp_path, "run", "six.toml", "--device", "cpu", "--results", "one", "--threads", "1",
+                              "--set", "seeds=[0,1]"))
+    assert code == 0, out
+    code, out = finish(ablate(tmp_path, "run", "six.toml", "--device", "cpu", "--results", "two", "--workers", "2",
+                              "--set", "seeds=[0,1]"))
+    assert code == 0, out
+    assert "2 workers on cpu" in out
+    one, two = metrics(tmp_path / "one", "six"), metrics(tmp_path / "two", "six")
+    assert len(one) == 4 and one == two
+    records = scan_runs(tmp_path / "two", "six").records
+    assert {r["worker"]["label"] for r in records} <= {"cpu #0", "cpu #1"}
+    assert {r["runtime"]["cpu_threads"] for r in records} == {1}  # 2 cores split between 2 workers
+
+
+def test_sigkill_mid_cell_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
+    write(tmp_path, "resumable.toml", RESUMABLE)
+    args = ("run", "resumable.toml", "--device", "cpu", "--threads", "1", "--keep-checkpoints")
+    code, out = finish(ablate(tmp_path, *args, "--results", "whole"))
+    assert code == 0, out
+    proc = ablate(tmp_path, *args, "--results", "killed")
+    checkpoint = tmp_path / "killed" / "resumable" / "checkpoints"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (checkpoint.is_dir() and any(checkpoint.glob("*.pt"))):
+        time.sleep(0.05)
+    time.sleep(0.5)  # a few more steps, so the kill lands mid-cell
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate()
+    assert not scan_runs(tmp_path / "killed", "resumable").records  # killed before the cell finished
+    code, out = finish(ablate(tmp_path, *args, "--results", "killed"))
+    assert code == 0, out
+    assert "resumed from its checkpoint" in out
+    (record,) = scan_runs(tmp_path / "killed", "resumable").records
+    assert record["resumed"] and record["resumed"][0]["done_steps"] > 0
+    events = [e["event"] for e in read_events(tmp_path / "killed", "resumable")]
+    assert events[:3] == ["start", "take-over", "start"]  # the dead owner's claim was taken over
+    assert metrics(tmp_path / "killed", "resumable") == metrics(tmp_path / "whole", "resumable")
+    # Final weights are bit-identical too (the kept end-of-run checkpoints).
+    run_id = record["run_id"]
+    a = torch.load(tmp_path / "whole" / "resumable" / "checkpoints" / f"{run_id}.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "killed" / "resumable" / "checkpoints" / f"{run_id}.pt", weights_only=True)["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sigint_stops_with_a_checkpoint_and_exit_130(tmp_path):
+    write(tmp_path, "resumable.toml", RESUMABLE.replace("checkpoint_minutes = 0.0001", "checkpoint_minutes = 0"))
+    proc = ablate(tmp_path, "run", "resumable.toml", "--device", "cpu", "--threads", "1", "--results", "res")
+    events = tmp_path / "res" / "resumable" / "events.jsonl"
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not events.exists():
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=120)
+    assert code == 130, out
+    assert "rerun the same command to continue" in out
+    assert list((tmp_path / "res" / "resumable" / "checkpoints").glob("*.pt"))  # saved on the way out
+    assert not list((tmp_path / "res" / "resumable" / "claims").iterdir())  # released
+    assert read_events(tmp_path / "res", "resumable")[-1]["event"] == "interrupted"
+
+
+def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
+    write(tmp_path, "killer.py", KILLER_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
+                              "--workers", "2", "--set", "seeds=[0]", "--set", "model.activation=\"killonce\""))
+    assert code == 0, out
+    assert (tmp_path / "killed-once").exists()
+    events = read_events(tmp_path / "res", "six")
+    assert [e["event"] for e in events].count("worker-died") == 1
+    assert {r["status"] for r in scan_runs(tmp_path / "res", "six").records} == {"ok"}
+    assert len(scan_runs(tmp_path / "res", "six").records) == 2
+
+
+def test_pool_gives_up_on_a_cell_that_always_kills_its_worker(tmp_path):
+    write(tmp_path, "killer.py", KILLER_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
+                              "--workers", "2", "--max-retries", "1", "--set", "seeds=[0]",
+                              "--set", "axes.pooling=[\"overlap\"]", "--set", "model.activation=\"killalways\""))
+    assert code == 1, out
+    (record,) = scan_runs(tmp_path / "res", "six").records
+    assert record["status"] == "failed" and "worker process died (signal 9)" in record["error"] and "2 time(s)" in record["error"]
+
+
+class _OutOfMemory(torch.nn.ReLU):
+    def forward(self, x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+
+register_activation("test-oom")(_OutOfMemory)
+
+
+def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_path):
+    path = write_experiment(SIX_CELLS.replace('seeds = [0, 1, 2]', 'seeds = [0]'), "six.toml")
+    result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"),
+                              "--set", "model.activation=\"test-oom\"", "--set", "axes.activation=[\"test-oom\", \"relu\"]",
+                              "--set", "axes.pooling=[\"overlap\"]"])
+    assert result.exit_code == 1, result.output
+    records = {r["slug"]: r for r in scan_runs(tmp_path / "res", "six").records}
+    assert records["test-oom-overlap-none-drop"]["status"] == "failed"
+    assert records["test-oom-overlap-none-drop"]["error"] == "out of memory at batch 1 on cpu"
+    assert records["relu-overlap-none-drop"]["status"] == "ok"  # the sweep went on
+    assert "1 ok, 1 failed, 0 diverged" in result.output

@@ -1,0 +1,103 @@
+"""Cluster mode through a local Ray instance with two fake GPUs (no hardware needed): a sweep
+runs as Ray tasks, a task that kills its worker is retried, and Ray's absence is one line."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from ablate.cli import app
+from ablate.store import read_events, scan_runs
+
+ray = pytest.importorskip("ray")
+pytestmark = pytest.mark.slow
+
+SWEEP = """
+name = "cluster"
+seeds = [0, 1]
+[axes]
+pooling = ["overlap", "nonoverlap"]
+[data]
+train_size = 64
+val_size = 32
+[train]
+epochs = 1
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+"""
+
+KILL_ONCE = """
+import os, signal
+from pathlib import Path
+from torch import nn
+from ablate import register_activation
+
+MARK = Path(__file__).with_name("killed-once")
+
+@register_activation("killonce-ray")
+class KillOnce(nn.ReLU):
+    def forward(self, x):
+        try:  # atomic: of several processes racing here, exactly one dies
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().forward(x)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
+"""
+
+
+@pytest.fixture(scope="module")
+def fake_gpu_cluster():
+    # Two GPU slots without hardware: tasks ask for a GPU each, and train on the CPU.
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def test_sweep_through_ray_with_a_task_that_kills_itself_once(fake_gpu_cluster, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "killer_ray.py").write_text(textwrap.dedent(KILL_ONCE))
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    result = cli.invoke(app, ["--plugin", "killer_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res",
+                              "--set", "model.activation=\"killonce-ray\"", "--max-retries", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Ray tasks" in result.output
+    assert (tmp_path / "killed-once").exists()  # one task did die
+    records = scan_runs(tmp_path / "res", "cluster").records
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    assert all(r["worker"]["label"].startswith("ray ") for r in records)
+    events = read_events(tmp_path / "res", "cluster")
+    starts = [e["run_id"] for e in events if e["event"] == "start"]
+    assert len(starts) == 5 and len(set(starts)) == 4  # the killed cell was started twice...
+    assert [e["event"] for e in events].count("take-over") == 1  # ...taking its dead claim over
+    assert not list((tmp_path / "res" / "cluster" / "claims").iterdir())
+    # Rerunning trains nothing: the results folder says every cell is done.
+    again = cli.invoke(app, ["--plugin", "killer_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res",
+                             "--set", "model.activation=\"killonce-ray\""])
+    assert again.exit_code == 0 and "0 run(s)" in again.output and "4 already done" in again.output
+
+
+def test_results_folder_must_be_writable_before_ray_starts(cli, tmp_path):
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    (tmp_path / "afile").write_text("x")
+    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "auto", "--results", str(tmp_path / "afile")])
+    assert result.exit_code == 2 and "is a file, not a folder" in result.output
+
+
+def test_missing_ray_is_one_line(cli, tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_ray(name, *args, **kwargs):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("No module named 'ray'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "local", "--results", str(tmp_path / "res")])
+    assert result.exit_code == 2
+    assert "pip install 'ablate[ray]'" in result.output and "Traceback" not in result.output

@@ -1,0 +1,151 @@
+"""Damaged results folders and unwritable outputs: one warning or error line, never a traceback,
+never a damaged file counted as finished or silently overwritten, never a lost run."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+
+import pytest
+
+from ablate.cli import app
+from ablate.record import problem
+from ablate.store import StoreError, check_writable, scan_runs, write_run
+
+DAMAGE = {
+    "truncated": lambda good: good[: len(good) // 2],
+    "not-json": lambda good: "this is not json at all",
+    "binary": lambda good: "\udcff",  # replaced below by raw bytes
+    "list": lambda good: "[1, 2, 3]",
+    "seed-str": lambda good: good.replace('"seed": 0', '"seed": "a"'),
+    "run-id-list": lambda good: json.dumps({**json.loads(good), "run_id": [1]}),
+    "no-variant": lambda good: json.dumps({k: v for k, v in json.loads(good).items() if k != "variant"}),
+    "epochs-str": lambda good: json.dumps({**json.loads(good), "epochs": "x"}),
+    "metric-str": lambda good: json.dumps({**json.loads(good), "epochs": [{"epoch": 1, "val_acc": "high"}]}),
+    "summary-str": lambda good: json.dumps({**json.loads(good), "summary": {"final_val_acc": "0.5"}}),
+    "bad-status": lambda good: json.dumps({**json.loads(good), "status": "done"}),
+}
+
+
+@pytest.fixture
+def trained(cli, tiny_experiment, tmp_path):
+    """A finished tiny experiment (2 cells) in tmp_path/res."""
+    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(tmp_path / "res"), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    return tmp_path / "res"
+
+
+def damage(results, kind: str):
+    """Damage the first run file in one way; returns its path."""
+    path = sorted((results / "tiny" / "runs").glob("*.json"))[0]
+    good = path.read_text()
+    if kind == "binary":
+        path.write_bytes(b"\xff\xfe\x00garbage")
+    else:
+        path.write_text(DAMAGE[kind](good))
+    return path
+
+
+@pytest.mark.parametrize("kind", sorted(DAMAGE))
+def test_show_names_each_damaged_file_and_counts_it_not_done(cli, tiny_experiment, trained, kind):
+    path = damage(trained, kind)
+    result = cli.invoke(app, ["show", str(tiny_experiment), "--results", str(trained), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert path.name in result.output.replace("\n", "") and "not counted as a run" in result.output.replace("\n", "")
+    assert "1 done" in result.output and "1 damaged" in result.output
+    assert len(scan_runs(trained, "tiny").unreadable) == 1
+
+
+@pytest.mark.parametrize("kind", ["truncated", "seed-str", "metric-str"])
+def test_run_moves_a_damaged_file_aside_then_retrains_the_cell(cli, tiny_experiment, trained, kind):
+    path = damage(trained, kind)
+    evidence = path.read_bytes()
+    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(trained), "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "Traceback" not in result.output
+    assert "1 run(s): 1 ok" in result.output and "1 already done" in result.output
+    moved = path.with_name(path.name + ".corrupt")
+    assert moved.read_bytes() == evidence  # the evidence is kept, not overwritten
+    assert problem(json.loads(path.read_text())) is None  # and the cell has a valid record again
+
+
+@pytest.mark.parametrize("kind", ["not-json", "no-variant", "summary-str"])
+def test_report_warns_about_damaged_files_and_goes_on(cli, trained, tmp_path, kind):
+    path = damage(trained, kind)
+    result = cli.invoke(app, ["report", "tiny", "--results", str(trained), "--out", str(tmp_path / "reports")])
+    assert "Traceback" not in result.output
+    assert path.name in result.output.replace("\n", "")
+    assert result.exit_code == 0, result.output
+
+
+def test_damaged_manifest_does_not_crash_show_or_report(cli, tiny_experiment, trained, tmp_path):
+    (trained / "tiny" / "experiment.json").write_text("{truncated")
+    shown = cli.invoke(app, ["show", str(tiny_experiment), "--results", str(trained), "--device", "cpu"])
+    assert shown.exit_code == 0 and "Traceback" not in shown.output
+    reported = cli.invoke(app, ["report", "tiny", "--results", str(trained), "--out", str(tmp_path / "reports")])
+    assert "Traceback" not in reported.output and reported.exit_code in (0, 2), reported.output
+
+
+@pytest.mark.parametrize("where", ["a-file", "read-only", "impossible", "too-long"])
+def test_unwritable_results_folder_is_one_line_before_training(cli, tiny_experiment, tmp_path, where):
+    if where == "a-file":
+        target = tmp_path / "a-file"
+        target.write_text("x")
+    elif where == "read-only":
+        if os.geteuid() == 0:
+            pytest.skip("root can write to read-only folders")
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    elif where == "impossible":
+        target = __import__("pathlib").Path("/proc/ablate-cannot-exist/results")
+    else:
+        target = tmp_path / ("x" * 300)
+    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(target), "--device", "cpu"])
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 2
+    assert "epoch" not in result.output  # nothing trained
+
+
+def test_write_failure_mid_sweep_rescues_the_record(tmp_path, monkeypatch):
+    import ablate.store as store
+
+    record = {"run_id": "0123456789abcdef", "experiment": "exp", "status": "ok", "seed": 0}
+    results = tmp_path / "results"
+    results.mkdir()
+
+    def broken(path, payload):
+        if "rescued" not in path.name:
+            raise OSError(28, "No space left on device")
+        return real(path, payload)
+
+    real = store.write_json_atomic
+    monkeypatch.setattr(store, "write_json_atomic", broken)
+    monkeypatch.setattr(store.time, "sleep", lambda s: None)
+    with pytest.raises(StoreError) as info:
+        write_run(results, record)
+    message = str(info.value)
+    assert "No space left on device" in message and "\n" not in message
+    rescued = tmp_path / "ablate-rescued-exp-0123456789abcdef.json"
+    assert rescued.exists() and json.loads(rescued.read_text())["run_id"] == record["run_id"]
+    assert str(rescued) in message
+
+
+def test_run_files_are_readable_by_the_team(trained):
+    old = os.umask(0o022)
+    try:
+        for path in (trained / "tiny" / "runs").glob("*.json"):
+            assert stat.S_IMODE(path.stat().st_mode) & 0o044 == 0o044, oct(path.stat().st_mode)
+        assert stat.S_IMODE((trained / "tiny" / "experiment.json").stat().st_mode) & 0o044 == 0o044
+    finally:
+        os.umask(old)
+
+
+def test_check_writable_creates_the_folder(tmp_path):
+    check_writable(tmp_path / "new" / "results")
+    assert (tmp_path / "new" / "results").is_dir()
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(StoreError):
+        check_writable(tmp_path / "f" / "below")
