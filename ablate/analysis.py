@@ -798,7 +798,7 @@ def _comparison_row(
 # --- grid designs: main effects and two-way interactions ---------------------------------------
 EFFECT_COLUMNS = [
     "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "sd", "ci_low", "ci_high",
-    "t", "df", "p", "p_holm", "verdict", "note",
+    "t", "df", "p", "p_holm", "verdict", "note", "m", "sim_level", "sim_low", "sim_high", "interval_note",
 ]
 POSITIVE_INTERACTION = "positive interaction"
 NEGATIVE_INTERACTION = "negative interaction"
@@ -929,9 +929,14 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
                     terms = [(1.0, {a: la, b: lb}), (-1.0, {a: a0, b: lb}), (-1.0, {a: la, b: b0}), (1.0, {a: a0, b: b0})]
                     c = _grid_contrast(data, values, terms, axes, rest)
                     block.append(_effect_row("interaction", f"{a} x {b}", f"{la} x {lb}", f"{a0} x {b0}", metric, c))
+        m = sum(1 for r in block if not _nan(r["p"]))
+        level = stats.simultaneous_confidence(m)
         for r, p_adj in zip(block, stats.holm([r["p"] for r in block])):
             r["p_holm"] = p_adj
             v = stats.verdict(r["estimate"], p_adj, r["n"], metric.higher_is_better)
+            wide = stats.paired_test(r.pop("_values"), level)
+            r.update(m=m, sim_level=level, sim_low=wide.ci_low, sim_high=wide.ci_high)
+            r["interval_note"] = interval_note({**r, "verdict": v, "sd_diff": r["sd"]}, scale=100.0 if metric.percent else 1.0)
             if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
                 v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
             elif r["kind"] == "interaction" and v == stats.NO_DIFFERENCE:
@@ -941,6 +946,7 @@ def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) 
     frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
     frame["n"] = frame["n"].astype(int)
     frame["df"] = frame["df"].astype("Int64")
+    frame["m"] = frame["m"].astype("Int64")
     return frame
 
 
@@ -952,6 +958,7 @@ def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, c: C
         "ci_low": test.ci_low, "ci_high": test.ci_high, "t": test.t, "df": test.df if test.n >= 2 else pd.NA,
         "p": test.p, "p_holm": math.nan, "verdict": "",
         "note": "; ".join(x for x in (c.note, ALL_EQUAL_NOTE if test.all_equal else "") if x),
+        "_values": list(c.values),
     }
 
 

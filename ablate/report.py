@@ -558,9 +558,11 @@ _SHORT = {"better": "**better**", "worse": "**worse**", "no detectable differenc
 def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
     rows = []
     for r in effects.itertuples():
-        note = f"; {r.note}" if isinstance(r.note, str) and r.note else ""
+        note = "".join(f"; {x}" for x in (r.note, r.interval_note) if isinstance(x, str) and x)
+        sim = (f"[{fmt(r.sim_low * 100, 2, True)}, {fmt(r.sim_high * 100, 2, True)}] ({_pct(r.sim_level)})"
+               if r.n >= 2 and not _isnan(r.sim_low) else "-")
         rows.append([r.kind, r.axes, f"{r.level} (vs {r.reference})", r.n,
-                     fmt_ci(r.estimate, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True), fmt_p(r.p), fmt_p(r.p_holm),
+                     fmt_ci(r.estimate, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True), sim, fmt_p(r.p), fmt_p(r.p_holm),
                      r.verdict + note])
     return ["## Main effects and interactions", "",
             "On final validation accuracy, in percentage points, relative to the baseline's level of each axis. "
@@ -568,9 +570,10 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
             "(accuracy at that level - accuracy at the reference level). Interaction of two levels a, b: per seed, "
             "the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + y(a0,b0), i.e. how much the effect of "
             "a changes when the other axis moves from its reference to b (0 = the effects add up). 95% t interval "
-            "over the seeds with every cell ok; Holm over all effects listed.", "",
-            md_table(["kind", "axes", "level", "n (seeds)", "estimate [95% CI] (points)", "p", "p_holm", "verdict"], rows,
-                     ["l", "l", "l", "r", "r", "r", "r", "l"]), ""]
+            "over the seeds with every cell ok; Holm over all effects listed; the simultaneous (Bonferroni) interval "
+            "over those effects is the one that matches the verdict.", "",
+            md_table(["kind", "axes", "level", "n (seeds)", "estimate [95% CI] (points)", "simultaneous CI (points)", "p",
+                      "p_holm", "verdict"], rows, ["l", "l", "l", "r", "r", "r", "r", "r", "l"]), ""]
 
 
 def _claims_section(claims: pd.DataFrame) -> list[str]:
