@@ -6,6 +6,8 @@ stderr and exit with code 2, never a traceback.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import signal
 import statistics
 import threading
@@ -297,12 +299,20 @@ def run(
     ),
     max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
+    precision: Optional[float] = typer.Option(
+        None, "--precision", metavar="POINTS",
+        help="Add seeds (to every variant) until every comparison with the baseline has a 95% interval half-width "
+        "at or below POINTS percentage points of validation accuracy (rule on widths only, see docs/report.md).",
+    ),
+    max_seeds: int = typer.Option(20, "--max-seeds", min=2, metavar="M", help="With --precision: stop at this many seeds."),
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
 
     exp, dev = _load(file, set_, device)
     n_workers = _workers_option(workers)
+    if precision is not None and not (math.isfinite(precision) and precision > 0):
+        raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
     try:
         check_writable(results)
     except StoreError as e:
@@ -331,35 +341,48 @@ def run(
         where = f"device {dev}"
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {where}{note}", highlight=False)
+
+    def execute(exp: Experiment, progress: Progress) -> Any:
+        """One pass over ``exp``'s cells with the chosen executor."""
+        if ray is not None:
+            from ablate.ray_executor import RayError, run_ray
+
+            try:
+                return run_ray(exp, results, ray, device=device, force=force, limit=limit,
+                               observer=RunDisplay(progress, exp.train.epochs), use_cache=not no_cache,
+                               keep_checkpoints=keep_checkpoints, max_retries=max_retries, per_device=workers_per_device,
+                               threads=threads or 1, plugins=_PLUGINS)
+            except RayError as e:
+                raise fail(str(e)) from None
+        if use_pool:
+            return run_pool(exp, results, slots, force=force, limit=limit,
+                            observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
+                            use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                            plugins=_PLUGINS)
+        with _StopOnSignal() as stop:
+            return run_experiment(exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
+                                  use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop)
+
+    if threads and ray is None and not use_pool:
+        torch.set_num_threads(threads)
+    adaptive = None
     try:
         with progress_bar() as progress:
-            if ray is not None:
-                from ablate.ray_executor import RayError, run_ray
-
-                display = RunDisplay(progress, exp.train.epochs)
-                try:
-                    summary = run_ray(exp, results, ray, device=device, force=force, limit=limit, observer=display,
-                                      use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
-                                      per_device=workers_per_device, threads=threads or 1, plugins=_PLUGINS)
-                except RayError as e:
-                    raise fail(str(e)) from None
-            elif use_pool:
-                display = RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots})
-                summary = run_pool(exp, results, slots, force=force, limit=limit, observer=display,
-                                   use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
-                                   max_retries=max_retries, plugins=_PLUGINS)
+            if precision is None:
+                summary = execute(exp, progress)
             else:
-                if threads:
-                    torch.set_num_threads(threads)
-                with _StopOnSignal() as stop:
-                    summary = run_experiment(
-                        exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
-                        use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop,
-                    )
+                from ablate.runner import run_adaptively
+
+                summary, adaptive = run_adaptively(exp, results, lambda e: execute(e, progress),
+                                                   precision=precision, max_seeds=max_seeds)
     except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise _interrupted() from None
+    if adaptive is not None:
+        exp = dataclasses.replace(exp, seeds=tuple(adaptive.seeds))
+        console.print(f"adaptive seeds ({len(adaptive.seeds)}: {adaptive.seeds[0]}..{adaptive.seeds[-1]}): {escape(adaptive.stopped)}",
+                      highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise _interrupted()
     for line in summary.errors:

@@ -306,3 +306,50 @@ def run_experiment(
         summary.records.append(record)
         observer.on_cell_end(0, len(todo), cell, record)
     return summary
+
+
+@dataclass
+class AdaptiveOutcome:
+    """How adaptive replication ended: the seeds used and the stopping rule's last word."""
+
+    seeds: list[int]
+    stopped: str  # the decision's sentence (precision reached / max seeds reached / interrupted)
+    rounds: int
+
+
+def run_adaptively(
+    exp: Experiment,
+    results: str | Path,
+    execute: Callable[[Experiment], RunSummary],
+    *,
+    precision: float,
+    max_seeds: int,
+) -> tuple[RunSummary, AdaptiveOutcome]:
+    """Run ``exp`` with ``execute`` (any executor), then add seeds to every variant until the
+    stopping rule of :mod:`ablate.adaptive` holds (interval widths only, never p-values), and
+    record the rule and why it stopped in the manifest (``"adaptive"``). A rerun of the same
+    command trains nothing new: each round's decision depends only on finished results."""
+    import dataclasses
+
+    from ablate.adaptive import decide_for_experiment
+
+    total = RunSummary(exp.name)
+    rounds = 0
+    while True:
+        rounds += 1
+        summary = execute(exp)
+        total.records += summary.records
+        total.skipped += [c for c in summary.skipped if c not in total.skipped]
+        total.busy, total.remaining, total.errors = summary.busy, summary.remaining, total.errors + summary.errors
+        if summary.interrupted or summary.busy or summary.remaining:
+            total.interrupted = summary.interrupted
+            why = "interrupted" if summary.interrupted else "cells still running elsewhere or left for later"
+            return total, AdaptiveOutcome(list(exp.seeds), f"not decided: {why}; rerun the same command", rounds)
+        decision = decide_for_experiment(results, exp.name, precision=precision, max_seeds=max_seeds)
+        if decision.stop:
+            break
+        exp = dataclasses.replace(exp, seeds=tuple(exp.seeds) + tuple(decision.add_seeds))
+    adaptive = {"precision": precision, "max_seeds": max_seeds, "stopped": decision.message, "reason": decision.reason,
+                "seeds": list(exp.seeds), "rounds": rounds}
+    write_manifest(results, {**exp.manifest(), "updated": now(), "adaptive": adaptive})
+    return total, AdaptiveOutcome(list(exp.seeds), decision.message, rounds)

@@ -230,3 +230,19 @@ def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_
     assert records["test-oom-overlap-none-drop"]["error"] == "out of memory at batch 1 on cpu"
     assert records["relu-overlap-none-drop"]["status"] == "ok"  # the sweep went on
     assert "1 ok, 1 failed, 0 diverged" in result.output
+
+
+def test_precision_adds_seeds_until_the_rule_stops_and_a_rerun_trains_nothing(cli, write_experiment, tmp_path):
+    # Two epochs: after one, both variants still predict one class (identical accuracies, and an
+    # interval of width 0 would stop the rule at once).
+    path = write_experiment(SIX_CELLS.replace("seeds = [0, 1, 2]", "seeds = [0, 1]").replace("epochs = 1", "epochs = 2"), "six.toml")
+    args = ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"), "--precision", "0.001", "--max-seeds", "3"]
+    first = cli.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "max seeds reached" in first.output and "6 run(s)" in first.output.replace("\n", " ")
+    manifest = json.loads((tmp_path / "res" / "six" / "experiment.json").read_text())
+    assert manifest["seeds"] == [0, 1, 2] and manifest["adaptive"]["reason"] == "max seeds reached"
+    assert {r["seed"] for r in scan_runs(tmp_path / "res", "six").records} == {0, 1, 2}  # seed 2 for every variant
+    again = cli.invoke(app, args)
+    assert again.exit_code == 0 and "0 run(s)" in again.output, again.output
+    assert Counter(starts(tmp_path / "res", "six").values()) == Counter({1: 6})  # nothing trained twice
