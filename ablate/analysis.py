@@ -87,8 +87,8 @@ def metrics_for(targets: Targets, steps: bool = False) -> list[Metric]:
     out = [
         Metric("final_val_acc", "final val accuracy", True, percent=True),
         Metric("best_val_acc", "best val accuracy", True, percent=True),
-        Metric("final_val_loss", "final val loss", False),
-        Metric("final_train_loss", "final train loss", False),
+        Metric("final_val_loss", "final val loss", False, unit="nats"),
+        Metric("final_train_loss", "final train loss", False, unit="nats"),
         Metric("gen_gap", "generalization gap (train - val acc)", False, percent=True),
         Metric("train_images_per_s", "training throughput", True, unit="images/s"),
     ]

@@ -60,7 +60,7 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
 OVERLAY_MAX = 6  # more variants than this: one small panel per variant instead of one crowded panel
 CURVES = (("val_acc_pct", "validation accuracy (%)", "Validation accuracy"),
           ("train_loss", "training loss (cross-entropy)", "Training loss"))
-IMAGES = "images seen"
+IMAGES = "training images seen"
 
 
 def _curve_panels(data: ExperimentData) -> list[tuple[pd.DataFrame, str, str, str, str]]:
@@ -101,7 +101,7 @@ def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) ->
     with sns.axes_style(STYLE):
         if len(present) <= OVERLAY_MAX:
             fig = Figure(figsize=(5.5 * len(panels), 4.6 + 0.25 * math.ceil(max(len(present), 1) / 3)), layout="constrained")
-            axes = fig.subplots(1, len(panels))
+            axes = fig.subplots(1, len(panels), sharex=True)  # one x axis: images seen (or epochs) in every panel
             for ax, (frame, x, y, ylabel, panel_title) in zip(axes, panels):
                 if frame.empty:
                     _no_data(ax, "no finished runs")

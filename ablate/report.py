@@ -174,11 +174,16 @@ def fmt_p(p: Any) -> str:
     return f"{p:.4f}" if p < 0.1 else f"{p:.3f}".rstrip("0").rstrip(".") if p < 1 else "1"
 
 
+def _head(mean: Any, scale: float, digits: int, signed: bool) -> str | None:
+    """The scaled, formatted mean every "mean ..." cell starts with; None when there is none."""
+    return None if _isnan(mean) else fmt(float(mean) * scale, digits, signed)
+
+
 def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
     """``"mean ±half"`` of a symmetric interval (compact, for terminals); ``"mean (n=1)"`` without one."""
-    if _isnan(mean):
+    head = _head(mean, scale, digits, signed)
+    if head is None:
         return "-"
-    head = fmt(float(mean) * scale, digits, signed)
     if n < 2 or _isnan(low):
         return f"{head} (n={n})"
     return f"{head} ±{fmt((float(high) - float(low)) / 2 * scale, digits)}"
@@ -186,12 +191,20 @@ def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: i
 
 def fmt_ci(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
     """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)"."""
-    if _isnan(mean):
+    head = _head(mean, scale, digits, signed)
+    if head is None:
         return "-"
-    head = fmt(float(mean) * scale, digits, signed)
     if n < 2 or _isnan(low):
         return f"{head} (no CI, n={n})"
     return f"{head} [{fmt(float(low) * scale, digits, signed)}, {fmt(float(high) * scale, digits, signed)}]"
+
+
+def fmt_sd(mean: Any, sd: Any, scale: float = 1.0, digits: int = 2) -> str:
+    """``"mean ± sd"``; the mean alone when there is no sd (one value)."""
+    head = _head(mean, scale, digits, False)
+    if head is None:
+        return "-"
+    return head if _isnan(sd) else f"{head} ± {fmt(float(sd) * scale, digits)}"
 
 
 def _md_escape(text: Any) -> str:
@@ -442,16 +455,16 @@ def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
             _code(r["variant"]) + (" (baseline)" if r["baseline"] else ""),
             f"{n}/{int(r['n_cells'])}",
             fmt_ci(r["final_val_acc_mean"], r["final_val_acc_ci_low"], r["final_val_acc_ci_high"], n, 100.0),
-            _mean_sd(r["best_val_acc_mean"], r["best_val_acc_sd"], 100.0, 2),
-            _mean_sd(r["final_val_loss_mean"], r["final_val_loss_sd"], 1.0, 3),
-            _mean_sd(r["final_train_loss_mean"], r["final_train_loss_sd"], 1.0, 3),
+            fmt_sd(r["best_val_acc_mean"], r["best_val_acc_sd"], 100.0, 2),
+            fmt_sd(r["final_val_loss_mean"], r["final_val_loss_sd"], 1.0, 3),
+            fmt_sd(r["final_train_loss_mean"], r["final_train_loss_sd"], 1.0, 3),
             fmt_ci(r["gen_gap_mean"], r["gen_gap_ci_low"], r["gen_gap_ci_high"], n, 100.0, signed=True),
         ]
         if has_train:
             row.append(_target_cell(r, "train", n))
         if has_val:
             row.append(_target_cell(r, "val", n))
-        row += [_mean_sd(r["train_images_per_s_mean"], r["train_images_per_s_sd"], 1.0, 0),
+        row += [fmt_sd(r["train_images_per_s_mean"], r["train_images_per_s_sd"], 1.0, 0),
                 f"{int(r['params']):,}" if not _isnan(r["params"]) else "-", bad or "-"]
         rows.append(row)
     return ["## Summary per variant", "",
@@ -460,19 +473,11 @@ def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
             md_table(headers, rows), ""]
 
 
-def _mean_sd(mean: Any, sd: Any, scale: float, digits: int) -> str:
-    if _isnan(mean):
-        return "-"
-    if _isnan(sd):
-        return fmt(float(mean) * scale, digits)
-    return f"{fmt(float(mean) * scale, digits)} ± {fmt(float(sd) * scale, digits)}"
-
-
 def _target_cell(r: dict[str, Any], kind: str, n: int) -> str:
     reached = int(r.get(f"{kind}_target_reached", 0) or 0)
     if reached == 0:
         return f"not reached (0/{n})"
-    return f"{_mean_sd(r[f'epochs_to_{kind}_target_mean'], r[f'epochs_to_{kind}_target_sd'], 1.0, 1)} ({reached}/{n})"
+    return f"{fmt_sd(r[f'epochs_to_{kind}_target_mean'], r[f'epochs_to_{kind}_target_sd'], 1.0, 1)} ({reached}/{n})"
 
 
 def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics: Sequence[Metric]) -> list[str]:
