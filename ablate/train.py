@@ -477,7 +477,7 @@ def train_epoch(
                 raise Interrupted(f"stopped in epoch {epoch} after step {progress.step}")
             if stop or timed:
                 end_stretch(started)
-                _save(run, hooks, "stop" if stop else "timer", progress)
+                save_checkpoint(run, hooks, "stop" if stop else "timer", progress)
                 if stop:
                     raise Interrupted(f"stopped in epoch {epoch} after step {progress.step}; checkpoint saved")
                 last_save = started = begin_stretch()
@@ -500,7 +500,7 @@ def train_epoch(
     }
 
 
-def _save(run: Training, hooks: CellHooks, why: str, progress: _EpochProgress | None) -> None:
+def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochProgress | None) -> None:
     """Checkpoint everything the rest of the run depends on (see :mod:`ablate.checkpoint`)."""
     state = {
         "model": run.model.state_dict(),
@@ -614,7 +614,7 @@ def train_cell(
         run.epochs.append(metrics)
         observer.on_epoch(metrics)
         if hooks.checkpoint is not None:
-            _save(run, hooks, "epoch", None)
+            save_checkpoint(run, hooks, "epoch", None)
 
     return {
         "format": FORMAT_VERSION,
