@@ -537,8 +537,10 @@ def _report_table(rep: Any) -> Table:
 
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}")
-    for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "verdict"):
+    table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}",
+                  caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
+                  "alpha 0.05); the report's Answer says what a given effect would need")
+    for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "detectable", "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant")
     for r in summary.to_dict("records"):
         v = r["variant"]
@@ -548,9 +550,10 @@ def _report_table(rep: Any) -> Table:
             c = primary.loc[v]
             diff = fmt_pm(c["diff"], c["ci_low"], c["ci_high"], int(c["n"]), 100.0, signed=True) if c["n"] else "-"
             p, verdict = fmt_p(c["p_holm"]), str(c["verdict"])
+            mdd = f"≥ {100 * float(c['mdd']):.1f}" if c["mdd"] == c["mdd"] else "-"  # NaN: fewer than 2 seeds
         else:
-            diff, p, verdict = "", "", "(baseline)"
-        table.add_row(escape(v), f"{int(r['n'])}/{int(r['n_cells'])}", bad or "-", acc, diff, p, verdict)
+            diff, p, verdict, mdd = "", "", "(baseline)", ""
+        table.add_row(escape(v), f"{int(r['n'])}/{int(r['n_cells'])}", bad or "-", acc, diff, p, mdd, verdict)
     return table
 
 
