@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 
 import pytest
@@ -28,11 +29,24 @@ DAMAGE = {
 }
 
 
-@pytest.fixture
-def trained(cli, tiny_experiment, tmp_path):
-    """A finished tiny experiment (2 cells) in tmp_path/res."""
-    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(tmp_path / "res"), "--device", "cpu"])
+@pytest.fixture(scope="module")
+def trained_once(tmp_path_factory):
+    """A finished tiny experiment (2 cells), trained once for the module."""
+    from typer.testing import CliRunner
+
+    from conftest import TINY_EXPERIMENT
+
+    folder = tmp_path_factory.mktemp("trained")
+    (folder / "tiny.toml").write_text(TINY_EXPERIMENT)
+    result = CliRunner().invoke(app, ["run", str(folder / "tiny.toml"), "--results", str(folder / "res"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
+    return folder / "res"
+
+
+@pytest.fixture
+def trained(trained_once, tmp_path):
+    """A fresh copy of the finished experiment, to damage."""
+    shutil.copytree(trained_once, tmp_path / "res")
     return tmp_path / "res"
 
 
