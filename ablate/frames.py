@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
-from ablate.store import experiments, manifest_path, read_manifest, runs_dir, scan_runs
+from ablate.store import experiments, manifest_path, manifest_problem, read_manifest, runs_dir, scan_runs
 from ablate.variant import Variant
 
 STATUS_OK = "ok"
@@ -375,7 +375,7 @@ def load_experiment_data(
         axes = {k: list(v) for k, v in (manifest.get("axes") or {}).items()}
         description = manifest.get("description") or ""
     else:
-        notes.append("no experiment.json manifest: every run record in the folder is used and missing cells cannot be detected")
+        notes.append("no usable experiment.json manifest: every run record in the folder is used and missing cells cannot be detected")
         current_records, stale = records, 0
         variant_axes = {}
         for r in sorted(records, key=lambda r: (r.get("slug") or "", r.get("seed") or 0)):
@@ -456,10 +456,11 @@ def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str
     except Exception as e:  # a damaged file must not stop the report  # noqa: BLE001
         manifest, why = None, f"{type(e).__name__}: {e}"
     else:
-        why = "not valid JSON or not readable"
+        why = manifest_problem(root, name) or "unreadable"
     if manifest is None:
         if path.exists():
-            notes.append(f"{path} is damaged ({why}): treated as absent")
+            # the store's reason starts with the path: say it once
+            notes.append(f"{path} is damaged ({why.replace(f'{path}: ', '')}): treated as absent")
         return None
     problem = _manifest_problem(manifest)
     if problem:
