@@ -127,7 +127,7 @@ def test_without_manifest_every_record_is_used(tmp_path: Path) -> None:
     manifest_path(tmp_path, "pool").unlink()
     data = load_experiment_data(tmp_path, "pool")
     assert data.baseline == BASE and len(data.runs) == 6 and data.axes == {"pooling": ["nonoverlap", "overlap"]}
-    assert any("no experiment.json" in n for n in data.notes)
+    assert any("no usable experiment.json manifest" in n for n in data.notes)
 
 
 def _grid_outcome(axes: dict, s: int) -> Outcome:
