@@ -25,6 +25,8 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
+from ablate.store import write_atomic
+
 CACHE_ENV = "ABLATE_CACHE"
 # Bump whenever decoding, resizing or the entry layout changes: old entries are then ignored.
 FORMAT = 1
@@ -107,7 +109,10 @@ def load_or_build(key: CacheKey, build: Callable[[], dict[str, Any]]) -> tuple[d
         return cached, "hit"
     payload = build()
     try:
-        _write_atomic(path, {"key": key.as_json(), "payload": payload})
+        # Atomic (a crash or a second process never leaves half an entry under the final name),
+        # with the umask's permissions, so a cache shared by a team via $ABLATE_CACHE works for all.
+        entry = {"key": key.as_json(), "payload": payload}
+        write_atomic(path, lambda f: torch.save(entry, f), binary=True)
     except OSError as e:
         return payload, f"not written ({e.strerror or e})"
     return payload, "written"
@@ -123,20 +128,3 @@ def _read(path: Path, key: CacheKey) -> dict[str, Any] | None:
     if not isinstance(entry, dict) or entry.get("key") != key.as_json():
         return None  # hash collision or an entry from another format: never trust it
     return entry["payload"]
-
-
-def _write_atomic(path: Path, entry: dict[str, Any]) -> None:
-    """Temporary file in the same folder, then ``os.replace``: a crash or a second process
-    writing the same entry never leaves a half-written file under the final name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(entry, f)
-        # mkstemp creates files readable by the owner only; make entries world-readable (like a
-        # plain file) so that a cache folder shared by a team via $ABLATE_CACHE works for everyone.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
