@@ -70,7 +70,7 @@ def _curve_panels(data: ExperimentData) -> list[tuple[pd.DataFrame, str, str, st
     ep = data.epochs[data.epochs["status"] == "ok"].copy()
     ep["val_acc_pct"] = 100.0 * ep["val_acc"]
     st = data.steps[data.steps["status"] == "ok"].copy() if not data.steps.empty else data.steps
-    if st.empty:
+    if st.empty or set(ep["run_id"]) - set(st["run_id"]):  # some runs (older records) have no step logs
         return [(ep, "epoch", y, label, title) for y, label, title in CURVES]
     per_epoch = dict(zip(data.runs["run_id"], data.runs.get("images_per_epoch", pd.Series(math.nan, index=data.runs.index))))
     ep[IMAGES] = [e * per_epoch.get(r, math.nan) for r, e in zip(ep["run_id"], ep["epoch"])]

@@ -630,7 +630,8 @@ _PLOT_TEXTS = {
 
 def _plots_section(data: ExperimentData, figures: Sequence[str]) -> list[str]:
     out = ["## Plots", ""]
-    steps = not data.steps.empty
+    ok_epochs, ok_steps = data.epochs[data.epochs["status"] == "ok"], data.steps[data.steps["status"] == "ok"]
+    steps = not ok_steps.empty and not set(ok_epochs["run_id"]) - set(ok_steps["run_id"])  # as plots.learning_curves
     x = "training images seen" if steps else "epochs"
     extra = (f" Training curves use the step log points (mean over the steps since the previous point); validation "
              f"accuracy is measured at the end of each epoch. Dashed line: the {data.targets.train_error:.0%} training-"
