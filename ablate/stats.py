@@ -64,6 +64,7 @@ Verdict
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass
@@ -326,8 +327,12 @@ def bootstrap_interval(differences: Iterable[float], confidence: float = CONFIDE
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate or too-few-values warnings: NaN says it
         res = sps.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                            method="BCa", random_state=np.random.default_rng(BOOTSTRAP_SEED))
+                            method="BCa", **{_RNG_KEYWORD: np.random.default_rng(BOOTSTRAP_SEED)})
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
+
+
+# scipy >= 1.15 calls the generator argument ``rng`` (``random_state`` is on its way out).
+_RNG_KEYWORD = "rng" if "rng" in inspect.signature(sps.bootstrap).parameters else "random_state"
 
 
 @dataclass(frozen=True)
