@@ -60,6 +60,11 @@ class DataConfig:
     val_fraction: float = field(default=0.1, metadata=rule(lambda v: 0 < v < 1, "a number strictly between 0 and 1"))
     # Skip unreadable images in an image folder (counted in the run record) instead of stopping.
     skip_bad_images: bool = False
+    # Draw each run's training subset (train_size images, class-balanced) from the full training
+    # set with the run seed, so that intervals over seeds also cover which images were sampled.
+    # Off: every run of every variant trains on the same data.seed subset. Validation images stay
+    # fixed either way. (Added after results existed: at its default it leaves run ids as they were.)
+    resample: bool = field(default=False, metadata={"identity_at_default": False})
 
 
 @dataclass(frozen=True)

@@ -59,6 +59,12 @@ AXIS_REGISTRIES: dict[str, Registry] = {
 
 # [train] settings that do not identify a run (see Cell.run_id).
 _NOT_IDENTITY = frozenset(f.name for f in dataclasses.fields(TrainConfig) if f.metadata.get("identity") is False)
+# Settings added after results existed: left out of the run id while at their default, so that
+# results from before they existed keep their ids (and are not retrained).
+_OMIT_AT_DEFAULT = {
+    section: {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("identity_at_default") is False}
+    for section, cls in (("data", DataConfig), ("train", TrainConfig))
+}
 
 
 class ExperimentError(ValueError):
@@ -104,6 +110,8 @@ class Cell:
         cannot change results, so they are left out."""
         config = self.config()
         config["train"] = {k: v for k, v in config["train"].items() if k not in _NOT_IDENTITY}
+        for section, defaults in _OMIT_AT_DEFAULT.items():
+            config[section] = {k: v for k, v in config[section].items() if k not in defaults or v != defaults[k]}
         blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
