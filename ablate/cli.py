@@ -500,6 +500,10 @@ def report(
         raise fail(f"--effect {effect:g}: expected percentage points between 0 and 100, e.g. 0.5")
     if ci not in CI_METHODS:
         raise fail(f"--ci {ci}: expected one of {', '.join(CI_METHODS)}")
+    try:  # before any result is read: an unwritable --out fails now, in one line
+        check_writable(out)
+    except StoreError as e:
+        raise fail(str(e).replace("--results", "--out")) from None
     found = experiments(results)
     # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
     with_bench = not names or BENCH_DIR in names
@@ -650,6 +654,11 @@ def export_tensorboard_command(
 ) -> None:
     """TensorBoard event files from the run files: curves per epoch and step, HParams by axis (needs ablate[tensorboard])."""
     from ablate.export import ExportError, export_tensorboard
+
+    try:
+        check_writable(out)
+    except StoreError as e:
+        raise fail(str(e).replace("--results", "--out")) from None
 
     try:
         done = export_tensorboard(results, out, names or None)

@@ -163,3 +163,12 @@ def test_check_writable_creates_the_folder(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(StoreError):
         check_writable(tmp_path / "f" / "below")
+
+
+@pytest.mark.parametrize("command", [["report"], ["export", "tensorboard"]])
+def test_unwritable_report_or_export_out_is_one_line(cli, trained, tmp_path, command):
+    (tmp_path / "a-file").write_text("x")
+    result = cli.invoke(app, [*command, "--results", str(trained), "--out", str(tmp_path / "a-file")])
+    assert result.exit_code == 2, result.output
+    assert "is a file, not a folder; give --out a folder" in result.output.replace("\n", " ")
+    assert "Traceback" not in result.output
