@@ -34,6 +34,7 @@ from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
 from ablate.runner import run_experiment
 from ablate.store import StoreError, check_writable, iter_runs, scan_runs
+from ablate.textfmt import fmt_sd
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
 
@@ -190,12 +191,11 @@ def show(
     console.print(_cells_table(exp, results))
 
 
-def _mean_sd(values: list[float], fmt: str = "{:.3f}") -> str:
+def _mean_sd(values: list[float], digits: int = 3) -> str:
+    """Mean ± sd over seeds (the mean alone for one value)."""
     if not values:
         return "-"
-    if len(values) == 1:
-        return fmt.format(values[0])
-    return f"{fmt.format(statistics.mean(values))} ± {fmt.format(statistics.stdev(values))}"
+    return fmt_sd(statistics.mean(values), statistics.stdev(values) if len(values) > 1 else None, digits=digits)
 
 
 def summary_table(exp: Experiment, results: Path) -> Table:
@@ -215,7 +215,7 @@ def summary_table(exp: Experiment, results: Path) -> Table:
             escape(variant.slug()) + (" *" if variant == exp.baseline else ""),
             f"{len(ok)}/{len(exp.seeds)}" + (f" ({', '.join(bad)})" if bad else ""),
             _mean_sd([r["summary"]["final_val_acc"] for r in ok if isinstance(r["summary"].get("final_val_acc"), (int, float))]),
-            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")], "{:.0f}"),
+            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")], 0),
         )
     table.caption = "* baseline"
     return table
@@ -537,7 +537,7 @@ def report(
 
 def _report_table(rep: Any) -> Table:
     """Per variant: runs, final validation accuracy with its CI, and the paired verdict against the baseline."""
-    from ablate.report import fmt_p, fmt_pm
+    from ablate.textfmt import fmt_p, fmt_pm
 
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")

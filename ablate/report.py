@@ -47,6 +47,7 @@ from ablate.analysis import (
     variation_sources,
 )
 from ablate.claims import check_claims, paper_effects
+from ablate.textfmt import _head, _isnan, _md_escape, fmt, fmt_ci, fmt_p, fmt_pm, fmt_sd, md_table  # noqa: F401 - re-exported
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
@@ -149,78 +150,6 @@ def write_csv(frame: pd.DataFrame, path: Path) -> Path:
 
 
 # --- formatting ---------------------------------------------------------------------------------
-def _isnan(x: Any) -> bool:
-    try:
-        return x is None or x is pd.NA or math.isnan(float(x))
-    except (TypeError, ValueError):
-        return False
-
-
-def fmt(x: Any, digits: int = 2, signed: bool = False) -> str:
-    if _isnan(x):
-        return "-"
-    x = float(x)
-    if math.isinf(x):
-        return "inf" if x > 0 else "-inf"
-    return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
-
-
-def fmt_p(p: Any) -> str:
-    if _isnan(p):
-        return "-"
-    p = float(p)
-    if p < 1e-4:
-        return "<0.0001"
-    return f"{p:.4f}" if p < 0.1 else f"{p:.3f}".rstrip("0").rstrip(".") if p < 1 else "1"
-
-
-def _head(mean: Any, scale: float, digits: int, signed: bool) -> str | None:
-    """The scaled, formatted mean every "mean ..." cell starts with; None when there is none."""
-    return None if _isnan(mean) else fmt(float(mean) * scale, digits, signed)
-
-
-def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-    """``"mean ±half"`` of a symmetric interval (compact, for terminals); ``"mean (n=1)"`` without one."""
-    head = _head(mean, scale, digits, signed)
-    if head is None:
-        return "-"
-    if n < 2 or _isnan(low):
-        return f"{head} (n={n})"
-    return f"{head} ±{fmt((float(high) - float(low)) / 2 * scale, digits)}"
-
-
-def fmt_ci(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-    """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)"."""
-    head = _head(mean, scale, digits, signed)
-    if head is None:
-        return "-"
-    if n < 2 or _isnan(low):
-        return f"{head} (no CI, n={n})"
-    return f"{head} [{fmt(float(low) * scale, digits, signed)}, {fmt(float(high) * scale, digits, signed)}]"
-
-
-def fmt_sd(mean: Any, sd: Any, scale: float = 1.0, digits: int = 2) -> str:
-    """``"mean ± sd"``; the mean alone when there is no sd (one value)."""
-    head = _head(mean, scale, digits, False)
-    if head is None:
-        return "-"
-    return head if _isnan(sd) else f"{head} ± {fmt(float(sd) * scale, digits)}"
-
-
-def _md_escape(text: Any) -> str:
-    return str(text).replace("|", "\\|").replace("\n", " ")
-
-
-def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
-    """A GitHub-flavoured markdown table; ``align`` per column: "l" or "r"."""
-    align = list(align or ["l"] + ["r"] * (len(headers) - 1))
-    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
-             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
-    for row in rows:
-        lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
-    return "\n".join(lines)
-
-
 def _code(v: str) -> str:
     return f"`{v}`"
 

@@ -55,7 +55,7 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
     is nothing to report."""
     # The experiment reports' table format. Imported here, not at the top: ablate.report pulls in
     # pandas and seaborn, which ``ablate bench`` (importing this package) does not need.
-    from ablate.report import md_table
+    from ablate.textfmt import md_table
 
     frame = load_bench(results_root)
     if frame.empty:
