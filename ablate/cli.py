@@ -25,10 +25,10 @@ from rich.table import Table
 
 import ablate
 from ablate.data import DataError
-from ablate.experiment import Cell, Experiment, ExperimentError, load_experiment
+from ablate.experiment import AXIS_REGISTRIES, Cell, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
 from ablate.plugins import PluginError, load_plugins
-from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, RegistryError
+from ablate.registry import ARCHS, DATASETS, RegistryError
 from ablate.leases import list_claims
 from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
@@ -410,7 +410,7 @@ def list_() -> None:
     axes = Table(title=escape("axes ([model] / [axes] keys)"))
     axes.add_column("axis")
     axes.add_column("values (default first marked *)")
-    for axis, registry in (("arch", ARCHS), ("activation", ACTIVATIONS), ("pooling", POOLINGS), ("norm", NORMS), ("init", INITS)):
+    for axis, registry in AXIS_REGISTRIES.items():
         values = [f"{v}*" if v == getattr(default, axis) else v for v in registry.names()]
         axes.add_row(axis, ", ".join(values))
     axes.add_row("dropout", "true*, false")

@@ -26,7 +26,6 @@ Only runs of the experiment's current configuration are exported (run ids listed
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from collections.abc import Iterable
@@ -35,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ablate.registry import suggest
 from ablate.results import current_records
 from ablate.store import experiments as list_experiments
 
@@ -87,10 +87,10 @@ def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterab
     names = list(dict.fromkeys(experiments)) if experiments else found
     for name in names:
         if name not in found:
-            hint = difflib.get_close_matches(name, found, n=1, cutoff=0.6)
+            hint = suggest(name, found)
             where = f"found: {', '.join(found)}" if found else "no experiments there"
             raise ExportError(f"unknown experiment {name!r} under {results} ({where})"
-                              + (f"; did you mean {hint[0]!r}?" if hint else ""))
+                              + (f"; did you mean {hint!r}?" if hint else ""))
     out = Path(out)
     plan: list[tuple[str, dict[str, Any], Path]] = []
     stale: dict[str, int] = {}

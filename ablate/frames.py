@@ -29,7 +29,6 @@ absent) and :attr:`ExperimentData.notes` names it.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +36,7 @@ from typing import Any, Callable
 
 import pandas as pd
 
+from ablate.registry import suggest
 from ablate.store import experiments, manifest_path, manifest_problem, read_manifest, runs_dir, scan_runs
 from ablate.variant import Variant
 
@@ -338,10 +338,10 @@ def load_experiment_data(
     targets = targets or Targets()
     known = available_experiments(root)
     if name not in known:
-        hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+        hint = suggest(name, known)
         found = f"found: {', '.join(known)}" if known else "no experiments there"
         raise ReportError(
-            f"unknown experiment {name!r} under {root} ({found})" + (f"; did you mean {hint[0]!r}?" if hint else "")
+            f"unknown experiment {name!r} under {root} ({found})" + (f"; did you mean {hint!r}?" if hint else "")
         )
     scan = scan_runs(root, name)  # valid records, and the files that are not (one note each)
     records = [r for r in scan.records if isinstance(r, dict)]
@@ -399,10 +399,10 @@ def load_experiment_data(
 
     if baseline is not None:
         if baseline not in variant_axes:
-            hint = difflib.get_close_matches(baseline, variants, n=1, cutoff=0.6)
+            hint = suggest(baseline, variants)
             raise ReportError(
                 f"unknown baseline {baseline!r} for experiment {name!r}; variants: {', '.join(variants)}"
-                + (f" (did you mean {hint[0]!r}?)" if hint else "")
+                + (f" (did you mean {hint!r}?)" if hint else "")
             )
         chosen = baseline
     elif default_baseline in variant_axes:

@@ -162,6 +162,7 @@ def run_ray(
     when the cluster has GPUs (CPUs when it has none)."""
     observer = observer or RunObserver()
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
+    results.mkdir(parents=True, exist_ok=True)
     ray = connect(address)
     check_shared_folder(ray, results)
     todo, skipped = plan(exp, results, force)

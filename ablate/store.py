@@ -251,12 +251,17 @@ def read_events(root: str | Path, experiment: str) -> list[dict[str, Any]]:
 
 def check_writable(root: str | Path) -> None:
     """Fail now, with one line, when results cannot be written under ``root``: it is a file, a
-    read-only or impossible path, or a name the filesystem refuses. Creates the folder."""
+    read-only or impossible path, or a name the filesystem refuses. Leaves no trace: folders it
+    had to create for the test are removed again."""
     root = Path(root)
+    created: list[Path] = []
     try:
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a folder; give --results a folder")
-        root.mkdir(parents=True, exist_ok=True)
+        missing = [p for p in [root, *root.parents] if not p.exists()]
+        for folder in reversed(missing):
+            folder.mkdir()
+            created.append(folder)
         fd, probe = tempfile.mkstemp(dir=root, prefix=".ablate-write-check-")
         os.close(fd)
         os.unlink(probe)
@@ -264,6 +269,12 @@ def check_writable(root: str | Path) -> None:
         raise
     except OSError as e:
         raise StoreError(f"cannot write to {root}: {e.strerror or e}") from None
+    finally:
+        for folder in reversed(created):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
 
 
 def experiments(root: str | Path) -> list[str]:

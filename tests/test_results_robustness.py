@@ -157,9 +157,9 @@ def test_run_files_are_readable_by_the_team(trained):
         os.umask(old)
 
 
-def test_check_writable_creates_the_folder(tmp_path):
+def test_check_writable_leaves_no_trace(tmp_path):
     check_writable(tmp_path / "new" / "results")
-    assert (tmp_path / "new" / "results").is_dir()
+    assert not (tmp_path / "new").exists()
     (tmp_path / "f").write_text("x")
     with pytest.raises(StoreError):
         check_writable(tmp_path / "f" / "below")
