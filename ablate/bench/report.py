@@ -9,6 +9,7 @@ from typing import Any
 
 from ablate.bench.settings import MODES
 from ablate.bench.storage import BENCH_DIR, load_bench
+from ablate.textfmt import md_table  # the experiment reports' table format
 
 
 def _fmt(value: Any, digits: int = 0) -> str:
@@ -53,10 +54,6 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
     """Write ``<out_root>/bench/README.md`` (a table per device and mode) and ``throughput.png``
     from the files under ``<results_root>/bench``; returns the README's path, or None when there
     is nothing to report."""
-    # The experiment reports' table format. Imported here, not at the top: ablate.report pulls in
-    # pandas and seaborn, which ``ablate bench`` (importing this package) does not need.
-    from ablate.textfmt import md_table
-
     frame = load_bench(results_root)
     if frame.empty:
         return None
