@@ -140,7 +140,7 @@ def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, An
 
 def _cells_table(exp: Experiment, results: Path) -> Table:
     """Every cell with its state in the results folder: done, running (where, since when),
-    failed, damaged (unreadable run file) or to do."""
+    failed, damaged (unreadable run file) or to run."""
     scan = scan_runs(results, exp.name)
     records = {r["run_id"]: r for r in scan.records}
     damaged = {p.stem for p, _ in scan.unreadable}
@@ -161,14 +161,15 @@ def _cells_table(exp: Experiment, results: Path) -> Table:
         elif cell.run_id in damaged:
             state, text = "damaged", "[yellow]damaged run file[/] (retrained after moving it aside)"
         else:
-            state, text = "to do", "to do"
+            state, text = "to run", "to run"
         if claim is not None and claim.stale() and state != "done":
             text += " (stale claim: will be taken over)"
         counts[state] = counts.get(state, 0) + 1
         mark = " (baseline)" if cell.variant == exp.baseline else ""
         table.add_row(str(i), escape(cell.variant.slug()) + mark, str(cell.seed), cell.run_id, text)
-    order = ("done", "running", "failed", "damaged", "to do")
-    table.caption = ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k)) + f"; results in {results / exp.name / 'runs'}"
+    order = ("done", "running", "failed", "damaged", "to run")
+    shown = [f"{counts.get(k, 0)} {k}" for k in order if counts.get(k) or k in ("done", "to run")]
+    table.caption = ", ".join(shown) + f"; results in {results / exp.name / 'runs'}"
     return table
 
 
@@ -185,7 +186,7 @@ def show(
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
 ) -> None:
-    """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to do."""
+    """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
     exp, _ = _load(file, set_, device)
     _warn_unreadable(results, exp.name)
     console.print(_cells_table(exp, results))
@@ -395,7 +396,7 @@ def run(
         + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
         + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
         + f"; results in {results / exp.name / 'runs'}",
-        highlight=False,
+        highlight=False, soft_wrap=True,
     )
     if counts["failed"]:
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate import register_activation
+from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
 from ablate.store import read_events, scan_runs
 
@@ -61,7 +61,7 @@ KILLER_PLUGIN = """
 import os, signal
 from pathlib import Path
 from torch import nn
-from ablate import register_activation
+from ablate import ACTIVATIONS, register_activation
 
 MARK = Path(__file__).with_name("killed-once")
 
@@ -216,10 +216,15 @@ class _OutOfMemory(torch.nn.ReLU):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
 
-register_activation("test-oom")(_OutOfMemory)
+@pytest.fixture
+def oom_activation():
+    """An activation that runs out of memory, registered for one test only (the registry is global)."""
+    register_activation("test-oom")(_OutOfMemory)
+    yield "test-oom"
+    ACTIVATIONS.unregister("test-oom")
 
 
-def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_path):
+def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_path, oom_activation):
     path = write_experiment(SIX_CELLS.replace('seeds = [0, 1, 2]', 'seeds = [0]'), "six.toml")
     result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"),
                               "--set", "model.activation=\"test-oom\"", "--set", "axes.activation=[\"test-oom\", \"relu\"]",

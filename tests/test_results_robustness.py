@@ -29,15 +29,30 @@ DAMAGE = {
 }
 
 
+# The same cells as conftest's tiny_experiment (same run ids), for a module-wide fixture.
+TINY = """
+name = "tiny"
+seeds = [0]
+[axes]
+pooling = ["overlap", "nonoverlap"]
+[data]
+train_size = 64
+val_size = 32
+[train]
+epochs = 1
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+"""
+
+
 @pytest.fixture(scope="module")
 def trained_once(tmp_path_factory):
     """A finished tiny experiment (2 cells), trained once for the module."""
     from typer.testing import CliRunner
 
-    from conftest import TINY_EXPERIMENT
-
     folder = tmp_path_factory.mktemp("trained")
-    (folder / "tiny.toml").write_text(TINY_EXPERIMENT)
+    (folder / "tiny.toml").write_text(TINY)
     result = CliRunner().invoke(app, ["run", str(folder / "tiny.toml"), "--results", str(folder / "res"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return folder / "res"
@@ -68,7 +83,7 @@ def test_show_names_each_damaged_file_and_counts_it_not_done(cli, tiny_experimen
     assert result.exit_code == 0, result.output
     assert "Traceback" not in result.output
     assert path.name in result.output.replace("\n", "") and "not counted as a run" in result.output.replace("\n", "")
-    assert "1 done" in result.output and "1 damaged" in result.output
+    assert "1 done" in result.output and "1 damaged" in result.output and "0 to run" in result.output
     assert len(scan_runs(trained, "tiny").unreadable) == 1
 
 

@@ -76,13 +76,13 @@ def test_rerun_skips_finished_cells_and_limit_resumes(cli, tiny_experiment, tmp_
     assert len(done) == 3
     second = run(cli, tiny_experiment, res, "--set", "seeds=[0,1]")
     assert second.exit_code == 0, second.output
-    assert "1 run(s) trained, 3 already done" in second.output
+    assert "1 run(s): 1 ok, 0 failed, 0 diverged; 3 already done" in second.output
     after = {p.name: p.stat().st_mtime_ns for p in (res / "tiny" / "runs").glob("*.json")}
     assert len(after) == 4 and all(after[name] == mtime for name, mtime in done.items())
     third = run(cli, tiny_experiment, res, "--set", "seeds=[0,1]")
-    assert "0 run(s) trained, 4 already done" in third.output
+    assert "0 run(s): 0 ok, 0 failed, 0 diverged; 4 already done" in third.output
     forced = run(cli, tiny_experiment, res, "--set", "seeds=[0]", "--force")
-    assert "2 run(s) trained, 0 already done" in forced.output
+    assert "2 run(s): 2 ok, 0 failed, 0 diverged; 0 already done" in forced.output
 
 
 class ExplodeAfter(nn.Module):
@@ -141,7 +141,7 @@ def test_divergence_keeps_epochs_and_failure_does_not_stop_the_sweep(cli, write_
     assert [e["epoch"] for e in exploded["epochs"]] == [1, 2]
     # a rerun retries the failed run only: ok and diverged runs are finished results
     again = run(cli, path, tmp_path / "res")
-    assert "1 run(s) trained, 2 already done" in again.output
+    assert "1 run(s): 0 ok, 1 failed, 0 diverged; 2 already done" in again.output
 
 
 def test_dry_run_and_show_list_cells_without_training(cli, tiny_experiment, tmp_path):
