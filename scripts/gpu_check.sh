@@ -17,6 +17,10 @@
 #      bf16, batch 256), LRN vs no-norm (and torch's LRN), stored vs independent clock, and
 #      (when Fashion-MNIST is installed) ablate's loop on cached real data vs random tensors
 #   4. ablate bench: baseline and LRN, bf16, batch 256 and 1024; then compile=default, batch 256
+#   5. executors (issue 8; not in the default STAGES, ~6 minutes on its own: STAGES=5 BUDGET=420):
+#      scripts/gpu_packing.py (K = 1, 2, 4, 8 cells on one GPU: images/s in all, wall time), then
+#      scripts/measure_workers.py on experiments/factorial.toml --set train.epochs=1 (36 cells):
+#      one worker against --workers-per-device 4
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
@@ -97,6 +101,17 @@ else
         --device cpu --results "$OUT/results"
 fi
 python -c "from pathlib import Path; from ablate.bench import write_bench_report; print('bench report:', write_bench_report(Path('$OUT/results'), Path('$OUT/reports')))"
+fi
+
+if want 5; then
+stage "5. executors: cells packed on one GPU; factorial sweep, 1 worker vs 4 per GPU"
+if [ "$GPU" = 1 ]; then
+    run 200 python scripts/gpu_packing.py --device cuda:0 --packs 1,2,4,8
+    run 400 python scripts/measure_workers.py --device cuda --experiment experiments/factorial.toml \
+        --set train.epochs=1 --workers auto --workers-per-device 4
+else
+    run 200 python scripts/gpu_packing.py --device cpu --packs 1,2 --train-size 32 --epochs 1 --batch 16
+fi
 fi
 
 echo
