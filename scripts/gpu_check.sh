@@ -19,7 +19,8 @@
 #   4. ablate bench: baseline and LRN, bf16, batch 256 and 1024; then compile=default, batch 256
 #   5. executors (issue 8; not in the default STAGES, ~6 minutes on its own: STAGES=5 BUDGET=420):
 #      scripts/gpu_packing.py (K = 1, 2, 4, 8 cells on one GPU: images/s in all, wall time), then
-#      scripts/measure_workers.py on experiments/factorial.toml --set train.epochs=1 (36 cells):
+#      scripts/measure_workers.py on experiments/factorial.toml --set train.epochs=1 (36 cells, 10000
+#      training images each to fit the budget):
 #      one worker against --workers-per-device 4
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -108,7 +109,7 @@ stage "5. executors: cells packed on one GPU; factorial sweep, 1 worker vs 4 per
 if [ "$GPU" = 1 ]; then
     run 200 python scripts/gpu_packing.py --device cuda:0 --packs 1,2,4,8
     run 400 python scripts/measure_workers.py --device cuda --experiment experiments/factorial.toml \
-        --set train.epochs=1 --workers auto --workers-per-device 4
+        --set train.epochs=1 --set data.train_size=10000 --workers auto --workers-per-device 4
 else
     run 200 python scripts/gpu_packing.py --device cpu --packs 1,2 --train-size 32 --epochs 1 --batch 16
 fi
