@@ -1,0 +1,50 @@
+"""The published studies: every committed report is what `ablate report` makes of the committed
+results today, so reports never drift from the code (or the code from the reports).
+
+Markdown and CSV files must match byte for byte; figures must exist and be PNGs (their bytes
+depend on the installed matplotlib and fonts, not on ablate).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ablate.report_index import write_report_index
+from ablate.store import experiments
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS, REPORTS = ROOT / "results", ROOT / "reports"
+PUBLISHED = [name for name in experiments(RESULTS) if (REPORTS / name / "README.md").exists()]
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_committed_report_is_regenerated_identically(name, tmp_path):
+    from ablate.report import build_report
+
+    build_report(RESULTS, name, tmp_path)
+    made, committed = tmp_path / name, REPORTS / name
+    made_files = sorted(p.relative_to(made).as_posix() for p in made.rglob("*") if p.is_file())
+    committed_files = sorted(p.relative_to(committed).as_posix() for p in committed.rglob("*") if p.is_file())
+    assert made_files == committed_files
+    for rel in made_files:
+        new, old = (made / rel).read_bytes(), (committed / rel).read_bytes()
+        if rel.endswith(".png"):
+            assert new[:8] == old[:8] == b"\x89PNG\r\n\x1a\n", rel
+        else:
+            assert new == old, f"reports/{name}/{rel} differs from what `ablate report {name}` writes now"
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
+def test_committed_index_is_regenerated_identically(tmp_path):
+    for name in PUBLISHED:  # the index reads each report's own files
+        (tmp_path / name).mkdir()
+        for path in (REPORTS / name).iterdir():
+            (tmp_path / name / path.name).write_bytes(path.read_bytes())
+    index = write_report_index(RESULTS, tmp_path)
+    assert index is not None
+    assert index.read_text() == (REPORTS / "README.md").read_text()
