@@ -187,3 +187,12 @@ def test_unwritable_report_or_export_out_is_one_line(cli, trained, tmp_path, com
     assert result.exit_code == 2, result.output
     assert "is a file, not a folder; give --out a folder" in result.output.replace("\n", " ")
     assert "Traceback" not in result.output
+
+
+def test_batch_larger_than_the_training_set_is_refused_before_training(cli, tiny_experiment, tmp_path):
+    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(tmp_path / "res"), "--device", "cpu",
+                              "--set", "train.batch_size=100000"])
+    assert result.exit_code == 2, result.output
+    flat = result.output.replace("\n", " ")
+    assert "train.batch_size = 100000 is larger than the training set (64 images" in flat and "Traceback" not in flat
+    assert not list((tmp_path / "res").rglob("*.json"))  # nothing trained, nothing recorded
