@@ -5,7 +5,9 @@ The Python scripts run in this process (``runpy``, as ``__main__``, with ``sys.a
 fresh interpreter would spend more time importing torch than the script spends measuring.
 Fashion-MNIST is a tiny generated copy in ``$ABLATE_DATA``, so the tests need no download and
 no Debian package. ``gpu_check.sh`` needs CUDA for its real stages; here it runs its CPU smoke
-version with CUDA hidden.
+version with CUDA hidden. ``publish_studies.sh`` trains for hours; here a stand-in ``ablate``
+records what it is asked to do. (``measure_workers.py`` and ``gpu_packing.py`` are smoke-tested
+in ``test_scripts_executors.py``.)
 """
 
 from __future__ import annotations
@@ -145,3 +147,32 @@ def test_gpu_check_reports_a_spent_budget(tmp_path):
     assert done.returncode == 1, done.stdout + done.stderr
     assert "!! skipped (time budget of 0s spent): ablate bench" in done.stdout
     assert "overall status 1" in done.stdout
+
+
+def test_publish_studies_runs_each_study_then_the_reports(tmp_path):
+    """``publish_studies.sh`` with a stand-in ``ablate`` that logs its arguments: each study's
+    file in turn, the script's own arguments passed on, then ``ablate report``; a failing study
+    stops the script (set -e) before the reports."""
+    log = tmp_path / "calls.log"
+    fake = tmp_path / "bin" / "ablate"
+    fake.parent.mkdir()
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {log}\n[ -z "${{FAIL_ON:-}}" ] || [ "$2" != "$FAIL_ON" ]\n')
+    fake.chmod(0o755)
+    env = {**os.environ, "PATH": f"{fake.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    script = str(SCRIPTS / "publish_studies.sh")
+    subprocess.run(["bash", "-n", script], check=True)
+
+    subprocess.run(["bash", script, "--device", "cpu"], env=env, check=True, timeout=60)
+    calls = log.read_text().splitlines()
+    studies = [c.split()[1] for c in calls[:-1]]
+    assert [c.split()[0] for c in calls[:-1]] == ["run"] * 4 and calls[-1] == "report"
+    assert all(c.endswith("--device cpu") for c in calls[:-1])
+    from ablate.experiment import load_experiment
+
+    for study in studies:  # every file it names exists and is a valid experiment
+        assert load_experiment(SCRIPTS.parent / study, (), "cpu").name
+
+    log.unlink()
+    failing = subprocess.run(["bash", script], env={**env, "FAIL_ON": studies[1]}, check=False, timeout=60)
+    assert failing.returncode != 0
+    assert log.read_text().splitlines() == [f"run {studies[0]}", f"run {studies[1]}"]
