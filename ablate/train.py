@@ -31,6 +31,7 @@ from ablate.models import build_model, count_params
 from ablate.precision import autocast_for
 from ablate.record import FORMAT_VERSION
 from ablate.seeding import seed_everything
+from ablate.variant import Variant
 
 # Steps at the start of a run (and after each resume) left out of the throughput figure: they
 # include cuDNN autotuning, torch.compile and allocator warm-up, which say nothing about
@@ -303,6 +304,18 @@ class Training:
     checkpoints: int = 0
 
 
+def build_for_device(
+    variant: Variant, num_classes: int, device: torch.device, channels_last: bool, compile: str
+) -> tuple[nn.Module, nn.Module]:
+    """The variant's model on ``device`` in the chosen memory layout, and the module a loop
+    calls: the model itself, or its ``torch.compile`` wrapper (``compile``: off | default |
+    max-autotune). Training and ``ablate bench`` build models only through this."""
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = build_model(variant, num_classes).to(device=device, memory_format=memory_format)
+    step_model = model if compile == "off" else torch.compile(model, mode=None if compile == "default" else compile)
+    return model, step_model
+
+
 def _log_every(train: TrainConfig, steps_per_epoch: int) -> int:
     if train.log_every is not None:
         return train.log_every
@@ -316,9 +329,7 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
     backend = apply_speed_settings(train, device)
     reset_peak_memory(device)
     precision = resolve_precision(train, device)
-    memory_format = torch.channels_last if train.channels_last else torch.contiguous_format
-    model = build_model(cell.variant, splits.num_classes).to(device=device, memory_format=memory_format)
-    step_model = model if train.compile == "off" else torch.compile(model, mode=None if train.compile == "default" else train.compile)
+    model, step_model = build_for_device(cell.variant, splits.num_classes, device, train.channels_last, train.compile)
     optimizer = make_optimizer(model, train)
     train_batches = DeviceBatches(
         splits.train_x, splits.train_y, splits.mean, splits.std, device, train.batch_size,

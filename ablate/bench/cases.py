@@ -33,7 +33,7 @@ from ablate.flops import flops_per_image
 from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from ablate.models import arch_spec, build_model, count_params
 from ablate.precision import autocast_for
-from ablate.train import make_optimizer, resolve_precision, train_step
+from ablate.train import build_for_device, make_optimizer, resolve_precision, train_step
 from ablate.variant import Variant
 
 
@@ -43,10 +43,7 @@ def _case(
     """Time one case; returns the measured fields (raises on failure)."""
     torch.manual_seed(0)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model = build_model(variant, settings.num_classes).to(device=device, memory_format=memory_format)
-    step_model = model if settings.compile == "off" else torch.compile(
-        model, mode=None if settings.compile == "default" else settings.compile
-    )
+    model, step_model = build_for_device(variant, settings.num_classes, device, settings.channels_last, settings.compile)
     size = arch_spec(variant.arch).input_size
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=g).to(device).contiguous(memory_format=memory_format)
