@@ -3,13 +3,19 @@
 # Fashion-MNIST images (Debian's dataset-fashion-mnist, no download), 5 seeds each, on this
 # machine's CPU; then every report and the index reports/README.md.
 #
-#   bash scripts/publish_studies.sh            # CPU-sized studies (the committed ones)
-#   bash scripts/publish_studies.sh --device cuda   # the [gpu] tables: full-size studies
+#   bash scripts/publish_studies.sh --device cpu      # CPU-sized studies (the committed ones)
+#   RESULTS=results-gpu REPORTS=reports-gpu bash scripts/publish_studies.sh --device cuda
+#                                                     # the [gpu] tables: full-size studies, kept
+#                                                     # beside the CPU ones, not mixed with them
+#   bash scripts/publish_studies.sh --device cpu --workers 2   # any other `ablate run` option
 #
-# Finished cells are skipped, so an interrupted run continues where it stopped.
+# Finished cells are skipped, so an interrupted run continues where it stopped (a killed cell
+# from its last checkpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+RESULTS=${RESULTS:-results}
+REPORTS=${REPORTS:-reports}
 for study in pooling activation normalization dropout; do
-    ablate run "experiments/fashion-mnist/$study.toml" "$@"
+    ablate run "experiments/fashion-mnist/$study.toml" --results "$RESULTS" "$@"
 done
-ablate report
+ablate report --results "$RESULTS" --out "$REPORTS"
