@@ -175,4 +175,4 @@ def test_publish_studies_runs_each_study_then_the_reports(tmp_path):
     log.unlink()
     failing = subprocess.run(["bash", script], env={**env, "FAIL_ON": studies[1]}, check=False, timeout=60)
     assert failing.returncode != 0
-    assert log.read_text().splitlines() == [f"run {studies[0]}", f"run {studies[1]}"]
+    assert log.read_text().splitlines() == [f"run {studies[0]} --results results", f"run {studies[1]} --results results"]
