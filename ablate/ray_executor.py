@@ -48,6 +48,8 @@ def connect(address: str) -> Any:
     ray = _ray()
     if ray.is_initialized():
         return ray
+    if address not in ("auto", "local"):
+        _reachable(address)
     try:
         if address == "local":
             ray.init(include_dashboard=False, logging_level="warning", log_to_driver=False)
@@ -59,6 +61,21 @@ def connect(address: str) -> Any:
     except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
         raise RayError(f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
     return ray
+
+
+def _reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on an address nothing listens at (Ray itself would retry for minutes)."""
+    hostport = address.split("://", 1)[-1]
+    host, _, port = hostport.rpartition(":")
+    if not host or not port.isdigit():
+        host, port = hostport, "6379"  # Ray's default GCS port
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as e:
+        raise RayError(
+            f"no Ray cluster at {address!r} ({host}:{port}: {e.strerror or e}); start one with `ray start --head` "
+            "(see docs/scaling.md), check the address, or use --ray auto / --ray local"
+        ) from None
 
 
 def _probe(probe: str, answer: str) -> tuple[str, str | None]:

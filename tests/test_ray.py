@@ -48,6 +48,15 @@ class KillOnce(nn.ReLU):
 """
 
 
+def test_unreachable_cluster_address_is_one_line_not_a_hang(cli, tmp_path):
+    # Runs before the module's cluster starts (an initialised Ray is used as it is).
+    assert not ray.is_initialized()
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "127.0.0.1:1", "--results", str(tmp_path / "res")])
+    assert result.exit_code == 2, result.output
+    assert "no Ray cluster at '127.0.0.1:1'" in result.output.replace("\n", " ") and "Traceback" not in result.output
+
+
 @pytest.fixture(scope="module")
 def fake_gpu_cluster():
     # Two GPU slots without hardware: tasks ask for a GPU each, and train on the CPU.
