@@ -532,7 +532,15 @@ def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochP
         # ... and the unfinished epoch, if any.
         "progress": progress.state() if progress is not None else None,
     }
-    saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
+    try:
+        saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
+    except OSError as e:
+        # A full disk or an unwritable folder must not cost the training itself: go on without
+        # checkpoints (the run file is written at the end as usual), and say so once.
+        warn = hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3))
+        warn(f"{hooks.checkpoint}: could not save a checkpoint ({e.strerror or e}); this cell goes on without checkpoints")
+        hooks.checkpoint = None
+        return
     run.checkpoint_s += saved.seconds
     run.checkpoints += 1
     if hooks.on_checkpoint:

@@ -120,3 +120,12 @@ def test_checkpoint_that_runs_code_is_refused(cell_and_data, tmp_path):
     record, messages = warned(cell, splits, path)
     assert len(messages) == 1 and "unreadable checkpoint" in messages[0]
     assert not (tmp_path / "pwned").exists() and record["status"] == "ok"
+
+
+def test_a_checkpoint_that_cannot_be_written_does_not_cost_the_run(cell_and_data, tmp_path):
+    cell, splits = cell_and_data
+    (tmp_path / "not-a-folder").write_text("x")
+    record, messages = warned(cell, splits, tmp_path / "not-a-folder" / "c.pt")
+    assert record["status"] == "ok" and len(record["epochs"]) == 2
+    assert len(messages) == 1 and "could not save a checkpoint" in messages[0]
+    assert record["runtime"]["checkpoints_saved"] == 0
