@@ -21,7 +21,7 @@ import os
 import queue
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,10 @@ import torch
 
 from ablate.experiment import Cell, Experiment
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, now, plan, record_worker_death, running_elsewhere,
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, start_sweep,
     train_claimed,
 )
-from ablate.store import append_event, read_run, run_path, write_manifest
+from ablate.store import append_event, read_run, run_path
 from ablate.train import Interrupted
 
 # Progress updates per second a worker sends at most (batch ticks are many and cheap to drop).
@@ -105,7 +105,6 @@ class _WorkerSpec:
     """Everything a worker process needs, picklable (spawn)."""
 
     slot: Slot
-    experiment: Experiment
     cells: list[Cell]
     results: str
     opts: WorkOptions
@@ -120,7 +119,6 @@ class _QueueObserver(RunObserver):
     def __init__(self, slot: int, events: Any) -> None:
         self.slot, self.events = slot, events
         self._last_batch = 0.0
-        self.cell: Cell | None = None
 
     def send(self, kind: str, *payload: Any) -> None:
         self.events.put((self.slot, kind, *payload))
@@ -170,7 +168,6 @@ def _worker_main(spec: _WorkerSpec) -> None:
     for cell in spec.cells:
         if should_stop():
             break
-        observer.cell = cell
         observer.send("start", cell.run_id)
         try:
             record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
@@ -180,12 +177,8 @@ def _worker_main(spec: _WorkerSpec) -> None:
         except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
             observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
             break
-        observer.send("end", cell.run_id, None if record is None else _brief(record))
+        observer.send("end", cell.run_id, record is not None)
     observer.send("exit")
-
-
-def _brief(record: dict[str, Any]) -> dict[str, Any]:
-    return {k: record.get(k) for k in ("run_id", "status", "error", "slug", "seed", "resumed")}
 
 
 @dataclass
@@ -211,15 +204,8 @@ def run_pool(
     """Train the unfinished cells of ``exp`` on ``slots`` worker processes; see the module doc.
     Raises KeyboardInterrupt after the workers have stopped (checkpoints saved, claims released)."""
     observer = observer or RunObserver()
-    todo, skipped = plan(exp, results, force)
-    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
-    summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
+    todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
-    # Load (and cache on disk) every dataset once here: errors stop the run before any worker
-    # starts, and workers then read the cache instead of decoding the files again.
-    Datasets(observer, use_cache).preload(todo)
-    write_manifest(results, {**exp.manifest(), "updated": now()})
-    observer.on_start(todo, skipped)
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
     events, stop = ctx.Queue(), ctx.Event()
@@ -230,7 +216,7 @@ def run_pool(
 
     def start(slot: Slot) -> None:
         cells = [c for c in todo if c.run_id not in given_up]
-        spec = _WorkerSpec(slot, exp, cells, str(results), WorkOptions(worker=slot.label, **opts), list(plugins), events, stop)
+        spec = _WorkerSpec(slot, cells, str(results), WorkOptions(worker=slot.label, **opts), list(plugins), events, stop)
         before = os.environ.get("CUDA_VISIBLE_DEVICES")
         if slot.device != "cpu":
             os.environ["CUDA_VISIBLE_DEVICES"] = _physical(slot.device, before)
@@ -266,14 +252,11 @@ def run_pool(
             summary.interrupted = True
         elif kind == "end" and worker:
             worker.cell = None
-            run_id, brief = payload
-            if brief is not None:
-                record = read_run(run_path(results, exp.name, run_id))
-                if record is not None:
-                    summary.records.append(record)
-                    observer.on_cell_end(slot, len(todo), by_id[run_id], record)
-            elif not is_finished(results, by_id[run_id]) and by_id[run_id] not in summary.busy:
-                summary.busy.append(by_id[run_id])
+            run_id, trained = payload
+            record = read_run(run_path(results, exp.name, run_id)) if trained else None
+            if record is not None:  # the results folder, not the message, says what was written
+                summary.records.append(record)
+                observer.on_cell_end(slot, len(todo), by_id[run_id], record)
 
     for slot in slots:
         start(slot)

@@ -32,7 +32,7 @@ from ablate.leases import STALE_AFTER_S, Lease, list_claims
 from ablate.models import arch_spec
 from ablate.record import FINISHED, failed_record
 from ablate.store import (
-    append_event, check_run_file, checkpoint_path, run_path, scan_runs, set_aside, write_manifest, write_run,
+    append_event, check_run_file, checkpoint_path, finished_run_ids, run_path, set_aside, write_manifest, write_run,
 )
 from ablate.train import CellHooks, CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
@@ -107,9 +107,24 @@ def now() -> str:
 def plan(exp: Experiment, results: str | Path, force: bool = False) -> tuple[list[Cell], list[Cell]]:
     """Split the experiment's cells into (to run, already finished). A damaged run file does
     not count as finished (see :func:`ablate.store.scan_runs`)."""
-    done = set() if force else {r["run_id"] for r in scan_runs(results, exp.name).records if r["status"] in FINISHED}
+    done = set() if force else finished_run_ids(results, exp.name)
     cells = exp.cells()
     return [c for c in cells if c.run_id not in done], [c for c in cells if c.run_id in done]
+
+
+def start_sweep(
+    exp: Experiment, results: str | Path, *, force: bool, limit: int | None, observer: RunObserver, use_cache: bool
+) -> tuple[list[Cell], RunSummary]:
+    """What every executor that hands cells out does first: the unfinished cells (at most
+    ``limit``; the rest are ``remaining``), their data loaded once here so that a data error
+    stops the run before any cell starts (and the disk cache is warm for the workers), the
+    manifest written, the observer told. Returns the cells to train and the summary to fill."""
+    todo, skipped = plan(exp, results, force)
+    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    Datasets(observer, use_cache).preload(todo)
+    write_manifest(results, {**exp.manifest(), "updated": now()})
+    observer.on_start(todo, skipped)
+    return todo, RunSummary(exp.name, skipped=skipped, remaining=remaining)
 
 
 def data_key(cell: Cell) -> tuple:
