@@ -23,9 +23,9 @@ from typing import Any
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, now, plan, record_worker_death, train_claimed,
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, start_sweep, train_claimed,
 )
-from ablate.store import read_run, run_path, write_manifest
+from ablate.store import read_run, run_path
 
 INSTALL_HINT = "pip install 'ablate[ray]'"
 
@@ -148,12 +148,12 @@ def _cell_task(cell: Cell, results: str, opts: WorkOptions, plugins: list[str], 
     while True:
         record = train_claimed(cell, results, device, _DATASETS, opts)
         if record is not None:
-            return {"run_id": cell.run_id, "status": record["status"], "trained": True}
+            return {"status": record["status"], "trained": True}
         if is_finished(results, cell):
-            return {"run_id": cell.run_id, "status": "done", "trained": False}
+            return {"status": "done", "trained": False}
         claim = read_claim(claim_path(results, cell.experiment, cell.run_id))
         if claim is None or time.monotonic() >= deadline:
-            return {"run_id": cell.run_id, "status": "busy", "trained": False}
+            return {"status": "busy", "trained": False}
         time.sleep(HEARTBEAT_S / 2)
 
 
@@ -182,11 +182,7 @@ def run_ray(
     results.mkdir(parents=True, exist_ok=True)
     ray = connect(address)
     check_shared_folder(ray, results)
-    todo, skipped = plan(exp, results, force)
-    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
-    summary = RunSummary(exp.name, skipped=skipped, remaining=remaining)
-    write_manifest(results, {**exp.manifest(), "updated": now()})
-    observer.on_start(todo, skipped)
+    todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
@@ -208,8 +204,11 @@ def run_ray(
                 cell = pending.pop(ref)
                 try:
                     outcome = ray.get(ref)
-                except Exception as e:  # noqa: BLE001 - retries exhausted, or the task raised
-                    outcome = {"run_id": cell.run_id, "status": "error", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
+                except ray.exceptions.RayTaskError as e:  # the task raised: an error, not a dead worker
+                    cause = e.cause if getattr(e, "cause", None) is not None else e
+                    outcome = {"status": "error", "error": f"{type(cause).__name__}: {str(cause).splitlines()[0]}"}
+                except Exception as e:  # noqa: BLE001 - its workers died more than --max-retries times
+                    outcome = {"status": "died", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
                 _collect(outcome, cell, results, summary, observer, len(todo), max_retries)
     except KeyboardInterrupt:
         for ref in pending:
@@ -228,11 +227,13 @@ def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSum
             observer.on_cell_end(0, total, cell, record)
     elif outcome["status"] == "busy":
         summary.busy.append(cell)
-    elif outcome["status"] == "error":
-        # Retries used up (its workers kept dying) or Ray itself failed: recorded like any failure.
+    elif outcome["status"] == "died":
+        # Retries used up: its workers kept dying. Recorded as failed, like the local pool does.
         record = record_worker_death(cell, results, outcome["error"], max_retries + 1)
         if record is not None:
             summary.records.append(record)
             observer.on_cell_end(0, total, cell, record)
         else:
             summary.errors.append(f"{cell.variant.slug()} seed {cell.seed}: {outcome['error']}")
+    elif outcome["status"] == "error":
+        summary.errors.append(f"{cell.variant.slug()} seed {cell.seed}: {outcome['error']}")
