@@ -25,7 +25,7 @@ from rich.table import Table
 
 import ablate
 from ablate.data import DataError
-from ablate.experiment import AXIS_REGISTRIES, Cell, Experiment, ExperimentError, load_experiment
+from ablate.experiment import AXIS_REGISTRIES, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ARCHS, DATASETS, RegistryError
@@ -33,7 +33,7 @@ from ablate.leases import list_claims
 from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
 from ablate.runner import run_experiment
-from ablate.store import StoreError, check_writable, iter_runs, scan_runs
+from ablate.store import RunScan, StoreError, check_writable, iter_runs, scan_runs
 from ablate.textfmt import fmt_sd
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
@@ -138,10 +138,9 @@ def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, An
         raise fail(str(e)) from None
 
 
-def _cells_table(exp: Experiment, results: Path) -> Table:
-    """Every cell with its state in the results folder: done, running (where, since when),
-    failed, damaged (unreadable run file) or to run."""
-    scan = scan_runs(results, exp.name)
+def _cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
+    """Every cell with its state in the results folder (``scan``): done, running (where, since
+    when), failed, damaged (unreadable run file) or to run."""
     records = {r["run_id"]: r for r in scan.records}
     damaged = {p.stem for p, _ in scan.unreadable}
     claims = list_claims(results, exp.name)
@@ -173,10 +172,13 @@ def _cells_table(exp: Experiment, results: Path) -> Table:
     return table
 
 
-def _warn_unreadable(results: Path, name: str) -> None:
-    """One warning line per run file that is not a valid record (never a traceback)."""
-    for line in scan_runs(results, name).warnings():
+def _warn_unreadable(results: Path, name: str) -> RunScan:
+    """One warning line per run file that is not a valid record (never a traceback); returns
+    the scan, for callers that show the cells."""
+    scan = scan_runs(results, name)
+    for line in scan.warnings():
         err.print(f"[yellow]warning[/]: {escape(line)}", highlight=False, soft_wrap=True)
+    return scan
 
 
 @app.command()
@@ -188,8 +190,7 @@ def show(
 ) -> None:
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
     exp, _ = _load(file, set_, device)
-    _warn_unreadable(results, exp.name)
-    console.print(_cells_table(exp, results))
+    console.print(_cells_table(exp, results, _warn_unreadable(results, exp.name)))
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:
@@ -318,9 +319,9 @@ def run(
         check_writable(results)
     except StoreError as e:
         raise fail(str(e)) from None
-    _warn_unreadable(results, exp.name)
+    scan = _warn_unreadable(results, exp.name)
     if dry_run:
-        console.print(_cells_table(exp, results))
+        console.print(_cells_table(exp, results, scan))
         return
     use_pool = ray is None and (n_workers not in (None, 1) or (workers == "auto") or devices is not None or workers_per_device > 1)
     slots = []

@@ -97,23 +97,23 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
 
 def read_manifest(root: str | Path, experiment: str) -> dict[str, Any] | None:
     """The manifest, or None when it is missing or damaged (:func:`manifest_problem` says which)."""
-    try:
-        manifest = json.loads(manifest_path(root, experiment).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    return _load_manifest(root, experiment)[0]
 
 
 def manifest_problem(root: str | Path, experiment: str) -> str | None:
     """Why an existing manifest cannot be read (None when it reads or does not exist)."""
+    return _load_manifest(root, experiment)[1]
+
+
+def _load_manifest(root: str | Path, experiment: str) -> tuple[dict[str, Any] | None, str | None]:
     path = manifest_path(root, experiment)
-    if not path.exists():
-        return None
     try:
         manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, None
     except (OSError, ValueError) as e:
-        return f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    return None if isinstance(manifest, dict) else f"{path}: not a JSON object"
+        return None, f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+    return (manifest, None) if isinstance(manifest, dict) else (None, f"{path}: not a JSON object")
 
 
 def write_run(root: str | Path, record: dict[str, Any], attempts: int = 3) -> Path:
