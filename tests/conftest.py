@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_sweeps import tiny_sweep
 from typer.testing import CliRunner
 
 # Two threads on CI's 2 cores; the tests are written to be fast there.
@@ -31,20 +32,7 @@ def write_experiment(tmp_path: Path):
 
 
 # A few seconds per run on a 2-core CPU: tiny generated data, one or two epochs.
-TINY_EXPERIMENT = """
-name = "tiny"
-seeds = [0]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-"""
+TINY_EXPERIMENT = tiny_sweep()
 
 
 @pytest.fixture

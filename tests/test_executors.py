@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tiny_sweeps import tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
@@ -25,20 +26,7 @@ pytestmark = pytest.mark.slow
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "lr")
 
 # Six tiny cells (2 variants x 3 seeds), one epoch of 4 steps each.
-SIX_CELLS = """
-name = "six"
-seeds = [0, 1, 2]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-"""
+SIX_CELLS = tiny_sweep("six", seeds=(0, 1, 2))
 
 # One cell, two epochs of 6 steps, checkpointed after every step (checkpoint_minutes ~ 0).
 RESUMABLE = """
@@ -61,7 +49,7 @@ KILLER_PLUGIN = """
 import os, signal
 from pathlib import Path
 from torch import nn
-from ablate import ACTIVATIONS, register_activation
+from ablate import register_activation
 
 MARK = Path(__file__).with_name("killed-once")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import textwrap
 
 import pytest
+from tiny_sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store import read_events, scan_runs
@@ -13,20 +14,7 @@ from ablate.store import read_events, scan_runs
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
-SWEEP = """
-name = "cluster"
-seeds = [0, 1]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-"""
+SWEEP = tiny_sweep("cluster", seeds=(0, 1))
 
 KILL_ONCE = """
 import os, signal

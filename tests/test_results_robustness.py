@@ -9,6 +9,7 @@ import shutil
 import stat
 
 import pytest
+from tiny_sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.record import problem
@@ -29,30 +30,13 @@ DAMAGE = {
 }
 
 
-# The same cells as conftest's tiny_experiment (same run ids), for a module-wide fixture.
-TINY = """
-name = "tiny"
-seeds = [0]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-"""
-
-
 @pytest.fixture(scope="module")
 def trained_once(tmp_path_factory):
     """A finished tiny experiment (2 cells), trained once for the module."""
     from typer.testing import CliRunner
 
     folder = tmp_path_factory.mktemp("trained")
-    (folder / "tiny.toml").write_text(TINY)
+    (folder / "tiny.toml").write_text(tiny_sweep())  # the cells of conftest's tiny_experiment
     result = CliRunner().invoke(app, ["run", str(folder / "tiny.toml"), "--results", str(folder / "res"), "--device", "cpu"])
     assert result.exit_code == 0, result.output
     return folder / "res"
