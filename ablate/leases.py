@@ -46,10 +46,6 @@ class Claim:
     worker: str  # free text: "cuda:0 #1", "ray task ...", for `ablate show`
     token: str  # unique per claim, so an owner recognises its own
 
-    @property
-    def run_id(self) -> str:
-        return self.path.name
-
     def age(self, now: float | None = None) -> float:
         return (time.time() if now is None else now) - self.heartbeat
 

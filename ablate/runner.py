@@ -28,7 +28,7 @@ from ablate.data.common import as_rgb, balanced_subset
 from ablate.data.loader import storage_view
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
-from ablate.leases import STALE_AFTER_S, Lease, list_claims
+from ablate.leases import Lease, list_claims
 from ablate.models import arch_spec
 from ablate.record import FINISHED, failed_record
 from ablate.store import (
@@ -97,7 +97,6 @@ class WorkOptions:
     keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
     use_cache: bool = True  # read/write the on-disk cache of decoded datasets
     worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
-    lease_timeout: float = STALE_AFTER_S  # seconds without heartbeat before a claim is stale
 
 
 def now() -> str:
@@ -247,7 +246,7 @@ def train_claimed(
     observer = observer or RunObserver()
     if not opts.force and is_finished(results, cell):
         return None
-    lease = Lease(results, cell.experiment, cell.run_id, opts.worker, timeout=opts.lease_timeout)
+    lease = Lease(results, cell.experiment, cell.run_id, opts.worker)
     if not lease.acquire():
         return None
     try:
