@@ -165,7 +165,7 @@ def test_publish_studies_runs_each_study_then_the_reports(tmp_path):
     subprocess.run(["bash", script, "--device", "cpu"], env=env, check=True, timeout=60)
     calls = log.read_text().splitlines()
     studies = [c.split()[1] for c in calls[:-1]]
-    assert [c.split()[0] for c in calls[:-1]] == ["run"] * 4 and calls[-1] == "report --results results --out reports"
+    assert [c.split()[0] for c in calls[:-1]] == ["run"] * 5 and calls[-1] == "report --results results --out reports"
     assert all(c.endswith("--device cpu") for c in calls[:-1])
     from ablate.experiment import load_experiment
 
