@@ -2,7 +2,8 @@
 
 Columns: the experiment (linked to its report), its headline (each variant's final validation
 accuracy against the baseline: verdict and paired difference, from the report's
-``comparisons.csv``, and the paper's claims from ``claims.csv``), the data (dataset and the
+``comparisons.csv``; for grids of two or more axes the main effect of each level, from
+``effects.csv``, with the interactions counted; and the paper's claims from ``claims.csv``), the data (dataset and the
 training / validation image counts the runs used), the device(s), the seeds with how many runs
 are ok, and the total training time (sum of the runs' wall time).
 
@@ -31,7 +32,8 @@ BENCH = "bench"
 PRIMARY = "final_val_acc"
 # Above this many variants besides the baseline a row counts verdicts instead of listing them.
 LIST_AT_MOST = 4
-VERDICT_ORDER = ("better", "worse", "no detectable difference", "supported", "contradicted", "inconclusive")
+VERDICT_ORDER = ("better", "worse", "no detectable difference", "positive interaction", "negative interaction",
+                 "no detectable interaction", "supported", "contradicted", "inconclusive")
 
 
 def write_report_index(results: str | Path, out: str | Path) -> Path | None:
@@ -56,7 +58,9 @@ def render_index(results: str | Path, out: str | Path, names: list[str]) -> str:
         ("One row per experiment, written by `ablate report` from the results folder; each links to its full report. "
          "Headline: final validation accuracy of each variant against the experiment's baseline, as the mean "
          "difference over seeds paired by seed (percentage points) and the verdict of a Holm-corrected paired test; "
-         "claims: the 2012 paper's claims checked by the report. Training time: the sum of every run's wall time "
+         "for grids of two or more axes also each level's main effect (its difference averaged over every "
+         "combination of the other axes, paired by seed, Holm-corrected over the grid's effects) and the two-way "
+         "interactions counted by verdict; claims: the 2012 paper's claims checked by the report. Training time: the sum of every run's wall time "
          "(training and evaluation)."), "",
         "| experiment | headline | data | device | seeds | training time |",
         "| --- | --- | --- | --- | --- | --- |",
@@ -108,6 +112,11 @@ def _value(v: Any) -> str:
     return str(v).lower() if isinstance(v, bool) else str(v)
 
 
+def _csv_level(text: str) -> str:
+    """A level as a report's CSV spells it (``False``), as the variant labels do (``false``)."""
+    return text.lower() if text in ("True", "False") else text
+
+
 def _variant_axes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
     out = {}
     for axes in manifest.get("variants") or []:
@@ -142,10 +151,30 @@ def _headline(folder: Path, manifest: dict[str, Any]) -> str:
                 if ranked:
                     parts.append(f"best {_label(ranked[0]['variant'], baseline, axes)}: {_effect(ranked[0])}")
                     parts.append(f"worst {_label(ranked[-1]['variant'], baseline, axes)}: {_effect(ranked[-1])}")
+    parts += _grid_effects(folder)
     claims = _read_csv(folder / "claims.csv")
     if not claims.empty and "verdict" in claims:
         parts.append("claims: " + _counts(claims["verdict"]))
     return "<br>".join(parts) or "-"
+
+
+def _grid_effects(folder: Path) -> list[str]:
+    """Each level's main effect (averaged over the grid's other axes) and the interactions counted:
+    with many variants these, not the baseline comparisons, answer a factorial's questions."""
+    effects = _read_csv(folder / "effects.csv")
+    if effects.empty or not {"kind", "axes", "level", "reference", "metric", "estimate", "verdict"} <= set(effects.columns):
+        return []
+    effects = effects[effects["metric"] == PRIMARY]
+    main = effects[effects["kind"] == "main"].to_dict("records")
+    inter = effects[effects["kind"] == "interaction"]
+    parts = []
+    if main:
+        parts.append("main effects (mean over the other axes):")
+        parts += [f"`{r['axes']}={_csv_level(r['level'])}` vs `{_csv_level(r['reference'])}`: "
+                  f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}" for r in main]
+    if not inter.empty:
+        parts.append(f"{len(inter)} interactions: " + _counts(inter["verdict"]))
+    return parts
 
 
 def _counts(verdicts: Iterable[str]) -> str:
