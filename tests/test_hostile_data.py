@@ -26,8 +26,53 @@ def test_memory_check_uses_what_is_available(monkeypatch):
 
 
 def test_available_memory_is_a_plausible_number():
-    have = shapes.available_memory()
+    from ablate.data.common import available_memory
+
+    have = available_memory()
     assert have is None or 2**20 < have < 2**50
+
+
+def _gz_stream(path, header: bytes, zeros: int) -> None:
+    """A gzipped file of ``header`` followed by ``zeros`` zero bytes, written in pieces (the
+    expanded size never sits in memory here either)."""
+    import gzip
+
+    with gzip.open(path, "wb", compresslevel=1) as f:
+        f.write(header)
+        block = bytes(2**20)
+        for _ in range(zeros // len(block)):
+            f.write(block)
+        f.write(bytes(zeros % len(block)))
+
+
+def test_idx_header_promising_more_than_memory_is_refused_unread(tmp_path, monkeypatch):
+    """A tiny gzip whose header promises 60000 x 2**16 x 2**16 bytes: refused from the header alone."""
+    from ablate.data import fashion_mnist
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _gz_stream(path, bytes([0, 0, 8, 3]) + (60000).to_bytes(4, "big") + (2**16).to_bytes(4, "big") * 2, 10)
+    with pytest.raises(DataError, match=r"header promises 257,698,037,760,000 bytes of images, more than the") as e:
+        fashion_mnist.read_idx(path)
+    assert "\n" not in str(e.value) and str(path) in str(e.value)
+
+
+def test_idx_file_longer_than_its_header_is_read_only_as_far_as_promised(tmp_path, monkeypatch):
+    """A gzip that expands to 64 MiB behind a header promising 16 bytes: one line, and no more
+    than the promise plus one byte is ever asked of the decompressor."""
+    import gzip
+
+    from ablate.data import fashion_mnist
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    _gz_stream(path, bytes([0, 0, 8, 1]) + (16).to_bytes(4, "big"), 64 * 2**20)
+    asked: list[int] = []
+    real_read = gzip.GzipFile.read
+    monkeypatch.setattr(gzip.GzipFile, "read", lambda self, size=-1: asked.append(size) or real_read(self, size))
+    with pytest.raises(DataError, match=r"holds more than 24 bytes but its header promises 24"):
+        fashion_mnist.read_idx(path)
+    assert asked and max(asked) == 17 and -1 not in asked
+    _gz_stream(path, bytes([0, 0, 8, 2]) + (2).to_bytes(4, "big") + (3).to_bytes(4, "big"), 6)
+    assert fashion_mnist.read_idx(path).shape == (2, 3)  # exactly as promised: read
 
 
 def test_a_link_back_up_the_tree_is_walked_once(tmp_path):

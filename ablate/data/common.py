@@ -180,3 +180,18 @@ def assemble(
         as_rgb(train_x), train_y, as_rgb(val_x), val_y, list(classes),
         _rgb_stat(train["mean"]), _rgb_stat(train["std"]), info=info,
     )
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to allocate now (Linux: MemAvailable), or None if unknown."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None

@@ -9,6 +9,7 @@ where Debian's ``dataset-fashion-mnist`` package installs them. torchvision's la
 from __future__ import annotations
 
 import gzip
+import math
 import zlib
 from pathlib import Path
 
@@ -17,7 +18,9 @@ import torch
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits
 from ablate.data.cache import CacheKey, file_identity, load_or_build
-from ablate.data.common import assemble, find_or_download, looked_in, one_line, resize_square, split_stats
+from ablate.data.common import (
+    assemble, available_memory, find_or_download, looked_in, one_line, resize_square, split_stats,
+)
 from ablate.registry import register_dataset
 
 NAME = "fashion-mnist"
@@ -36,24 +39,37 @@ HOW_TO_GET = (
 
 def read_idx(path: Path) -> torch.Tensor:
     """An IDX file of unsigned bytes (the MNIST family's format), gzipped or not, as a uint8 tensor
-    shaped by its header. Anything else is a :class:`DataError` naming the file."""
+    shaped by its header. Anything else is a :class:`DataError` naming the file.
+
+    Reads no more than the header promises (plus one byte, to notice extra data), and refuses a
+    header that promises more than the memory available: a small gzipped file can expand to far
+    more than fits (a "zip bomb"), and reading it whole would end with the system killing the
+    process rather than with a message.
+    """
+    opener = gzip.open if path.suffix == ".gz" else open
     try:
-        opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rb") as f:
-            data = f.read()
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
+                raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); replace it with a fresh copy")
+            ndim = head[3]
+            sizes = f.read(4 * ndim)
+            if ndim < 1 or len(sizes) < 4 * ndim:
+                raise DataError(f"{path} is not a valid IDX file (truncated header); replace it with a fresh copy")
+            dims = [int.from_bytes(sizes[4 * i : 4 * i + 4], "big") for i in range(ndim)]
+            promised = math.prod(dims)
+            have = available_memory()
+            if have is not None and promised > have:
+                raise DataError(f"{path}: its header promises {promised:,} bytes of images, more than the "
+                                f"{have:,} bytes of memory available; replace it with a fresh copy")
+            payload = f.read(promised + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read {path}: {one_line(e)}") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); replace it with a fresh copy")
-    ndim = data[3]
     header = 4 + 4 * ndim
-    if ndim < 1 or len(data) < header:
-        raise DataError(f"{path} is not a valid IDX file (truncated header); replace it with a fresh copy")
-    dims = [int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim)]
-    expected = header + torch.Size(dims).numel()
-    if len(data) != expected:
-        raise DataError(f"{path} holds {len(data)} bytes but its header promises {expected}; replace it with a fresh copy")
-    return torch.frombuffer(bytearray(data[header:]), dtype=torch.uint8).view(*dims)
+    if len(payload) != promised:
+        got = header + len(payload) if len(payload) <= promised else f"more than {header + promised}"
+        raise DataError(f"{path} holds {got} bytes but its header promises {header + promised}; replace it with a fresh copy")
+    return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(*dims)
 
 
 def _find(folder: Path, stem: str) -> Path | None:

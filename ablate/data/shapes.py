@@ -17,12 +17,12 @@ only on ``data.seed`` and the split, never on the run seed.
 from __future__ import annotations
 
 import math
-import os
 
 import torch
 
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
+from ablate.data.common import available_memory
 from ablate.seeding import named_generator
 from ablate.registry import register_dataset
 
@@ -166,21 +166,6 @@ def make_split(n: int, size: int, seed: int, split: str) -> tuple[torch.Tensor, 
     g = named_generator(f"ablate/shapes/{seed}/{split}")
     labels = (torch.arange(n) % len(CLASSES))[torch.randperm(n, generator=g)]
     return render(labels, size, g), labels
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to allocate now (Linux: MemAvailable), or None if unknown."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, OSError, ValueError):
-        return None
 
 
 def _check_memory(n_train: int, n_val: int, size: int) -> None:
