@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import math
 import traceback
+import types
+import typing
 from typing import Any, TypedDict
 
 FORMAT_VERSION = 2
@@ -41,6 +43,10 @@ class EpochMetrics(TypedDict, total=False):
 
 
 class RunRecord(TypedDict, total=False):
+    """Every key a run record may have, with its JSON type: the one description of the schema
+    (:func:`problem` checks records against these annotations; ``docs/results-format.md``
+    explains each key, and a test keeps its table to exactly these keys)."""
+
     format: int
     run_id: str
     experiment: str
@@ -55,31 +61,31 @@ class RunRecord(TypedDict, total=False):
     data: dict[str, Any]
     runtime: dict[str, Any]
     epochs: list[EpochMetrics]
+    steps: list[dict[str, Any]]
     summary: dict[str, Any]
     resumed: list[dict[str, Any]]
     worker: dict[str, Any]
     env: dict[str, Any]
 
 
-# key -> (accepted types, required). bool is excluded from int checks below.
+# Keys every record has, failed ones included (the rest are optional: version 1 records lack
+# ``format``, ``resumed`` and ``worker``; failed records have no ``data``, ``runtime``, ...).
+REQUIRED = frozenset({"run_id", "experiment", "variant", "slug", "seed", "status", "config", "epochs", "summary"})
+
+
+def _json_types(annotation: Any) -> tuple[type, ...]:
+    """The Python types JSON decoding gives for a RunRecord annotation (``str | None`` ->
+    ``(str, NoneType)``, ``list[...]`` -> ``(list,)``)."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        return tuple(t for arg in typing.get_args(annotation) for t in _json_types(arg))
+    if annotation is type(None):
+        return (type(None),)
+    return (typing.get_origin(annotation) or annotation,)
+
+
+# key -> (accepted types, required), from RunRecord. bool is excluded from int checks below.
 _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
-    "format": ((int,), False),
-    "run_id": ((str,), True),
-    "experiment": ((str,), True),
-    "variant": ((dict,), True),
-    "slug": ((str,), True),
-    "seed": ((int,), True),
-    "status": ((str,), True),
-    "error": ((str, type(None)), False),
-    "config": ((dict,), True),
-    "params": ((int, type(None)), False),
-    "data": ((dict,), False),
-    "runtime": ((dict,), False),
-    "epochs": ((list,), True),
-    "summary": ((dict,), True),
-    "resumed": ((list,), False),
-    "worker": ((dict,), False),
-    "env": ((dict,), False),
+    key: (_json_types(hint), key in REQUIRED) for key, hint in typing.get_type_hints(RunRecord).items()
 }
 _NUMBER = (int, float, type(None))  # null: a non-finite value stored as "no value"
 

@@ -27,6 +27,7 @@ DAMAGE = {
     "metric-str": lambda good: json.dumps({**json.loads(good), "epochs": [{"epoch": 1, "val_acc": "high"}]}),
     "summary-str": lambda good: json.dumps({**json.loads(good), "summary": {"final_val_acc": "0.5"}}),
     "bad-status": lambda good: json.dumps({**json.loads(good), "status": "done"}),
+    "steps-dict": lambda good: json.dumps({**json.loads(good), "steps": {"step": 1}}),
 }
 
 
@@ -180,3 +181,29 @@ def test_batch_larger_than_the_training_set_is_refused_before_training(cli, tiny
     flat = result.output.replace("\n", " ")
     assert "train.batch_size = 100000 is larger than the training set (64 images" in flat and "Traceback" not in flat
     assert not list((tmp_path / "res").rglob("*.json"))  # nothing trained, nothing recorded
+
+
+def test_the_documented_record_keys_are_exactly_the_schema():
+    """docs/results-format.md's table of record keys and RunRecord (which problem() checks
+    against) name the same keys, with the same JSON types, so neither can drift from the other."""
+    import re
+    import typing
+    from pathlib import Path
+
+    from ablate.record import REQUIRED, RunRecord, _json_types
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
+    documented = dict(re.findall(r"^\| `(\w+)` \| (str|int|object|list|str or null|int or null) \|", text, re.M))
+    hints = typing.get_type_hints(RunRecord)
+    assert set(documented) == set(hints)
+    json_name = {str: "str", int: "int", dict: "object", list: "list"}
+    for key, hint in hints.items():
+        accepted = _json_types(hint)
+        base = json_name[next(t for t in accepted if t is not type(None))]
+        assert documented[key] == (f"{base} or null" if type(None) in accepted else base), key
+    assert REQUIRED < set(hints)
+    minimal = {"run_id": "r", "experiment": "e", "variant": {}, "slug": "s", "seed": 0, "status": "failed",
+               "config": {}, "epochs": [], "summary": {}}
+    assert set(minimal) == REQUIRED and problem(minimal) is None
+    for key in REQUIRED:
+        assert problem({k: v for k, v in minimal.items() if k != key}) == f"no {key!r}"
