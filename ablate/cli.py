@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 import statistics
-import threading
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, List, Optional
@@ -32,6 +30,7 @@ from ablate.registry import ARCHS, DATASETS, RegistryError
 from ablate.leases import list_claims
 from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
+from ablate.stop_signal import StopOnSignal
 from ablate.runner import run_experiment
 from ablate.store import RunScan, StoreError, check_writable, iter_runs, scan_runs
 from ablate.textfmt import fmt_sd
@@ -223,35 +222,6 @@ def summary_table(exp: Experiment, results: Path) -> Table:
     return table
 
 
-class _StopOnSignal:
-    """First Ctrl-C (or SIGTERM): ask training to stop at the next step, after a checkpoint.
-    A second Ctrl-C interrupts at once."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._saved: dict[int, Any] = {}
-
-    def __call__(self) -> bool:
-        return self.requested
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested and signum == signal.SIGINT:
-            raise KeyboardInterrupt
-        self.requested = True
-        err.print("[yellow]stopping[/]: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)",
-                  soft_wrap=True)
-
-    def __enter__(self) -> "_StopOnSignal":
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._saved[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for sig, handler in self._saved.items():
-            signal.signal(sig, handler)
-
-
 def _workers_option(value: Optional[str]) -> Optional[int]:
     if value is None or value == "auto":
         return None
@@ -262,6 +232,11 @@ def _workers_option(value: Optional[str]) -> Optional[int]:
     if n < 1:
         raise fail(f"--workers {value}: expected an integer >= 1 or auto")
     return n
+
+
+def _announce_stop() -> None:
+    err.print("[yellow]stopping[/]: finishing the current step and saving a checkpoint (Ctrl-C again to quit now)",
+              soft_wrap=True)
 
 
 def _interrupted() -> typer.Exit:
@@ -361,7 +336,7 @@ def run(
                             observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
                             use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
                             plugins=_PLUGINS)
-        with _StopOnSignal() as stop:
+        with StopOnSignal(_announce_stop) as stop:
             return run_experiment(exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
                                   use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop)
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
-import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from ablate.runner import (
     Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, start_sweep,
     train_claimed,
 )
+from ablate.stop_signal import StopOnSignal
 from ablate.store import append_event, read_run, run_path
 from ablate.train import Interrupted
 
@@ -144,41 +144,35 @@ class _QueueObserver(RunObserver):
 
 def _worker_main(spec: _WorkerSpec) -> None:
     """Entry point of a worker process: claim and train cells until none is left to claim."""
-    stop_requested = False
-
-    def request_stop(signum: int, frame: Any) -> None:
-        nonlocal stop_requested
-        stop_requested = True
-
     # Ctrl-C reaches every process of the terminal's group: finish the step, checkpoint, exit.
-    signal.signal(signal.SIGINT, request_stop)
-    signal.signal(signal.SIGTERM, request_stop)
-    from ablate.plugins import load_plugins
+    # Quiet, and never escalated here: the parent announces and decides.
+    with StopOnSignal(escalate=False) as stop_requested:
+        from ablate.plugins import load_plugins
 
-    load_plugins(spec.plugins)
-    if spec.slot.threads:
-        torch.set_num_threads(spec.slot.threads)
-    device = torch.device("cpu" if spec.slot.device == "cpu" else "cuda:0")  # the one GPU it sees
-    observer = _QueueObserver(spec.slot.index, spec.events)
-    datasets = Datasets(observer, spec.opts.use_cache)
+        load_plugins(spec.plugins)
+        if spec.slot.threads:
+            torch.set_num_threads(spec.slot.threads)
+        device = torch.device("cpu" if spec.slot.device == "cpu" else "cuda:0")  # the one GPU it sees
+        observer = _QueueObserver(spec.slot.index, spec.events)
+        datasets = Datasets(observer, spec.opts.use_cache)
 
-    def should_stop() -> bool:
-        return stop_requested or spec.stop.is_set()
+        def should_stop() -> bool:
+            return stop_requested() or spec.stop.is_set()
 
-    for cell in spec.cells:
-        if should_stop():
-            break
-        observer.send("start", cell.run_id)
-        try:
-            record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
-        except Interrupted:
-            observer.send("interrupted", cell.run_id)
-            break
-        except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
-            observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
-            break
-        observer.send("end", cell.run_id, record is not None)
-    observer.send("exit")
+        for cell in spec.cells:
+            if should_stop():
+                break
+            observer.send("start", cell.run_id)
+            try:
+                record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
+            except Interrupted:
+                observer.send("interrupted", cell.run_id)
+                break
+            except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
+                observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
+                break
+            observer.send("end", cell.run_id, record is not None)
+        observer.send("exit")
 
 
 @dataclass

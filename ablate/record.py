@@ -104,12 +104,12 @@ def problem(record: Any) -> str | None:
     """What makes ``record`` unusable as a run record, in a few words; None when it is fine."""
     if not isinstance(record, dict):
         return f"not a JSON object ({_kind(record)})"
-    for key, (types, required) in _FIELDS.items():
+    for key, (accepted, required) in _FIELDS.items():
         if key not in record:
             if required:
                 return f"no {key!r}"
             continue
-        if not _type_ok(record[key], types):
+        if not _type_ok(record[key], accepted):
             return f"{key!r} is {_kind(record[key])}"
     if not 1 <= record.get("format", 1) <= FORMAT_VERSION:
         return f"format {record['format']} (this ablate reads 1..{FORMAT_VERSION}; upgrade ablate)"

@@ -158,9 +158,13 @@ def test_sigkill_mid_cell_then_rerun_resumes_and_matches_an_uninterrupted_run(tm
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
-def test_sigint_stops_with_a_checkpoint_and_exit_130(tmp_path):
+@pytest.mark.parametrize("executor", [[], ["--workers", "2"]], ids=["in-process", "pool"])
+def test_sigint_stops_with_a_checkpoint_and_exit_130(tmp_path, executor):
+    """Ctrl-C to `ablate run` (the parent alone, for the pool: its workers hear it through the
+    parent's stop event): checkpoint, claims released, exit 130."""
     write(tmp_path, "resumable.toml", RESUMABLE.replace("checkpoint_minutes = 0.0001", "checkpoint_minutes = 0"))
-    proc = ablate(tmp_path, "run", "resumable.toml", "--device", "cpu", "--threads", "1", "--results", "res")
+    threads = [] if executor else ["--threads", "1"]
+    proc = ablate(tmp_path, "run", "resumable.toml", "--device", "cpu", *threads, *executor, "--results", "res")
     events = tmp_path / "res" / "resumable" / "events.jsonl"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not events.exists():

@@ -1,0 +1,33 @@
+"""Ctrl-C / SIGTERM as a stop request (ablate.stop_signal), as the run process and pool workers use it."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from ablate.stop_signal import StopOnSignal
+
+
+def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts():
+    before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    told: list[str] = []
+    with StopOnSignal(lambda: told.append("stopping")) as stop:
+        assert not stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+        assert stop() and told == ["stopping"]
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM is not a way out: the checkpoint comes first
+        assert told == ["stopping"]
+    assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
+
+
+def test_a_worker_never_escalates():
+    with StopOnSignal(escalate=False) as stop:
+        for _ in range(3):
+            os.kill(os.getpid(), signal.SIGINT)
+        assert stop()
+    with pytest.raises(KeyboardInterrupt):  # restored: Python's own handler again
+        os.kill(os.getpid(), signal.SIGINT)
