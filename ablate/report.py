@@ -32,7 +32,9 @@ from ablate.adaptive import rule_text
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     CI_METHODS,
+    NEGATIVE_INTERACTION,
     NOT_REACHED,
+    POSITIVE_INTERACTION,
     Effect,
     ExperimentData,
     Metric,
@@ -184,7 +186,7 @@ def render_markdown(
     parts += [_overview(data), ""]
     if data.notes:
         parts += ["> **Notes**", *[f"> - {n}" for n in data.notes], ""]
-    parts += _headline(data, comparisons)
+    parts += _headline(data, comparisons, effects)
     parts += _not_ok(data)
     parts += _summary_section(data, summary)
     parts += _comparison_section(data, comparisons, metrics)
@@ -240,13 +242,14 @@ def _overview(data: ExperimentData) -> str:
     return md_table(["", ""], rows, ["l", "l"])
 
 
-def _headline(data: ExperimentData, comparisons: pd.DataFrame) -> list[str]:
+def _headline(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataFrame) -> list[str]:
     primary = comparisons[comparisons["metric"] == "final_val_acc"]
     if primary.empty:
         return []
     boot = bool((primary["ci_method"] == "bootstrap").any())
     label = "95% BCa bootstrap CI" if boot else "95% CI"
-    out = ["## Answer", "", f"Final validation accuracy of each variant against the baseline `{data.baseline}` "
+    out = ["## Answer", "", *_effects_answer(effects),
+           f"Final validation accuracy of each variant against the baseline `{data.baseline}` "
            f"(difference in percentage points, {label} over seeds paired by seed; where several variants are "
            "compared, also the simultaneous interval that goes with the Holm-adjusted p that decides the verdict):", ""]
     for r in primary.to_dict("records"):
@@ -268,6 +271,53 @@ def _headline(data: ExperimentData, comparisons: pd.DataFrame) -> list[str]:
             out.append(f"  {power}")
     out += ["", *_study_power(primary), *_sources_sentence(data), *_adaptive_sentence(data), ""]
     return out
+
+
+def _level(text: Any) -> str:
+    """A level as the variant slugs and axes spell it (``false``, not ``False``)."""
+    return str(text).lower() if str(text) in ("True", "False") else str(text)
+
+
+def _effects_answer(effects: pd.DataFrame) -> list[str]:
+    """A grid's own answer, ahead of the variant-by-variant list: what each level of each axis does
+    on average over the other axes, and which two-way interactions were detected."""
+    if effects.empty:
+        return []
+    mine = effects[effects["metric"] == "final_val_acc"]
+    main, inter = mine[mine["kind"] == "main"], mine[mine["kind"] == "interaction"]
+    if main.empty:
+        return []
+    out = ["Main effects: each level against the baseline's level of its axis, averaged over every combination of the "
+           "other axes (difference in percentage points, 95% CI over seeds; verdicts Holm-corrected over all of the "
+           "grid's effects; table and definitions under *Main effects and interactions*):", ""]
+    for r in main.to_dict("records"):
+        head = f"- `{r['axes']}={_level(r['level'])}` vs `{_level(r['reference'])}`: "
+        if not r["n"]:
+            out.append(f"{head}**{r['verdict']}**")
+            continue
+        p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
+        note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
+        out.append(f"{head}{fmt_ci(r['estimate'], r['ci_low'], r['ci_high'], r['n'], 100.0, 2, signed=True)} points"
+                   f"{p}: **{r['verdict']}**{note}")
+    mdd = [stats.min_detectable_difference(float(r["sd"]), int(r["n"])) * 100 for r in main.to_dict("records")
+           if r["n"] >= 2 and not _isnan(r["sd"]) and float(r["sd"]) > 0]
+    if mdd:
+        lo, hi = f"{min(mdd):.2g}", f"{max(mdd):.2g}"
+        out += ["", f"**Power of the main effects.** With these seeds a main effect can be detected (80% power, "
+                    f"two-sided paired t-test at alpha 0.05, observed sd over seeds) when it is larger than "
+                    f"{lo if lo == hi else f'{lo}-{hi}'} points (before the Holm correction)."]
+    if not inter.empty:
+        found = inter[inter["verdict"].isin([POSITIVE_INTERACTION, NEGATIVE_INTERACTION])]
+        text = f"Interactions: {len(found)} of {len(inter)} two-way interactions detected"
+        if not found.empty:
+            text += ": " + "; ".join(
+                f"`{_level(r['level'])}` ({r['axes']}) {fmt(r['estimate'] * 100, 2, True)} points, {r['verdict']}"
+                for r in found.to_dict("records"))
+        untestable = int((inter["n"] < 2).sum())
+        if untestable:
+            text += f" ({untestable} could not be tested: fewer than two seeds with every cell they need ok)"
+        out += ["", text + "."]
+    return out + [""]
 
 
 def _sentence(text: str) -> str:

@@ -4,6 +4,7 @@ and a report on a small real run has every variant, valid PNGs and CSVs that par
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import numpy as np
@@ -254,6 +255,42 @@ def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
     assert inter["ci_low"] <= 0.0 <= inter["ci_high"] and inter["verdict"] == "no detectable interaction"
     readme = rep.readme.read_text()
     assert "## Main effects and interactions" in readme and "](interaction.png)" in readme
+    # The Answer leads with the grid's own answer: each main effect, then the interactions, then the
+    # variants one by one.
+    answer = readme.split("## Answer", 1)[1].split("\n## ", 1)[0]
+    lines = answer.splitlines()
+    for label, planted in (("`pooling=nonoverlap` vs `overlap`", 4.0), ("`norm=lrn` vs `none`", 2.0)):
+        line = next(x for x in lines if x.startswith(f"- {label}: "))
+        low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\] points, p_holm", line).groups())
+        assert low <= planted <= high and line.endswith("**better**"), line
+    assert "Interactions: 0 of 1 two-way interactions detected." in answer
+    assert "**Power of the main effects.** " in answer
+    assert answer.index("Main effects: ") < answer.index("Interactions: ") < answer.index("Final validation accuracy of each")
+
+
+def test_grid_answer_names_detected_interactions_and_untestable_ones(tmp_path: Path) -> None:
+    """tanh costs 10 points with LRN only (an interaction planted on every seed); one failed cell
+    leaves a contrast with a single seed."""
+    axes = {"activation": ["relu", "tanh"], "norm": ["none", "lrn"]}
+
+    def outcome(ax: dict, seed: int) -> Outcome:
+        y = 0.6 - 0.10 * (ax["activation"] == "tanh" and ax["norm"] == "lrn")
+        return Outcome(final_val_acc=y + seeded_noise(5, tuple(ax.items()), seed).normal(0, 0.003))
+
+    write_planted(tmp_path / "results", "inter", axes, [0, 1, 2, 3], outcome)
+    answer = build_report(tmp_path / "results", "inter", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
+    assert "Interactions: 1 of 1 two-way interactions detected: `tanh x lrn` (activation x norm) -10." in answer
+    assert "negative interaction." in answer
+    write_planted(tmp_path / "results", "one", axes, [0, 1],
+                  lambda ax, s: Outcome(status="failed" if s == 1 and ax["norm"] == "lrn" else "ok"))
+    answer = build_report(tmp_path / "results", "one", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
+    assert "(1 could not be tested: fewer than two seeds with every cell they need ok)" in answer
+
+
+def test_single_axis_answer_has_no_main_effects_block(tmp_path: Path) -> None:
+    write_planted(tmp_path / "results", "p", {"pooling": ["overlap", "nonoverlap"]}, [0, 1, 2], lambda a, s: Outcome())
+    readme = build_report(tmp_path / "results", "p", tmp_path / "r").readme.read_text()
+    assert "Main effects: " not in readme and "Interactions: " not in readme
 
 
 def test_stale_output_files_are_removed(tmp_path: Path) -> None:
