@@ -440,11 +440,38 @@ def load_experiment_data(
     devices = sorted({d for d, st in zip(runs.get("device", []), runs["status"]) if st == STATUS_OK and isinstance(d, str) and d})
     if len(devices) > 1:
         notes.append(f"ok runs come from {len(devices)} devices ({', '.join(devices)}): speed and time comparisons mix machines")
+    notes += _mixed_data_note(current_records)
     return ExperimentData(
         name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
         variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
         manifest=manifest, stale_runs=stale, notes=notes, steps=steps,
     )
+
+
+def _data_identity(record: dict[str, Any]) -> tuple[str, str] | None:
+    """Where a run's images came from and their normalization statistics, as recorded: two runs of
+    one experiment whose identities differ trained on different files (e.g. ``$ABLATE_DATA``
+    pointed elsewhere, which is not part of the run id when ``data.root`` is unset)."""
+    data = record.get("data")
+    if record.get("status") != STATUS_OK or not isinstance(data, dict):
+        return None
+    info = data.get("info") if isinstance(data.get("info"), dict) else {}
+    stats = ", ".join(f"{x:.6g}" if isinstance(x, float) else str(x) for key in ("mean", "std")
+                      for x in (data.get(key) or []))
+    return str(info.get("source", "?")), stats
+
+
+def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
+    seen: dict[tuple[str, str], int] = {}
+    for r in records:
+        identity = _data_identity(r)
+        if identity is not None:
+            seen[identity] = seen.get(identity, 0) + 1
+    if len(seen) < 2:
+        return []
+    parts = [f"{n} from {src} (mean/std {stats})" for (src, stats), n in sorted(seen.items())]
+    return [f"ok runs were trained on different data ({'; '.join(parts)}): their comparisons mix datasets; "
+            "rerun the odd ones with the same data (set data.root to pin it)"]
 
 
 def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:

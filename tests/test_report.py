@@ -463,3 +463,24 @@ def test_adaptive_seeds_and_damaged_manifest_are_reported(tmp_path: Path) -> Non
     path.write_text("{broken")
     rep = build_report(tmp_path / "results", "planted", tmp_path / "reports")
     assert any(str(path) in n for n in rep.data.notes) and str(path) in rep.readme.read_text()
+
+
+def test_runs_trained_on_different_data_are_flagged(tmp_path: Path) -> None:
+    """Runs of one experiment whose recorded data source or normalization differ (e.g. $ABLATE_DATA
+    changed between runs: not part of the run id) get a note in the report; the same data, none."""
+    from ablate.store import read_run, write_run
+
+    write_planted(tmp_path / "results", "d", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
+    runs = sorted((tmp_path / "results" / "d" / "runs").glob("*.json"))
+    for i, path in enumerate(runs):
+        record = read_run(path)
+        record["data"].update(mean=[0.25] * 3, std=[0.5] * 3, info={"source": "/data/b" if i else "/data/a"})
+        write_run(tmp_path / "results", record)
+    readme = build_report(tmp_path / "results", "d", tmp_path / "r").readme.read_text()
+    assert ("ok runs were trained on different data (1 from /data/a (mean/std 0.25, 0.25, 0.25, 0.5, 0.5, 0.5); "
+            f"{len(runs) - 1} from /data/b") in readme
+    for path in runs:  # the same source and statistics everywhere: no note
+        record = read_run(path)
+        record["data"]["info"] = {"source": "/data/a"}
+        write_run(tmp_path / "results", record)
+    assert "trained on different data" not in build_report(tmp_path / "results", "d", tmp_path / "r").readme.read_text()
