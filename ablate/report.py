@@ -288,17 +288,23 @@ def _effects_answer(effects: pd.DataFrame) -> list[str]:
     if main.empty:
         return []
     out = ["Main effects: each level against the baseline's level of its axis, averaged over every combination of the "
-           "other axes (difference in percentage points, 95% CI over seeds; verdicts Holm-corrected over all of the "
-           "grid's effects; table and definitions under *Main effects and interactions*):", ""]
+           "other axes (difference in percentage points, 95% CI over seeds, and the simultaneous interval that goes "
+           "with the verdict, Holm-corrected over all of the grid's effects; table and definitions under "
+           "*Main effects and interactions*):", ""]
     for r in main.to_dict("records"):
         head = f"- `{r['axes']}={_level(r['level'])}` vs `{_level(r['reference'])}`: "
         if not r["n"]:
             out.append(f"{head}**{r['verdict']}**")
             continue
+        sim = ""
+        if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1 and not _isnan(r["sim_low"]):
+            sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} effects "
+                   f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
         p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
         note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
+        why = f". {_sentence(r['interval_note'])}" if isinstance(r["interval_note"], str) and r["interval_note"] else ""
         out.append(f"{head}{fmt_ci(r['estimate'], r['ci_low'], r['ci_high'], r['n'], 100.0, 2, signed=True)} points"
-                   f"{p}: **{r['verdict']}**{note}")
+                   f"{sim}{p}: **{r['verdict']}**{note}{why}")
     mdd = [stats.min_detectable_difference(float(r["sd"]), int(r["n"])) * 100 for r in main.to_dict("records")
            if r["n"] >= 2 and not _isnan(r["sd"]) and float(r["sd"]) > 0]
     if mdd:

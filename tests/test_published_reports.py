@@ -48,3 +48,23 @@ def test_committed_index_is_regenerated_identically(tmp_path):
     index = write_report_index(RESULTS, tmp_path)
     assert index is not None
     assert index.read_text() == (REPORTS / "README.md").read_text()
+
+
+def _answer_lines(readme: str) -> list[str]:
+    answer = readme.split("## Answer", 1)[1].split("\n## ", 1)[0] if "## Answer" in readme else ""
+    return [line for line in answer.splitlines() if line.startswith("- `")]
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_no_published_interval_excludes_zero_unexplained(name):
+    """Every Answer line (a variant, or a grid's main effect) whose 95% interval excludes 0 next
+    to "no detectable difference" says why on the same line."""
+    import re
+
+    lines = _answer_lines((REPORTS / name / "README.md").read_text(encoding="utf-8"))
+    assert lines
+    for line in lines:
+        shown = re.search(r": [-+][\d.]+ \[([-+][\d.]+), ([-+][\d.]+)\] points", line)
+        if shown and "**no detectable difference**" in line and (float(shown[1]) > 0 or float(shown[2]) < 0):
+            assert "contains 0" in line, line
