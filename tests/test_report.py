@@ -261,7 +261,7 @@ def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
     lines = answer.splitlines()
     for label, planted in (("`pooling=nonoverlap` vs `overlap`", 4.0), ("`norm=lrn` vs `none`", 2.0)):
         line = next(x for x in lines if x.startswith(f"- {label}: "))
-        low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\] points, p_holm", line).groups())
+        low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\] points; simultaneous", line).groups())
         assert low <= planted <= high and line.endswith("**better**"), line
     assert "Interactions: 0 of 1 two-way interactions detected." in answer
     assert "**Power of the main effects.** " in answer
