@@ -49,7 +49,7 @@ from ablate.analysis import (
     variation_sources,
 )
 from ablate.claims import check_claims, paper_effects
-from ablate.textfmt import _head, _isnan, _md_escape, fmt, fmt_ci, fmt_p, fmt_pm, fmt_sd, md_table  # noqa: F401 - re-exported
+from ablate.textfmt import _head, _isnan, _md_escape, level_text, fmt, fmt_ci, fmt_p, fmt_pm, fmt_sd, md_table  # noqa: F401 - re-exported
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
@@ -253,19 +253,13 @@ def _headline(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataF
            f"(difference in percentage points, {label} over seeds paired by seed; where several variants are "
            "compared, also the simultaneous interval that goes with the Holm-adjusted p that decides the verdict):", ""]
     for r in primary.to_dict("records"):
-        note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
         if not r["n"]:
+            note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
             out.append(f"- `{r['variant']}`: **{r['verdict']}**{note}")
             continue
         low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
         shown = fmt_ci(r["diff"], low, high, r["n"], 100.0, 2, signed=True)
-        sim = ""
-        if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1:
-            sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} comparisons "
-                   f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
-        p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
-        why = f". {_sentence(r['interval_note'])}" if r["interval_note"] else ""
-        out.append(f"- `{r['variant']}`: {shown} points{sim}{p}: **{r['verdict']}**{note}{why}")
+        out.append(_verdict_line(f"- `{r['variant']}`: ", shown, r, "comparisons"))
         power = _power_sentence(r)
         if power:
             out.append(f"  {power}")
@@ -273,9 +267,19 @@ def _headline(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataF
     return out
 
 
-def _level(text: Any) -> str:
-    """A level as the variant slugs and axes spell it (``false``, not ``False``)."""
-    return str(text).lower() if str(text) in ("True", "False") else str(text)
+def _verdict_line(head: str, shown: str, r: dict[str, Any], tested: str) -> str:
+    """One Answer line of a tested difference (a variant against the baseline, or a grid's main
+    effect; ``r`` is its row of comparisons.csv or effects.csv, ``tested`` names what the Holm
+    family holds): the shown interval, the simultaneous interval that goes with the verdict, the
+    Holm p, the verdict, any note, and why an interval excluding 0 is no detectable difference."""
+    sim = ""
+    if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1 and not _isnan(r["sim_low"]):
+        sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} {tested} "
+               f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
+    p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
+    note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
+    why = f". {_sentence(r['interval_note'])}" if isinstance(r["interval_note"], str) and r["interval_note"] else ""
+    return f"{head}{shown} points{sim}{p}: **{r['verdict']}**{note}{why}"
 
 
 def _effects_answer(effects: pd.DataFrame) -> list[str]:
@@ -292,19 +296,12 @@ def _effects_answer(effects: pd.DataFrame) -> list[str]:
            "with the verdict, Holm-corrected over all of the grid's effects; table and definitions under "
            "*Main effects and interactions*):", ""]
     for r in main.to_dict("records"):
-        head = f"- `{r['axes']}={_level(r['level'])}` vs `{_level(r['reference'])}`: "
+        head = f"- `{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
         if not r["n"]:
             out.append(f"{head}**{r['verdict']}**")
             continue
-        sim = ""
-        if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1 and not _isnan(r["sim_low"]):
-            sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} effects "
-                   f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
-        p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
-        note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
-        why = f". {_sentence(r['interval_note'])}" if isinstance(r["interval_note"], str) and r["interval_note"] else ""
-        out.append(f"{head}{fmt_ci(r['estimate'], r['ci_low'], r['ci_high'], r['n'], 100.0, 2, signed=True)} points"
-                   f"{sim}{p}: **{r['verdict']}**{note}{why}")
+        shown = fmt_ci(r["estimate"], r["ci_low"], r["ci_high"], r["n"], 100.0, 2, signed=True)
+        out.append(_verdict_line(head, shown, r, "effects"))
     mdd = [stats.min_detectable_difference(float(r["sd"]), int(r["n"])) * 100 for r in main.to_dict("records")
            if r["n"] >= 2 and not _isnan(r["sd"]) and float(r["sd"]) > 0]
     if mdd:
@@ -317,7 +314,7 @@ def _effects_answer(effects: pd.DataFrame) -> list[str]:
         text = f"Interactions: {len(found)} of {len(inter)} two-way interactions detected"
         if not found.empty:
             text += ": " + "; ".join(
-                f"`{_level(r['level'])}` ({r['axes']}) {fmt(r['estimate'] * 100, 2, True)} points, {r['verdict']}"
+                f"`{level_text(r['level'])}` ({r['axes']}) {fmt(r['estimate'] * 100, 2, True)} points, {r['verdict']}"
                 for r in found.to_dict("records"))
         untestable = int((inter["n"] < 2).sum())
         if untestable:

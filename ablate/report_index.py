@@ -25,6 +25,7 @@ import pandas as pd
 
 from ablate.results import current_records
 from ablate.store import read_manifest
+from ablate.textfmt import level_text
 from ablate.variant import Variant
 
 INDEX = "README.md"
@@ -104,17 +105,8 @@ def _label(slug: str, baseline: str, axes: dict[str, dict[str, Any]]) -> str:
     mine, base = axes.get(slug), axes.get(baseline)
     if mine is None or base is None:
         return f"`{slug}`"
-    diff = [f"{k}={_value(v)}" for k, v in mine.items() if repr(base.get(k)) != repr(v)]
+    diff = [f"{k}={level_text(v)}" for k, v in mine.items() if repr(base.get(k)) != repr(v)]
     return f"`{', '.join(diff)}`" if diff else f"`{slug}`"
-
-
-def _value(v: Any) -> str:
-    return str(v).lower() if isinstance(v, bool) else str(v)
-
-
-def _csv_level(text: str) -> str:
-    """A level as a report's CSV spells it (``False``), as the variant labels do (``false``)."""
-    return text.lower() if text in ("True", "False") else text
 
 
 def _variant_axes(manifest: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -170,7 +162,7 @@ def _grid_effects(folder: Path) -> list[str]:
     parts = []
     if main:
         parts.append("main effects (mean over the other axes):")
-        parts += [f"`{r['axes']}={_csv_level(r['level'])}` vs `{_csv_level(r['reference'])}`: "
+        parts += [f"`{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
                   f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}" for r in main]
     if not inter.empty:
         parts.append(f"{len(inter)} interactions: " + _counts(inter["verdict"]))

@@ -70,6 +70,13 @@ def fmt_sd(mean: Any, sd: Any, scale: float = 1.0, digits: int = 2) -> str:
     return head if _isnan(sd) else f"{head} ± {fmt(float(sd) * scale, digits)}"
 
 
+def level_text(value: Any) -> str:
+    """An axis level as variant slugs and experiment files spell it: ``false`` for the bool False
+    and for ``"False"`` (how a report's CSV or frame stores it), anything else as ``str``."""
+    text = str(value)
+    return text.lower() if text in ("True", "False") else text
+
+
 def _md_escape(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
