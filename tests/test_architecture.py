@@ -16,7 +16,7 @@ PACKAGES = ("data", "bench")  # sub-packages: one row each
 
 
 def _table() -> list[tuple[str, set[str]]]:
-    """(module, listed imports) per row, in the table's order; ``anything above`` is None's stand-in."""
+    """(module, listed imports) per row, in the table's order (cli.py's "anything above" reads as {"anything"})."""
     text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| `([\w/.]+)` \| .*? \| ([^|]*) \|$", text, re.M)
     table = []
