@@ -1,5 +1,6 @@
-"""Grid designs: main effects and two-way interactions over seeds, balanced contrasts for grids with
-missing runs, cell means for heatmaps, and pairs of variants that differ in one axis (for claims)."""
+"""Grid designs: main effects and two-way interactions from one linear model (:mod:`ablate.factorial`),
+balanced per-seed contrasts (for claims on grids with missing runs), cell means for heatmaps, and
+pairs of variants that differ in one axis (for claims)."""
 
 from __future__ import annotations
 
@@ -12,23 +13,21 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.comparisons import _nan, interval_note
-from ablate.frames import ALL_EQUAL_NOTE, ExperimentData, Metric, metrics_for
-from ablate.tables import per_seed
+from ablate.comparisons import interval_note
+from ablate.factorial import GridFit, fit_grid
+from ablate.frames import ExperimentData, Metric, metrics_for
 
 # --- grid designs: main effects and two-way interactions ---------------------------------------
 EFFECT_COLUMNS = [
-    "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "sd", "ci_low", "ci_high",
-    "t", "df", "p", "p_holm", "verdict", "note", "m", "sim_level", "sim_low", "sim_high", "interval_note",
+    "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "se", "ci_low", "ci_high",
+    "t", "df", "p", "p_holm", "verdict", "note", "m", "sim_level", "sim_low", "sim_high", "interval_note", "mdd",
+    "model", "cov_type", "resid_df", "resid_sd", "het_p", "runs_used", "cells_used", "cells_total",
 ]
 POSITIVE_INTERACTION = "positive interaction"
 NEGATIVE_INTERACTION = "negative interaction"
 NO_INTERACTION = "no detectable interaction"
-
-
-def _cell_lookup(data: ExperimentData, axes: Sequence[str]) -> dict[tuple, str]:
-    """Values of ``axes`` -> variant slug, for the variants of the experiment."""
-    return {tuple(repr(data.variant_axes[v].get(a)) for a in axes): v for v in data.variants}
+NOT_ESTIMABLE = "not estimable"
+NO_SPREAD = "no spread to test with"
 
 
 def reference_level(data: ExperimentData, axis: str) -> Any:
@@ -91,96 +90,78 @@ def balanced_contrast(
     return Contrast(kept_seeds, out, len(kept_ctx), total, "; ".join(notes))
 
 
-def _grid_contrast(
-    data: ExperimentData, values: dict[str, dict[int, float]], terms: list[tuple[float, dict[str, Any]]],
-    axes: Sequence[str], context_axes: Sequence[str],
-) -> Contrast:
-    """:func:`balanced_contrast` of ``terms`` (weight, levels of some axes) over every combination
-    of the levels of ``context_axes``."""
-    lookup = _cell_lookup(data, axes)
-    grid = data.varying_axes()
-    contexts = []
-    for ctx in itertools.product(*(grid[a] for a in context_axes)):
-        one = []
-        for weight, levels in terms:
-            full = {**levels, **dict(zip(context_axes, ctx))}
-            key = tuple(repr(full[a]) for a in axes)
-            if key not in lookup:
-                return Contrast([], [], 0, 0, "a cell of the grid is not among the variants")
-            one.append((weight, lookup[key]))
-        contexts.append(one)
-    return balanced_contrast(values, contexts, sorted(data.seeds_seen()))
-
-
 def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
-    """Main effects and two-way interactions for grid designs with two or more varying axes.
+    """Main effects and two-way interactions for grid designs with two or more varying axes,
+    from one linear model per metric over every ok run (:mod:`ablate.factorial`: seed as a block,
+    all main effects and two-way interactions, HC3 robust errors, t tests on the residual degrees
+    of freedom, Holm over the metric's effects).
 
-    Main effect of ``axis = level``: per seed, the mean over every combination of the other axes
-    of ``y(level) - y(reference)``. Interaction of ``A = a`` with ``B = b``: per seed, the mean over
-    the remaining axes of ``y(a, b) - y(a0, b) - y(a, b0) + y(a0, b0)`` (how much the effect of
-    ``a`` changes when ``B`` goes from ``b0`` to ``b``). Each gets a 95% t interval over seeds and a
-    t-test; Holm is applied over all effects of one metric. Cells without an ok run leave out
-    seeds or combinations of the other axes (:func:`balanced_contrast`; the ``note`` column says
-    which). Empty for other designs.
+    Main effect of ``axis = level``: the mean over every combination of the other axes of the
+    difference between ``level`` and the reference level. Interaction of ``A = a`` with ``B = b``:
+    the mean over the remaining axes of ``y(a, b) - y(a0, b) - y(a, b0) + y(a0, b0)`` (how much the
+    effect of ``a`` changes when ``B`` goes from ``b0`` to ``b``). Missing or failed cells are left
+    out of the fit (the ``note`` column says how many runs and cells went in); a contrast they make
+    impossible to estimate gets no estimate. Empty for other designs.
     """
     metrics = list(metrics) if metrics is not None else [metrics_for(data.targets)[0]]
     grid = data.varying_axes()
     if data.design != "grid" or len(grid) < 2:
         return pd.DataFrame(columns=EFFECT_COLUMNS)
     axes = list(grid)
-    rows: list[dict[str, Any]] = []
+    reference = {a: reference_level(data, a) for a in axes}
+    frames = []
     for metric in metrics:
-        values = per_seed(data, metric.name)
-        block = []
-        for axis in axes:
-            ref = reference_level(data, axis)
-            others = [a for a in axes if a != axis]
-            for level in grid[axis]:
-                if level == ref:
-                    continue
-                c = _grid_contrast(data, values, [(1.0, {axis: level}), (-1.0, {axis: ref})], axes, others)
-                block.append(_effect_row("main", axis, level, ref, metric, c))
-        for a, b in itertools.combinations(axes, 2):
-            a0, b0 = reference_level(data, a), reference_level(data, b)
-            rest = [x for x in axes if x not in (a, b)]
-            for la in grid[a]:
-                for lb in grid[b]:
-                    if la == a0 or lb == b0:
-                        continue
-                    terms = [(1.0, {a: la, b: lb}), (-1.0, {a: a0, b: lb}), (-1.0, {a: la, b: b0}), (1.0, {a: a0, b: b0})]
-                    c = _grid_contrast(data, values, terms, axes, rest)
-                    block.append(_effect_row("interaction", f"{a} x {b}", f"{la} x {lb}", f"{a0} x {b0}", metric, c))
-        m = sum(1 for r in block if not _nan(r["p"]))
-        level = stats.simultaneous_confidence(m)
-        for r, p_adj in zip(block, stats.holm([r["p"] for r in block])):
-            r["p_holm"] = p_adj
-            v = stats.verdict(r["estimate"], p_adj, r["n"], metric.higher_is_better)
-            wide = stats.paired_test(r.pop("_values"), level)
-            r.update(m=m, sim_level=level, sim_low=wide.ci_low, sim_high=wide.ci_high)
-            r["interval_note"] = interval_note({**r, "verdict": v, "sd_diff": r["sd"]}, scale=100.0 if metric.percent else 1.0)
-            if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
-                v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
-            elif r["kind"] == "interaction" and v == stats.NO_DIFFERENCE:
-                v = NO_INTERACTION
-            r["verdict"] = v
-        rows.extend(block)
-    frame = pd.DataFrame(rows, columns=EFFECT_COLUMNS)
-    frame["n"] = frame["n"].astype(int)
-    frame["df"] = frame["df"].astype("Int64")
-    frame["m"] = frame["m"].astype("Int64")
+        ok = data.ok_runs
+        runs = pd.DataFrame({"seed": ok["seed"].astype(int), "y": pd.to_numeric(ok.get(metric.name), errors="coerce")})
+        for a in axes:
+            runs[a] = [data.variant_axes[v].get(a) for v in ok["variant"]]
+        runs = runs[np.isfinite(runs["y"].to_numpy(dtype=float))]
+        if runs.empty:
+            continue
+        fit = fit_grid(runs, grid, reference, "y")
+        expected = int(data.runs["variant"].isin(data.variants).sum())
+        frames.append(_effect_rows(fit, metric, sorted({int(s) for s in runs["seed"]}), expected))
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=EFFECT_COLUMNS)
+    return frame[EFFECT_COLUMNS].reset_index(drop=True)
+
+
+def _effect_rows(fit: GridFit, metric: Metric, seeds: list[int], expected_runs: int) -> pd.DataFrame:
+    """effects.csv rows of one fitted model (``expected_runs``: cells x seeds of the experiment):
+    verdicts, notes and what the model checked."""
+    scale = 100.0 if metric.percent else 1.0
+    missing = fit.cells_total - fit.cells_used
+    coverage = ""
+    if fit.n_runs < expected_runs or missing or fit.levels_missing:
+        coverage = f"fit on the {fit.n_runs} of {expected_runs} runs that are ok"
+        coverage += f", in {fit.cells_used} of {fit.cells_total} cells" if missing else ""
+    if fit.levels_missing:
+        coverage += f"; averaged without {', '.join(fit.levels_missing)} (no ok run)"
+    rows = []
+    for r in fit.table.to_dict("records"):
+        n = fit.n_runs if r["estimable"] else 0
+        v = stats.verdict(r["estimate"], r["p_holm"], n, metric.higher_is_better) if r["estimable"] else NOT_ESTIMABLE
+        note = [coverage] if coverage else []
+        if not r["estimable"]:
+            note.append("not estimable: the cells it needs have no ok run")
+        elif r["se"] == 0:
+            v = NO_SPREAD
+            note.append("the model fits every run exactly: no spread to test with")
+        row = {**r, "metric": metric.name, "n": n, "seeds": " ".join(map(str, seeds)), "verdict": v,
+               "note": "; ".join(note), "sd_diff": r["se"]}
+        row["interval_note"] = interval_note(row, scale=scale)
+        if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
+            v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
+        elif r["kind"] == "interaction" and v == stats.NO_DIFFERENCE:
+            v = NO_INTERACTION
+        row["verdict"] = v
+        row["mdd"] = stats.min_detectable_effect(r["se"], r["df"]) if r["estimable"] else math.nan
+        row.update(model="ols: seed block + main effects + two-way interactions", cov_type=fit.cov_type,
+                   resid_df=fit.resid_df, resid_sd=fit.resid_sd, het_p=fit.het_p, runs_used=fit.n_runs,
+                   cells_used=fit.cells_used, cells_total=fit.cells_total)
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    frame["df"] = frame["df"].astype(float)
     return frame
-
-
-def _effect_row(kind: str, axes: str, level: Any, ref: Any, metric: Metric, c: Contrast) -> dict[str, Any]:
-    test = stats.paired_test(c.values)
-    return {
-        "kind": kind, "axes": axes, "level": str(level), "reference": str(ref), "metric": metric.name,
-        "n": test.n, "seeds": " ".join(str(s) for s in c.seeds), "estimate": test.diff, "sd": test.sd,
-        "ci_low": test.ci_low, "ci_high": test.ci_high, "t": test.t, "df": test.df if test.n >= 2 else pd.NA,
-        "p": test.p, "p_holm": math.nan, "verdict": "",
-        "note": "; ".join(x for x in (c.note, ALL_EQUAL_NOTE if test.all_equal else "") if x),
-        "_values": list(c.values),
-    }
 
 
 def cell_means(data: ExperimentData, metric: str, row_axis: str, col_axis: str) -> pd.DataFrame:

@@ -31,6 +31,10 @@ Simultaneous (Bonferroni) intervals
     with a "better"/"worse" verdict (Holm can still reject when it contains 0: Holm is the more
     powerful of the two). The unadjusted 95% interval can exclude 0 while Holm does not reject;
     reports then say so.
+Power of a t-test (noncentral t)
+    a statistic ``estimate / se`` with ``df`` degrees of freedom follows a noncentral t with
+    noncentrality ``delta / se`` for a true effect ``delta``; power and the minimum detectable
+    effect of a linear model's contrast (grid designs) come from that.
 Power of the paired t-test (noncentral t)
     for a true mean difference ``delta``, sd of the differences ``sigma`` and ``n`` seeds the
     statistic follows a noncentral t with ``n - 1`` degrees of freedom and noncentrality
@@ -263,17 +267,34 @@ def simultaneous_confidence(m: int, confidence: float = CONFIDENCE) -> float:
 
 
 # --- power of the paired t-test -------------------------------------------------------------------
+def t_power(noncentrality: float, df: float, alpha: float = ALPHA) -> float:
+    """Probability that a two-sided t-test at ``alpha`` with ``df`` degrees of freedom rejects when
+    its statistic follows a noncentral t with ``noncentrality`` (true effect / standard error)."""
+    crit = sps.t.ppf(1.0 - alpha / 2.0, df)
+    nc = abs(noncentrality)
+    # P(T' < -c) written as the upper tail with noncentrality -nc: scipy's lower tail gives NaN
+    # far out (nct.cdf(-12.7, 1, 11.3)), its upper tail does not.
+    return float(sps.nct.sf(crit, df, nc) + sps.nct.sf(crit, df, -nc))
+
+
 def paired_power(effect: float, sd: float, n: int, alpha: float = ALPHA) -> float:
     """Probability that a two-sided paired t-test at ``alpha`` over ``n`` seeds rejects when the
     true mean difference is ``effect`` and the differences have sd ``sd`` (noncentral t)."""
     if n < 2 or not (sd > 0) or not math.isfinite(effect) or not math.isfinite(sd):
         return math.nan
-    df = n - 1
-    crit = sps.t.ppf(1.0 - alpha / 2.0, df)
-    nc = abs(effect) * math.sqrt(n) / sd
-    # P(T' < -c) written as the upper tail with noncentrality -nc: scipy's lower tail gives NaN
-    # far out (nct.cdf(-12.7, 1, 11.3)), its upper tail does not.
-    return float(sps.nct.sf(crit, df, nc) + sps.nct.sf(crit, df, -nc))
+    return t_power(effect * math.sqrt(n) / sd, n - 1, alpha)
+
+
+def min_detectable_effect(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float:
+    """Smallest true effect that a two-sided t-test with standard error ``se`` and ``df`` degrees of
+    freedom detects with probability ``power`` at level ``alpha`` (e.g. a linear model's contrast).
+    NaN for a zero or unknown ``se`` or ``df < 1``."""
+    if not (se > 0) or not math.isfinite(se) or not df >= 1:
+        return math.nan
+    hi = 1.0
+    while t_power(hi, df, alpha) < power:
+        hi *= 2.0
+    return float(optimize.brentq(lambda nc: t_power(nc, df, alpha) - power, 0.0, hi, xtol=1e-12) * se)
 
 
 def min_detectable_difference(sd: float, n: int, alpha: float = ALPHA, power: float = POWER) -> float:
