@@ -520,7 +520,7 @@ def _report_table(rep: Any) -> Table:
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
     table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}",
                   caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
-                  "alpha 0.05); the report's Answer says what a given effect would need")
+                  "alpha 0.05); the report's paired comparisons give the seeds a given effect would need")
     for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "detectable", "verdict"):
         table.add_column(col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant")
     for r in summary.to_dict("records"):

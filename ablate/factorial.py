@@ -28,8 +28,7 @@ left out of the averages of the other axes' effects (the note says so).
 Holm (:func:`ablate.stats.holm`, equal to statsmodels' ``multipletests(method="holm")``) runs over the family of one metric's main
 effects and interactions. The model states what it checked: the residual degrees of freedom, a
 Breusch–Pagan test of unequal variances (residuals against the model's terms), which covariance
-was used, and the runs and cells that went in. ``anova_lm`` (type II, HC3) gives one F test per
-term for the details section.
+was used, and the runs and cells that went in.
 
 Numbers only: nothing here prints or reads files.
 """
@@ -78,7 +77,7 @@ class GridDesign:
     estimable: np.ndarray  # bool per contrast
     cells_total: int
     cells_used: int
-    model: Any = None  # the statsmodels formula model (for anova_lm)
+    model: Any = None  # the statsmodels formula model of the runs
     levels_missing: list[str] = field(default_factory=list)  # "axis=level" without any run
 
 
@@ -94,7 +93,6 @@ class GridFit:
     n_runs: int
     cells_used: int
     cells_total: int
-    anova: pd.DataFrame = field(default_factory=pd.DataFrame)
     levels_missing: list[str] = field(default_factory=list)
 
 
@@ -171,10 +169,9 @@ def grid_design(
                       levels_missing)
 
 
-def fit_design(design: GridDesign, y: np.ndarray | None = None, *, anova: bool = False,
-               alpha: float = stats.ALPHA) -> GridFit:
+def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float = stats.ALPHA) -> GridFit:
     """OLS with HC3 errors on ``design`` (its own response, or ``y``), every contrast tested,
-    Holm over the family. ``anova``: also the type II ANOVA table (formula path only)."""
+    Holm over the family."""
     import statsmodels.api as sm
     from statsmodels.stats.diagnostic import het_breuschpagan
 
@@ -183,7 +180,7 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, anova: bool =
     n, rank = X.shape[0], int(np.linalg.matrix_rank(X)) if X.size else 0
     resid_df = float(n - rank)
     rows: list[dict[str, Any]] = []
-    cov_type, resid_sd, het_p, anova_table = ROBUST, math.nan, math.nan, pd.DataFrame()
+    cov_type, resid_sd, het_p = ROBUST, math.nan, math.nan
     if resid_df >= 1:
         ols = sm.OLS(y, X)
         plain = ols.fit()
@@ -207,8 +204,6 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, anova: bool =
             ses[design.estimable] = 0.0
         for c, ok, est, se in zip(design.contrasts, design.estimable, estimates, ses):
             rows.append(_row(c, float(est), float(se), resid_df, tq, bool(ok)))
-        if anova and design.model is not None:
-            anova_table = _anova(design, cov_type)
     else:
         rows = [_row(c, math.nan, math.nan, resid_df, math.nan, False) for c in design.contrasts]
     table = pd.DataFrame(rows)
@@ -227,7 +222,7 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, anova: bool =
         table["sim_level"] = level
         table["sim_low"] = table["estimate"] - wide * table["se"]
         table["sim_high"] = table["estimate"] + wide * table["se"]
-    return GridFit(table, resid_df, resid_sd, het_p, cov_type, n, design.cells_used, design.cells_total, anova_table,
+    return GridFit(table, resid_df, resid_sd, het_p, cov_type, n, design.cells_used, design.cells_total,
                    design.levels_missing)
 
 
@@ -244,26 +239,10 @@ def _row(c: EffectContrast, est: float, se: float, df: float, tq: float, estimab
             "ci_low": low, "ci_high": high, "t": t, "df": df, "p": p, "estimable": bool(estimable)}
 
 
-def _anova(design: GridDesign, cov_type: str) -> pd.DataFrame:
-    """Type II ANOVA of the formula model with robust (HC3) F tests: one row per term."""
-    from statsmodels.stats.anova import anova_lm
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            fitted = design.model.fit()
-            table = anova_lm(fitted, typ=2, robust=cov_type.lower())
-        except (ValueError, np.linalg.LinAlgError, ZeroDivisionError):
-            return pd.DataFrame()
-    table = table.reset_index().rename(columns={"index": "term", "PR(>F)": "p"})
-    return table
-
-
-def fit_grid(runs: pd.DataFrame, grid: dict[str, list[Any]], reference: dict[str, Any], value: str,
-             *, anova: bool = True) -> GridFit:
+def fit_grid(runs: pd.DataFrame, grid: dict[str, list[Any]], reference: dict[str, Any], value: str) -> GridFit:
     """:func:`grid_design` then :func:`fit_design` on the rows of ``runs`` with a finite ``value``."""
     finite = runs[np.isfinite(pd.to_numeric(runs[value], errors="coerce").to_numpy(dtype=float))]
-    return fit_design(grid_design(finite, grid, reference, value), anova=anova)
+    return fit_design(grid_design(finite, grid, reference, value))
 
 
 def design_for_simulation(grid: dict[str, Sequence[Any]], seeds: Sequence[int]) -> GridDesign:

@@ -306,3 +306,36 @@ def _rect(x: int, y: int) -> Any:
     from matplotlib.patches import Rectangle
 
     return Rectangle((x, y), 1, 1, fill=False, edgecolor="red", linewidth=2.5)
+
+
+# Verdict -> colour of the forest plot (good direction green, bad red, nothing detected grey).
+VERDICT_COLORS = {
+    "better": "#1a9850", "positive interaction": "#1a9850", "worse": "#d73027", "negative interaction": "#d73027",
+}
+NEUTRAL = "0.55"
+
+
+def forest(rows: pd.DataFrame, path: Path, xlabel: str, title: str) -> Path | None:
+    """Forest plot: one row per effect (``label``, ``estimate``, ``ci_low``, ``ci_high``, ``verdict``,
+    in the units to draw), top to bottom in the frame's order, its 95% interval as a bar, coloured
+    by verdict; a line at 0. None when no row has an estimate."""
+    rows = rows[rows["estimate"].notna()].reset_index(drop=True)
+    if rows.empty:
+        return None
+    with sns.axes_style(STYLE):
+        fig = Figure(figsize=(8.0, 1.2 + 0.32 * len(rows)), layout="constrained")
+        ax = fig.add_subplot()
+        for i, r in rows.iterrows():
+            color = VERDICT_COLORS.get(str(r["verdict"]), NEUTRAL)
+            if not (pd.isna(r["ci_low"]) or pd.isna(r["ci_high"])):
+                ax.plot([r["ci_low"], r["ci_high"]], [i, i], color=color, linewidth=2.4, solid_capstyle="butt", zorder=2)
+            ax.scatter([r["estimate"]], [i], s=40, color=color, edgecolors="black", linewidths=0.6, zorder=3)
+        ax.axvline(0.0, color="0.25", linewidth=1, zorder=1)
+        ax.set_yticks(range(len(rows)), list(rows["label"]), fontsize=8)
+        ax.set_ylim(len(rows) - 0.5, -0.5)
+        ax.set(xlabel=xlabel, title=title)
+        seen = list(dict.fromkeys(str(v) for v in rows["verdict"]))
+        handles = [ax.scatter([], [], s=40, color=VERDICT_COLORS.get(v, NEUTRAL), edgecolors="black", linewidths=0.6)
+                   for v in seen]
+        _legend_below(fig, handles, seen)
+        return _save(fig, path)

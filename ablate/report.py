@@ -15,7 +15,8 @@ earlier report left them):
   ``claims.csv``: the paper's claims; ``runs.csv``: one row per cell including missing, failed and
   diverged runs; ``epochs.csv``: one row per run x epoch; ``steps.csv``: one row per run x step
   log point (runs with ``[train] log_every``);
-* ``learning_curves.png``, ``final_val_acc.png``, ``throughput.png``, ``interaction.png`` (grid).
+* ``effects.png`` (the forest plot of the Answer), ``learning_curves.png``, ``final_val_acc.png``,
+  ``throughput.png``, ``interaction.png`` (grid).
 """
 
 from __future__ import annotations
@@ -28,13 +29,11 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ablate import plots, stats
-from ablate.adaptive import rule_text
+from ablate.answer import FOREST, answer, forest_rows
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     CI_METHODS,
-    NEGATIVE_INTERACTION,
     NOT_REACHED,
-    POSITIVE_INTERACTION,
     Effect,
     ExperimentData,
     Metric,
@@ -54,7 +53,7 @@ from ablate.textfmt import _head, _isnan, _md_escape, level_text, fmt, fmt_ci, f
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
     "README.md", "summary.csv", "comparisons.csv", "effects.csv", "claims.csv", "runs.csv", "epochs.csv",
-    "steps.csv", "learning_curves.png", "final_val_acc.png", "throughput.png", "interaction.png",
+    "steps.csv", "learning_curves.png", "final_val_acc.png", "throughput.png", "interaction.png", "effects.png",
 )
 
 
@@ -124,6 +123,8 @@ def build_report(
 
     colors = plots.variant_colors(data.variants)
     figures = {
+        FOREST: plots.forest(forest_rows(comparisons, effects), folder / FOREST, "difference in final validation "
+                             "accuracy (percentage points, 95% CI)", "Effects on final validation accuracy"),
         "learning_curves.png": plots.learning_curves(data, colors, folder / "learning_curves.png"),
         "final_val_acc.png": plots.final_accuracy(data, colors, folder / "final_val_acc.png"),
         "throughput.png": plots.throughput(data, colors, folder / "throughput.png"),
@@ -186,7 +187,7 @@ def render_markdown(
     parts += [_overview(data), ""]
     if data.notes:
         parts += ["> **Notes**", *[f"> - {n}" for n in data.notes], ""]
-    parts += _headline(data, comparisons, effects)
+    parts += answer(data, comparisons, effects, forest=FOREST in figures)
     parts += _not_ok(data)
     parts += _summary_section(data, summary)
     parts += _comparison_section(data, comparisons, metrics)
@@ -242,170 +243,13 @@ def _overview(data: ExperimentData) -> str:
     return md_table(["", ""], rows, ["l", "l"])
 
 
-def _headline(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataFrame) -> list[str]:
-    primary = comparisons[comparisons["metric"] == "final_val_acc"]
-    if primary.empty:
-        return []
-    boot = bool((primary["ci_method"] == "bootstrap").any())
-    label = "95% BCa bootstrap CI" if boot else "95% CI"
-    out = ["## Answer", "", *_effects_answer(effects),
-           f"Final validation accuracy of each variant against the baseline `{data.baseline}` "
-           f"(difference in percentage points, {label} over seeds paired by seed; where several variants are "
-           "compared, also the simultaneous interval that goes with the Holm-adjusted p that decides the verdict):", ""]
-    for r in primary.to_dict("records"):
-        if not r["n"]:
-            note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
-            out.append(f"- `{r['variant']}`: **{r['verdict']}**{note}")
-            continue
-        low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
-        shown = fmt_ci(r["diff"], low, high, r["n"], 100.0, 2, signed=True)
-        out.append(_verdict_line(f"- `{r['variant']}`: ", shown, r, "comparisons"))
-        power = _power_sentence(r)
-        if power:
-            out.append(f"  {power}")
-    out += ["", *_study_power(primary), *_sources_sentence(data), *_adaptive_sentence(data), ""]
-    return out
-
-
-def _verdict_line(head: str, shown: str, r: dict[str, Any], tested: str) -> str:
-    """One Answer line of a tested difference (a variant against the baseline, or a grid's main
-    effect; ``r`` is its row of comparisons.csv or effects.csv, ``tested`` names what the Holm
-    family holds): the shown interval, the simultaneous interval that goes with the verdict, the
-    Holm p, the verdict, any note, and why an interval excluding 0 is no detectable difference."""
-    sim = ""
-    if r["n"] >= 2 and not _isnan(r["m"]) and int(r["m"]) > 1 and not _isnan(r["sim_low"]):
-        sim = (f"; simultaneous {_pct(r['sim_level'])} CI over {int(r['m'])} {tested} "
-               f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}]")
-    p = f", p_holm {fmt_p(r['p_holm'])}" if not _isnan(r["p_holm"]) else ""
-    note = f" ({r['note']})" if r["note"] and r["note"] != ALL_EQUAL_NOTE else ""
-    why = f". {_sentence(r['interval_note'])}" if isinstance(r["interval_note"], str) and r["interval_note"] else ""
-    return f"{head}{shown} points{sim}{p}: **{r['verdict']}**{note}{why}"
-
-
-def _effects_answer(effects: pd.DataFrame) -> list[str]:
-    """A grid's own answer, ahead of the variant-by-variant list: what each level of each axis does
-    on average over the other axes, and which two-way interactions were detected."""
-    if effects.empty:
-        return []
-    mine = effects[effects["metric"] == "final_val_acc"]
-    main, inter = mine[mine["kind"] == "main"], mine[mine["kind"] == "interaction"]
-    if main.empty:
-        return []
-    out = ["Main effects: each level against the baseline's level of its axis, averaged over every combination of the "
-           "other axes (difference in percentage points, 95% CI over seeds, and the simultaneous interval that goes "
-           "with the verdict, Holm-corrected over all of the grid's effects; table and definitions under "
-           "*Main effects and interactions*):", ""]
-    for r in main.to_dict("records"):
-        head = f"- `{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
-        if not r["n"]:
-            out.append(f"{head}**{r['verdict']}**")
-            continue
-        shown = fmt_ci(r["estimate"], r["ci_low"], r["ci_high"], r["n"], 100.0, 2, signed=True)
-        out.append(_verdict_line(head, shown, r, "effects"))
-    mdd = [stats.min_detectable_difference(float(r["sd"]), int(r["n"])) * 100 for r in main.to_dict("records")
-           if r["n"] >= 2 and not _isnan(r["sd"]) and float(r["sd"]) > 0]
-    if mdd:
-        lo, hi = f"{min(mdd):.2g}", f"{max(mdd):.2g}"
-        out += ["", f"**Power of the main effects.** With these seeds a main effect can be detected (80% power, "
-                    f"two-sided paired t-test at alpha 0.05, observed sd over seeds) when it is larger than "
-                    f"{lo if lo == hi else f'{lo}-{hi}'} points (before the Holm correction)."]
-    if not inter.empty:
-        found = inter[inter["verdict"].isin([POSITIVE_INTERACTION, NEGATIVE_INTERACTION])]
-        text = f"Interactions: {len(found)} of {len(inter)} two-way interactions detected"
-        if not found.empty:
-            text += ": " + "; ".join(
-                f"`{level_text(r['level'])}` ({r['axes']}) {fmt(r['estimate'] * 100, 2, True)} points, {r['verdict']}"
-                for r in found.to_dict("records"))
-        untestable = int((inter["n"] < 2).sum())
-        if untestable:
-            text += f" ({untestable} could not be tested: fewer than two seeds with every cell they need ok)"
-        out += ["", text + "."]
-    return out + [""]
-
-
-def _sentence(text: str) -> str:
-    text = str(text).strip()
-    return (text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
-
-
 def _pct(level: Any) -> str:
     return f"{100 * float(level):.4g}%"
-
-
-def _power_sentence(r: dict[str, Any]) -> str:
-    """What this comparison could detect, and what detecting the target effect would take."""
-    n = int(r["n"])
-    if n < 2 or _isnan(r["mdd"]):
-        if n >= 2 and r.get("sd_diff") == 0:
-            return "Power: every paired difference is the same, so there is no spread to plan seeds with."
-        return ""
-    text = (f"with {n} seeds this comparison can only detect differences larger than {fmt(r['mdd'] * 100, 2)} points "
-            f"(80% power, two-sided paired t-test at alpha 0.05, sd of the paired differences {fmt(r['sd_diff'] * 100, 2)} points)")
-    if not _isnan(r["effect"]):
-        need = r["seeds_needed"]
-        needs = ("more seeds than can be planned" if _isnan(need) or math.isinf(float(need))
-                 else f"about {int(need)} seeds")
-        src = r["effect_source"] or "the target effect"
-        text += (f"; a difference of {fmt(r['effect'] * 100, 2)} points ({src}) would need {needs} to detect "
-                 f"(power with {n} seeds now: {fmt(100 * float(r['power_at_effect']), 0)}%)")
-    imp = ""
-    if not _isnan(r["p_improve"]):
-        imp = (f" P(variant beats the baseline on a seed pair) = {fmt(r['p_improve'], 2)} "
-               f"[{fmt(r['p_improve_low'], 2)}, {fmt(r['p_improve_high'], 2)}] (95% Wilson interval).")
-    return "Power: " + text + "." + imp
-
-
-def _study_power(primary: pd.DataFrame) -> list[str]:
-    """The study as a whole: the smallest difference it could detect, and the effect asked for."""
-    ok = primary[(primary["n"] >= 2) & primary["mdd"].notna()]
-    if ok.empty:
-        return []
-    n = sorted({int(x) for x in ok["n"]})
-    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]}-{n[-1]}"
-    lo, hi = float(ok["mdd"].min()) * 100, float(ok["mdd"].max()) * 100
-    size = f"{lo:.2g}" if f"{lo:.2g}" == f"{hi:.2g}" else f"{lo:.2g}-{hi:.2g}"
-    text = f"With {seeds} seeds this study can only detect differences larger than {size} points"
-    eff = ok[ok["effect"].notna()]
-    paper = eff[eff["effect_source"].str.contains("paper", na=False)]
-    if not paper.empty:
-        parts = [f"{r['effect'] * 100:g} points for `{r['variant']}` ({_needs(r['seeds_needed'])})" for r in paper.to_dict("records")]
-        text += f"; the paper's effect is {_join(parts)}"
-    elif not eff.empty:
-        worst = eff.loc[eff["seeds_needed"].astype(float).idxmax()] if eff["seeds_needed"].notna().any() else eff.iloc[0]
-        text += (f"; a difference of {worst['effect'] * 100:g} points ({worst['effect_source']}) would need "
-                 f"{_needs(worst['seeds_needed'], long=True)}")
-    return [f"**Power.** {text}. (Minimum detectable difference: 80% power, alpha 0.05, two-sided paired t-test, "
-            "noncentral t, with the observed sd of the paired differences.)", ""]
-
-
-def _needs(n: Any, long: bool = False) -> str:
-    if _isnan(n) or math.isinf(float(n)):
-        return "more seeds than can be planned"
-    return f"about {int(n)} seeds" + (" to detect with 80% power" if long else " needed for 80% power")
-
-
-def _sources_sentence(data: ExperimentData) -> list[str]:
-    covered, fixed = variation_sources(data)
-    why = {"augmentation": "augmentation is off (data.augment = none)",
-           "data sampling": "every run trains and validates on the same images (they depend on data.seed only)"}
-    text = f"**What the intervals cover.** Seed-to-seed variation from {_join(covered)}, which change with the run seed"
-    if fixed:
-        text += f"; not from {' or '.join(fixed)}: " + "; ".join(why.get(f, f) for f in fixed)
-        text += ". A difference that depends on which images were drawn is not measured" if "data sampling" in fixed else ""
-    return [text + ".", ""]
 
 
 def _join(items: Sequence[str]) -> str:
     items = list(items)
     return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
-
-
-def _adaptive_sentence(data: ExperimentData) -> list[str]:
-    adaptive = (data.manifest or {}).get("adaptive")
-    if not isinstance(adaptive, dict):
-        return []
-    stopped = adaptive.get("stopped") or "not recorded"
-    return [f"**Seeds chosen adaptively.** {_sentence(rule_text(adaptive))} Stopped: {stopped}.", ""]
 
 
 def _not_ok(data: ExperimentData) -> list[str]:
@@ -548,19 +392,34 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
         note = "".join(f"; {x}" for x in (r.note, r.interval_note) if isinstance(x, str) and x)
         sim = (f"[{fmt(r.sim_low * 100, 2, True)}, {fmt(r.sim_high * 100, 2, True)}] ({_pct(r.sim_level)})"
                if r.n >= 2 and not _isnan(r.sim_low) else "-")
-        rows.append([r.kind, r.axes, f"{r.level} (vs {r.reference})", r.n,
-                     fmt_ci(r.estimate, r.ci_low, r.ci_high, r.n, 100.0, 2, signed=True), sim, fmt_p(r.p), fmt_p(r.p_holm),
-                     r.verdict + note])
+        rows.append([r.kind, r.axes, f"{r.level} (vs {r.reference})",
+                     fmt_ci(r.estimate, r.ci_low, r.ci_high, 2 if r.n else 0, 100.0, 2, signed=True) if r.n else "-",
+                     fmt(r.se * 100, 2) if not _isnan(r.se) else "-", sim, fmt_p(r.p), fmt_p(r.p_holm),
+                     fmt(r.mdd * 100, 2) if not _isnan(r.mdd) else "-", r.verdict + note])
+    first = effects.iloc[0]
+    het = (f"Breusch–Pagan test of unequal variances (residuals against the model's terms): p = {fmt_p(first['het_p'])}"
+           + (", the spread differs between cells" if not _isnan(first["het_p"]) and first["het_p"] < 0.05 else "")
+           if not _isnan(first["het_p"]) else "Breusch–Pagan test: not computable (no residual spread)")
+    robust = ("HC3 heteroscedasticity-robust standard errors (valid whether or not cells differ in spread; cells at "
+              "chance have none)" if first["cov_type"] == "HC3" else
+              f"{first['cov_type']} robust standard errors (HC3 cannot be used: a run has leverage 1)")
     return ["## Main effects and interactions", "",
-            "On final validation accuracy, in percentage points, relative to the baseline's level of each axis. "
-            "Main effect of a level: per seed, the mean over every combination of the other axes of "
-            "(accuracy at that level - accuracy at the reference level). Interaction of two levels a, b: per seed, "
-            "the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + y(a0,b0), i.e. how much the effect of "
-            "a changes when the other axis moves from its reference to b (0 = the effects add up). 95% t interval "
-            "over the seeds with every cell ok; Holm over all effects listed; the simultaneous (Bonferroni) interval "
-            "over those effects is the one that matches the verdict.", "",
-            md_table(["kind", "axes", "level", "n (seeds)", "estimate [95% CI] (points)", "simultaneous CI (points)", "p",
-                      "p_holm", "verdict"], rows, ["l", "l", "l", "r", "r", "r", "r", "r", "l"]), ""]
+            "On final validation accuracy, in percentage points, relative to the baseline's level of each axis, from "
+            "one linear model fitted to every ok run: `y ~ C(seed) + (C(axis_1) + ... + C(axis_k)) ** 2` (seed as a "
+            "block, every main effect and two-way interaction; higher-order interactions stay in the residual). "
+            "Main effect of a level: the mean over every combination of the other axes of (the model's cell mean at "
+            "that level - at the reference level); with every cell present this is the raw marginal mean difference. "
+            "Interaction of two levels a, b: the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + "
+            "y(a0,b0), i.e. how much the effect of a changes when the other axis moves from its reference to b "
+            "(0 = the effects add up). t tests on the model's residual degrees of freedom; Holm over all effects "
+            "listed; the simultaneous (Bonferroni) interval over those effects is the one that matches the verdict; "
+            "MDD: the smallest effect detected with 80% power at alpha 0.05 (noncentral t, the model's standard "
+            "error).", "",
+            f"**Model checks.** {int(first['runs_used'])} ok runs in {int(first['cells_used'])} of "
+            f"{int(first['cells_total'])} cells; {fmt(first['resid_df'], 0)} residual degrees of freedom; residual sd "
+            f"{fmt(first['resid_sd'] * 100, 2)} points; {het}; {robust}.", "",
+            md_table(["kind", "axes", "level", "estimate [95% CI] (points)", "se (points)", "simultaneous CI (points)",
+                      "p", "p_holm", "MDD (points)", "verdict"], rows, ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"]), ""]
 
 
 def _claims_section(claims: pd.DataFrame) -> list[str]:
@@ -619,7 +478,7 @@ def _plots_section(data: ExperimentData, figures: Sequence[str]) -> list[str]:
              f"accuracy is measured at the end of each epoch. Dashed line: the {data.targets.train_error:.0%} training-"
              "error target." if steps and data.targets.train_error is not None else
              " Old records without step logs: one point per epoch." if not steps else "")
-    for i, name in enumerate(figures, start=1):
+    for i, name in enumerate([f for f in figures if f != FOREST], start=1):  # the forest plot is in the Answer
         title, alt, caption = _PLOT_TEXTS[name]
         out += [f"### {title}", "", f"![{alt.format(x=x)}]({name})", "", f"*{caption.format(i=i, x=x, extra=extra)}*", ""]
     return out
@@ -652,4 +511,8 @@ def _method_section(data: ExperimentData) -> list[str]:
             "(1 - mean training accuracy since the previous point) meets the target, in images seen, fractional "
             "epochs and elapsed training seconds; without them, the first epoch whose recorded training error or "
             "validation accuracy meets it. Runs that never get there are counted, not averaged.",
-            "- Statistics code: `ablate/stats.py` (formulas in its docstring); distributions from `scipy.stats`.", ""]
+            "- Grids of two or more axes: main effects and interactions from one linear model over every ok run "
+            "(`ablate/factorial.py`, statsmodels OLS with HC3 errors; see *Main effects and interactions*): a full "
+            "factorial estimates each main effect from all of its runs, not from per-seed means.",
+            "- Statistics code: `ablate/stats.py` (formulas in its docstring) and `ablate/factorial.py`; "
+            "distributions from `scipy.stats`, the linear model from `statsmodels`.", ""]

@@ -50,21 +50,32 @@ def test_committed_index_is_regenerated_identically(tmp_path):
     assert index.read_text() == (REPORTS / "README.md").read_text()
 
 
-def _answer_lines(readme: str) -> list[str]:
-    answer = readme.split("## Answer", 1)[1].split("\n## ", 1)[0] if "## Answer" in readme else ""
-    return [line for line in answer.splitlines() if line.startswith("- `")]
+def _answer(readme: str) -> str:
+    return readme.split("## Answer", 1)[1].split("\n## ", 1)[0] if "## Answer" in readme else ""
 
 
 @pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_no_published_interval_excludes_zero_unexplained(name):
-    """Every Answer line (a variant, or a grid's main effect) whose 95% interval excludes 0 next
-    to "no detectable difference" says why on the same line."""
+    """Every Answer row (a variant, or a grid's main effect) whose 95% interval excludes 0 next to
+    "no detectable difference" is marked, and the mark is explained."""
     import re
 
-    lines = _answer_lines((REPORTS / name / "README.md").read_text(encoding="utf-8"))
-    assert lines
-    for line in lines:
-        shown = re.search(r": [-+][\d.]+ \[([-+][\d.]+), ([-+][\d.]+)\] points", line)
+    answer = _answer((REPORTS / name / "README.md").read_text(encoding="utf-8"))
+    rows = [line for line in answer.splitlines() if line.startswith("| `")]
+    assert rows
+    for line in rows:
+        shown = re.search(r"\| [-+][\d.]+ \[([-+][\d.]+), ([-+][\d.]+)\]", line)
         if shown and "**no detectable difference**" in line and (float(shown[1]) > 0 or float(shown[2]) < 0):
-            assert "contains 0" in line, line
+            assert line.rstrip(" |").endswith("‡") and "‡ an interval seems to disagree" in answer, line
+
+
+@pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
+@pytest.mark.parametrize("name", PUBLISHED)
+def test_published_answer_fits_on_one_screen(name):
+    """At most 40 lines, one table row per main effect or variant, and the forest plot in it."""
+    from ablate.answer import MAX_LINES
+
+    answer = _answer((REPORTS / name / "README.md").read_text(encoding="utf-8"))
+    assert 0 < len(answer.strip("\n").splitlines()) <= MAX_LINES
+    assert "](effects.png)" in answer and (REPORTS / name / "effects.png").is_file()

@@ -62,12 +62,13 @@ def test_planted_effects_give_intervals_holding_them_and_the_right_verdicts(cli,
     smallest = acc["p"].idxmin()
     assert acc.loc[smallest, "p_holm"] == pytest.approx(min(1.0, 3 * acc.loc[smallest, "p"]), rel=1e-6)
     readme = (tmp_path / "reports" / "planted" / "README.md").read_text()
-    headline = {line.split("`")[1]: line for line in readme.split("## Answer")[1].split("##")[0].splitlines() if line.startswith("- `")}
+    headline = _answer_rows(readme)
     for variant, verdict in ((BETTER, "better"), (WORSE, "worse")):
         row = acc.loc[variant]
-        shown = f"{100 * row['diff']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}] points"
-        assert headline[variant].startswith(f"- `{variant}`: {shown}") and headline[variant].endswith(f"**{verdict}**")
-    assert headline[SAME].endswith("**no detectable difference**")
+        shown = f"{100 * row['diff']:+.2f} [{100 * row['ci_low']:+.2f}, {100 * row['ci_high']:+.2f}]"
+        assert headline[variant][2] == shown and headline[variant][-1] == f"**{verdict}**", headline[variant]
+        assert headline[variant][4] == f"{100 * row['mdd']:.2f}"  # power is a column, not a sentence
+    assert headline[SAME][-1] == "**no detectable difference**"
     assert "no detectable difference" in readme
 
 
@@ -86,7 +87,7 @@ def test_fewer_than_two_seeds_gives_no_interval(cli, tmp_path: Path) -> None:
     readme = (folder / "README.md").read_text()
     base_line = next(line for line in readme.splitlines() if line.startswith(f"| `{BASE}` (baseline) |"))
     assert "(no CI, n=1)" in base_line and "[" not in base_line
-    assert f"`{BETTER}`: +" in readme and "(no CI, n=1)" in readme and "**not enough seeds**" in readme
+    assert _answer_rows(readme)[BETTER][2].startswith("+") and "(no CI, n=1)" in readme and "**not enough seeds**" in readme
 
 
 def test_missing_failed_and_diverged_runs_are_reported(cli, tmp_path: Path) -> None:
@@ -258,14 +259,16 @@ def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
     # The Answer leads with the grid's own answer: each main effect, then the interactions, then the
     # variants one by one.
     answer = readme.split("## Answer", 1)[1].split("\n## ", 1)[0]
-    lines = answer.splitlines()
-    for label, planted in (("`pooling=nonoverlap` vs `overlap`", 4.0), ("`norm=lrn` vs `none`", 2.0)):
-        line = next(x for x in lines if x.startswith(f"- {label}: "))
-        low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\] points; simultaneous", line).groups())
-        assert low <= planted <= high and line.endswith("**better**"), line
-    assert "Interactions: 0 of 1 two-way interactions detected." in answer
-    assert "**Power of the main effects.** " in answer
-    assert answer.index("Main effects: ") < answer.index("Interactions: ") < answer.index("Final validation accuracy of each")
+    rows = _answer_rows(readme)
+    for label, planted in (("pooling=nonoverlap", 4.0), ("norm=lrn", 2.0)):
+        cells = rows[label]
+        low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\]", cells[1]).groups())
+        assert low <= planted <= high and cells[-1] == "**better**" and float(cells[3]) > 0, cells
+    assert "**Interactions detected**: 0 of 1." in answer
+    assert "one linear model over the 16 ok runs" in answer and "HC3 robust errors" in answer
+    assert answer.index("**Main effects**") < answer.index("**Interactions detected**") < answer.index("**Each variant against")
+    assert "](effects.png)" in answer and (rep.folder / "effects.png").read_bytes()[:8] == PNG_SIGNATURE
+    assert "**Model checks.** 16 ok runs in 4 of 4 cells; 9 residual degrees of freedom" in readme
 
 
 def test_grid_answer_names_detected_interactions_and_untestable_ones(tmp_path: Path) -> None:
@@ -279,18 +282,19 @@ def test_grid_answer_names_detected_interactions_and_untestable_ones(tmp_path: P
 
     write_planted(tmp_path / "results", "inter", axes, [0, 1, 2, 3], outcome)
     answer = build_report(tmp_path / "results", "inter", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
-    assert "Interactions: 1 of 1 two-way interactions detected: `tanh x lrn` (activation x norm) -10." in answer
-    assert "negative interaction." in answer
+    assert "**Interactions detected**: 1 of 1: `tanh x lrn` (activation x norm) -10." in answer
     write_planted(tmp_path / "results", "one", axes, [0, 1],
                   lambda ax, s: Outcome(status="failed" if s == 1 and ax["norm"] == "lrn" else "ok"))
     answer = build_report(tmp_path / "results", "one", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
-    assert "(1 could not be tested: fewer than two seeds with every cell they need ok)" in answer
+    # the model fits around the failed runs: every effect still has an estimate, the note says what went in
+    effects = pd.read_csv(tmp_path / "r" / "one" / "effects.csv")
+    assert effects["estimate"].notna().all() and effects["note"].str.contains("fit on the 6 of 8 runs that are ok").all()
 
 
 def test_single_axis_answer_has_no_main_effects_block(tmp_path: Path) -> None:
     write_planted(tmp_path / "results", "p", {"pooling": ["overlap", "nonoverlap"]}, [0, 1, 2], lambda a, s: Outcome())
     readme = build_report(tmp_path / "results", "p", tmp_path / "r").readme.read_text()
-    assert "Main effects: " not in readme and "Interactions: " not in readme
+    assert "**Main effects**" not in readme and "**Interactions detected**" not in readme
 
 
 def test_stale_output_files_are_removed(tmp_path: Path) -> None:
@@ -308,6 +312,12 @@ def _answer(readme: str) -> str:
     return readme.split("## Answer")[1].split("\n## ")[0]
 
 
+def _answer_rows(readme: str) -> dict[str, list[str]]:
+    """The Answer's table rows, keyed by the first cell's code span (variant or effect)."""
+    rows = [line for line in _answer(readme).splitlines() if line.startswith("| `")]
+    return {line.split("`")[1]: [c.strip() for c in line.strip("|").split("|")] for line in rows}
+
+
 def test_every_report_says_what_it_could_detect(cli, tmp_path: Path) -> None:
     from ablate import stats
 
@@ -323,12 +333,14 @@ def test_every_report_says_what_it_could_detect(cli, tmp_path: Path) -> None:
     # nonoverlap vs overlap pooling matches the paper's claim: its effect, 0.4 points; others 1 point
     assert acc.loc[BETTER, "effect"] == pytest.approx(0.004) and "paper" in acc.loc[BETTER, "effect_source"]
     assert acc.loc[SAME, "effect"] == pytest.approx(0.01) and "default" in acc.loc[SAME, "effect_source"]
-    answer = _answer((folder / "README.md").read_text())
-    lo, hi = 100 * acc["mdd"].min(), 100 * acc["mdd"].max()
-    assert f"With 6 seeds this study can only detect differences larger than {lo:.2g}-{hi:.2g} points" in answer
-    assert f"the paper's effect is 0.4 points for `{BETTER}` (about {int(acc.loc[BETTER, 'seeds_needed'])} seeds needed" in answer
-    assert f"with 6 seeds this comparison can only detect differences larger than {100 * acc.loc[BETTER, 'mdd']:.2f} points" in answer
-    assert "P(variant beats the baseline on a seed pair)" in answer
+    readme = (folder / "README.md").read_text()
+    answer = _answer(readme)
+    for v, cells in _answer_rows(readme).items():  # the Answer's MDD column is the table's
+        assert cells[4] == f"{100 * acc.loc[v, 'mdd']:.2f}", cells
+    # seeds needed for the paper's effect and P(better) are columns of the comparisons table
+    table = next(line for line in readme.split("## Paired comparisons")[1].splitlines() if line.startswith(f"| `{BETTER}`"))
+    assert f"{int(acc.loc[BETTER, 'seeds_needed'])} (0.40 pts)" in table and f"{acc.loc[BETTER, 'p_improve']:.2f} [" in table
+    assert "Power: " not in answer and "P(variant beats" not in answer
     assert "**What the intervals cover.** Seed-to-seed variation from initialisation and data order" in answer
     assert "not from augmentation or data sampling" in answer
 
@@ -378,8 +390,11 @@ def test_no_unexplained_interval_that_excludes_zero_next_to_no_difference(tmp_pa
     # the situation of issue 9: unadjusted interval excludes 0, Holm does not reject
     assert row["ci_high"] < 0 and row["p_holm"] >= 0.05 and row["verdict"] == "no detectable difference"
     assert row["sim_low"] <= 0 <= row["sim_high"] and "simultaneous" in row["interval_note"]
-    line = next(x for x in _answer(rep.readme.read_text()).splitlines() if x.startswith("- `tanh-overlap-none-drop`"))
-    assert "simultaneous 97.5% CI over 2 comparisons" in line and "contains 0" in line
+    readme = rep.readme.read_text()
+    assert _answer_rows(readme)["tanh-overlap-none-drop"][-1].endswith("‡")
+    assert "‡ an interval seems to disagree with the verdict" in _answer(readme) and "*Paired comparisons* says why" in readme
+    line = next(x for x in readme.split("## Paired comparisons")[1].splitlines() if x.startswith("| `tanh-overlap-none-drop`"))
+    assert "simultaneous 97.5% interval" in line and "contains 0" in line
 
     # And in general: random planted studies (3-5 seeds, 1-4 variants, with and without effects).
     rng = np.random.default_rng(9)
@@ -423,9 +438,10 @@ def test_figures_have_alt_text_and_captions_and_headers_have_units(tmp_path: Pat
     _planted(tmp_path / "results")
     text = build_report(tmp_path / "results", "planted", tmp_path / "reports").readme.read_text()
     images = re.findall(r"!\[([^\]]*)\]\(([^)]+\.png)\)\n\n(.*)", text)
-    assert len(images) == 3
+    assert [name for _, name, _ in images] == ["effects.png", "learning_curves.png", "final_val_acc.png", "throughput.png"]
     for alt, name, caption in images:
-        assert len(alt) > 40 and caption.startswith("*Figure ") and caption.endswith("*"), (name, alt, caption)
+        first = "*Estimates with their 95% intervals" if name == "effects.png" else "*Figure "
+        assert len(alt) > 40 and caption.startswith(first) and caption.endswith("*"), (name, alt, caption)
     for header in ("final val acc (%) [95% CI]", "final val loss (nats)", "gap (points) [95% CI]",
                    "train throughput (images/s)", "diff [95% CI] (points)", "MDD (points)", "baseline (%)"):
         assert header in text, header
