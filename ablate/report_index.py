@@ -126,6 +126,7 @@ def _effect(r: dict[str, str]) -> str:
 
 def _headline(folder: Path, manifest: dict[str, Any]) -> str:
     comp = _read_csv(folder / "comparisons.csv")
+    effects = _grid_effects(folder)
     parts = []
     if not comp.empty and {"metric", "variant", "baseline", "verdict", "diff"} <= set(comp.columns):
         primary = comp[comp["metric"] == PRIMARY].to_dict("records")
@@ -137,13 +138,14 @@ def _headline(folder: Path, manifest: dict[str, Any]) -> str:
                 parts += [f"{_label(r['variant'], baseline, axes)}: {_effect(r)}" for r in primary]
             else:
                 parts.append(f"{len(primary)} variants: " + _counts(r["verdict"] for r in primary))
-                # Best and worst among variants with an interval (two or more paired seeds).
-                ranked = sorted((r for r in primary if not math.isnan(_float(r["diff"])) and _float(r.get("n")) >= 2),
+                # Best and worst among variants with an interval (two or more paired seeds); a grid's
+                # main effects answer its questions instead.
+                ranked = [] if effects else sorted((r for r in primary if not math.isnan(_float(r["diff"])) and _float(r.get("n")) >= 2),
                                 key=lambda r: (-_float(r["diff"]), r["variant"]))
                 if ranked:
                     parts.append(f"best {_label(ranked[0]['variant'], baseline, axes)}: {_effect(ranked[0])}")
                     parts.append(f"worst {_label(ranked[-1]['variant'], baseline, axes)}: {_effect(ranked[-1])}")
-    parts += _grid_effects(folder)
+    parts += effects
     claims = _read_csv(folder / "claims.csv")
     if not claims.empty and "verdict" in claims:
         parts.append("claims: " + _counts(claims["verdict"]))
@@ -161,9 +163,13 @@ def _grid_effects(folder: Path) -> list[str]:
     inter = effects[effects["kind"] == "interaction"]
     parts = []
     if main:
+        # Only the effects detected are named: the row stays short however large the grid.
+        found = [r for r in main if r["verdict"] in ("better", "worse")]
         parts.append("main effects (mean over the other axes):")
         parts += [f"`{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
-                  f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}" for r in main]
+                  f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}" for r in found]
+        if len(found) < len(main):
+            parts.append(f"{len(main) - len(found)} other(s): " + _counts(r["verdict"] for r in main if r not in found))
     if not inter.empty:
         parts.append(f"{len(inter)} interactions: " + _counts(inter["verdict"]))
     return parts
