@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ablate import plots, stats
-from ablate.adaptive import rule_text
+from ablate.adaptive import describe as describe_adaptive
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     CI_METHODS,
@@ -404,8 +404,8 @@ def _adaptive_sentence(data: ExperimentData) -> list[str]:
     adaptive = (data.manifest or {}).get("adaptive")
     if not isinstance(adaptive, dict):
         return []
-    stopped = adaptive.get("stopped") or "not recorded"
-    return [f"**Seeds chosen adaptively.** {_sentence(rule_text(adaptive))} Stopped: {stopped}.", ""]
+    lines = describe_adaptive(adaptive)
+    return [f"**Seeds chosen adaptively.** {lines[0]}", *lines[1:]]
 
 
 def _not_ok(data: ExperimentData) -> list[str]:
