@@ -25,8 +25,9 @@ prefix, so every comparison stays paired by seed.
 
 ``--until-decided``: group-sequential tests (Lan–DeMets alpha spending, Pocock-type)
     Planned looks ``n_1 < ... < n_K = M`` seeds. At each look every undecided comparison gets the
-    paired t-test on its first ``n_k`` seeds and is compared, through its nominal p-value, with
-    the boundary of :mod:`ablate.sequential` for that look. Several comparisons: Holm's procedure
+    paired t-test on its first ``n_k`` seeds and is compared with the t boundary of
+    :mod:`ablate.sequential` for that look (exact for normal differences; through its p-value where
+    failed runs leave it fewer degrees of freedom). Several comparisons: Holm's procedure
     made sequentially rejective (Maurer & Bretz 2013): with ``r`` comparisons already decided, the
     others are tested at level ``alpha / (m - r)``, with boundaries computed for that level, and
     the look is tested again while new comparisons are decided. A decided comparison ("better" or
@@ -38,9 +39,9 @@ prefix, so every comparison stays paired by seed.
     whatever is undecided stops: no detectable difference.
 
     Why Pocock-type spending: with 2-4 degrees of freedom at the first looks, the spending function
-    decides what can stop early. O'Brien–Fleming-type spending puts a z boundary of about 5.4 at 3
+    decides what can stop early. O'Brien–Fleming-type spending puts a z boundary of about 5.1 at 3
     of 20 seeds (a t boundary near 1,500 with 2 degrees of freedom): nothing stops there, however
-    large. The Pocock-type function spends about a fifth of alpha by 3 of 20 seeds, so a large
+    large. The Pocock-type function spends almost a quarter of alpha by 3 of 20 seeds, so a large
     effect (sigmoid's -20 points at an sd of 2) stops at the first look, at the price of a final
     boundary a little above the fixed-sample one (2.26 instead of 1.96 on the z scale with looks at
     3, 6, 12 and 20 seeds).
@@ -203,12 +204,25 @@ class SequentialDesign:
 
     @cached_property
     def z(self) -> np.ndarray:
-        """z boundaries, shape ``(m, K)``: row ``j - 1`` for level ``alpha / j``."""
+        """Normal-theory z boundaries, shape ``(m, K)``: row ``j - 1`` for level ``alpha / j``
+        (recursive numerical integration; used for conditional power and reported)."""
         return np.array([sequential.z_boundaries(self.fractions, self.alpha / j) for j in range(1, self.m + 1)])
+
+    @cached_property
+    def t_table(self) -> np.ndarray:
+        """The t boundaries the tests use, shape ``(m, K)``: exact for normal differences with
+        ``n_k - 1`` degrees of freedom (:func:`ablate.sequential.exact_t_boundaries`)."""
+        return np.array([sequential.exact_t_boundaries(self.looks, self.alpha / j) for j in range(1, self.m + 1)])
+
+    @cached_property
+    def z_test(self) -> np.ndarray:
+        """The t boundaries as z values of equal two-sided p: the tests compare each comparison's
+        p-value (at its own degrees of freedom, lower where a run failed) with the boundary's."""
+        return sps.norm.isf(sps.t.sf(self.t_table, np.asarray(self.looks) - 1))
 
     def t(self, j: int) -> np.ndarray:
         """t boundaries at level ``alpha / j`` with ``n_k - 1`` degrees of freedom per look."""
-        return sequential.t_boundaries(self.z[j - 1], np.asarray(self.looks) - 1)
+        return self.t_table[j - 1]
 
     def record(self) -> dict[str, Any]:
         """The plan as JSON-able data for the manifest: looks, spending, and boundaries per level."""
@@ -216,6 +230,7 @@ class SequentialDesign:
             "design": GROUP_SEQUENTIAL, "spending": sequential.SPENDING, "alpha": self.alpha, "looks": list(self.looks),
             "max_seeds": self.max_seeds, "futility": f"non-binding: stop when conditional power < {self.futility:g}",
             "holm": "sequentially rejective (Maurer & Bretz 2013): level alpha/(m - r) after r decisions",
+            "t_scale": "exact for normal differences (null t paths, ablate.sequential.exact_t_boundaries)",
             "boundaries": [{"level": self.alpha / j, "z": [round(float(x), 4) for x in self.z[j - 1]],
                             "t": [round(float(x), 4) for x in self.t(j)]} for j in range(1, self.m + 1)],
         }
@@ -263,7 +278,7 @@ def sequential_look(d: np.ndarray, k: int, design: SequentialDesign, status: np.
         decided = (status == BETTER) | (status == WORSE)
         j = m - decided.sum(axis=-1, keepdims=True)  # comparisons not yet decided -> level alpha / j
         j = np.broadcast_to(np.maximum(j, 1), status.shape)
-        c = design.z[j - 1, k]
+        c = design.z_test[j - 1, k]
         zb = np.where(active, c, zb)
         level = np.where(active, j, level)
         new = active & (zeq >= c)
@@ -338,7 +353,8 @@ def describe(adaptive: dict[str, Any]) -> list[str]:
         looks = adaptive.get("looks") or []
         out = [f"Seeds were chosen by **group-sequential tests**: looks at {', '.join(str(x) for x in looks)} seeds; at each "
                f"look every undecided comparison with the baseline (paired t on final validation accuracy) is compared with a "
-               f"{adaptive.get('spending', sequential.SPENDING)} boundary (two-sided alpha {adaptive.get('alpha', 0.05):g}), "
+               f"{adaptive.get('spending', sequential.SPENDING)} boundary (two-sided alpha {adaptive.get('alpha', 0.05):g}; "
+               "z boundaries by recursive numerical integration, t boundaries exact for normal differences), "
                "Holm across comparisons made sequentially rejective (after r decisions the rest are tested at alpha/(m - r)). "
                "A decided comparison stops getting seeds; an undecided one stops for futility when its conditional power to "
                f"cross the last boundary is below {FUTILITY_POWER:g} (non-binding, which can only lower the false-positive "

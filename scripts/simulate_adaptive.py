@@ -143,7 +143,8 @@ def power_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]
                 decided = np.isin(r["status"], (1, -1))
                 first = (decided & (r["stop_look"] == 0)).mean()
                 half = r["t_boundary"] * r["sd"] / np.sqrt(r["n"])
-                covers = (np.abs(r["mean"] - effect) <= half)[decided].mean() if decided.any() else math.nan
+                # Under no effect every decided comparison is a false one: its interval misses 0 by construction.
+                covers = (np.abs(r["mean"] - effect) <= half)[decided].mean() if decided.any() and effect else math.nan
                 out.append(f"| {noise} | {effect:+g} | {', '.join(map(str, looks))} | "
                            f"{'-' if math.isnan(power) else f'{power:.3f}'} | {wrong_rate:.4f} | {r['seeds'].mean():.1f} | "
                            f"{first:.3f} | {'-' if math.isnan(covers) else f'{covers:.3f}'} |")

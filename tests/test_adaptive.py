@@ -61,6 +61,26 @@ def test_obrien_fleming_would_never_stop_at_three_seeds_and_t_boundaries_keep_th
     assert 2.2 < z[-1] < 2.3  # the price: a final boundary above 1.96
 
 
+def test_exact_t_boundaries_spend_alpha_for_normal_differences_where_nominal_p_matching_does_not() -> None:
+    looks = (3, 6, 10)
+    exact = sequential.exact_t_boundaries(looks, 0.05)
+    spent = np.diff(np.concatenate([[0.0], sequential.pocock_spending(np.array(looks) / 10, 0.05)]))
+    assert exact[0] == pytest.approx(sps.t.isf(spent[0] / 2, 2))  # the first look in closed form
+    # Independent null paths (another seed, differences of sd 3: the t statistics do not care).
+    rng = np.random.default_rng(99)
+    d = 3.0 * rng.standard_normal((200_000, 10))
+    t = np.stack([d[:, :n].mean(1) / (d[:, :n].std(1, ddof=1) / math.sqrt(n)) for n in looks], axis=1)
+
+    def first_crossing(bounds: np.ndarray) -> np.ndarray:
+        cross = np.abs(t) >= bounds
+        first = np.where(cross.any(1), np.argmax(cross, 1), -1)
+        return np.array([(first == k).mean() for k in range(len(looks))])
+
+    assert np.allclose(first_crossing(exact), spent, atol=0.0015) and abs(first_crossing(exact).sum() - 0.05) < 0.0025
+    nominal = sequential.t_boundaries(sequential.z_boundaries(np.array(looks) / 10, 0.05), np.array(looks) - 1)
+    assert first_crossing(nominal).sum() > 0.052  # the significance-level approach spends too much here
+
+
 def test_default_looks() -> None:
     assert ad.default_looks(3, 20) == (3, 6, 12, 20)
     assert ad.default_looks(3, 10) == (3, 6, 10)
