@@ -185,7 +185,7 @@ class SequentialDesign:
 
     looks: tuple[int, ...]
     m: int
-    alpha: float = 1.0 - CONFIDENCE
+    alpha: float = round(1.0 - CONFIDENCE, 12)  # 0.05, without the float noise of 1 - 0.95
     futility: float = FUTILITY_POWER
 
     def __post_init__(self) -> None:
@@ -347,13 +347,13 @@ def describe(adaptive: dict[str, Any]) -> list[str]:
             rows.append(f"| `{slug}` | {_num(v.get('s0'))} | {v.get('seeds')} | {_signed(v.get('mean'))} ± {_num(v.get('half_width'))} "
                         f"| {v.get('stopped', '')} |")
         if rows:
-            out += ["| variant | pilot sd s0 (points) | seeds | Stein interval (points) | stopped |", "|---|---:|---:|---|---|", *rows, ""]
+            out += ["| variant | pilot sd s0 (points) | seeds | Stein interval (points) | stopped |", "|---|---:|---:|---|---|", *rows]
         return out
     if design == GROUP_SEQUENTIAL:
         looks = adaptive.get("looks") or []
         out = [f"Seeds were chosen by **group-sequential tests**: looks at {', '.join(str(x) for x in looks)} seeds; at each "
                f"look every undecided comparison with the baseline (paired t on final validation accuracy) is compared with a "
-               f"{adaptive.get('spending', sequential.SPENDING)} boundary (two-sided alpha {adaptive.get('alpha', 0.05):g}; "
+               f"boundary from alpha spending ({adaptive.get('spending', sequential.SPENDING)}; two-sided alpha {adaptive.get('alpha', 0.05):g}; "
                "z boundaries by recursive numerical integration, t boundaries exact for normal differences), "
                "Holm across comparisons made sequentially rejective (after r decisions the rest are tested at alpha/(m - r)). "
                "A decided comparison stops getting seeds; an undecided one stops for futility when its conditional power to "
@@ -374,7 +374,7 @@ def describe(adaptive: dict[str, Any]) -> list[str]:
                         f"{_signed(v.get('mean'))} [{_signed(v.get('rci_low'))}, {_signed(v.get('rci_high'))}] | {ts} |")
         if rows:
             out += ["| variant | seeds | stopped | verdict | difference, repeated CI (points) | t at each look |",
-                    "|---|---:|---|---|---|---|", *rows, ""]
+                    "|---|---:|---|---|---|---|", *rows]
         return out
     return [f"Seeds were chosen adaptively ({adaptive.get('stopped', 'design not recorded')}).", ""]
 
