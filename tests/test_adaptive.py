@@ -215,8 +215,9 @@ def test_seed_counts_give_cells_manifest_and_frames_per_variant_seeds(write_expe
     assert len(missing) == 5 and set(missing[missing["variant"] == other]["seed"]) == {0, 1}
 
 
-def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[str]):
-    """An executor that 'trains' each planned cell by writing a record with the planted accuracy."""
+def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[str], failed: frozenset = frozenset()):
+    """An executor that 'trains' each planned cell by writing a record with the planted accuracy
+    (a failed record for the (slug, seed) pairs in ``failed``)."""
 
     def execute(exp):
         todo, skipped = plan(exp, results, False)
@@ -225,7 +226,9 @@ def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[
         write_manifest(results, exp.manifest())
         summary = RunSummary(exp.name, skipped=skipped)
         for cell in todo:
-            record = make_record(exp.name, cell.variant.axes(), cell.seed, Outcome(final_val_acc=values[cell.variant.slug()][cell.seed]))
+            status = "failed" if (cell.variant.slug(), cell.seed) in failed else "ok"
+            record = make_record(exp.name, cell.variant.axes(), cell.seed,
+                                 Outcome(final_val_acc=values[cell.variant.slug()][cell.seed], status=status))
             record["run_id"] = cell.run_id
             write_run(results, record)
             trained.append(cell.run_id)
@@ -298,6 +301,24 @@ def test_run_with_precision_plans_each_variants_seeds(write_experiment, tmp_path
     assert tanh["seeds"] == math.ceil((sps.t.ppf(0.975, 4) * tanh["s0"]) ** 2) > 5
     assert tanh["half_width"] <= 1.0 and sig["low"] < sig["mean"] < sig["high"] and abs(sig["mean"] + 20) < 0.2
     assert len(trained) == 3 * 5 + 2 * (tanh["seeds"] - 5)  # sigmoid got no seed past the pilot
+
+
+def test_precision_with_failed_pilot_runs_adds_seeds_up_to_the_maximum_and_says_so(write_experiment, tmp_path: Path) -> None:
+    exp = load_experiment(write_experiment("""
+        name = "act"
+        seeds = [0, 1, 2]
+        [axes]
+        activation = ["relu", "sigmoid"]
+    """, "act.toml"))
+    values = {"relu-overlap-none-drop": [0.6 + 0.01 * (i % 3) for i in range(12)],
+              "sigmoid-overlap-none-drop": [0.4 + 0.01 * (i % 2) for i in range(12)]}
+    failed = frozenset(("sigmoid-overlap-none-drop", s) for s in (0, 1, 2))  # 1 paired ok pilot seed of 4
+    results = tmp_path / "res"
+    run_adaptively(exp, results, _fake_executor(results, values, [], failed), design=ad.STEIN, precision=5.0, pilot=4,
+                   max_seeds=8)
+    sig = json.loads((results / "act" / "experiment.json").read_text())["adaptive"]["variants"]["sigmoid-overlap-none-drop"]
+    assert sig["pilot_pairs"] == 1 and sig["seeds"] == 8 and sig["half_width"] is None
+    assert "fewer than 2 paired ok pilot seeds (1): seeds added up to --max-seeds 8, no Stein interval" == sig["stopped"]
 
 
 # --- the command line ------------------------------------------------------------------------------------
