@@ -122,7 +122,7 @@ def exact_t_boundaries(looks: Sequence[int], alpha: float, spending: str = "poco
     return np.array(_exact_t(tuple(int(n) for n in looks), float(alpha), spending, int(sims), int(seed)))
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=4)  # 400,000 x looks floats each: keep only the designs in use
 def _null_t_paths(looks: tuple[int, ...], sims: int, seed: int) -> np.ndarray:
     """|t| of the paired t statistic at each look, shape ``(sims, K)``, for null normal differences."""
     rng = np.random.default_rng(seed)
