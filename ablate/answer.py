@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.adaptive import rule_text
+from ablate.adaptive import GROUP_SEQUENTIAL, STEIN
+from ablate.adaptive import describe as describe_adaptive
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     NEGATIVE_INTERACTION,
@@ -49,7 +50,10 @@ def answer(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataFram
     if not main.empty:
         out += _main_effects(main, mine[mine["kind"] == "interaction"])
     if not primary.empty:
-        if main.empty or len(primary) <= VARIANTS_IN_ANSWER:
+        sequential = _adaptive(data).get("design") == GROUP_SEQUENTIAL and bool(_split_adaptive(_adaptive(data))[1])
+        if sequential and (main.empty or len(primary) <= VARIANTS_IN_ANSWER):
+            out += _sequential_variants(data)
+        elif main.empty or len(primary) <= VARIANTS_IN_ANSWER:
             out += _variants(data, primary)
         else:
             out += [_variant_counts(data, primary), ""]
@@ -155,12 +159,46 @@ def _sentence(text: str) -> str:
     return (text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")) if text else ""
 
 
-def _adaptive_sentence(data: ExperimentData) -> list[str]:
+def _adaptive(data: ExperimentData) -> dict[str, Any]:
     adaptive = (data.manifest or {}).get("adaptive")
-    if not isinstance(adaptive, dict):
+    return adaptive if isinstance(adaptive, dict) else {}
+
+
+def _split_adaptive(adaptive: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """:func:`ablate.adaptive.describe` in two: (the method and boundaries, the per-variant table)."""
+    lines = describe_adaptive(adaptive)
+    at = next((i for i, line in enumerate(lines) if line.startswith("| variant |")), len(lines))
+    return lines[:at], lines[at:]
+
+
+def _adaptive_sentence(data: ExperimentData) -> list[str]:
+    adaptive = _adaptive(data)
+    if not adaptive:
         return []
-    stopped = adaptive.get("stopped") or "not recorded"
-    return [f"**Seeds chosen adaptively.** {_sentence(rule_text(adaptive))} Stopped: {stopped}.", ""]
+    name = {GROUP_SEQUENTIAL: "group-sequential tests", STEIN: "Stein's two-stage procedure"}.get(
+        adaptive.get("design"), str(adaptive.get("design") or "a rule"))
+    return [f"**Seeds chosen adaptively** by {name}: the rule, the seeds each variant used and why it stopped are "
+            "under *Adaptive seeds*.", ""]
+
+
+def _sequential_variants(data: ExperimentData) -> list[str]:
+    """Each variant's verdict from the group-sequential tests (not from a fixed-n t over the seeds
+    it happened to get), with its repeated confidence interval."""
+    _, table = _split_adaptive(_adaptive(data))
+    return [f"**Each variant against the baseline** `{data.baseline}`: verdicts of the group-sequential tests on final "
+            "validation accuracy (paired by seed), difference in percentage points with the repeated confidence "
+            "interval at the look where the variant stopped.", "", *table, ""]
+
+
+def adaptive_section(data: ExperimentData) -> list[str]:
+    """``## Adaptive seeds``: the rule, its looks and boundaries, and (Stein) each variant's interval."""
+    adaptive = _adaptive(data)
+    if not adaptive:
+        return []
+    method, table = _split_adaptive(adaptive)
+    shown_in_answer = adaptive.get("design") == GROUP_SEQUENTIAL and bool(table)
+    stopped = f"Stopped: {adaptive['stopped']}." if adaptive.get("stopped") else ""
+    return ["## Adaptive seeds", "", *method, *([] if shown_in_answer else table), "", stopped, ""]
 
 
 def forest_rows(comparisons: pd.DataFrame, effects: pd.DataFrame) -> pd.DataFrame:

@@ -214,12 +214,68 @@ def summary_table(exp: Experiment, results: Path) -> Table:
         bad = [f"{r['status']} seed {r['seed']}" for r in mine if r["status"] != "ok"]
         table.add_row(
             escape(variant.slug()) + (" *" if variant == exp.baseline else ""),
-            f"{len(ok)}/{len(exp.seeds)}" + (f" ({', '.join(bad)})" if bad else ""),
+            f"{len(ok)}/{len(exp.seeds_of(variant))}" + (f" ({', '.join(bad)})" if bad else ""),
             _mean_sd([r["summary"]["final_val_acc"] for r in ok if isinstance(r["summary"].get("final_val_acc"), (int, float))]),
             _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")], 0),
         )
     table.caption = "* baseline"
     return table
+
+
+def _adaptive_plan(exp: Experiment, precision: Optional[float], pilot: Optional[int], until_decided: bool,
+                   looks: Optional[str], max_seeds: Optional[int]) -> Optional[dict[str, Any]]:
+    """The adaptive design the options ask for, as keyword arguments of ``run_adaptively`` (None:
+    a plain run); a problem is one line, exit 2."""
+    from ablate import adaptive as ad
+    from ablate.config import SEED_MAX
+
+    if precision is not None and until_decided:
+        raise fail("--precision and --until-decided are two designs; choose one")
+    if precision is None and not until_decided:
+        for given, name in ((pilot, "--pilot"), (max_seeds, "--max-seeds")):
+            if given is not None:
+                raise fail(f"{name} goes with --precision or --until-decided")
+        if looks is not None:
+            raise fail("--looks goes with --until-decided")
+        return None
+    if max_seeds is not None and max_seeds > ad.MAX_SEEDS_LIMIT:
+        raise fail(f"--max-seeds {max_seeds}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
+    if precision is not None:
+        if looks is not None:
+            raise fail("--looks goes with --until-decided, not --precision")
+        m = max_seeds if max_seeds is not None else ad.DEFAULT_MAX_SEEDS
+        if pilot is not None and not 2 <= pilot <= m:
+            raise fail(f"--pilot {pilot}: expected 2..{m} seeds (at most --max-seeds)")
+        n0 = pilot if pilot is not None else min(max(len(exp.seeds), ad.DEFAULT_PILOT), m)
+        plan: dict[str, Any] = {"design": ad.STEIN, "precision": precision, "pilot": n0, "max_seeds": m}
+    else:
+        if pilot is not None:
+            raise fail("--pilot goes with --precision, not --until-decided")
+        if looks is not None:
+            try:
+                planned = tuple(int(x) for x in looks.split(","))
+            except ValueError:
+                raise fail(f"--looks {looks}: expected increasing seed counts separated by commas, e.g. 3,5,10,20") from None
+            if planned[0] < 3 or any(b <= a for a, b in zip(planned, planned[1:])):
+                raise fail(f"--looks {looks}: expected increasing seed counts from at least 3, e.g. 3,5,10,20")
+            if max_seeds is not None and planned[-1] != max_seeds:
+                raise fail(f"--looks {looks} ends at {planned[-1]} seeds but --max-seeds is {max_seeds}; the last look is the maximum")
+            if planned[-1] > ad.MAX_SEEDS_LIMIT:
+                raise fail(f"--looks {looks}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
+            m = planned[-1]
+        else:
+            m = max_seeds if max_seeds is not None else ad.DEFAULT_MAX_SEEDS
+            if len(exp.seeds) < 3:
+                raise fail(f"--until-decided: the first look is the experiment's {len(exp.seeds)} seed(s); list at least 3 "
+                           "seeds or give --looks")
+            if len(exp.seeds) > m:
+                raise fail(f"--until-decided: the experiment lists {len(exp.seeds)} seeds, more than --max-seeds {m}")
+            planned = ad.default_looks(len(exp.seeds), m)
+        plan = {"design": ad.GROUP_SEQUENTIAL, "looks": planned, "max_seeds": m}
+    overflow = ad.seed_overflow(exp.seeds, plan["max_seeds"], SEED_MAX)
+    if overflow:
+        raise fail(overflow)
+    return plan
 
 
 def _workers_option(value: Optional[str]) -> Optional[int]:
@@ -278,10 +334,24 @@ def run(
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
     precision: Optional[float] = typer.Option(
         None, "--precision", metavar="POINTS",
-        help="Add seeds (to every variant) until every comparison with the baseline has a 95% interval half-width "
-        "at or below POINTS percentage points of validation accuracy (rule on widths only, see docs/report.md).",
+        help="Stein's two-stage design: a pilot of seeds, then each variant gets the seeds its 95% interval needs to be "
+        "within ±POINTS percentage points of validation accuracy (see docs/report.md).",
     ),
-    max_seeds: int = typer.Option(20, "--max-seeds", min=2, metavar="M", help="With --precision: stop at this many seeds."),
+    pilot: Optional[int] = typer.Option(
+        None, "--pilot", metavar="N", help="With --precision: seeds in the pilot (default: the experiment's seeds, at least 10)."
+    ),
+    until_decided: bool = typer.Option(
+        False, "--until-decided",
+        help="Group-sequential tests at planned looks: each variant gets seeds until its comparison with the baseline is "
+        "decided or cannot be decided within --max-seeds (see docs/report.md).",
+    ),
+    looks: Optional[str] = typer.Option(
+        None, "--looks", metavar="LIST",
+        help="With --until-decided: seeds at each look, e.g. 3,5,10,20 (default: the experiment's seeds, doubling, --max-seeds).",
+    ),
+    max_seeds: Optional[int] = typer.Option(
+        None, "--max-seeds", min=2, metavar="M", help="With --precision or --until-decided: at most this many seeds per variant (default 20)."
+    ),
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
@@ -290,6 +360,7 @@ def run(
     n_workers = _workers_option(workers)
     if precision is not None and not (math.isfinite(precision) and precision > 0):
         raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
+    adaptive_plan = _adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
     try:
         check_writable(results)
     except StoreError as e:
@@ -345,19 +416,18 @@ def run(
     adaptive = None
     try:
         with progress_bar() as progress:
-            if precision is None:
+            if adaptive_plan is None:
                 summary = execute(exp, progress)
             else:
                 from ablate.runner import run_adaptively
 
-                summary, adaptive = run_adaptively(exp, results, lambda e: execute(e, progress),
-                                                   precision=precision, max_seeds=max_seeds)
+                summary, adaptive = run_adaptively(exp, results, lambda e: execute(e, progress), **adaptive_plan)
     except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise _interrupted() from None
     if adaptive is not None:
-        exp = dataclasses.replace(exp, seeds=tuple(adaptive.seeds))
+        exp = dataclasses.replace(exp, seeds=tuple(adaptive.seeds), seed_counts=adaptive.seed_counts or None)
         console.print(f"adaptive seeds ({len(adaptive.seeds)}: {adaptive.seeds[0]}..{adaptive.seeds[-1]}): {escape(adaptive.stopped)}",
                       highlight=False, soft_wrap=True)
     if summary.interrupted:

@@ -129,6 +129,9 @@ class Experiment:
     path: str
     # True when the [gpu] overrides were applied (the experiment targets a CUDA device).
     gpu_overrides_applied: bool = False
+    # Adaptive designs: variant slug -> how many of ``seeds`` (a prefix) that variant uses; a variant
+    # not listed uses them all. Every variant uses a prefix of one list, so pairing by seed holds.
+    seed_counts: Mapping[str, int] | None = None
 
     def variants(self) -> list[Variant]:
         """The variants to train, baseline first where the design includes it, without repeats."""
@@ -163,11 +166,19 @@ class Experiment:
             "train": dataclasses.asdict(self.train),
             "source": self.path,
             "gpu_overrides_applied": self.gpu_overrides_applied,
+            **({"variant_seeds": {v.slug(): self.seeds_of(v) for v in self.variants()}} if self.seed_counts else {}),
         }
 
+    def seeds_of(self, variant: Variant) -> list[int]:
+        """The seeds ``variant`` is trained on: all of ``seeds``, or the prefix ``seed_counts`` gives it."""
+        count = (self.seed_counts or {}).get(variant.slug(), len(self.seeds))
+        return list(self.seeds[:count])
+
     def cells(self) -> list[Cell]:
-        """Every variant x every seed, seed-major so that early results already pair up by seed."""
-        return [Cell(self.name, v, s, self.data, self.train) for s in self.seeds for v in self.variants()]
+        """Every variant x each of its seeds (:meth:`seeds_of`), seed-major so that early results
+        already pair up by seed."""
+        variants = [(v, len(self.seeds_of(v))) for v in self.variants()]
+        return [Cell(self.name, v, s, self.data, self.train) for i, s in enumerate(self.seeds) for v, n in variants if i < n]
 
 
 # --- loading --------------------------------------------------------------------------------------

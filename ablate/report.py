@@ -29,7 +29,7 @@ from typing import Any, Sequence
 import pandas as pd
 
 from ablate import plots, stats
-from ablate.answer import FOREST, answer, forest_rows
+from ablate.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     CI_METHODS,
@@ -188,6 +188,7 @@ def render_markdown(
     if data.notes:
         parts += ["> **Notes**", *[f"> - {n}" for n in data.notes], ""]
     parts += answer(data, comparisons, effects, forest=FOREST in figures)
+    parts += adaptive_section(data)
     parts += _not_ok(data)
     parts += _summary_section(data, summary)
     parts += _comparison_section(data, comparisons, metrics)

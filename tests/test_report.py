@@ -471,11 +471,20 @@ def test_adaptive_seeds_and_damaged_manifest_are_reported(tmp_path: Path) -> Non
     _planted(tmp_path / "results", seeds=range(4))
     path = tmp_path / "results" / "planted" / "experiment.json"
     manifest = json.loads(path.read_text())
-    manifest["adaptive"] = {"precision": 1.5, "max_seeds": 12, "stopped": "precision reached with 4 seeds"}
+    manifest["adaptive"] = {
+        "design": "group-sequential", "looks": [3, 4], "alpha": 0.05, "spending": "Lan-DeMets Pocock-type",
+        "boundaries": [{"level": 0.05, "z": [2.2, 2.1], "t": [6.1, 3.9]}],
+        "variants": {"tanh-overlap-none-drop": {"seeds": 3, "stopped": "efficacy", "verdict": "worse", "mean": -20.0,
+                                                "rci_low": -25.0, "rci_high": -15.0, "t_by_look": [-17.3]}},
+        "stopped": "tanh: worse by efficacy at 3 seeds"}
     path.write_text(json.dumps(manifest))
     text = build_report(tmp_path / "results", "planted", tmp_path / "reports").readme.read_text()
-    assert "**Seeds chosen adaptively.**" in text and "at or below 1.5 points" in text and "or 12 seeds" in text
-    assert "Stopped: precision reached with 4 seeds." in text and "never at p-values" in text
+    answer = _answer(text)
+    assert "**Seeds chosen adaptively** by group-sequential tests" in answer and "## Adaptive seeds" in text
+    assert "looks at 3, 4 seeds" in text.split("## Adaptive seeds")[1]
+    # the Answer's verdicts are the sequential tests', with their repeated confidence intervals
+    assert "| `tanh-overlap-none-drop` | 3 | efficacy | **worse** | -20.00 [-25.00, -15.00] | -17.3 |" in answer
+    assert "| 0.05 | t 6.10 (z 2.20) | t 3.90 (z 2.10) |" in text
     path.write_text("{broken")
     rep = build_report(tmp_path / "results", "planted", tmp_path / "reports")
     assert any(str(path) in n for n in rep.data.notes) and str(path) in rep.readme.read_text()
