@@ -117,6 +117,13 @@ def test_compare_input_pipeline_without_data_says_how_to_get_it(tmp_path, monkey
     assert "Fashion-MNIST not found" in capsys.readouterr().err
 
 
+def test_simulate_factorial_prints_its_table(monkeypatch, capsys):
+    assert run_script("simulate_factorial.py", ["--sims", "10"], monkeypatch) == 0
+    printed = capsys.readouterr().out
+    rows = [line for line in printed.splitlines() if line.startswith("| null") or line.startswith("| +2 points")]
+    assert len(rows) == 4 and "linear model (HC3)" in printed and "per-seed paired t (before)" in printed, printed
+
+
 def test_gpu_check_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_check.sh")], check=True)
 
