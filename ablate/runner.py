@@ -266,22 +266,35 @@ def train_claimed(
             checkpoint=ckpt,
             checkpoint_every_s=cell.train.checkpoint_minutes * 60,
             should_stop=lambda: should_stop() or lease.lost,
+            # A trainer that lost its claim must not save over the checkpoint its successor uses.
+            may_save=lambda: not lease.lost and lease.held(),
             on_warning=observer.on_warning,
             on_resume=lambda resumed: observer.on_resume(cell, resumed),
         )
+
+        def left_to_new_owner() -> None:
+            append_event(results, cell.experiment, "lost-claim", cell.run_id)
+            observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+
         try:
             record = run_cell(cell, data(cell), device, observer, hooks)
         except Interrupted:
-            append_event(results, cell.experiment, "lost-claim" if lease.lost else "interrupted", cell.run_id)
-            if lease.lost:  # another worker owns it now: leave the cell to it
-                observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+            if lease.lost or not lease.held():  # another worker owns it now: leave the cell to it
+                left_to_new_owner()
                 return None
+            append_event(results, cell.experiment, "interrupted", cell.run_id)
             raise
+        # The heartbeat only notices a lost claim every few seconds, and a process paused during
+        # the last epoch wakes up here: ask the claim file itself before writing anything.
+        if not lease.held():
+            left_to_new_owner()
+            return None
         record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid()}
         write_run(results, record)
         append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
                      resumed=len(record.get("resumed", [])))
-        if record["status"] in FINISHED and not opts.keep_checkpoints:
+        # Paused between the run file and here? Then the checkpoint may be the new owner's.
+        if record["status"] in FINISHED and not opts.keep_checkpoints and lease.held():
             checkpoint.remove(ckpt)
         return record
     finally:

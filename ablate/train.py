@@ -59,6 +59,9 @@ class CellHooks:
     checkpoint_every_s: float = 600.0
     # Polled after every optimizer step: True stops training (checkpoint first), raising Interrupted.
     should_stop: Callable[[], bool] = lambda: False
+    # Asked before every save: False means the checkpoint file is no longer this trainer's (its
+    # claim was taken over) and nothing is written.
+    may_save: Callable[[], bool] = lambda: True
     # Told of every checkpoint saved: (cost, why: "epoch" | "timer" | "stop").
     on_checkpoint: Callable[[checkpoint.Saved, str], None] | None = None
     # Told of a checkpoint that could not be used (one line); default: warnings.warn.
@@ -513,6 +516,8 @@ def train_epoch(
 
 def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochProgress | None) -> None:
     """Checkpoint everything the rest of the run depends on (see :mod:`ablate.checkpoint`)."""
+    if not hooks.may_save():
+        return
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
