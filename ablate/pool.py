@@ -206,6 +206,7 @@ def run_pool(
     opts = dict(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
     running: dict[int, _Running] = {}
     given_up: set[str] = set()
+    counted: set[str] = set()  # run ids whose records are in the summary
     deaths = 0
 
     def start(slot: Slot) -> None:
@@ -247,10 +248,19 @@ def run_pool(
         elif kind == "end" and worker:
             worker.cell = None
             run_id, trained = payload
-            record = read_run(run_path(results, exp.name, run_id)) if trained else None
-            if record is not None:  # the results folder, not the message, says what was written
-                summary.records.append(record)
-                observer.on_cell_end(slot, len(todo), by_id[run_id], record)
+            if trained:
+                collect(slot, run_id)
+
+    def collect(slot: int, run_id: str) -> bool:
+        """Count the run file of ``run_id`` once, if one was written; the results folder, not
+        the message, says what was written."""
+        record = read_run(run_path(results, exp.name, run_id))
+        if record is None or run_id in counted:
+            return record is not None
+        counted.add(run_id)
+        summary.records.append(record)
+        observer.on_cell_end(slot, len(todo), by_id[run_id], record)
+        return True
 
     for slot in slots:
         start(slot)
@@ -271,6 +281,11 @@ def run_pool(
                 if code == 0 or stop.is_set() or summary.interrupted:
                     continue
                 # Died (killed, crashed): its cell has a dead owner now; retry or give up on it.
+                if worker.cell is not None and is_finished(results, by_id[worker.cell]):
+                    # Killed after writing its run file (before it could say so): the cell is
+                    # done, and its good result must not be recorded as a death.
+                    collect(index, worker.cell)
+                    worker.cell = None
                 deaths += 1
                 if worker.cell is not None:
                     crashes[worker.cell] = crashes.get(worker.cell, 0) + 1
@@ -280,6 +295,7 @@ def run_pool(
                         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                         record = record_worker_death(by_id[worker.cell], results, how, crashes[worker.cell])
                         if record is not None:
+                            counted.add(worker.cell)
                             summary.records.append(record)
                             observer.on_cell_end(index, len(todo), by_id[worker.cell], record)
                 if deaths > max_retries * max(1, len(todo)) + len(slots):

@@ -303,11 +303,14 @@ def train_claimed(
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> dict[str, Any] | None:
     """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
-    ``failed``, under its claim; None when a live worker holds the cell meanwhile."""
+    ``failed``, under its claim; None when a live worker holds the cell meanwhile, or when the
+    cell has a valid run file (the worker died after writing it: a result is never overwritten)."""
     lease = Lease(results, cell.experiment, cell.run_id, "executor")
     if not lease.acquire():
         return None
     try:
+        if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
+            return None
         record = failed_record(cell, f"worker process died ({how}) while training this cell, {deaths} time(s); "
                                      "see the system log (e.g. the out-of-memory killer)")
         record["env"] = {**environment(torch.device("cpu")), "started": now(), "finished": now()}

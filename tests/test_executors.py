@@ -203,6 +203,44 @@ def test_pool_gives_up_on_a_cell_that_always_kills_its_worker(tmp_path):
     assert record["status"] == "failed" and "worker process died (signal 9)" in record["error"] and "2 time(s)" in record["error"]
 
 
+# Kills the first pool worker that writes a run file, right after writing it (before it can
+# tell the parent): the moment a SIGKILL "right after the ok run file appears" lands.
+KILL_AFTER_WRITE_PLUGIN = """
+import multiprocessing, os, signal
+from pathlib import Path
+import ablate.runner
+
+MARK = Path(__file__).with_name("killed-after-write")
+_write_run = ablate.runner.write_run
+
+def write_run(root, record, *args, **kw):
+    path = _write_run(root, record, *args, **kw)
+    if multiprocessing.current_process().name.startswith("ablate-worker"):
+        try:
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return path
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+ablate.runner.write_run = write_run
+"""
+
+
+def test_a_worker_killed_after_writing_its_run_file_keeps_its_result(tmp_path):
+    """Issue 19 item 2: the dead worker's cell is done; it is neither recorded failed over its
+    ok run file nor counted twice."""
+    write(tmp_path, "killer.py", KILL_AFTER_WRITE_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
+                              "--workers", "2", "--max-retries", "0", "--set", "seeds=[0]"))
+    assert (tmp_path / "killed-after-write").exists()
+    assert code == 0, out
+    records = scan_runs(tmp_path / "res", "six").records
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    assert "2 run(s): 2 ok, 0 failed" in " ".join(out.split())
+
+
 class _OutOfMemory(torch.nn.ReLU):
     def forward(self, x):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")

@@ -84,3 +84,14 @@ def test_an_owner_that_lost_its_claim_writes_nothing_and_keeps_the_new_owners_ch
     assert json.loads(claim_path(tmp_path, cell.experiment, cell.run_id).read_text())["token"] == "the-new-owner"
     events = [e["event"] for e in read_events(tmp_path, cell.experiment)]
     assert events == ["start", "lost-claim"] and len(watcher.warnings) == 1 and "claim lost" in watcher.warnings[0]
+
+
+def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp, data):
+    """Item 2: the executor's "worker died" record does not replace a result written before the death."""
+    from ablate.runner import record_worker_death
+
+    cell = exp.cells()[0]
+    assert train_claimed(cell, tmp_path, CPU, data)["status"] == "ok"
+    before = run_path(tmp_path, cell.experiment, cell.run_id).read_bytes()
+    assert record_worker_death(cell, tmp_path, "signal 9", 1) is None
+    assert run_path(tmp_path, cell.experiment, cell.run_id).read_bytes() == before
