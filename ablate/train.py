@@ -539,17 +539,36 @@ def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochP
     }
     try:
         saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
-    except OSError as e:
-        # A full disk or an unwritable folder must not cost the training itself: go on without
-        # checkpoints (the run file is written at the end as usual), and say so once.
+    except Exception as e:  # noqa: BLE001 - any failed save (see below) must not cost the run
+        # torch.save reports a failed write (ENOSPC included) as a RuntimeError from its zip
+        # writer, with the original exception as context: a Ctrl-C that landed inside the write
+        # is still the user's way out, everything else (a full disk, an unwritable folder) must
+        # not cost the training itself: go on without checkpoints (the run file is written at
+        # the end as usual), and say so once.
+        if _caused_by(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         warn = hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3))
-        warn(f"{hooks.checkpoint}: could not save a checkpoint ({e.strerror or e}); this cell goes on without checkpoints")
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [type(e).__name__])[0]
+        if not isinstance(e, OSError) and isinstance(e.__context__, OSError) and e.__context__.strerror:
+            why = e.__context__.strerror
+        warn(f"{hooks.checkpoint}: could not save a checkpoint ({why}); this cell goes on without checkpoints")
         hooks.checkpoint = None
         return
     run.checkpoint_s += saved.seconds
     run.checkpoints += 1
     if hooks.on_checkpoint:
         hooks.on_checkpoint(saved, why)
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is ``error`` or anywhere in its chain of causes and contexts."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _restore(run: Training, state: dict[str, Any], total_steps: int) -> _EpochProgress | None:

@@ -95,3 +95,84 @@ def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp, data):
     before = run_path(tmp_path, cell.experiment, cell.run_id).read_bytes()
     assert record_worker_death(cell, tmp_path, "signal 9", 1) is None
     assert run_path(tmp_path, cell.experiment, cell.run_id).read_bytes() == before
+
+
+class FullDisk:
+    """A file whose writes fail like a full disk's, after ``room`` bytes (or raise ``error``)."""
+
+    def __init__(self, f, room: int, error: BaseException) -> None:
+        self.f, self.room, self.error = f, room, error
+
+    def write(self, b) -> int:
+        if self.room < len(b):
+            raise self.error
+        self.room -= len(b)
+        return self.f.write(b)
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
+@pytest.fixture
+def disk_full(monkeypatch):
+    """Checkpoint writes fail inside torch.save as they do on a full disk: torch's zip writer turns
+    the OSError(ENOSPC) of the write into a RuntimeError ('[enforce fail at inline_container.cc]')."""
+    import errno
+
+    from ablate import checkpoint
+
+    real = torch.save
+    state = {"error": OSError(errno.ENOSPC, "No space left on device")}
+
+    def save(obj, f, *args, **kw):
+        return real(obj, FullDisk(f, 4096, state["error"]), *args, **kw)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    return state
+
+
+def ckpt_hooks(path: Path, warnings: list, stop_after: int | None = None):
+    from ablate.train import CellHooks
+
+    polls = {"n": 0}
+
+    def should_stop() -> bool:
+        polls["n"] += 1
+        return stop_after is not None and polls["n"] >= stop_after
+
+    return CellHooks(checkpoint=path, checkpoint_every_s=0, should_stop=should_stop, on_warning=warnings.append)
+
+
+def test_a_full_disk_costs_no_training(tmp_path, data, disk_full):
+    """Item 4: torch.save's RuntimeError on a full disk is one warning; the cell trains on and ends ok."""
+    from ablate.train import train_cell
+
+    cell = tiny_cells(epochs=2).cells()[0]
+    messages: list[str] = []
+    record = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", messages))
+    assert record["status"] == "ok" and len(record["epochs"]) == 2
+    assert len(messages) == 1 and "could not save a checkpoint (No space left on device)" in messages[0], messages
+    assert not list(tmp_path.iterdir())  # no temporary file left behind
+
+
+def test_a_stop_whose_checkpoint_cannot_be_saved_is_still_a_stop(tmp_path, data, disk_full):
+    """Item 4: a stop request whose checkpoint hits the full disk stops (exit 130 in the CLI), it is not a failed run."""
+    from ablate.runner import run_cell
+    from ablate.train import Interrupted
+
+    cell = tiny_cells().cells()[0]
+    messages: list[str] = []
+    with pytest.raises(Interrupted):
+        run_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", messages, stop_after=2))
+    assert len(messages) == 1
+
+
+def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_full):
+    """Item 4: Ctrl-C inside torch.save surfaces as a RuntimeError; it is still the user's Ctrl-C."""
+    from ablate.runner import run_cell
+
+    cell = tiny_cells().cells()[0]
+    disk_full["error"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        run_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", [], stop_after=2))
+    assert not list(tmp_path.iterdir())
