@@ -176,3 +176,29 @@ def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_
     with pytest.raises(KeyboardInterrupt):
         run_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", [], stop_after=2))
     assert not list(tmp_path.iterdir())
+
+
+def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_path, data):
+    """Item 5: bytes overwritten inside a tensor of a valid checkpoint (torch.load still reads it)
+    are caught by the checkpoint's sha256: one warning, training from the start, same result."""
+    from ablate.train import train_cell
+
+    cell = tiny_cells(epochs=2).cells()[0]
+    whole = train_cell(cell, data(cell), CPU)
+    path = tmp_path / "c.pt"
+    with pytest.raises(KeyboardInterrupt):  # stopped after epoch 1's checkpoint
+        def stop_after_epoch_1(saved, why):
+            raise KeyboardInterrupt
+        from ablate.train import CellHooks
+
+        train_cell(cell, data(cell), CPU, hooks=CellHooks(checkpoint=path, checkpoint_every_s=0, on_checkpoint=stop_after_epoch_1))
+    raw = bytearray(path.read_bytes())
+    middle = len(raw) // 2
+    raw[middle:middle + 80_000] = os.urandom(80_000)
+    path.write_bytes(bytes(raw))
+    torch.load(path, weights_only=True)  # still loads: only a checksum can tell
+    messages: list[str] = []
+    record = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, messages))
+    assert len(messages) == 1 and "damaged checkpoint" in messages[0] and "from the start" in messages[0], messages
+    assert not record["resumed"] and record["status"] == "ok"
+    assert [e["train_loss"] for e in record["epochs"]] == [e["train_loss"] for e in whole["epochs"]]
