@@ -332,10 +332,12 @@ def run(
             except RayError as e:
                 raise fail(str(e)) from None
         if use_pool:
-            return run_pool(exp, results, slots, force=force, limit=limit,
-                            observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
-                            use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
-                            plugins=_PLUGINS)
+            # SIGTERM (a scheduler, `kill`) stops the pool like Ctrl-C: workers checkpoint, release, exit 130.
+            with StopOnSignal(_announce_stop) as stop:
+                return run_pool(exp, results, slots, force=force, limit=limit,
+                                observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
+                                use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                                plugins=_PLUGINS, should_stop=stop)
         with StopOnSignal(_announce_stop) as stop:
             return run_experiment(exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
                                   use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop)

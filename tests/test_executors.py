@@ -179,6 +179,59 @@ def test_sigint_stops_with_a_checkpoint_and_exit_130(tmp_path, executor):
     assert read_events(tmp_path / "res", "resumable")[-1]["event"] == "interrupted"
 
 
+def _claim_pids(claims: Path, n: int, timeout: float = 240) -> list[int]:
+    """The pids of the workers holding ``n`` claims, once they all train."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for path in (claims.iterdir() if claims.is_dir() else []):
+            try:
+                found.append(json.loads(path.read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                pass
+        if len(found) == n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{n} claims never appeared in {claims}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_pool_whose_parent_is_stopped_or_killed_leaves_no_worker_training(tmp_path, sig):
+    """Issue 19 item 7: SIGTERM to the parent stops the pool like Ctrl-C (exit 130); after a SIGKILL
+    the orphaned workers notice, checkpoint and release their claims instead of training on."""
+    write(tmp_path, "long.toml", tiny_sweep("long", seeds=(0,), epochs=200))
+    proc = ablate(tmp_path, "run", "long.toml", "--device", "cpu", "--results", "res", "--workers", "2")
+    workers = _claim_pids(tmp_path / "res" / "long" / "claims", 2)
+    try:
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        code, out = finish(proc, timeout=120)
+        assert code == (130 if sig == signal.SIGTERM else -9), out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers train on as orphans"
+    finally:
+        for pid in workers:  # never leave an orphan burning the CPU, whatever the outcome
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    events = read_events(tmp_path / "res", "long")
+    assert [e["event"] for e in events].count("interrupted") == 2 and "finish" not in {e["event"] for e in events}
+    assert not list((tmp_path / "res" / "long" / "claims").iterdir())  # released
+    assert len(list((tmp_path / "res" / "long" / "checkpoints").glob("*.pt"))) == 2  # saved on the way out
+    if sig == signal.SIGTERM:
+        assert "stopping" in out and "rerun the same command to continue" in out
+
+
 def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
     write(tmp_path, "killer.py", KILLER_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
