@@ -214,12 +214,13 @@ def run_pool(
     the workers have stopped: at once when a stop was already under way (they are told to quit
     now, and killed if they do not), else once they checkpointed (at most 30 s)."""
     observer = observer or RunObserver()
+    started = time.time()
     todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
     events, stop = ctx.Queue(), ctx.Event()
-    opts = dict(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
+    opts = dict(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
     running: dict[int, _Running] = {}
     given_up: set[str] = set()
     counted: set[str] = set()  # run ids whose records are in the summary

@@ -182,13 +182,15 @@ def run_ray(
     results.mkdir(parents=True, exist_ok=True)
     ray = connect(address)
     check_shared_folder(ray, results)
+    started = time.time()
     todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
     task = ray.remote(_cell_task).options(max_retries=max_retries, retry_exceptions=False, **resources)
-    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
+    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
+                       use_cache=use_cache)
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S

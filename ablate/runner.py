@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -94,6 +95,9 @@ class WorkOptions:
     """How :func:`train_claimed` treats each cell (the same for every executor)."""
 
     force: bool = False  # retrain cells that already have a finished result
+    # With force: when this sweep started (time.time()). A cell whose finished run file was
+    # written since then was retrained by a concurrent --force run: done, not trained again.
+    forced_since: float | None = None
     keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
     use_cache: bool = True  # read/write the on-disk cache of decoded datasets
     worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
@@ -244,13 +248,13 @@ def train_claimed(
     claim of another worker holds it. Raises :class:`~ablate.train.Interrupted` when
     ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
     observer = observer or RunObserver()
-    if not opts.force and is_finished(results, cell):
+    if _done(results, cell, opts):
         return None
     lease = Lease(results, cell.experiment, cell.run_id, opts.worker)
     if not lease.acquire():
         return None
     try:
-        if not opts.force and is_finished(results, cell):  # finished while we were claiming
+        if _done(results, cell, opts):  # finished while we were claiming
             return None
         path = run_path(results, cell.experiment, cell.run_id)
         if path.exists() and check_run_file(path)[0] is None:
@@ -321,6 +325,20 @@ def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) 
         lease.release()
 
 
+def _done(results: str | Path, cell: Cell, opts: WorkOptions) -> bool:
+    """Whether ``cell`` needs no training: finished, or with ``--force``, finished since the
+    sweep started (by another --force run on the same folder)."""
+    if not opts.force:
+        return is_finished(results, cell)
+    if opts.forced_since is None:
+        return False
+    try:
+        written = run_path(results, cell.experiment, cell.run_id).stat().st_mtime
+    except OSError:
+        return False
+    return written >= opts.forced_since and is_finished(results, cell)
+
+
 def is_finished(results: str | Path, cell: Cell) -> bool:
     """Whether ``cell`` has a valid run file with a finished status (ok, diverged)."""
     record, _ = check_run_file(run_path(results, cell.experiment, cell.run_id))
@@ -349,13 +367,15 @@ def run_experiment(
     store each result. Cells that another live worker is training are left to it (``busy``).
     ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
     observer = observer or RunObserver()
+    started = time.time()
     todo, skipped = plan(exp, results, force)
     summary = RunSummary(exp.name, skipped=skipped)
     data = Datasets(observer, use_cache)
     data.preload(todo[:limit] if limit is not None else todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo[:limit] if limit is not None else todo, skipped)
-    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache, worker=f"{device} (in-process)")
+    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
+                       use_cache=use_cache, worker=f"{device} (in-process)")
     for i, cell in enumerate(todo):
         if limit is not None and len(summary.records) >= limit:
             summary.remaining = [c for c in todo[i:] if c not in summary.busy]

@@ -202,3 +202,22 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
     assert len(messages) == 1 and "damaged checkpoint" in messages[0] and "from the start" in messages[0], messages
     assert not record["resumed"] and record["status"] == "ok"
     assert [e["train_loss"] for e in record["epochs"]] == [e["train_loss"] for e in whole["epochs"]]
+
+
+def test_two_concurrent_force_runs_train_each_cell_once(tmp_path, data):
+    """Item 3: a --force run that finds a cell retrained (by a concurrent --force run) since it
+    started does not train it a second time."""
+    from ablate.runner import run_experiment
+
+    exp2 = tiny_cells(seeds=(0,))
+    assert len(exp2.cells()) == 2
+
+    class Concurrent(RunObserver):
+        def on_start(self, todo, skipped) -> None:  # the other --force run finishes both cells now
+            for cell in todo:
+                assert train_claimed(cell, tmp_path, CPU, data, WorkOptions(force=True, worker="B"))["status"] == "ok"
+
+    summary = run_experiment(exp2, CPU, tmp_path, force=True, observer=Concurrent())
+    assert summary.records == []
+    starts = [e["run_id"] for e in read_events(tmp_path, "faults") if e["event"] == "start"]
+    assert sorted(starts) == sorted(c.run_id for c in exp2.cells())  # each trained once
