@@ -186,10 +186,25 @@ def show(
     set_: SetOption = [],  # noqa: B006 - typer copies defaults
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
+    clean: bool = typer.Option(
+        False, "--clean", help="Remove what killed runs left: temporary files of killed writers, checkpoints and dead "
+        "claims of finished cells (checkpoints kept with --keep-checkpoints stay).",
+    ),
 ) -> None:
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
+    from ablate.runner import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
+
     exp, _ = _load(file, set_, device)
+    if clean:
+        removed = clean_leftovers(results, exp.name)
+        console.print(f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False)
     console.print(_cells_table(exp, results, _warn_unreadable(results, exp.name)))
+    files, size = checkpoint_disk(results, exp.name)
+    if files:
+        left = find_leftovers(results, exp.name)
+        console.print(f"checkpoints: {files} file(s), {megabytes(size)}"
+                      + (f"; {escape(left.describe())} removable with 'ablate show --clean'" if left.paths() else ""),
+                      highlight=False, soft_wrap=True)
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:

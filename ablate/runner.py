@@ -29,11 +29,12 @@ from ablate.data.common import as_rgb, balanced_subset
 from ablate.data.loader import storage_view
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
-from ablate.leases import Lease, list_claims
+from ablate.leases import LOCK_STALE_S, Lease, list_claims
 from ablate.models import arch_spec
 from ablate.record import FINISHED, failed_record
 from ablate.store import (
-    append_event, check_run_file, checkpoint_path, finished_run_ids, run_path, set_aside, write_manifest, write_run,
+    append_event, check_run_file, checkpoint_path, finished_run_ids, iter_runs, run_path, set_aside, write_manifest,
+    write_run,
 )
 from ablate.train import CellHooks, CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
@@ -124,10 +125,18 @@ def start_sweep(
     manifest written, the observer told. Returns the cells to train and the summary to fill."""
     todo, skipped = plan(exp, results, force)
     todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    _clean(results, exp, observer)
     Datasets(observer, use_cache).preload(todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo, skipped)
     return todo, RunSummary(exp.name, skipped=skipped, remaining=remaining)
+
+
+def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
+    """Remove what killed runs left behind (see :class:`Leftovers`), and say so in one line."""
+    removed = clean_leftovers(results, exp.name)
+    if removed.paths():
+        observer.on_warning(f"removed {removed.describe()} from {Path(results) / exp.name}")
 
 
 def data_key(cell: Cell) -> tuple:
@@ -293,7 +302,10 @@ def train_claimed(
         if not lease.held():
             left_to_new_owner()
             return None
-        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid()}
+        # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
+        # (--keep-checkpoints), so that a clean-up removes only leftovers.
+        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid(),
+                            "kept_checkpoint": opts.keep_checkpoints}
         write_run(results, record)
         append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
                      resumed=len(record.get("resumed", [])))
@@ -345,6 +357,105 @@ def is_finished(results: str | Path, cell: Cell) -> bool:
     return record is not None and record["status"] in FINISHED
 
 
+@dataclass
+class Leftovers:
+    """Files in an experiment's folder that nobody will use or remove: temporary files of writers
+    that are gone (killed mid-write), checkpoints of finished cells (left by a kill between the
+    run file and the checkpoint's removal, not kept on purpose), claims of finished cells whose
+    owner is gone, and claim temporaries of a failed claim."""
+
+    temporaries: list[Path] = field(default_factory=list)
+    finished_checkpoints: list[Path] = field(default_factory=list)
+    dead_claims: list[Path] = field(default_factory=list)
+    sizes: dict[Path, int] = field(default_factory=dict)  # bytes of each, when found
+
+    def paths(self) -> list[Path]:
+        return [*self.temporaries, *self.finished_checkpoints, *self.dead_claims]
+
+    def size(self) -> int:
+        return sum(self.sizes.get(p, 0) for p in self.paths())
+
+    def describe(self) -> str:
+        """One line: what they are and how much disk they hold."""
+        parts = [f"{len(items)} {what}" for items, what in (
+            (self.temporaries, "temporary file(s) of killed writers"),
+            (self.finished_checkpoints, "checkpoint(s) of finished cells"),
+            (self.dead_claims, "claim(s) of finished cells with a dead owner"),
+        ) if items]
+        return ", ".join(parts) + f" ({megabytes(self.size())})"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def find_leftovers(results: str | Path, experiment: str, stale_tmp_s: float = LOCK_STALE_S) -> Leftovers:
+    """What :func:`clean_leftovers` would remove. Only the owner of a live claim writes a cell's
+    checkpoint or run file, so a temporary file of a cell without a live claim has no writer;
+    claim temporaries (never part of a live claim) count once older than ``stale_tmp_s``."""
+    root = Path(results) / experiment
+    found = Leftovers()
+    claims = list_claims(results, experiment)
+    live = {run_id for run_id, claim in claims.items() if not claim.stale()}
+    records = {r["run_id"]: r for r in iter_runs(results, experiment)}
+    finished = {run_id for run_id, r in records.items() if r["status"] in FINISHED}
+    for folder, suffix in ((root / "checkpoints", ".pt"), (root / "runs", ".json")):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.name
+            if name.startswith(".") and name.endswith(".tmp") and f"{suffix}." in name:
+                if name[1:].split(suffix + ".", 1)[0] not in live:  # .<run_id>.pt.<random>.tmp
+                    found.temporaries.append(path)
+            elif suffix == ".pt" and name.endswith(".pt") and path.stem in finished and path.stem not in live:
+                # Records from before this field existed say nothing: such a checkpoint may have
+                # been kept on purpose, so it stays.
+                if (records[path.stem].get("worker") or {}).get("kept_checkpoint") is False:
+                    found.finished_checkpoints.append(path)
+    folder = root / "claims"
+    if folder.is_dir():
+        now = time.time()
+        for path in folder.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                try:
+                    if now - path.stat().st_mtime > stale_tmp_s:
+                        found.temporaries.append(path)
+                except OSError:
+                    pass
+    found.dead_claims = [claims[run_id].path for run_id in sorted(finished & set(claims)) if run_id not in live]
+    found.sizes = {p: _size(p) for p in found.paths()}
+    return found
+
+
+def clean_leftovers(results: str | Path, experiment: str) -> Leftovers:
+    """Remove the :class:`Leftovers` of an experiment (every executor's sweep does it first,
+    ``ablate show --clean`` on request); returns what was removed."""
+    found = find_leftovers(results, experiment)
+    gone: set[Path] = set()
+    for path in found.paths():
+        try:
+            path.unlink()
+            gone.add(path)
+        except OSError:
+            continue
+    return Leftovers([p for p in found.temporaries if p in gone], [p for p in found.finished_checkpoints if p in gone],
+                     [p for p in found.dead_claims if p in gone], {p: found.sizes[p] for p in gone})
+
+
+def checkpoint_disk(results: str | Path, experiment: str) -> tuple[int, int]:
+    """(files, bytes) in an experiment's checkpoints folder, temporary files included."""
+    folder = Path(results) / experiment / "checkpoints"
+    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return len(files), sum(_size(p) for p in files)
+
+
 def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -> list[Cell]:
     """The cells among ``cells`` that a live claim holds."""
     claims = list_claims(results, exp.name)
@@ -370,6 +481,7 @@ def run_experiment(
     started = time.time()
     todo, skipped = plan(exp, results, force)
     summary = RunSummary(exp.name, skipped=skipped)
+    _clean(results, exp, observer)
     data = Datasets(observer, use_cache)
     data.preload(todo[:limit] if limit is not None else todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})

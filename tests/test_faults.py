@@ -221,3 +221,63 @@ def test_two_concurrent_force_runs_train_each_cell_once(tmp_path, data):
     assert summary.records == []
     starts = [e["run_id"] for e in read_events(tmp_path, "faults") if e["event"] == "start"]
     assert sorted(starts) == sorted(c.run_id for c in exp2.cells())  # each trained once
+
+
+def dead_pid() -> int:
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(tmp_path, data, cli, write_experiment):
+    """Item 6: temporary checkpoint files of dead writers, a finished cell's checkpoint and its dead
+    claim go at the next run; a live writer's temporary file and a checkpoint kept on purpose stay.
+    `ablate show` reports the disk checkpoints hold; `ablate show --clean` removes leftovers."""
+    from ablate.cli import app
+    from ablate.runner import run_experiment
+
+    exp2 = tiny_cells(seeds=(0,))
+    plain, kept = exp2.cells()
+    assert train_claimed(plain, tmp_path, CPU, data)["status"] == "ok"
+    assert train_claimed(kept, tmp_path, CPU, data, WorkOptions(keep_checkpoints=True))["status"] == "ok"
+    ckpts = tmp_path / "faults" / "checkpoints"
+    kept_ckpt = ckpts / f"{kept.run_id}.pt"
+    assert kept_ckpt.exists()
+    leftover_ckpt = ckpts / f"{plain.run_id}.pt"  # a kill between the run file and the removal
+    leftover_ckpt.write_bytes(b"x" * 1000)
+    dead_tmp = ckpts / f".{plain.run_id}.pt.k1ll3d.tmp"  # a kill mid-write
+    dead_tmp.write_bytes(b"x" * 5000)
+    live_tmp = ckpts / ".0123456789abcdef.pt.wr1t1ng.tmp"  # being written by a live owner
+    live_tmp.write_bytes(b"x")
+    (tmp_path / "faults" / "claims" / "0123456789abcdef").write_text(json.dumps(
+        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "worker": "me", "token": "t"}))
+    dead_claim = claim_path(tmp_path, "faults", plain.run_id)
+    dead_claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid(), "started": time.time(),
+                                      "worker": "dead", "token": "t"}))
+
+    path = write_experiment(tiny_sweep("faults"), "faults.toml")
+    shown = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(tmp_path)])
+    assert shown.exit_code == 0, shown.output
+    text = " ".join(shown.output.split())
+    assert "checkpoints: 4 file(s)" in text and "removable with 'ablate show --clean'" in text, text
+    assert "1 temporary file(s) of killed writers, 1 checkpoint(s) of finished cells, 1 claim(s)" in text
+
+    class Warnings(RunObserver):
+        said: list[str] = []
+
+        def on_warning(self, message: str) -> None:
+            self.said.append(message)
+
+    summary = run_experiment(exp2, CPU, tmp_path, observer=Warnings())
+    assert summary.records == [] and len(summary.skipped) == 2
+    assert not dead_tmp.exists() and not leftover_ckpt.exists() and not dead_claim.exists()
+    assert live_tmp.exists() and kept_ckpt.exists()
+    assert len(Warnings.said) == 1 and "removed 1 temporary file(s)" in Warnings.said[0]
+
+    dead_tmp.write_bytes(b"x")
+    cleaned = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(tmp_path), "--clean"])
+    assert cleaned.exit_code == 0 and "removed 1 temporary file(s) of killed writers" in cleaned.output, cleaned.output
+    assert not dead_tmp.exists() and live_tmp.exists() and kept_ckpt.exists()
