@@ -134,4 +134,9 @@ def load(path: Path, run_id: str, device: torch.device) -> dict[str, Any] | None
 
 
 def remove(path: Path) -> None:
-    path.unlink(missing_ok=True)
+    """Delete a finished cell's checkpoint; one that cannot be deleted now is left to the next
+    run's clean-up (the run file is written already: nothing may fail after it)."""
+    try:
+        path.unlink(missing_ok=True)
+    except OSError:
+        pass

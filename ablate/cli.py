@@ -32,7 +32,7 @@ from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
 from ablate.stop_signal import StopOnSignal
 from ablate.runner import run_experiment
-from ablate.store import RunScan, StoreError, check_writable, iter_runs, scan_runs
+from ablate.store import RunScan, StoreError, check_layout, check_writable, iter_runs, scan_runs
 from ablate.textfmt import fmt_sd
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
@@ -307,6 +307,7 @@ def run(
         raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
     try:
         check_writable(results)
+        check_layout(results, exp.name)
     except StoreError as e:
         raise fail(str(e)) from None
     scan = _warn_unreadable(results, exp.name)

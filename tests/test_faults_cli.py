@@ -1,0 +1,109 @@
+"""Faults at the edges (issue 19) as the command line meets them: one line and exit 2 for a
+problem the user can fix, never a traceback; user-given strings shown as they are (no markup)."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+from planted import Outcome, write_planted
+from tiny_sweeps import tiny_sweep
+
+from ablate.cli import app
+from ablate.record import problem
+
+
+def one_line_error(result, code: int = 2) -> str:
+    assert result.exit_code == code, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1 and result.output.rstrip().endswith(lines[0]), result.output  # the last word, one line
+    return lines[0]
+
+
+@pytest.mark.parametrize("blocker", ["experiment.json/", "events.jsonl/", "claims", "checkpoints", "runs"])
+def test_something_in_the_way_in_the_results_folder_is_one_line(cli, write_experiment, tmp_path, blocker):
+    """Item 12: a folder where a file belongs, or a file where a folder belongs: exit 2 before training."""
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
+    exp_dir = tmp_path / "res" / "tiny"
+    exp_dir.mkdir(parents=True)
+    if blocker.endswith("/"):
+        (exp_dir / blocker.rstrip("/")).mkdir()
+    else:
+        (exp_dir / blocker).write_text("in the way")
+    result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res")])
+    assert "move it away" in one_line_error(result)
+    assert not (exp_dir / "runs").is_dir() or not list((exp_dir / "runs").iterdir())  # nothing trained
+
+
+def test_a_full_disk_at_the_start_is_one_line(cli, write_experiment, tmp_path, monkeypatch):
+    """Item 12: ENOSPC while writing the manifest is one line, not OSError's traceback."""
+    import ablate.store
+
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ablate.store.os, "fsync", full)
+    result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res")])
+    assert "No space left on device" in one_line_error(result)
+
+
+def test_a_claim_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
+    """Item 12: a claim written on a full disk fails in one line (StoreError) and leaves nothing."""
+    from ablate.leases import Lease
+    from ablate.store import StoreError
+
+    real = Path.write_text
+
+    def full(self, *args, **kw):
+        real(self, "")  # the file is created, then the write fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_text", full)
+    with pytest.raises(StoreError, match="No space left on device"):
+        Lease(tmp_path, "exp", "abc").acquire()
+    assert not list((tmp_path / "exp" / "claims").iterdir())
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_broken_symlink_as_results_says_so(cli, write_experiment, tmp_path, kind):
+    """Item 12: not "cannot write to X: File exists"."""
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
+    link = tmp_path / "res"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "nowhere")
+    else:
+        link.symlink_to(link)
+    result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(link)])
+    assert "symbolic link to nothing" in one_line_error(result)
+
+
+def test_export_into_a_file_is_one_line(cli, tmp_path):
+    """Item 12: `export tensorboard` when OUT/<experiment> is a file."""
+    write_planted(tmp_path / "res", "planted", {"norm": ["lrn"]}, [0], lambda axes, seed: Outcome(), epochs=2)
+    out = tmp_path / "tb"
+    out.mkdir()
+    (out / "planted").write_text("in the way")
+    result = cli.invoke(app, ["export", "tensorboard", "--results", str(tmp_path / "res"), "--out", str(out)])
+    assert "is a file, not a folder" in one_line_error(result)
+
+
+@pytest.mark.parametrize("change, why", [
+    ({"seed": 10**30}, "seed"), ({"seed": -1}, "seed"),
+    ({"config": {"train": "x"}}, "config.train"), ({"config": {"data": [1]}}, "config.data"),
+])
+def test_hostile_run_files_are_damaged_files(tmp_path, change, why):
+    """Item 12: a seed beyond 0..2**32-1 (OverflowError in report) or a config section that is not
+    an object (AttributeError in export) make the record unusable, one warning like any damage."""
+    import json
+
+    write_planted(tmp_path, "planted", {"norm": ["lrn"]}, [0], lambda axes, seed: Outcome(), epochs=2)
+    record = json.loads(next((tmp_path / "planted" / "runs").glob("*.json")).read_text())
+    assert problem(record) is None
+    record.update(change)
+    assert why in (problem(record) or "")
