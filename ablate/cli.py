@@ -125,6 +125,8 @@ def progress_bar() -> Progress:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
+    # One line, whatever the message holds (a plugin's exception text may span several).
+    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
@@ -143,7 +145,7 @@ def _cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
     records = {r["run_id"]: r for r in scan.records}
     damaged = {p.stem for p, _ in scan.unreadable}
     claims = list_claims(results, exp.name)
-    table = Table(title=f"{exp.name}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
+    table = Table(title=f"{escape(exp.name)}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
     for col in ("#", "variant", "seed", "run_id", "status"):
         table.add_column(col)
     counts: dict[str, int] = {}
@@ -167,7 +169,7 @@ def _cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
         table.add_row(str(i), escape(cell.variant.slug()) + mark, str(cell.seed), cell.run_id, text)
     order = ("done", "running", "failed", "damaged", "to run")
     shown = [f"{counts.get(k, 0)} {k}" for k in order if counts.get(k) or k in ("done", "to run")]
-    table.caption = ", ".join(shown) + f"; results in {results / exp.name / 'runs'}"
+    table.caption = ", ".join(shown) + f"; results in {escape(str(results / exp.name / 'runs'))}"
     return table
 
 
@@ -218,7 +220,7 @@ def summary_table(exp: Experiment, results: Path) -> Table:
     """Per variant, over the experiment's current cells found in results/: seeds done, accuracy, speed."""
     wanted = {c.run_id for c in exp.cells()}
     runs = [r for r in iter_runs(results, exp.name) if r["run_id"] in wanted]
-    table = Table(title=f"{exp.name}: final validation accuracy over seeds")
+    table = Table(title=f"{escape(exp.name)}: final validation accuracy over seeds")
     table.add_column("variant", no_wrap=True)
     table.add_column("ok runs", justify="right")
     table.add_column("val acc (mean ± sd)", justify="right", no_wrap=True)
@@ -389,7 +391,7 @@ def run(
         f"{len(summary.skipped)} already done"
         + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
         + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
-        + f"; results in {results / exp.name / 'runs'}",
+        + f"; results in {escape(str(results / exp.name / 'runs'))}",
         highlight=False, soft_wrap=True,
     )
     if counts["failed"]:
@@ -518,14 +520,14 @@ def report(
         console.print(_report_table(rep))
         for note in rep.data.notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
-        console.print(f"  report: {rep.readme} ({len(rep.files)} files)", highlight=False)
+        console.print(f"  report: {escape(str(rep.readme))} ({len(rep.files)} files)", highlight=False)
     from ablate.report_index import write_report_index
 
     index = write_report_index(results, out)
     if index is not None:
-        console.print(f"index of reports: {index}", highlight=False)
+        console.print(f"index of reports: {escape(str(index))}", highlight=False)
     if bench_readme is not None:
-        console.print(f"speed benchmark report: {bench_readme}", highlight=False)
+        console.print(f"speed benchmark report: {escape(str(bench_readme))}", highlight=False)
     elif names and BENCH_DIR in names:
         raise fail(f"no benchmark results under {results / BENCH_DIR}; run 'ablate bench' first")
 
@@ -536,7 +538,7 @@ def _report_table(rep: Any) -> Table:
 
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}",
+    table = Table(title=f"{escape(data.name)}: final validation accuracy (%), ± 95% CI over seeds; baseline {escape(data.baseline)}",
                   caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
                   "alpha 0.05); the report's Answer says what a given effect would need")
     for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "detectable", "verdict"):
@@ -629,7 +631,7 @@ def bench(
             "ok" if ok else f"[red]{r['status']}[/]: {escape(str(r['error']))}",
         )
     console.print(table)
-    console.print(f"saved {json_path} and {csv_path}", highlight=False)
+    console.print(f"saved {escape(str(json_path))} and {escape(str(csv_path))}", highlight=False)
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
@@ -664,7 +666,7 @@ def export_tensorboard_command(
                       highlight=False, soft_wrap=True)
     steps = sum(r.steps for r in done.runs)
     console.print(
-        f"{len(done.runs)} run(s) exported to {out} ({sum(r.epochs for r in done.runs)} epochs"
-        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {out}",
+        f"{len(done.runs)} run(s) exported to {escape(str(out))} ({sum(r.epochs for r in done.runs)} epochs"
+        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {escape(str(out))}",
         highlight=False, soft_wrap=True,
     )

@@ -107,3 +107,39 @@ def test_hostile_run_files_are_damaged_files(tmp_path, change, why):
     assert problem(record) is None
     record.update(change)
     assert why in (problem(record) or "")
+
+
+def flat(text: str) -> str:
+    """Text without whitespace: rich wraps long paths at the terminal width."""
+    return "".join(text.split())
+
+
+@pytest.mark.parametrize("name", ["res-m[/]x", "res-m[bold]y"])
+def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, tmp_path, name):
+    """Item 11: a results or output folder whose name reads as rich markup is text: no MarkupError
+    (after training, in show, report, export), no wrong path."""
+    results = tmp_path / name
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
+    ran = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(results),
+                           "--set", "seeds=[0]", "--set", 'axes.pooling=["overlap"]'])
+    assert ran.exit_code == 0, ran.output
+    assert flat(f"results in {results / 'tiny' / 'runs'}") in flat(ran.output)
+    shown = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(results)])
+    assert shown.exit_code == 0 and flat(str(results / "tiny" / "runs")) in flat(shown.output), shown.output
+
+    write_planted(results, "planted", {"norm": ["lrn"]}, [0, 1, 2], lambda axes, seed: Outcome(), epochs=2)
+    out = tmp_path / f"out-{name}"
+    reported = cli.invoke(app, ["report", "planted", "--results", str(results), "--out", str(out)])
+    assert reported.exit_code == 0, reported.output
+    assert flat(f"report: {out / 'planted' / 'README.md'}") in flat(reported.output)
+    exported = cli.invoke(app, ["export", "tensorboard", "planted", "--results", str(results), "--out", str(out / "tb")])
+    assert exported.exit_code == 0 and flat(f"--logdir {out / 'tb'}") in flat(exported.output), exported.output
+
+
+def test_a_plugin_error_over_several_lines_is_one_line(cli, tmp_path, monkeypatch):
+    """Item 11: the plugin's exception text has a newline; the error stays one line."""
+    (tmp_path / "twolines.py").write_text('raise ValueError("first line\\nsecond line")\n')
+    monkeypatch.chdir(tmp_path)
+    result = cli.invoke(app, ["--plugin", "twolines", "list"])
+    line = one_line_error(result)
+    assert "first line" in line and "second line" in line
