@@ -143,3 +143,18 @@ def test_a_plugin_error_over_several_lines_is_one_line(cli, tmp_path, monkeypatc
     result = cli.invoke(app, ["--plugin", "twolines", "list"])
     line = one_line_error(result)
     assert "first line" in line and "second line" in line
+
+
+def test_a_run_of_one_more_seed_does_not_hide_the_others(tmp_path):
+    """Item 15: `ablate run exp.toml --set 'seeds=[3]'` on a finished folder rewrites the manifest
+    with seed 3 only; runs of seeds 0-2 with the same settings still count, runs with other
+    settings are still left out."""
+    from ablate.analysis import load_experiment_data
+
+    write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [0, 1, 2], lambda axes, seed: Outcome(), epochs=2)
+    write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [7], lambda axes, seed: Outcome(), epochs=3)  # other settings
+    write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [3], lambda axes, seed: Outcome(), epochs=2)
+    data = load_experiment_data(tmp_path, "more")
+    assert data.seeds == [0, 1, 2, 3]
+    assert sorted(data.runs.groupby("variant").size().tolist()) == [4, 4]
+    assert data.stale_runs == 2 and any("2 run(s) from an older configuration" in n for n in data.notes)
