@@ -536,6 +536,8 @@ def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochP
         "aug_gen": run.train_batches.aug_gen.get_state(),
         # ... and the unfinished epoch, if any.
         "progress": progress.state() if progress is not None else None,
+        # CPU results depend on the thread count: a resume continues with the same one.
+        "cpu_threads": torch.get_num_threads() if run.device.type == "cpu" else None,
     }
     try:
         saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
@@ -606,6 +608,8 @@ def train_cell(
     them into ``failed`` records so that a sweep goes on. With ``hooks.checkpoint`` set, a
     checkpoint of this cell found there is resumed from (its record lists the resume under
     ``resumed``), and one is saved after every epoch and every ``hooks.checkpoint_every_s``.
+    On the CPU a resumed cell trains with the thread count its checkpoint was saved with (one
+    warning when that differs), and this process's count is restored afterwards.
 
     Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run (and of each resume)
     are not timed (when the run has more steps than that); every later training step is, between
@@ -613,8 +617,16 @@ def train_cell(
     epoch) to the end of the epoch's last step. Evaluation, checkpoint saving, the per-epoch
     ``.item()`` reads and model building are outside.
     """
-    observer = observer or _Silent()
-    hooks = hooks or CellHooks()
+    threads = torch.get_num_threads()
+    try:
+        return _train_cell(cell, splits, device, observer or _Silent(), hooks or CellHooks())
+    finally:  # a resume may have switched to the checkpoint's thread count for this cell only
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _train_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver,
+                hooks: CellHooks) -> dict[str, Any]:
     train = cell.train
     run, progress = _resume(prepare(cell, splits, device), cell, splits, device, hooks)
     steps = len(run.train_batches)
@@ -716,6 +728,14 @@ def _resume(
         if state is None:
             return run, None
         progress = _restore(run, state, cell.train.epochs * len(run.train_batches))
+        saved_threads = state.get("cpu_threads")
+        if device.type == "cpu" and isinstance(saved_threads, int) and saved_threads != torch.get_num_threads():
+            # Same thread count, same order of float sums: the resumed run stays bit-identical
+            # to an uninterrupted one, and its record's cpu_threads is true of every step.
+            (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(
+                f"{hooks.checkpoint}: resuming with {saved_threads} CPU thread(s), as the checkpoint was saved with "
+                f"(not {torch.get_num_threads()}): CPU results depend on the thread count")
+            torch.set_num_threads(saved_threads)
     except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
         message = str(e) if isinstance(e, checkpoint.CheckpointError) else f"{hooks.checkpoint}: unusable checkpoint ({type(e).__name__}: {e})"
         (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(message.splitlines()[0] + "; training this cell from the start")

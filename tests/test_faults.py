@@ -281,3 +281,28 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
     cleaned = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(tmp_path), "--clean"])
     assert cleaned.exit_code == 0 and "removed 1 temporary file(s) of killed writers" in cleaned.output, cleaned.output
     assert not dead_tmp.exists() and live_tmp.exists() and kept_ckpt.exists()
+
+
+def test_a_resume_trains_on_with_the_checkpoints_thread_count(tmp_path, data):
+    """Item 16: started with 1 thread, resumed in a process with 2: the rest runs on 1 thread, the
+    record says 1 and matches an uninterrupted 1-thread run; the process keeps its 2 threads."""
+    from ablate.train import Interrupted, train_cell
+
+    cell = tiny_cells(epochs=2).cells()[0]
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        whole = train_cell(cell, data(cell), CPU)
+        path = tmp_path / "c.pt"
+        with pytest.raises(Interrupted):
+            train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, [], stop_after=5))  # epoch 2, step 2
+        torch.set_num_threads(2)
+        messages: list[str] = []
+        resumed = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, messages))
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    assert resumed["resumed"] and resumed["runtime"]["cpu_threads"] == 1
+    assert len(messages) == 1 and "resuming with 1 CPU thread(s)" in messages[0]
+    keys = ("train_loss", "val_loss", "val_acc")
+    assert [[e[k] for k in keys] for e in resumed["epochs"]] == [[e[k] for k in keys] for e in whole["epochs"]]
