@@ -31,7 +31,7 @@ from ablate.leases import list_claims
 from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
 from ablate.stop_signal import StopOnSignal
-from ablate.runner import run_experiment
+from ablate.runner import is_finished, run_experiment
 from ablate.store import RunScan, StoreError, check_layout, check_writable, iter_runs, scan_runs
 from ablate.textfmt import fmt_sd
 from ablate.train import DeviceError, resolve_device
@@ -382,6 +382,8 @@ def run(
                       highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise _interrupted()
+    # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
+    summary.busy = [c for c in summary.busy if not is_finished(results, c)]
     for line in summary.errors:
         err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
     console.print(summary_table(exp, results))

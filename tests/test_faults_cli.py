@@ -158,3 +158,16 @@ def test_a_run_of_one_more_seed_does_not_hide_the_others(tmp_path):
     assert data.seeds == [0, 1, 2, 3]
     assert sorted(data.runs.groupby("variant").size().tolist()) == [4, 4]
     assert data.stale_runs == 2 and any("2 run(s) from an older configuration" in n for n in data.notes)
+
+
+@pytest.mark.parametrize("kind", ["missing", "file"])
+def test_load_results_of_no_folder_is_an_error(tmp_path, kind):
+    """Item 17: a mistyped results path is an error, not empty frames."""
+    from ablate import load_results
+    from ablate.analysis import ReportError
+
+    root = tmp_path / "nonexistent"
+    if kind == "file":
+        root.write_text("x")
+    with pytest.raises(ReportError, match="results folder .* (does not exist|is not a folder)"):
+        load_results(root)
