@@ -232,6 +232,40 @@ def test_a_pool_whose_parent_is_stopped_or_killed_leaves_no_worker_training(tmp_
         assert "stopping" in out and "rerun the same command to continue" in out
 
 
+SLEEPY_PLUGIN = """
+import time
+from pathlib import Path
+from torch import nn
+from ablate import register_activation
+
+class Sleepy(nn.ReLU):  # a step that does not end soon (a huge batch, a stuck data read)
+    def forward(self, x):
+        Path(__file__).with_name("sleeping").touch()
+        time.sleep(60)
+        return super().forward(x)
+
+register_activation("sleepy")(Sleepy)
+"""
+
+
+def test_a_second_ctrl_c_quits_a_pool_at_once(tmp_path):
+    """Issue 19 item 9: the first Ctrl-C says "stopping"; the second does not wait for workers stuck in a step."""
+    write(tmp_path, "sleepy.py", SLEEPY_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    proc = ablate(tmp_path, "--plugin", "sleepy", "run", "six.toml", "--device", "cpu", "--results", "res",
+                  "--workers", "2", "--set", "seeds=[0]", "--set", 'model.activation="sleepy"')
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (tmp_path / "sleeping").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=120)
+    assert code == 130 and "stopping" in out, out
+    assert time.monotonic() - started < 15, "the second Ctrl-C waited for the workers"
+
+
 def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
     write(tmp_path, "killer.py", KILLER_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
