@@ -23,7 +23,7 @@ from rich.table import Table
 
 import ablate
 from ablate.data import DataError
-from ablate.experiment import AXIS_REGISTRIES, Experiment, ExperimentError, load_experiment
+from ablate.experiment import AXIS_REGISTRIES, MAX_CELLS, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ARCHS, DATASETS, RegistryError
@@ -115,6 +115,9 @@ DeviceOption = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's [gpu] overrides apply.")
 ]
 ResultsOption = Annotated[Path, typer.Option(metavar="DIR", help="Root folder of the results.")]
+MaxCellsOption = Annotated[
+    int, typer.Option("--max-cells", min=1, metavar="N", help=f"Refuse an experiment of more cells (variants x seeds) than this (default {MAX_CELLS:,}).")
+]
 
 
 def progress_bar() -> Progress:
@@ -131,10 +134,12 @@ def fail(message: str, code: int = 2) -> typer.Exit:
     return typer.Exit(code)
 
 
-def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, Any]:
+def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
     try:
         dev = resolve_device(device)
-        return load_experiment(file, overrides, dev.type), dev
+        exp = load_experiment(file, overrides, dev.type)
+        exp.check_size(max_cells)
+        return exp, dev
     except (ExperimentError, DeviceError) as e:
         raise fail(str(e)) from None
 
@@ -192,11 +197,12 @@ def show(
         False, "--clean", help="Remove what killed runs left: temporary files of killed writers, checkpoints and dead "
         "claims of finished cells (checkpoints kept with --keep-checkpoints stay).",
     ),
+    max_cells: MaxCellsOption = MAX_CELLS,
 ) -> None:
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
     from ablate.runner import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
 
-    exp, _ = _load(file, set_, device)
+    exp, _ = _load(file, set_, device, max_cells)
     if clean:
         removed = clean_leftovers(results, exp.name)
         console.print(f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False)
@@ -299,11 +305,12 @@ def run(
         "at or below POINTS percentage points of validation accuracy (rule on widths only, see docs/report.md).",
     ),
     max_seeds: int = typer.Option(20, "--max-seeds", min=2, metavar="M", help="With --precision: stop at this many seeds."),
+    max_cells: MaxCellsOption = MAX_CELLS,
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
 
-    exp, dev = _load(file, set_, device)
+    exp, dev = _load(file, set_, device, max_cells)
     n_workers = _workers_option(workers)
     if precision is not None and not (math.isfinite(precision) and precision > 0):
         raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")

@@ -171,3 +171,15 @@ def test_load_results_of_no_folder_is_an_error(tmp_path, kind):
         root.write_text("x")
     with pytest.raises(ReportError, match="results folder .* (does not exist|is not a folder)"):
         load_results(root)
+
+
+def test_an_experiment_of_millions_of_cells_is_refused_in_one_line(cli, write_experiment):
+    """Item 14: 2,000 seeds x 2,000 dropout_p values (a 25 KB file) is refused at once, with the
+    limit named; --max-cells raises it."""
+    values = ", ".join(f"{i / 2000:.5f}" for i in range(2000))
+    path = write_experiment(f"name = \"huge\"\nseeds = {list(range(2000))}\n[axes]\ndropout_p = [{values}]\n", "huge.toml")
+    result = cli.invoke(app, ["show", str(path), "--device", "cpu"])
+    assert "4,000,000 cells" in one_line_error(result) and "--max-cells" in result.output
+    small = write_experiment(tiny_sweep("small", seeds=(0, 1)), "small.toml")  # 4 cells
+    assert "limit of 3" in one_line_error(cli.invoke(app, ["run", str(small), "--dry-run", "--max-cells", "3", "--device", "cpu"]))
+    assert cli.invoke(app, ["show", str(small), "--max-cells", "4", "--device", "cpu"]).exit_code == 0
