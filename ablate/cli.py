@@ -262,6 +262,11 @@ def _announce_stop() -> None:
               soft_wrap=True)
 
 
+def _announce_ray_stop() -> None:
+    err.print("[yellow]stopping[/]: cancelling the Ray tasks in flight (claims released, checkpoints kept; "
+              "Ctrl-C again to quit now)", soft_wrap=True)
+
+
 def _interrupted() -> typer.Exit:
     err.print("[yellow]interrupted[/]: finished runs and checkpoints are kept, claims released; "
               "rerun the same command to continue (unfinished cells resume from their checkpoints).", soft_wrap=True)
@@ -350,10 +355,13 @@ def run(
             from ablate.ray_executor import RayError, run_ray
 
             try:
-                return run_ray(exp, results, ray, device=device, force=force, limit=limit,
-                               observer=RunDisplay(progress, exp.train.epochs), use_cache=not no_cache,
-                               keep_checkpoints=keep_checkpoints, max_retries=max_retries, per_device=workers_per_device,
-                               threads=threads or 1, plugins=_PLUGINS)
+                # SIGTERM stops the driver like Ctrl-C: tasks cancelled, claims released, exit 130.
+                with StopOnSignal(_announce_ray_stop) as stop:
+                    return run_ray(exp, results, ray, device=device, force=force, limit=limit,
+                                   observer=RunDisplay(progress, exp.train.epochs), use_cache=not no_cache,
+                                   keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                                   per_device=workers_per_device, threads=threads or 1, plugins=_PLUGINS,
+                                   should_stop=stop)
             except RayError as e:
                 raise fail(str(e)) from None
         if use_pool:

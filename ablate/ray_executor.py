@@ -14,11 +14,13 @@ other executors. Ray's own bookkeeping is never consulted to decide what is done
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
@@ -173,14 +175,22 @@ def run_ray(
     threads: int = 1,
     plugins: list[str] = (),
     in_flight: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
     """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``device``:
     ``cpu`` asks Ray for ``threads`` CPUs per task; otherwise tasks ask for ``1/per_device`` GPU
-    when the cluster has GPUs (CPUs when it has none)."""
+    when the cluster has GPUs (CPUs when it has none). When ``should_stop`` turns True (the CLI's
+    Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
+    last checkpoints kept) and the summary says ``interrupted``."""
     observer = observer or RunObserver()
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
+    # ray.init installs a SIGTERM handler that exits mid-loop (and Ray's core then aborts with a
+    # C++ stack, leaving claims behind): keep the caller's, which asks this loop to stop.
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     ray = connect(address)
+    if sigterm is not None:
+        signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
     started = time.time()
     todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
@@ -197,6 +207,10 @@ def run_ray(
     queue, pending = list(todo), {}
     try:
         while queue or pending:
+            if should_stop():
+                _cancel(ray, pending)
+                summary.interrupted = True
+                return summary
             while queue and len(pending) < in_flight:
                 cell = queue.pop(0)
                 ref = task.remote(cell, str(results), opts, list(plugins), os.getcwd(), wait_s)
@@ -218,6 +232,16 @@ def run_ray(
         summary.interrupted = True
         raise
     return summary
+
+
+def _cancel(ray: Any, pending: dict[Any, Cell], wait_s: float = 20.0) -> None:
+    """Cancel the tasks in flight and give them ``wait_s`` to leave (a cancelled task raises
+    KeyboardInterrupt in its cell, which releases the claim), so that the driver does not exit
+    while they still hold claims."""
+    for ref in pending:
+        ray.cancel(ref)
+    if pending:
+        ray.wait(list(pending), num_returns=len(pending), timeout=wait_s)
 
 
 def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSummary, observer: RunObserver,
