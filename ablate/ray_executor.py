@@ -52,7 +52,14 @@ def connect(address: str) -> Any:
         return ray
     if address not in ("auto", "local"):
         _reachable(address)
+    # ray.init puts the driver's working directory first on every worker's import path: a
+    # torch.py (or any module) lying there would be imported by the workers instead of the real
+    # one. Start Ray from the folder ablate itself is imported from, which workers must import
+    # from anyway. Nothing relies on the working directory meanwhile: the results folder, data
+    # roots and the plugin folder are absolute paths by then.
+    here = os.getcwd()
     try:
+        os.chdir(Path(__file__).resolve().parent.parent)
         if address == "local":
             ray.init(include_dashboard=False, logging_level="warning", log_to_driver=False)
         else:
@@ -62,6 +69,8 @@ def connect(address: str) -> Any:
         raise RayError(f"no Ray cluster at {address!r} ({str(e).splitlines()[0]}); {hint}") from None
     except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
         raise RayError(f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    finally:
+        os.chdir(here)
     return ray
 
 

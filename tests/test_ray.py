@@ -127,3 +127,25 @@ def test_sigterm_to_a_local_ray_driver_stops_it_like_ctrl_c(tmp_path):
     assert "Traceback" not in out and "stack" not in out.lower() and "stopping" in out, out
     assert not list(claims.iterdir()), [json.loads(p.read_text()) for p in claims.iterdir()]  # released
     assert pids and "finish" not in {e["event"] for e in read_events(tmp_path / "res", "long")}
+
+
+def test_ray_workers_never_import_from_the_drivers_folder(tmp_path):
+    """Issue 19 item 10: a torch.py in the folder `ablate run --ray local` starts from is not what
+    the workers import (Ray puts the driver's working directory on their import path)."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = shutil.which("ablate", path=str(Path(sys.executable).parent))
+    if script is None:
+        pytest.skip("no ablate console script next to this Python")
+    (tmp_path / "torch.py").write_text('raise ImportError("this is ./torch.py, not torch")\n')
+    (tmp_path / "tiny.toml").write_text(textwrap.dedent(tiny_sweep("tiny")))
+    proc = subprocess.run([script, "run", "tiny.toml", "--ray", "local", "--device", "cpu", "--results", "res"],
+                          cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"}, capture_output=True, text=True,
+                          timeout=300)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "this is ./torch.py" not in out, out
+    assert len(scan_runs(tmp_path / "res", "tiny").records) == 2
