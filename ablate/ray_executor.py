@@ -263,8 +263,11 @@ def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSum
     elif outcome["status"] == "busy":
         summary.busy.append(cell)
     elif outcome["status"] == "died":
-        # Retries used up: its workers kept dying. Recorded as failed, like the local pool does.
+        # Retries used up: its workers kept dying. Recorded as failed, like the local pool does,
+        # unless the last one died after writing the run file: then the cell is done.
         record = record_worker_death(cell, results, outcome["error"], max_retries + 1)
+        if record is None and is_finished(results, cell):
+            record = read_run(run_path(results, cell.experiment, cell.run_id))
         if record is not None:
             summary.records.append(record)
             observer.on_cell_end(0, total, cell, record)
