@@ -23,7 +23,7 @@ from rich.table import Table
 
 import ablate
 from ablate.data import DataError
-from ablate.experiment import AXIS_REGISTRIES, Experiment, ExperimentError, load_experiment
+from ablate.experiment import AXIS_REGISTRIES, MAX_CELLS, Experiment, ExperimentError, load_experiment
 from ablate.models import arch_spec, build_model, count_params
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ARCHS, DATASETS, RegistryError
@@ -31,8 +31,8 @@ from ablate.leases import list_claims
 from ablate.record import FINISHED
 from ablate.run_display import RunDisplay
 from ablate.stop_signal import StopOnSignal
-from ablate.runner import run_experiment
-from ablate.store import RunScan, StoreError, check_writable, iter_runs, scan_runs
+from ablate.runner import is_finished, run_experiment
+from ablate.store import RunScan, StoreError, check_layout, check_writable, iter_runs, scan_runs
 from ablate.textfmt import fmt_sd
 from ablate.train import DeviceError, resolve_device
 from ablate.variant import Variant
@@ -115,6 +115,9 @@ DeviceOption = Annotated[
     str, typer.Option(metavar="DEVICE", help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's [gpu] overrides apply.")
 ]
 ResultsOption = Annotated[Path, typer.Option(metavar="DIR", help="Root folder of the results.")]
+MaxCellsOption = Annotated[
+    int, typer.Option("--max-cells", min=1, metavar="N", help=f"Refuse an experiment of more cells (variants x seeds) than this (default {MAX_CELLS:,}).")
+]
 
 
 def progress_bar() -> Progress:
@@ -125,14 +128,18 @@ def progress_bar() -> Progress:
 
 
 def fail(message: str, code: int = 2) -> typer.Exit:
+    # One line, whatever the message holds (a plugin's exception text may span several).
+    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
     err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
     return typer.Exit(code)
 
 
-def _load(file: Path, overrides: list[str], device: str) -> tuple[Experiment, Any]:
+def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
     try:
         dev = resolve_device(device)
-        return load_experiment(file, overrides, dev.type), dev
+        exp = load_experiment(file, overrides, dev.type)
+        exp.check_size(max_cells)
+        return exp, dev
     except (ExperimentError, DeviceError) as e:
         raise fail(str(e)) from None
 
@@ -143,7 +150,7 @@ def _cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
     records = {r["run_id"]: r for r in scan.records}
     damaged = {p.stem for p, _ in scan.unreadable}
     claims = list_claims(results, exp.name)
-    table = Table(title=f"{exp.name}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
+    table = Table(title=f"{escape(exp.name)}: {len(exp.variants())} variants x {len(exp.seeds)} seeds ({exp.design})")
     for col in ("#", "variant", "seed", "run_id", "status"):
         table.add_column(col)
     counts: dict[str, int] = {}
@@ -167,7 +174,7 @@ def _cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
         table.add_row(str(i), escape(cell.variant.slug()) + mark, str(cell.seed), cell.run_id, text)
     order = ("done", "running", "failed", "damaged", "to run")
     shown = [f"{counts.get(k, 0)} {k}" for k in order if counts.get(k) or k in ("done", "to run")]
-    table.caption = ", ".join(shown) + f"; results in {results / exp.name / 'runs'}"
+    table.caption = ", ".join(shown) + f"; results in {escape(str(results / exp.name / 'runs'))}"
     return table
 
 
@@ -186,10 +193,26 @@ def show(
     set_: SetOption = [],  # noqa: B006 - typer copies defaults
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
+    clean: bool = typer.Option(
+        False, "--clean", help="Remove what killed runs left: temporary files of killed writers, checkpoints and dead "
+        "claims of finished cells (checkpoints kept with --keep-checkpoints stay).",
+    ),
+    max_cells: MaxCellsOption = MAX_CELLS,
 ) -> None:
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
-    exp, _ = _load(file, set_, device)
+    from ablate.runner import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
+
+    exp, _ = _load(file, set_, device, max_cells)
+    if clean:
+        removed = clean_leftovers(results, exp.name)
+        console.print(f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False)
     console.print(_cells_table(exp, results, _warn_unreadable(results, exp.name)))
+    files, size = checkpoint_disk(results, exp.name)
+    if files:
+        left = find_leftovers(results, exp.name)
+        console.print(f"checkpoints: {files} file(s), {megabytes(size)}"
+                      + (f"; {escape(left.describe())} removable with 'ablate show --clean'" if left.paths() else ""),
+                      highlight=False, soft_wrap=True)
 
 
 def _mean_sd(values: list[float], digits: int = 3) -> str:
@@ -203,7 +226,7 @@ def summary_table(exp: Experiment, results: Path) -> Table:
     """Per variant, over the experiment's current cells found in results/: seeds done, accuracy, speed."""
     wanted = {c.run_id for c in exp.cells()}
     runs = [r for r in iter_runs(results, exp.name) if r["run_id"] in wanted]
-    table = Table(title=f"{exp.name}: final validation accuracy over seeds")
+    table = Table(title=f"{escape(exp.name)}: final validation accuracy over seeds")
     table.add_column("variant", no_wrap=True)
     table.add_column("ok runs", justify="right")
     table.add_column("val acc (mean ± sd)", justify="right", no_wrap=True)
@@ -295,6 +318,11 @@ def _announce_stop() -> None:
               soft_wrap=True)
 
 
+def _announce_ray_stop() -> None:
+    err.print("[yellow]stopping[/]: cancelling the Ray tasks in flight (claims released, checkpoints kept; "
+              "Ctrl-C again to quit now)", soft_wrap=True)
+
+
 def _interrupted() -> typer.Exit:
     err.print("[yellow]interrupted[/]: finished runs and checkpoints are kept, claims released; "
               "rerun the same command to continue (unfinished cells resume from their checkpoints).", soft_wrap=True)
@@ -352,17 +380,19 @@ def run(
     max_seeds: Optional[int] = typer.Option(
         None, "--max-seeds", min=2, metavar="M", help="With --precision or --until-decided: at most this many seeds per variant (default 20)."
     ),
+    max_cells: MaxCellsOption = MAX_CELLS,
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
 
-    exp, dev = _load(file, set_, device)
+    exp, dev = _load(file, set_, device, max_cells)
     n_workers = _workers_option(workers)
     if precision is not None and not (math.isfinite(precision) and precision > 0):
         raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
     adaptive_plan = _adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
     try:
         check_writable(results)
+        check_layout(results, exp.name)
     except StoreError as e:
         raise fail(str(e)) from None
     scan = _warn_unreadable(results, exp.name)
@@ -396,17 +426,22 @@ def run(
             from ablate.ray_executor import RayError, run_ray
 
             try:
-                return run_ray(exp, results, ray, device=device, force=force, limit=limit,
-                               observer=RunDisplay(progress, exp.train.epochs), use_cache=not no_cache,
-                               keep_checkpoints=keep_checkpoints, max_retries=max_retries, per_device=workers_per_device,
-                               threads=threads or 1, plugins=_PLUGINS)
+                # SIGTERM stops the driver like Ctrl-C: tasks cancelled, claims released, exit 130.
+                with StopOnSignal(_announce_ray_stop) as stop:
+                    return run_ray(exp, results, ray, device=device, force=force, limit=limit,
+                                   observer=RunDisplay(progress, exp.train.epochs), use_cache=not no_cache,
+                                   keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                                   per_device=workers_per_device, threads=threads or 1, plugins=_PLUGINS,
+                                   should_stop=stop)
             except RayError as e:
                 raise fail(str(e)) from None
         if use_pool:
-            return run_pool(exp, results, slots, force=force, limit=limit,
-                            observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
-                            use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
-                            plugins=_PLUGINS)
+            # SIGTERM (a scheduler, `kill`) stops the pool like Ctrl-C: workers checkpoint, release, exit 130.
+            with StopOnSignal(_announce_stop) as stop:
+                return run_pool(exp, results, slots, force=force, limit=limit,
+                                observer=RunDisplay(progress, exp.train.epochs, {s.index: s.label for s in slots}),
+                                use_cache=not no_cache, keep_checkpoints=keep_checkpoints, max_retries=max_retries,
+                                plugins=_PLUGINS, should_stop=stop)
         with StopOnSignal(_announce_stop) as stop:
             return run_experiment(exp, dev, results, force=force, limit=limit, observer=RunDisplay(progress, exp.train.epochs),
                                   use_cache=not no_cache, keep_checkpoints=keep_checkpoints, should_stop=stop)
@@ -432,6 +467,8 @@ def run(
                       highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise _interrupted()
+    # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
+    summary.busy = [c for c in summary.busy if not is_finished(results, c)]
     for line in summary.errors:
         err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
     console.print(summary_table(exp, results))
@@ -441,7 +478,7 @@ def run(
         f"{len(summary.skipped)} already done"
         + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
         + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
-        + f"; results in {results / exp.name / 'runs'}",
+        + f"; results in {escape(str(results / exp.name / 'runs'))}",
         highlight=False, soft_wrap=True,
     )
     if counts["failed"]:
@@ -570,14 +607,14 @@ def report(
         console.print(_report_table(rep))
         for note in rep.data.notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
-        console.print(f"  report: {rep.readme} ({len(rep.files)} files)", highlight=False)
+        console.print(f"  report: {escape(str(rep.readme))} ({len(rep.files)} files)", highlight=False)
     from ablate.report_index import write_report_index
 
     index = write_report_index(results, out)
     if index is not None:
-        console.print(f"index of reports: {index}", highlight=False)
+        console.print(f"index of reports: {escape(str(index))}", highlight=False)
     if bench_readme is not None:
-        console.print(f"speed benchmark report: {bench_readme}", highlight=False)
+        console.print(f"speed benchmark report: {escape(str(bench_readme))}", highlight=False)
     elif names and BENCH_DIR in names:
         raise fail(f"no benchmark results under {results / BENCH_DIR}; run 'ablate bench' first")
 
@@ -588,7 +625,7 @@ def _report_table(rep: Any) -> Table:
 
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    table = Table(title=f"{data.name}: final validation accuracy (%), ± 95% CI over seeds; baseline {data.baseline}",
+    table = Table(title=f"{escape(data.name)}: final validation accuracy (%), ± 95% CI over seeds; baseline {escape(data.baseline)}",
                   caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
                   "alpha 0.05); the report's paired comparisons give the seeds a given effect would need")
     for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "detectable", "verdict"):
@@ -681,7 +718,7 @@ def bench(
             "ok" if ok else f"[red]{r['status']}[/]: {escape(str(r['error']))}",
         )
     console.print(table)
-    console.print(f"saved {json_path} and {csv_path}", highlight=False)
+    console.print(f"saved {escape(str(json_path))} and {escape(str(csv_path))}", highlight=False)
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
@@ -716,7 +753,7 @@ def export_tensorboard_command(
                       highlight=False, soft_wrap=True)
     steps = sum(r.steps for r in done.runs)
     console.print(
-        f"{len(done.runs)} run(s) exported to {out} ({sum(r.epochs for r in done.runs)} epochs"
-        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {out}",
+        f"{len(done.runs)} run(s) exported to {escape(str(out))} ({sum(r.epochs for r in done.runs)} epochs"
+        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {escape(str(out))}",
         highlight=False, soft_wrap=True,
     )

@@ -52,6 +52,9 @@ NAME_RULE = (
 # An experiment file is a few hundred bytes; refuse to read something huge (or endless, like a
 # device or a pipe) into memory.
 MAX_FILE_BYTES = 1_000_000
+# Cells (variants x seeds) an experiment may have unless `--max-cells` raises the limit: far above
+# any study one machine or cluster trains, far below what makes listing the cells slow.
+MAX_CELLS = 10_000
 AXIS_REGISTRIES: dict[str, Registry] = {
     "arch": ARCHS, "activation": ACTIVATIONS, "pooling": POOLINGS, "norm": NORMS, "init": INITS,
 }
@@ -147,6 +150,27 @@ class Experiment:
             found.remove(self.baseline)
             found.insert(0, self.baseline)
         return list(dict.fromkeys(found))
+
+    def cell_count(self) -> int:
+        """How many cells :meth:`cells` gives at most, counted without making them (a grid's
+        variants are the product of its axes' lengths, before repeats are dropped)."""
+        if self.design == "grid":
+            variants = math.prod(len(values) for values in self.axes.values())
+        else:
+            variants = 1 + sum(len(values) for values in self.axes.values())
+        return variants * len(self.seeds)
+
+    def check_size(self, max_cells: int = MAX_CELLS) -> None:
+        """Refuse, with one line, an experiment of more than ``max_cells`` cells: a typo in a grid
+        (2,000 seeds x 2,000 values) would otherwise spend minutes and gigabytes of memory just
+        listing them."""
+        n = self.cell_count()
+        if n > max_cells:
+            raise ExperimentError(
+                self.path, None,
+                f"{n:,} cells ({n // max(1, len(self.seeds)):,} variants x {len(self.seeds):,} seeds) is more than the "
+                f"limit of {max_cells:,}; check [axes] and seeds, or raise the limit with --max-cells",
+            )
 
     def manifest(self) -> dict[str, Any]:
         """What analysis needs to know about the experiment, as plain JSON-able data."""

@@ -107,7 +107,14 @@ def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterab
             plan.append((name, record, _inside(out, rel)))
     if not plan:
         raise ExportError(f"no run records to export under {results}" + (f" for {', '.join(names)}" if names else ""))
-    written = [_write_run(tb, name, record, path, path.relative_to(out).as_posix()) for name, record, path in plan]
+    written = []
+    for name, record, path in plan:
+        try:
+            written.append(_write_run(tb, name, record, path, path.relative_to(out).as_posix()))
+        except OSError as e:  # e.g. OUT/<experiment> is a file
+            blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
+            what = f"{blocker} is a file, not a folder" if blocker is not None else (e.strerror or str(e))
+            raise ExportError(f"cannot write {path}: {what}; move it away or choose another --out") from None
     return Export(out=out, runs=written, stale=stale)
 
 

@@ -30,12 +30,13 @@ absent) and :attr:`ExperimentData.notes` names it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
 
 import pandas as pd
 
+from ablate.config import DataConfig, TrainConfig
 from ablate.registry import suggest
 from ablate.store import experiments, manifest_path, manifest_problem, read_manifest, runs_dir, scan_runs
 from ablate.variant import Variant
@@ -369,6 +370,13 @@ def load_experiment_data(
             notes.append("the manifest's run ids do not match its variants x seeds; missing cells are not detected")
         current = set(run_ids)
         current_records = [r for r in records if r.get("run_id") in current] if run_ids else records
+        if run_ids:  # runs of other seeds with these very settings (e.g. an earlier --set seeds=[...])
+            extra = _other_seeds(records, current, set(variants), seeds, manifest)
+            current_records += extra
+            extra_seeds = sorted({int(r["seed"]) for r in extra})
+            ids = {(r.get("slug") or _slug(r.get("variant") or {}), int(r["seed"])): r["run_id"] for r in extra}
+            expected += [(ids.get((v, s)), v, s) for s in extra_seeds for v in variants]
+            seeds = sorted(set(seeds) | set(extra_seeds))
         stale = len(records) - len(current_records)
         default_baseline = manifest.get("baseline_slug") or _slug(manifest.get("baseline") or {})
         design = manifest.get("design", "grid")
@@ -472,6 +480,39 @@ def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
     parts = [f"{n} from {src} (mean/std {stats})" for (src, stats), n in sorted(seen.items())]
     return [f"ok runs were trained on different data ({'; '.join(parts)}): their comparisons mix datasets; "
             "rerun the odd ones with the same data (set data.root to pin it)"]
+
+
+def _other_seeds(records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int],
+                 manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """Records that belong to the experiment although the manifest does not list them: a variant
+    of it, a seed it does not list, and the same data and training settings. The manifest holds
+    the seeds of the latest run only, and a run of one more seed (``--set seeds=[3]``) must not
+    hide the runs of the others."""
+    return [r for r in records
+            if r.get("run_id") not in current and int(r.get("seed", -1)) not in seeds
+            and (r.get("slug") or _slug(r.get("variant") or {})) in variants
+            and _same_settings(r.get("config"), manifest)]
+
+
+def _same_settings(config: Any, manifest: dict[str, Any]) -> bool:
+    """Whether a run's [data] and [train] settings are the manifest's: bookkeeping settings
+    (``identity: False``, they never change results) left out, a setting missing on one side
+    (older ablate) read as its default."""
+    if not isinstance(config, dict):
+        return False
+    for section, cls in (("data", DataConfig), ("train", TrainConfig)):
+        ours, theirs = manifest.get(section), config.get(section)
+        if not isinstance(ours, dict) or not isinstance(theirs, dict):
+            return False
+        known = {f.name: f for f in fields(cls)}
+        for key in set(ours) | set(theirs):
+            f = known.get(key)
+            if f is not None and f.metadata.get("identity") is False:
+                continue
+            default = f.default if f is not None and f.default is not MISSING else MISSING
+            if ours.get(key, default) != theirs.get(key, default):
+                return False
+    return True
 
 
 def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.store import claims_dir
+from ablate.store import StoreError, claims_dir
 
 HEARTBEAT_S = 10.0
 STALE_AFTER_S = 60.0
@@ -110,16 +110,21 @@ def list_claims(root: str | Path, experiment: str) -> dict[str, Claim]:
 
 def _create(path: Path, payload: dict[str, Any]) -> bool:
     """Atomically create ``path`` with ``payload``; False when it already exists."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload), encoding="utf-8")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(payload), encoding="utf-8")  # a full disk fails here, after creating tmp
         os.link(tmp, path)  # fails with FileExistsError when someone holds the name
         return True
     except FileExistsError:
         return False
+    except OSError as e:
+        raise StoreError(f"cannot create the claim {path} ({e.strerror or e})") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 class Lease:

@@ -19,10 +19,11 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import queue
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -31,7 +32,7 @@ from ablate.runner import (
     Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, start_sweep,
     train_claimed,
 )
-from ablate.stop_signal import StopOnSignal
+from ablate.stop_signal import StopOnSignal, watch_parent
 from ablate.store import append_event, read_run, run_path
 from ablate.train import Interrupted
 
@@ -111,6 +112,7 @@ class _WorkerSpec:
     plugins: list[str]
     events: Any  # multiprocessing queue
     stop: Any  # multiprocessing event
+    parent: int = 0  # the parent's pid: a worker whose parent died stops (checkpoint, release)
 
 
 class _QueueObserver(RunObserver):
@@ -145,8 +147,10 @@ class _QueueObserver(RunObserver):
 def _worker_main(spec: _WorkerSpec) -> None:
     """Entry point of a worker process: claim and train cells until none is left to claim."""
     # Ctrl-C reaches every process of the terminal's group: finish the step, checkpoint, exit.
-    # Quiet, and never escalated here: the parent announces and decides.
-    with StopOnSignal(escalate=False) as stop_requested:
+    # Quiet, and escalated only by a second SIGTERM: the parent announces and decides (it sends
+    # SIGTERM when the user asks to quit at once).
+    with StopOnSignal(escalate_on=(signal.SIGTERM,)) as stop_requested:
+        parent_gone = watch_parent(spec.parent) if spec.parent else (lambda: False)
         from ablate.plugins import load_plugins
 
         load_plugins(spec.plugins)
@@ -157,21 +161,28 @@ def _worker_main(spec: _WorkerSpec) -> None:
         datasets = Datasets(observer, spec.opts.use_cache)
 
         def should_stop() -> bool:
-            return stop_requested() or spec.stop.is_set()
+            if spec.stop.is_set() or parent_gone():
+                stop_requested.requested = True  # so that the parent's SIGTERM means "now"
+            return stop_requested()
 
-        for cell in spec.cells:
-            if should_stop():
-                break
-            observer.send("start", cell.run_id)
-            try:
-                record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
-            except Interrupted:
-                observer.send("interrupted", cell.run_id)
-                break
-            except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
-                observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
-                break
-            observer.send("end", cell.run_id, record is not None)
+        try:
+            for cell in spec.cells:
+                if should_stop():
+                    break
+                observer.send("start", cell.run_id)
+                try:
+                    record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
+                except Interrupted:
+                    observer.send("interrupted", cell.run_id)
+                    break
+                except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
+                    observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
+                    break
+                observer.send("end", cell.run_id, record is not None)
+        except KeyboardInterrupt:  # the parent said "now": the claim is released, the last checkpoint kept
+            observer.send("interrupted", None)
+        if parent_gone():  # nobody reads the queue: do not wait at exit to flush it
+            spec.events.cancel_join_thread()
         observer.send("exit")
 
 
@@ -194,23 +205,31 @@ def run_pool(
     keep_checkpoints: bool = False,
     max_retries: int = 2,
     plugins: list[str] = (),
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
     """Train the unfinished cells of ``exp`` on ``slots`` worker processes; see the module doc.
-    Raises KeyboardInterrupt after the workers have stopped (checkpoints saved, claims released)."""
+    When ``should_stop`` turns True (the CLI's Ctrl-C / SIGTERM handler), the workers finish
+    their step, checkpoint, release their claims and exit, and the summary says ``interrupted``.
+    A KeyboardInterrupt (a second Ctrl-C, or the first one without a handler) is raised after
+    the workers have stopped: at once when a stop was already under way (they are told to quit
+    now, and killed if they do not), else once they checkpointed (at most 30 s)."""
     observer = observer or RunObserver()
+    started = time.time()
     todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
     events, stop = ctx.Queue(), ctx.Event()
-    opts = dict(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
+    opts = dict(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
     running: dict[int, _Running] = {}
     given_up: set[str] = set()
+    counted: set[str] = set()  # run ids whose records are in the summary
     deaths = 0
 
     def start(slot: Slot) -> None:
         cells = [c for c in todo if c.run_id not in given_up]
-        spec = _WorkerSpec(slot, cells, str(results), WorkOptions(worker=slot.label, **opts), list(plugins), events, stop)
+        spec = _WorkerSpec(slot, cells, str(results), WorkOptions(worker=slot.label, **opts), list(plugins), events, stop,
+                           os.getpid())
         before = os.environ.get("CUDA_VISIBLE_DEVICES")
         if slot.device != "cpu":
             os.environ["CUDA_VISIBLE_DEVICES"] = _physical(slot.device, before)
@@ -247,15 +266,27 @@ def run_pool(
         elif kind == "end" and worker:
             worker.cell = None
             run_id, trained = payload
-            record = read_run(run_path(results, exp.name, run_id)) if trained else None
-            if record is not None:  # the results folder, not the message, says what was written
-                summary.records.append(record)
-                observer.on_cell_end(slot, len(todo), by_id[run_id], record)
+            if trained:
+                collect(slot, run_id)
+
+    def collect(slot: int, run_id: str) -> bool:
+        """Count the run file of ``run_id`` once, if one was written; the results folder, not
+        the message, says what was written."""
+        record = read_run(run_path(results, exp.name, run_id))
+        if record is None or run_id in counted:
+            return record is not None
+        counted.add(run_id)
+        summary.records.append(record)
+        observer.on_cell_end(slot, len(todo), by_id[run_id], record)
+        return True
 
     for slot in slots:
         start(slot)
     try:
         while running:
+            if should_stop() and not stop.is_set():
+                stop.set()
+                summary.interrupted = True
             try:
                 handle(events.get(timeout=0.2))
                 continue
@@ -271,6 +302,11 @@ def run_pool(
                 if code == 0 or stop.is_set() or summary.interrupted:
                     continue
                 # Died (killed, crashed): its cell has a dead owner now; retry or give up on it.
+                if worker.cell is not None and is_finished(results, by_id[worker.cell]):
+                    # Killed after writing its run file (before it could say so): the cell is
+                    # done, and its good result must not be recorded as a death.
+                    collect(index, worker.cell)
+                    worker.cell = None
                 deaths += 1
                 if worker.cell is not None:
                     crashes[worker.cell] = crashes.get(worker.cell, 0) + 1
@@ -280,6 +316,7 @@ def run_pool(
                         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                         record = record_worker_death(by_id[worker.cell], results, how, crashes[worker.cell])
                         if record is not None:
+                            counted.add(worker.cell)
                             summary.records.append(record)
                             observer.on_cell_end(index, len(todo), by_id[worker.cell], record)
                 if deaths > max_retries * max(1, len(todo)) + len(slots):
@@ -288,8 +325,12 @@ def run_pool(
                 if any(c.run_id not in given_up and not is_finished(results, c) for c in todo):
                     start(worker.slot)
     except KeyboardInterrupt:
+        now = stop.is_set()  # a second request: quit now, without waiting for checkpoints
         stop.set()
-        _wait_for(running, events, handle, seconds=30)
+        if now:
+            _quit_now(running)
+        else:
+            _wait_for(running, events, handle, seconds=30)
         summary.interrupted = True
         raise
     summary.busy = [c for c in running_elsewhere(exp, results, todo) if not is_finished(results, c)]
@@ -317,6 +358,22 @@ def _wait_for(running: dict[int, _Running], events: Any, handle: Any, seconds: f
     for worker in running.values():
         worker.process.terminate()
         worker.process.join(5)
+
+
+def _quit_now(running: dict[int, _Running], grace_s: float = 3.0) -> None:
+    """A second SIGTERM tells each worker to leave its step at once (its claim is released on
+    the way out); one still running after ``grace_s`` is killed (its claim has a dead owner then,
+    which the next run takes over at once)."""
+    for worker in running.values():
+        if worker.process.is_alive():
+            worker.process.terminate()
+    deadline = time.monotonic() + grace_s
+    for worker in running.values():
+        worker.process.join(max(0.0, deadline - time.monotonic()))
+        if worker.process.is_alive():
+            worker.process.kill()
+            worker.process.join(5)
+    running.clear()
 
 
 def _physical(device: str, visible: str | None) -> str:

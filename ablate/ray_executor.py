@@ -14,11 +14,13 @@ other executors. Ray's own bookkeeping is never consulted to decide what is done
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
@@ -50,7 +52,14 @@ def connect(address: str) -> Any:
         return ray
     if address not in ("auto", "local"):
         _reachable(address)
+    # ray.init puts the driver's working directory first on every worker's import path: a
+    # torch.py (or any module) lying there would be imported by the workers instead of the real
+    # one. Start Ray from the folder ablate itself is imported from, which workers must import
+    # from anyway. Nothing relies on the working directory meanwhile: the results folder, data
+    # roots and the plugin folder are absolute paths by then.
+    here = os.getcwd()
     try:
+        os.chdir(Path(__file__).resolve().parent.parent)
         if address == "local":
             ray.init(include_dashboard=False, logging_level="warning", log_to_driver=False)
         else:
@@ -60,6 +69,8 @@ def connect(address: str) -> Any:
         raise RayError(f"no Ray cluster at {address!r} ({str(e).splitlines()[0]}); {hint}") from None
     except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
         raise RayError(f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+    finally:
+        os.chdir(here)
     return ray
 
 
@@ -173,28 +184,42 @@ def run_ray(
     threads: int = 1,
     plugins: list[str] = (),
     in_flight: int | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
     """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``device``:
     ``cpu`` asks Ray for ``threads`` CPUs per task; otherwise tasks ask for ``1/per_device`` GPU
-    when the cluster has GPUs (CPUs when it has none)."""
+    when the cluster has GPUs (CPUs when it has none). When ``should_stop`` turns True (the CLI's
+    Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
+    last checkpoints kept) and the summary says ``interrupted``."""
     observer = observer or RunObserver()
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
+    # ray.init installs a SIGTERM handler that exits mid-loop (and Ray's core then aborts with a
+    # C++ stack, leaving claims behind): keep the caller's, which asks this loop to stop.
+    sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
     ray = connect(address)
+    if sigterm is not None:
+        signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
+    started = time.time()
     todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
     gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
     task = ray.remote(_cell_task).options(max_retries=max_retries, retry_exceptions=False, **resources)
-    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
+    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
+                       use_cache=use_cache)
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
     queue, pending = list(todo), {}
     try:
         while queue or pending:
+            if should_stop():
+                _cancel(ray, pending)
+                summary.interrupted = True
+                return summary
             while queue and len(pending) < in_flight:
                 cell = queue.pop(0)
                 ref = task.remote(cell, str(results), opts, list(plugins), os.getcwd(), wait_s)
@@ -218,6 +243,16 @@ def run_ray(
     return summary
 
 
+def _cancel(ray: Any, pending: dict[Any, Cell], wait_s: float = 20.0) -> None:
+    """Cancel the tasks in flight and give them ``wait_s`` to leave (a cancelled task raises
+    KeyboardInterrupt in its cell, which releases the claim), so that the driver does not exit
+    while they still hold claims."""
+    for ref in pending:
+        ray.cancel(ref)
+    if pending:
+        ray.wait(list(pending), num_returns=len(pending), timeout=wait_s)
+
+
 def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSummary, observer: RunObserver,
              total: int, max_retries: int) -> None:
     if outcome.get("trained"):
@@ -228,8 +263,11 @@ def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSum
     elif outcome["status"] == "busy":
         summary.busy.append(cell)
     elif outcome["status"] == "died":
-        # Retries used up: its workers kept dying. Recorded as failed, like the local pool does.
+        # Retries used up: its workers kept dying. Recorded as failed, like the local pool does,
+        # unless the last one died after writing the run file: then the cell is done.
         record = record_worker_death(cell, results, outcome["error"], max_retries + 1)
+        if record is None and is_finished(results, cell):
+            record = read_run(run_path(results, cell.experiment, cell.run_id))
         if record is not None:
             summary.records.append(record)
             observer.on_cell_end(0, total, cell, record)

@@ -18,6 +18,8 @@ import types
 import typing
 from typing import Any, TypedDict
 
+from ablate.config import SEED_MAX
+
 FORMAT_VERSION = 2
 
 # Statuses of runs that are done: rerunning the experiment skips them. A "failed" run (an
@@ -115,6 +117,11 @@ def problem(record: Any) -> str | None:
         return f"format {record['format']} (this ablate reads 1..{FORMAT_VERSION}; upgrade ablate)"
     if record["status"] not in STATUSES:
         return f"status {record['status']!r} (expected {', '.join(STATUSES)})"
+    if not 0 <= record["seed"] <= SEED_MAX:  # no seed beyond what NumPy and torch accept was trained
+        return f"seed {record['seed']} (expected 0..{SEED_MAX})"
+    for key in ("variant", "data", "train"):
+        if key in record["config"] and not isinstance(record["config"][key], dict):
+            return f"'config.{key}' is {_kind(record['config'][key])}"
     for i, epoch in enumerate(record["epochs"]):
         if not isinstance(epoch, dict):
             return f"epochs[{i}] is {_kind(epoch)}"

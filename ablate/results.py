@@ -61,9 +61,12 @@ def load_results(
     without run records are then skipped and listed in ``Results.skipped``). ``baseline`` and
     ``targets`` mean what ``ablate report --baseline/--target-*`` mean (they decide the variant
     order and the time-to-target columns). Raises :class:`ablate.analysis.ReportError` (a
-    ``ValueError``) for an unknown experiment, a named experiment without run records, or an
-    unknown baseline.
+    ``ValueError``) for a ``root`` that is not a folder, an unknown experiment, a named
+    experiment without run records, or an unknown baseline.
     """
+    if not Path(root).is_dir():  # not an empty answer: a mistyped path would look like "no results yet"
+        what = "is not a folder" if Path(root).exists() else "does not exist"
+        raise ReportError(f"results folder {root} {what}; pass the folder 'ablate run --results' wrote to")
     named = [experiments] if isinstance(experiments, str) else (list(experiments) if experiments is not None else None)
     names = named if named is not None else available_experiments(root)
     loaded: list[ExperimentData] = []

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
+import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,11 +29,12 @@ from ablate.data.common import as_rgb, balanced_subset
 from ablate.data.loader import storage_view
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
-from ablate.leases import Lease, list_claims
+from ablate.leases import LOCK_STALE_S, Lease, list_claims
 from ablate.models import arch_spec
 from ablate.record import FINISHED, failed_record
 from ablate.store import (
-    append_event, check_run_file, checkpoint_path, finished_run_ids, run_path, set_aside, write_manifest, write_run,
+    append_event, check_run_file, checkpoint_path, finished_run_ids, iter_runs, run_path, set_aside, write_manifest,
+    write_run,
 )
 from ablate.train import CellHooks, CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
@@ -94,6 +96,9 @@ class WorkOptions:
     """How :func:`train_claimed` treats each cell (the same for every executor)."""
 
     force: bool = False  # retrain cells that already have a finished result
+    # With force: when this sweep started (time.time()). A cell whose finished run file was
+    # written since then was retrained by a concurrent --force run: done, not trained again.
+    forced_since: float | None = None
     keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
     use_cache: bool = True  # read/write the on-disk cache of decoded datasets
     worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
@@ -120,10 +125,18 @@ def start_sweep(
     manifest written, the observer told. Returns the cells to train and the summary to fill."""
     todo, skipped = plan(exp, results, force)
     todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    _clean(results, exp, observer)
     Datasets(observer, use_cache).preload(todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo, skipped)
     return todo, RunSummary(exp.name, skipped=skipped, remaining=remaining)
+
+
+def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
+    """Remove what killed runs left behind (see :class:`Leftovers`), and say so in one line."""
+    removed = clean_leftovers(results, exp.name)
+    if removed.paths():
+        observer.on_warning(f"removed {removed.describe()} from {Path(results) / exp.name}")
 
 
 def data_key(cell: Cell) -> tuple:
@@ -244,13 +257,13 @@ def train_claimed(
     claim of another worker holds it. Raises :class:`~ablate.train.Interrupted` when
     ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
     observer = observer or RunObserver()
-    if not opts.force and is_finished(results, cell):
+    if _done(results, cell, opts):
         return None
     lease = Lease(results, cell.experiment, cell.run_id, opts.worker)
     if not lease.acquire():
         return None
     try:
-        if not opts.force and is_finished(results, cell):  # finished while we were claiming
+        if _done(results, cell, opts):  # finished while we were claiming
             return None
         path = run_path(results, cell.experiment, cell.run_id)
         if path.exists() and check_run_file(path)[0] is None:
@@ -266,22 +279,38 @@ def train_claimed(
             checkpoint=ckpt,
             checkpoint_every_s=cell.train.checkpoint_minutes * 60,
             should_stop=lambda: should_stop() or lease.lost,
+            # A trainer that lost its claim must not save over the checkpoint its successor uses.
+            may_save=lambda: not lease.lost and lease.held(),
             on_warning=observer.on_warning,
             on_resume=lambda resumed: observer.on_resume(cell, resumed),
         )
+
+        def left_to_new_owner() -> None:
+            append_event(results, cell.experiment, "lost-claim", cell.run_id)
+            observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+
         try:
             record = run_cell(cell, data(cell), device, observer, hooks)
         except Interrupted:
-            append_event(results, cell.experiment, "lost-claim" if lease.lost else "interrupted", cell.run_id)
-            if lease.lost:  # another worker owns it now: leave the cell to it
-                observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+            if lease.lost or not lease.held():  # another worker owns it now: leave the cell to it
+                left_to_new_owner()
                 return None
+            append_event(results, cell.experiment, "interrupted", cell.run_id)
             raise
-        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid()}
+        # The heartbeat only notices a lost claim every few seconds, and a process paused during
+        # the last epoch wakes up here: ask the claim file itself before writing anything.
+        if not lease.held():
+            left_to_new_owner()
+            return None
+        # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
+        # (--keep-checkpoints), so that a clean-up removes only leftovers.
+        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid(),
+                            "kept_checkpoint": opts.keep_checkpoints}
         write_run(results, record)
         append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
                      resumed=len(record.get("resumed", [])))
-        if record["status"] in FINISHED and not opts.keep_checkpoints:
+        # Paused between the run file and here? Then the checkpoint may be the new owner's.
+        if record["status"] in FINISHED and not opts.keep_checkpoints and lease.held():
             checkpoint.remove(ckpt)
         return record
     finally:
@@ -290,11 +319,14 @@ def train_claimed(
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> dict[str, Any] | None:
     """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
-    ``failed``, under its claim; None when a live worker holds the cell meanwhile."""
+    ``failed``, under its claim; None when a live worker holds the cell meanwhile, or when the
+    cell has a valid run file (the worker died after writing it: a result is never overwritten)."""
     lease = Lease(results, cell.experiment, cell.run_id, "executor")
     if not lease.acquire():
         return None
     try:
+        if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
+            return None
         record = failed_record(cell, f"worker process died ({how}) while training this cell, {deaths} time(s); "
                                      "see the system log (e.g. the out-of-memory killer)")
         record["env"] = {**environment(torch.device("cpu")), "started": now(), "finished": now()}
@@ -305,10 +337,123 @@ def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) 
         lease.release()
 
 
+def _done(results: str | Path, cell: Cell, opts: WorkOptions) -> bool:
+    """Whether ``cell`` needs no training: finished, or with ``--force``, finished since the
+    sweep started (by another --force run on the same folder)."""
+    if not opts.force:
+        return is_finished(results, cell)
+    if opts.forced_since is None:
+        return False
+    try:
+        written = run_path(results, cell.experiment, cell.run_id).stat().st_mtime
+    except OSError:
+        return False
+    return written >= opts.forced_since and is_finished(results, cell)
+
+
 def is_finished(results: str | Path, cell: Cell) -> bool:
     """Whether ``cell`` has a valid run file with a finished status (ok, diverged)."""
     record, _ = check_run_file(run_path(results, cell.experiment, cell.run_id))
     return record is not None and record["status"] in FINISHED
+
+
+@dataclass
+class Leftovers:
+    """Files in an experiment's folder that nobody will use or remove: temporary files of writers
+    that are gone (killed mid-write), checkpoints of finished cells (left by a kill between the
+    run file and the checkpoint's removal, not kept on purpose), claims of finished cells whose
+    owner is gone, and claim temporaries of a failed claim."""
+
+    temporaries: list[Path] = field(default_factory=list)
+    finished_checkpoints: list[Path] = field(default_factory=list)
+    dead_claims: list[Path] = field(default_factory=list)
+    sizes: dict[Path, int] = field(default_factory=dict)  # bytes of each, when found
+
+    def paths(self) -> list[Path]:
+        return [*self.temporaries, *self.finished_checkpoints, *self.dead_claims]
+
+    def size(self) -> int:
+        return sum(self.sizes.get(p, 0) for p in self.paths())
+
+    def describe(self) -> str:
+        """One line: what they are and how much disk they hold."""
+        parts = [f"{len(items)} {what}" for items, what in (
+            (self.temporaries, "temporary file(s) of killed writers"),
+            (self.finished_checkpoints, "checkpoint(s) of finished cells"),
+            (self.dead_claims, "claim(s) of finished cells with a dead owner"),
+        ) if items]
+        return ", ".join(parts) + f" ({megabytes(self.size())})"
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
+
+
+def megabytes(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+def find_leftovers(results: str | Path, experiment: str, stale_tmp_s: float = LOCK_STALE_S) -> Leftovers:
+    """What :func:`clean_leftovers` would remove. Only the owner of a live claim writes a cell's
+    checkpoint or run file, so a temporary file of a cell without a live claim has no writer;
+    claim temporaries (never part of a live claim) count once older than ``stale_tmp_s``."""
+    root = Path(results) / experiment
+    found = Leftovers()
+    claims = list_claims(results, experiment)
+    live = {run_id for run_id, claim in claims.items() if not claim.stale()}
+    records = {r["run_id"]: r for r in iter_runs(results, experiment)}
+    finished = {run_id for run_id, r in records.items() if r["status"] in FINISHED}
+    for folder, suffix in ((root / "checkpoints", ".pt"), (root / "runs", ".json")):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            name = path.name
+            if name.startswith(".") and name.endswith(".tmp") and f"{suffix}." in name:
+                if name[1:].split(suffix + ".", 1)[0] not in live:  # .<run_id>.pt.<random>.tmp
+                    found.temporaries.append(path)
+            elif suffix == ".pt" and name.endswith(".pt") and path.stem in finished and path.stem not in live:
+                # Records from before this field existed say nothing: such a checkpoint may have
+                # been kept on purpose, so it stays.
+                if (records[path.stem].get("worker") or {}).get("kept_checkpoint") is False:
+                    found.finished_checkpoints.append(path)
+    folder = root / "claims"
+    if folder.is_dir():
+        now = time.time()
+        for path in folder.iterdir():
+            if path.name.startswith(".") and path.name.endswith(".tmp"):
+                try:
+                    if now - path.stat().st_mtime > stale_tmp_s:
+                        found.temporaries.append(path)
+                except OSError:
+                    pass
+    found.dead_claims = [claims[run_id].path for run_id in sorted(finished & set(claims)) if run_id not in live]
+    found.sizes = {p: _size(p) for p in found.paths()}
+    return found
+
+
+def clean_leftovers(results: str | Path, experiment: str) -> Leftovers:
+    """Remove the :class:`Leftovers` of an experiment (every executor's sweep does it first,
+    ``ablate show --clean`` on request); returns what was removed."""
+    found = find_leftovers(results, experiment)
+    gone: set[Path] = set()
+    for path in found.paths():
+        try:
+            path.unlink()
+            gone.add(path)
+        except OSError:
+            continue
+    return Leftovers([p for p in found.temporaries if p in gone], [p for p in found.finished_checkpoints if p in gone],
+                     [p for p in found.dead_claims if p in gone], {p: found.sizes[p] for p in gone})
+
+
+def checkpoint_disk(results: str | Path, experiment: str) -> tuple[int, int]:
+    """(files, bytes) in an experiment's checkpoints folder, temporary files included."""
+    folder = Path(results) / experiment / "checkpoints"
+    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
+    return len(files), sum(_size(p) for p in files)
 
 
 def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -> list[Cell]:
@@ -333,13 +478,16 @@ def run_experiment(
     store each result. Cells that another live worker is training are left to it (``busy``).
     ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
     observer = observer or RunObserver()
+    started = time.time()
     todo, skipped = plan(exp, results, force)
     summary = RunSummary(exp.name, skipped=skipped)
+    _clean(results, exp, observer)
     data = Datasets(observer, use_cache)
     data.preload(todo[:limit] if limit is not None else todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo[:limit] if limit is not None else todo, skipped)
-    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache, worker=f"{device} (in-process)")
+    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
+                       use_cache=use_cache, worker=f"{device} (in-process)")
     for i, cell in enumerate(todo):
         if limit is not None and len(summary.records) >= limit:
             summary.remaining = [c for c in todo[i:] if c not in summary.busy]

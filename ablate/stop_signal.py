@@ -3,17 +3,26 @@ checkpoint and leaves, instead of dying mid-step with its claim held.
 
 One handler for the ``ablate run`` process and for each pool worker: the run process announces
 the request and lets a second Ctrl-C interrupt at once; a worker stays quiet (the terminal's
-Ctrl-C reaches every process of its group, and the parent speaks for them all).
+Ctrl-C reaches every process of its group, and the parent speaks for them all), and quits at
+once only on a second SIGTERM, which its parent sends to say "now".
+
+A worker must also stop when its parent dies (SIGKILL, a crash), or it would train on as an
+orphan holding claims: :func:`watch_parent` asks Linux to send it SIGTERM then
+(``PR_SET_PDEATHSIG``) and, on any system, polls ``os.getppid()``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from typing import Any
 
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
 class StopOnSignal:
@@ -24,10 +33,12 @@ class StopOnSignal:
     from the main thread (Python allows no other) and restored on exit.
     """
 
-    def __init__(self, announce: Callable[[], None] | None = None, *, escalate: bool = True) -> None:
+    def __init__(self, announce: Callable[[], None] | None = None, *, escalate: bool = True,
+                 escalate_on: tuple[int, ...] = (signal.SIGINT,)) -> None:
         self.requested = False
         self._announce = announce
         self._escalate = escalate
+        self._escalate_on = escalate_on  # which second signal raises KeyboardInterrupt
         self._saved: dict[int, Any] = {}
 
     def __call__(self) -> bool:
@@ -35,7 +46,7 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            if self._escalate and signum == signal.SIGINT:
+            if self._escalate and signum in self._escalate_on:
                 raise KeyboardInterrupt
             return
         self.requested = True
@@ -52,3 +63,31 @@ class StopOnSignal:
         for sig, handler in self._saved.items():
             signal.signal(sig, handler)
         self._saved.clear()
+
+
+def watch_parent(parent_pid: int, poll_s: float = 1.0) -> Callable[[], bool]:
+    """Notice the death of ``parent_pid`` (this process's parent). Returns a function that says
+    whether it died. On Linux the kernel also sends this process SIGTERM at that moment (so a
+    :class:`StopOnSignal` handler sees a stop request at once); everywhere a daemon thread polls
+    ``os.getppid()`` (an orphan is re-parented) every ``poll_s`` seconds."""
+    gone = threading.Event()
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass  # the poll below still notices
+
+    def poll() -> None:
+        while not gone.is_set():
+            if os.getppid() != parent_pid:
+                gone.set()
+                return
+            gone.wait(poll_s)
+
+    if os.getppid() != parent_pid:  # died before the death signal was asked for
+        gone.set()
+        os.kill(os.getpid(), signal.SIGTERM)
+    else:
+        threading.Thread(target=poll, name="ablate-watch-parent", daemon=True).start()
+    return gone.is_set

@@ -91,7 +91,10 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     """Store what the experiment file said (design, baseline, axes, seeds), so that analysis
     never needs the TOML: ``<root>/<experiment>/experiment.json``, rewritten on every run."""
     path = manifest_path(root, manifest["name"])
-    write_json_atomic(path, manifest)
+    try:
+        write_json_atomic(path, manifest)
+    except OSError as e:  # a full disk, a folder in the way: one line for the user
+        raise StoreError(f"could not write {path} ({e.strerror or e})") from None
     return path
 
 
@@ -256,6 +259,8 @@ def check_writable(root: str | Path) -> None:
     root = Path(root)
     created: list[Path] = []
     try:
+        if root.is_symlink() and not root.exists():
+            raise StoreError(f"{root} is a symbolic link to nothing (dangling, or a loop); give --results a folder")
         if root.exists() and not root.is_dir():
             raise StoreError(f"{root} is a file, not a folder; give --results a folder")
         missing = [p for p in [root, *root.parents] if not p.exists()]
@@ -275,6 +280,22 @@ def check_writable(root: str | Path) -> None:
                 folder.rmdir()
             except OSError:
                 pass
+
+
+def check_layout(root: str | Path, experiment: str) -> None:
+    """Fail now, with one line, when something is in the way in ``<root>/<experiment>/``: a folder
+    where a file belongs (``experiment.json``, ``events.jsonl``) or a file where a folder belongs
+    (``runs``, ``claims``, ``checkpoints``), which would otherwise break a run halfway (after
+    training, or between a run file and its checkpoint's removal)."""
+    base = Path(root) / experiment
+    if base.exists() and not base.is_dir():
+        raise StoreError(f"{base} is a file, not a folder; move it away")
+    for path in (manifest_path(root, experiment), events_path(root, experiment)):
+        if path.is_dir():
+            raise StoreError(f"{path} is a folder where ablate keeps a file; move it away")
+    for path in (runs_dir(root, experiment), claims_dir(root, experiment), checkpoint_path(root, experiment, "x").parent):
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path} is a file where ablate keeps a folder; move it away")
 
 
 def experiments(root: str | Path) -> list[str]:

@@ -59,6 +59,9 @@ class CellHooks:
     checkpoint_every_s: float = 600.0
     # Polled after every optimizer step: True stops training (checkpoint first), raising Interrupted.
     should_stop: Callable[[], bool] = lambda: False
+    # Asked before every save: False means the checkpoint file is no longer this trainer's (its
+    # claim was taken over) and nothing is written.
+    may_save: Callable[[], bool] = lambda: True
     # Told of every checkpoint saved: (cost, why: "epoch" | "timer" | "stop").
     on_checkpoint: Callable[[checkpoint.Saved, str], None] | None = None
     # Told of a checkpoint that could not be used (one line); default: warnings.warn.
@@ -513,6 +516,8 @@ def train_epoch(
 
 def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochProgress | None) -> None:
     """Checkpoint everything the rest of the run depends on (see :mod:`ablate.checkpoint`)."""
+    if not hooks.may_save():
+        return
     state = {
         "model": run.model.state_dict(),
         "optimizer": run.optimizer.state_dict(),
@@ -531,20 +536,41 @@ def save_checkpoint(run: Training, hooks: CellHooks, why: str, progress: _EpochP
         "aug_gen": run.train_batches.aug_gen.get_state(),
         # ... and the unfinished epoch, if any.
         "progress": progress.state() if progress is not None else None,
+        # CPU results depend on the thread count: a resume continues with the same one.
+        "cpu_threads": torch.get_num_threads() if run.device.type == "cpu" else None,
     }
     try:
         saved = checkpoint.save(hooks.checkpoint, run.run_id, state)
-    except OSError as e:
-        # A full disk or an unwritable folder must not cost the training itself: go on without
-        # checkpoints (the run file is written at the end as usual), and say so once.
+    except Exception as e:  # noqa: BLE001 - any failed save (see below) must not cost the run
+        # torch.save reports a failed write (ENOSPC included) as a RuntimeError from its zip
+        # writer, with the original exception as context: a Ctrl-C that landed inside the write
+        # is still the user's way out, everything else (a full disk, an unwritable folder) must
+        # not cost the training itself: go on without checkpoints (the run file is written at
+        # the end as usual), and say so once.
+        if _caused_by(e, KeyboardInterrupt):
+            raise KeyboardInterrupt from None
         warn = hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3))
-        warn(f"{hooks.checkpoint}: could not save a checkpoint ({e.strerror or e}); this cell goes on without checkpoints")
+        why = e.strerror if isinstance(e, OSError) and e.strerror else (str(e).splitlines() or [type(e).__name__])[0]
+        if not isinstance(e, OSError) and isinstance(e.__context__, OSError) and e.__context__.strerror:
+            why = e.__context__.strerror
+        warn(f"{hooks.checkpoint}: could not save a checkpoint ({why}); this cell goes on without checkpoints")
         hooks.checkpoint = None
         return
     run.checkpoint_s += saved.seconds
     run.checkpoints += 1
     if hooks.on_checkpoint:
         hooks.on_checkpoint(saved, why)
+
+
+def _caused_by(error: BaseException, kind: type[BaseException]) -> bool:
+    """Whether ``kind`` is ``error`` or anywhere in its chain of causes and contexts."""
+    seen: set[int] = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, kind):
+            return True
+        seen.add(id(error))
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _restore(run: Training, state: dict[str, Any], total_steps: int) -> _EpochProgress | None:
@@ -582,6 +608,8 @@ def train_cell(
     them into ``failed`` records so that a sweep goes on. With ``hooks.checkpoint`` set, a
     checkpoint of this cell found there is resumed from (its record lists the resume under
     ``resumed``), and one is saved after every epoch and every ``hooks.checkpoint_every_s``.
+    On the CPU a resumed cell trains with the thread count its checkpoint was saved with (one
+    warning when that differs), and this process's count is restored afterwards.
 
     Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run (and of each resume)
     are not timed (when the run has more steps than that); every later training step is, between
@@ -589,8 +617,16 @@ def train_cell(
     epoch) to the end of the epoch's last step. Evaluation, checkpoint saving, the per-epoch
     ``.item()`` reads and model building are outside.
     """
-    observer = observer or _Silent()
-    hooks = hooks or CellHooks()
+    threads = torch.get_num_threads()
+    try:
+        return _train_cell(cell, splits, device, observer or _Silent(), hooks or CellHooks())
+    finally:  # a resume may have switched to the checkpoint's thread count for this cell only
+        if torch.get_num_threads() != threads:
+            torch.set_num_threads(threads)
+
+
+def _train_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver,
+                hooks: CellHooks) -> dict[str, Any]:
     train = cell.train
     run, progress = _resume(prepare(cell, splits, device), cell, splits, device, hooks)
     steps = len(run.train_batches)
@@ -692,6 +728,14 @@ def _resume(
         if state is None:
             return run, None
         progress = _restore(run, state, cell.train.epochs * len(run.train_batches))
+        saved_threads = state.get("cpu_threads")
+        if device.type == "cpu" and isinstance(saved_threads, int) and saved_threads != torch.get_num_threads():
+            # Same thread count, same order of float sums: the resumed run stays bit-identical
+            # to an uninterrupted one, and its record's cpu_threads is true of every step.
+            (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(
+                f"{hooks.checkpoint}: resuming with {saved_threads} CPU thread(s), as the checkpoint was saved with "
+                f"(not {torch.get_num_threads()}): CPU results depend on the thread count")
+            torch.set_num_threads(saved_threads)
     except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
         message = str(e) if isinstance(e, checkpoint.CheckpointError) else f"{hooks.checkpoint}: unusable checkpoint ({type(e).__name__}: {e})"
         (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(message.splitlines()[0] + "; training this cell from the start")

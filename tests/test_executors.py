@@ -179,6 +179,93 @@ def test_sigint_stops_with_a_checkpoint_and_exit_130(tmp_path, executor):
     assert read_events(tmp_path / "res", "resumable")[-1]["event"] == "interrupted"
 
 
+def _claim_pids(claims: Path, n: int, timeout: float = 240) -> list[int]:
+    """The pids of the workers holding ``n`` claims, once they all train."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = []
+        for path in (claims.iterdir() if claims.is_dir() else []):
+            try:
+                found.append(json.loads(path.read_text())["pid"])
+            except (OSError, ValueError, KeyError):
+                pass
+        if len(found) == n:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"{n} claims never appeared in {claims}")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not stat.exists() or stat.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_pool_whose_parent_is_stopped_or_killed_leaves_no_worker_training(tmp_path, sig):
+    """Issue 19 item 7: SIGTERM to the parent stops the pool like Ctrl-C (exit 130); after a SIGKILL
+    the orphaned workers notice, checkpoint and release their claims instead of training on."""
+    write(tmp_path, "long.toml", tiny_sweep("long", seeds=(0,), epochs=200))
+    proc = ablate(tmp_path, "run", "long.toml", "--device", "cpu", "--results", "res", "--workers", "2")
+    workers = _claim_pids(tmp_path / "res" / "long" / "claims", 2)
+    try:
+        time.sleep(0.5)
+        proc.send_signal(sig)
+        code, out = finish(proc, timeout=120)
+        assert code == (130 if sig == signal.SIGTERM else -9), out
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and any(_alive(p) for p in workers):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in workers), "workers train on as orphans"
+    finally:
+        for pid in workers:  # never leave an orphan burning the CPU, whatever the outcome
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    events = read_events(tmp_path / "res", "long")
+    assert [e["event"] for e in events].count("interrupted") == 2 and "finish" not in {e["event"] for e in events}
+    assert not list((tmp_path / "res" / "long" / "claims").iterdir())  # released
+    assert len(list((tmp_path / "res" / "long" / "checkpoints").glob("*.pt"))) == 2  # saved on the way out
+    if sig == signal.SIGTERM:
+        assert "stopping" in out and "rerun the same command to continue" in out
+
+
+SLEEPY_PLUGIN = """
+import time
+from pathlib import Path
+from torch import nn
+from ablate import register_activation
+
+class Sleepy(nn.ReLU):  # a step that does not end soon (a huge batch, a stuck data read)
+    def forward(self, x):
+        Path(__file__).with_name("sleeping").touch()
+        time.sleep(60)
+        return super().forward(x)
+
+register_activation("sleepy")(Sleepy)
+"""
+
+
+def test_a_second_ctrl_c_quits_a_pool_at_once(tmp_path):
+    """Issue 19 item 9: the first Ctrl-C says "stopping"; the second does not wait for workers stuck in a step."""
+    write(tmp_path, "sleepy.py", SLEEPY_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    proc = ablate(tmp_path, "--plugin", "sleepy", "run", "six.toml", "--device", "cpu", "--results", "res",
+                  "--workers", "2", "--set", "seeds=[0]", "--set", 'model.activation="sleepy"')
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and not (tmp_path / "sleeping").exists():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    started = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    code, out = finish(proc, timeout=120)
+    assert code == 130 and "stopping" in out, out
+    assert time.monotonic() - started < 15, "the second Ctrl-C waited for the workers"
+
+
 def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
     write(tmp_path, "killer.py", KILLER_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
@@ -201,6 +288,44 @@ def test_pool_gives_up_on_a_cell_that_always_kills_its_worker(tmp_path):
     assert code == 1, out
     (record,) = scan_runs(tmp_path / "res", "six").records
     assert record["status"] == "failed" and "worker process died (signal 9)" in record["error"] and "2 time(s)" in record["error"]
+
+
+# Kills the first pool worker that writes a run file, right after writing it (before it can
+# tell the parent): the moment a SIGKILL "right after the ok run file appears" lands.
+KILL_AFTER_WRITE_PLUGIN = """
+import multiprocessing, os, signal
+from pathlib import Path
+import ablate.runner
+
+MARK = Path(__file__).with_name("killed-after-write")
+_write_run = ablate.runner.write_run
+
+def write_run(root, record, *args, **kw):
+    path = _write_run(root, record, *args, **kw)
+    if multiprocessing.current_process().name.startswith("ablate-worker"):
+        try:
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return path
+        os.kill(os.getpid(), signal.SIGKILL)
+    return path
+
+ablate.runner.write_run = write_run
+"""
+
+
+def test_a_worker_killed_after_writing_its_run_file_keeps_its_result(tmp_path):
+    """Issue 19 item 2: the dead worker's cell is done; it is neither recorded failed over its
+    ok run file nor counted twice."""
+    write(tmp_path, "killer.py", KILL_AFTER_WRITE_PLUGIN)
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
+                              "--workers", "2", "--max-retries", "0", "--set", "seeds=[0]"))
+    assert (tmp_path / "killed-after-write").exists()
+    assert code == 0, out
+    records = scan_runs(tmp_path / "res", "six").records
+    assert len(records) == 2 and {r["status"] for r in records} == {"ok"}
+    assert "2 run(s): 2 ok, 0 failed" in " ".join(out.split())
 
 
 class _OutOfMemory(torch.nn.ReLU):
