@@ -52,6 +52,9 @@ INSTALL_HINT = "pip install 'ablate[slurm]'"
 # sends its warning signal_delay_s (90 s by default) before the end, so this leaves room to requeue.
 STOP_WAIT_S = 60.0
 POLL_S = 1.0
+# After SIGTERM (training checkpointed, claim released) a task waits this long for Slurm's SIGKILL
+# or submitit's preemption signal (Slurm's KillWait is 30 s by default) before it ends on its own.
+LINGER_AFTER_SIGTERM_S = 120.0
 # Array tasks when --tasks is not given: one per cell to do, at most this many.
 DEFAULT_MAX_TASKS = 8
 
@@ -122,11 +125,11 @@ def _submitit() -> Any:
 def check_cluster(options: SlurmOptions) -> None:
     """Fail in one line before anything is loaded when Slurm cannot take the job: no ``sbatch``,
     no answer from the controller, or a partition it does not have."""
-    _submitit()
     for tool in ("sbatch", "squeue", "sinfo"):
         if shutil.which(tool) is None:
             raise SlurmError(f"--slurm needs Slurm's {tool}, which is not on PATH; run on a Slurm login node "
                              "(or start a test cluster with tests/slurm/start.sh)")
+    _submitit()
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
     except subprocess.TimeoutExpired:
@@ -181,16 +184,28 @@ class SlurmWorker(Checkpointable):
         self.__dict__.update(state, _stop=None, _thread=None)
 
     def __call__(self, index: int) -> dict[str, Any]:
-        stop = threading.Event()
+        stop, terminated = threading.Event(), threading.Event()
         self._stop = stop
-        # After submitit's handlers: SIGTERM (scancel, scontrol requeue, a preemption's first
-        # signal) means "checkpoint at the next step and release the claim", not "ignore".
-        signal.signal(signal.SIGTERM, lambda signum, frame: stop.set())
+
+        def on_sigterm(signum: int, frame: Any) -> None:
+            terminated.set()
+            stop.set()
+
+        # Installed after submitit's handlers: SIGTERM (scancel, scontrol requeue, the first signal
+        # of a preemption) means "checkpoint at the next step and release the claim", not "ignore".
+        signal.signal(signal.SIGTERM, on_sigterm)
         outcome: dict[str, Any] = {"task": index, "trained": [], "interrupted": False}
         self._thread = threading.Thread(target=self._work, args=(stop, outcome), name="ablate-slurm-worker")
         self._thread.start()
         while self._thread.is_alive():
             self._thread.join(0.5)  # short waits: signal handlers run in this thread between them
+        if terminated.is_set():
+            # Stay a while after SIGTERM: what follows it on Slurm is either SIGKILL (scancel, scontrol
+            # requeue: Slurm ends or requeues the job itself) or, for a preemption, submitit's signal,
+            # whose hook (checkpoint) requeues this task. Returning now would end the job as done.
+            deadline = time.monotonic() + LINGER_AFTER_SIGTERM_S
+            while time.monotonic() < deadline:
+                time.sleep(0.5)
         return outcome
 
     def checkpoint(self, *args: Any, **kwargs: Any) -> Any:
