@@ -22,7 +22,9 @@ database (without slurmdbd they read UNKNOWN).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import io
 import os
 import re
 import shutil
@@ -321,7 +323,9 @@ def submit(
     worker = SlurmWorker(todo, str(results), opts, plugins, os.getcwd(), since, options.gpus_per_task,
                          options.cpus_per_task, use_gpu)
     try:
-        jobs = executor.map_array(worker, range(options.tasks))
+        # submitit prints sbatch's complaint to stderr as well as raising it: keep it to one line.
+        with contextlib.redirect_stderr(io.StringIO()):
+            jobs = executor.map_array(worker, range(options.tasks))
     except Exception as e:  # noqa: BLE001 - sbatch's refusal arrives wrapped; the user needs its line
         raise SlurmError(f"sbatch refused the job: {_sbatch_reason(str(e))}") from None
     job_id = str(jobs[0].job_id).split("_")[0]
@@ -336,6 +340,9 @@ def _shell_quote(text: str) -> str:
 
 def _sbatch_reason(message: str) -> str:
     lines = [ln.strip() for ln in message.splitlines() if ln.strip()]
+    for ln in lines:  # "sbatch: error: Invalid ...", "sbatch: unrecognized option '--x=1'"
+        if ln.startswith("sbatch:"):
+            return ln.removeprefix("sbatch:").strip().removeprefix("error:").strip()
     for ln in lines:
         if "error:" in ln:
             return ln.split("error:", 1)[1].strip()

@@ -28,6 +28,7 @@ from ablate.store import read_events, scan_runs
 pytestmark = pytest.mark.slow
 
 CI = os.environ.get("CI", "").lower() == "true"
+ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "lr")
 
 FOUR_CELLS = tiny_sweep("slurm4", seeds=(0, 1))  # 2 variants x 2 seeds, one epoch of 4 steps each
@@ -177,6 +178,10 @@ def test_unknown_partition_is_one_line(cluster, cli, tmp_path):
     assert result.exit_code == 2, result.output
     text = result.output.replace("\n", " ")
     assert "--partition nosuch: no such Slurm partition; this cluster has debug" in text and "Traceback" not in text
+    result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--slurm-opt", "nosuchoption=1",
+                              "--results", str(tmp_path / "res")])
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == "error: sbatch refused the job: unrecognized option '--nosuchoption=1'"
 
 
 def test_four_cells_on_a_two_task_array_each_trained_once_shown_while_running(cluster, tmp_path):
@@ -275,3 +280,20 @@ def test_scancel_loses_nothing_and_wait_exits_1_then_0_on_rerun(cluster, tmp_pat
     assert code == 0, out
     (record,) = scan_runs(res, "resumable").records
     assert record["status"] == "ok" and len(record["resumed"]) == 1
+
+
+def test_plain_sbatch_array_of_ablate_run_trains_each_cell_once(cluster, tmp_path):
+    """The route without submitit (docs/scaling.md): every task of an sbatch array runs the same
+    `ablate run`; the claims keep each cell trained once."""
+    write(tmp_path, "s.toml", FOUR_CELLS)
+    command = f"{sys.executable} -m ablate run s.toml --device cpu --threads 1 --results res"
+    out = subprocess.run(["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "-o", "plain-%A_%a.log",
+                          f"--export=ALL,PYTHONPATH={ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+                          "--wrap", f"srun {command}"],
+                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    job = out.stdout.strip().split(";")[0]
+    wait_until(lambda: not squeue(job), 180, f"sbatch array {job}")
+    records = scan_runs(tmp_path / "res", "slurm4").records
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}, [p.read_text() for p in tmp_path.glob("*.log")]
+    trained = Counter(e["run_id"] for e in events(tmp_path / "res", "slurm4") if e["event"] == "finish")
+    assert sorted(trained.values()) == [1, 1, 1, 1]
