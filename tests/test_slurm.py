@@ -113,9 +113,17 @@ def checkpoint_written(results: Path, experiment: str) -> bool:
     return folder.is_dir() and any(folder.glob("*.pt"))
 
 
+def node_idle() -> bool:
+    out = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
+    return out.stdout.strip() == "idle"
+
+
 def release_when_requeued(job: str) -> None:
-    """Slurm holds a requeued job for 120 s (BeginTime); StartTime=now lets it start at once."""
-    wait_until(lambda: any("PENDING" in line for line in squeue(job)), 60, f"job {job} requeued (pending)")
+    """Slurm holds a requeued job for 120 s (BeginTime); StartTime=now lets it start at once, but
+    only once the node has cleaned up its previous run (else Slurm kills the restart at once:
+    "Job credential revoked")."""
+    wait_until(lambda: any("PENDING" in line for line in squeue(job)) and node_idle(), 60,
+               f"job {job} requeued (pending) and the node idle")
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True)
 
 
