@@ -349,14 +349,22 @@ def _sbatch_reason(message: str) -> str:
     return lines[-1] if lines else "no reason given"
 
 
-def job_running(job_id: str) -> bool:
-    """Whether any task of the job is pending, running or being requeued (``squeue``; a job
-    that Slurm has forgotten reads as not running)."""
+# squeue reasons of a pending job that waiting will not cure: the request exceeds what the
+# partition, account or QOS allows (Slurm leaves such jobs pending rather than refusing them).
+NEVER_STARTS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS",
+                "InvalidAccount", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "AssocMaxCpuPerJobLimit")
+
+
+def job_states(job_id: str) -> list[tuple[str, str]] | None:
+    """(state, reason) of each task of the job still known to ``squeue`` (pending, running,
+    completing; empty once it has left the queue); None when squeue does not answer in time."""
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:
-        return True  # a busy controller: ask again later
-    return out.returncode == 0 and bool(out.stdout.strip())
+        return None  # a busy controller: ask again later
+    if out.returncode != 0:  # "Invalid job id": Slurm has forgotten it, so it is over
+        return []
+    return [tuple(line.split("|", 1)) for line in out.stdout.splitlines() if "|" in line]  # type: ignore[misc]
 
 
 def wait(submission: Submission, todo: list[Cell], results: Path, since: float, summary: RunSummary,
@@ -381,7 +389,14 @@ def wait(submission: Submission, todo: list[Cell], results: Path, since: float, 
                 observer.on_cell_end(0, len(todo), cell, record)
         if not left or ended:
             break
-        ended = not job_running(submission.job_id)
+        states = job_states(submission.job_id)
+        ended = states == []
+        stuck = sorted({reason for state, reason in states or [] if state == "PENDING" and reason in NEVER_STARTS})
+        if stuck and all(state == "PENDING" for state, _ in states or []):
+            summary.errors.append(f"Slurm job {submission.job_id} cannot start (pending, reason {', '.join(stuck)}: it asks "
+                                  f"for more than the partition allows); scancel {submission.job_id} and resubmit with "
+                                  "fewer CPUs or GPUs per task, a shorter --time, or another --partition")
+            return summary
         if not ended:  # once ended, look once more at once: run files written as its last task ended
             time.sleep(poll_s)
     for event in read_events(results, experiment):

@@ -192,6 +192,17 @@ def test_unknown_partition_is_one_line(cluster, cli, tmp_path):
     assert result.output.strip().splitlines()[-1] == "error: sbatch refused the job: unrecognized option '--nosuchoption=1'"
 
 
+def test_wait_on_a_job_that_can_never_start_exits_1_at_once(cluster, tmp_path):
+    """More CPUs per task than the node has: Slurm accepts the job and leaves it pending for ever."""
+    write(tmp_path, "s.toml", FOUR_CELLS)
+    code, out = finish(ablate(tmp_path, "run", "s.toml", "--slurm", "--tasks", "1", "--cpus-per-task", "1024", "--wait",
+                              "--results", "res"), timeout=60)
+    job = job_id(out)
+    subprocess.run(["scancel", job], check=True)
+    assert code == 1, out
+    assert f"Slurm job {job} cannot start (pending, reason PartitionConfig" in out.replace("\n", " ")
+
+
 def test_four_cells_on_a_two_task_array_each_trained_once_shown_while_running(cluster, tmp_path):
     write(tmp_path, "s.toml", FOUR_CELLS)
     proc = ablate(tmp_path, "run", "s.toml", "--slurm", "--tasks", "2", "--wait", "--results", "res")
