@@ -236,6 +236,21 @@ def test_four_cells_on_a_two_task_array_each_trained_once_shown_while_running(cl
     assert code == 0 and "submitted" not in out and "4 already done" in out, out
 
 
+def test_workers_per_device_packs_several_worker_processes_in_one_array_task(cluster, tmp_path):
+    """--workers-per-device K: one array task runs K worker processes (Slurm tasks of one step;
+    on a GPU they share it), each claiming cells. Here on CPUs: 2 cells, 1 array task, K = 2."""
+    write(tmp_path, "p.toml", tiny_sweep("packed", seeds=(0,)))
+    code, out = finish(ablate(tmp_path, "run", "p.toml", "--slurm", "--tasks", "1", "--workers-per-device", "2", "--wait",
+                              "--results", "res"))
+    assert code == 0, out
+    assert "2 run(s): 2 ok" in out
+    logs = sorted((tmp_path / "res" / "packed" / "slurm").glob("*_log.out"))
+    assert len(logs) == 2 and all("Starting with JobEnvironment" in p.read_text() for p in logs)  # 2 processes
+    finished = [e for e in events(tmp_path / "res", "packed") if e["event"] == "finish"]
+    assert sorted(Counter(e["run_id"] for e in finished).values()) == [1, 1]
+    assert all(re.fullmatch(r"slurm \d+ #[01] cpu", r["worker"]["label"]) for r in scan_runs(tmp_path / "res", "packed").records)
+
+
 def _requeued_cell_resumes(tmp_path: Path, uninterrupted: Path, interrupt) -> list[dict]:
     """Submit the resumable cell, ``interrupt(job)`` it mid-cell, let the requeued task start at
     once, wait for it: the cell must resume from its checkpoint and match the uninterrupted run."""
