@@ -15,6 +15,9 @@ which does the same (checkpoint, release) without the resubmission. Claims are *
 kept across Slurm's hold of a requeued task: the checkpoint is what survives, and whichever worker
 claims the cell next (the requeued task, a sibling still running, a later ``ablate run``) resumes it.
 
+``--workers-per-device K`` with ``--gpus-per-task G`` makes each array task one job step of G x K
+processes (Slurm tasks) sharing its G GPUs, each of them a worker as above.
+
 The driver keeps no state of its own: with ``--wait`` it watches the run files (and ``squeue``
 to know whether the job still runs), never submitit's job states, which need Slurm's accounting
 database (without slurmdbd they read UNKNOWN).
@@ -46,7 +49,7 @@ from ablate.train import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
     from submitit.helpers import Checkpointable
-except ImportError:  # pragma: no cover - exercised by the one-line error test
+except ImportError:  # check_cluster stops first, in one line (tests/test_slurm.py: missing submitit)
     Checkpointable = object  # type: ignore[assignment,misc]
 
 INSTALL_HINT = "pip install 'ablate[slurm]'"

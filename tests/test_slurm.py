@@ -160,6 +160,30 @@ def test_no_sbatch_is_one_line(cli, tmp_path, monkeypatch):
     assert not (tmp_path / "res" / "slurm4").exists()  # nothing loaded, nothing written
 
 
+def test_missing_submitit_is_one_line(cli, tmp_path, monkeypatch):
+    import builtins
+
+    bin_dir = tmp_path / "bin"  # a Slurm as far as PATH can tell, so that submitit is what is missing
+    bin_dir.mkdir()
+    for tool in ("sbatch", "squeue", "sinfo"):
+        (bin_dir / tool).write_text("#!/bin/sh\nexit 0\n")
+        (bin_dir / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    real_import = builtins.__import__
+
+    def no_submitit(name, *args, **kwargs):
+        if name == "submitit" or name.startswith("submitit."):
+            raise ImportError("No module named 'submitit'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_submitit)
+    write(tmp_path, "s.toml", FOUR_CELLS)
+    result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--results", str(tmp_path / "res")])
+    assert result.exit_code == 2, result.output
+    assert "--slurm needs submitit, which is not installed: pip install 'ablate[slurm]'" in result.output.replace("\n", " ")
+    assert "Traceback" not in result.output
+
+
 def test_slurm_options_need_slurm_and_exclude_other_executors(cli, tmp_path):
     write(tmp_path, "s.toml", FOUR_CELLS)
     for args, message in ((["--partition", "gpu"], "--partition is an option of --slurm"),
