@@ -358,6 +358,14 @@ def run(
         None, "--ray", metavar="auto|ADDRESS|local",
         help="Run each cell as a Ray task: auto = the running cluster, ADDRESS = that cluster, local = start Ray here (needs ablate\\[ray]).",
     ),
+    slurm: bool = typer.Option(False, "--slurm", help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs ablate[slurm])."),
+    partition: Optional[str] = typer.Option(None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."),
+    tasks: Optional[int] = typer.Option(None, "--tasks", min=1, metavar="N", help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8)."),
+    gpus_per_task: int = typer.Option(0, "--gpus-per-task", min=0, metavar="G", help="With --slurm: GPUs per array task (0: train on CPUs)."),
+    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, metavar="C", help="With --slurm: CPUs per worker process (its torch threads)."),
+    time_limit: str = typer.Option("60", "--time", metavar="TIME", help="With --slurm: time limit per array task, minutes or Slurm's 1:30:00 / 2-00:00:00; checkpointed and requeued when it runs out."),
+    slurm_opt: List[str] = typer.Option([], "--slurm-opt", metavar="KEY=VALUE", help="With --slurm: any other sbatch option, e.g. --slurm-opt account=mylab (repeatable)."),
+    wait: bool = typer.Option(False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."),
     max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
     precision: Optional[float] = typer.Option(
@@ -385,7 +393,13 @@ def run(
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     from ablate.pool import PoolError, parse_devices, plan_slots, run_pool
 
-    exp, dev = _load(file, set_, device, max_cells)
+    slurm_options = _slurm_options(slurm, ray, workers, devices, partition, tasks, gpus_per_task, cpus_per_task, time_limit,
+                                   slurm_opt, workers_per_device, wait, adaptive=precision is not None or until_decided)
+    # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
+    if slurm and gpus_per_task and device != "cpu":
+        exp, dev = _load_for_cuda(file, set_, max_cells)
+    else:
+        exp, dev = _load(file, set_, "cpu" if slurm else device, max_cells)
     n_workers = _workers_option(workers)
     if precision is not None and not (math.isfinite(precision) and precision > 0):
         raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
@@ -399,7 +413,7 @@ def run(
     if dry_run:
         console.print(_cells_table(exp, results, scan))
         return
-    use_pool = ray is None and (n_workers not in (None, 1) or (workers == "auto") or devices is not None or workers_per_device > 1)
+    use_pool = ray is None and not slurm and (n_workers not in (None, 1) or (workers == "auto") or devices is not None or workers_per_device > 1)
     slots = []
     if use_pool:
         try:
@@ -411,7 +425,9 @@ def run(
             raise fail(str(e)) from None
         use_pool = len(slots) > 1 or slots[0].device != str(dev)
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
-    if ray is not None:
+    if slurm_options is not None:
+        where = f"Slurm array ({escape(slurm_options.partition or 'default partition')})"
+    elif ray is not None:
         where = f"Ray tasks ({escape(ray)})"
     elif use_pool:
         where = f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}"
@@ -422,6 +438,9 @@ def run(
 
     def execute(exp: Experiment, progress: Progress) -> Any:
         """One pass over ``exp``'s cells with the chosen executor."""
+        if slurm_options is not None:
+            return _run_slurm(exp, file, results, slurm_options, progress, device=device, force=force, limit=limit,
+                              use_cache=not no_cache, keep_checkpoints=keep_checkpoints, wait=wait)
         if ray is not None:
             from ablate.ray_executor import RayError, run_ray
 
@@ -461,6 +480,8 @@ def run(
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise _interrupted() from None
+    if summary is None:  # --slurm without --wait: submitted, and said so
+        return
     if adaptive is not None:
         exp = dataclasses.replace(exp, seeds=tuple(adaptive.seeds), seed_counts=adaptive.seed_counts or None)
         console.print(f"adaptive seeds ({len(adaptive.seeds)}: {adaptive.seeds[0]}..{adaptive.seeds[-1]}): {escape(adaptive.stopped)}",
@@ -485,6 +506,71 @@ def run(
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
     if summary.errors:
         raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
+
+
+def _slurm_options(slurm: bool, ray: Optional[str], workers: Optional[str], devices: Optional[str], partition: Optional[str],
+                   tasks: Optional[int], gpus: int, cpus: int, time_limit: str, opts: list[str], per_device: int,
+                   wait: bool, *, adaptive: bool) -> Any:
+    """The checked options of ``run --slurm`` (None without --slurm); every mistake is one line."""
+    slurm_only = {"--partition": partition, "--tasks": tasks, "--gpus-per-task": gpus or None, "--slurm-opt": opts or None,
+                  "--wait": wait or None, "--cpus-per-task": cpus if cpus != 1 else None,
+                  "--time": time_limit if time_limit != "60" else None}
+    if not slurm:
+        given = [k for k, v in slurm_only.items() if v is not None]
+        if given:
+            raise fail(f"{given[0]} is an option of --slurm; add --slurm (or leave {given[0]} out)")
+        return None
+    for flag, value in (("--ray", ray), ("--workers", workers), ("--devices", devices)):
+        if value is not None:
+            raise fail(f"--slurm and {flag} choose two executors; with --slurm, --tasks N sets the workers")
+    if adaptive and not wait:
+        raise fail("--precision or --until-decided with --slurm needs --wait (each round of seeds waits for the one before)")
+    from ablate.slurm_executor import SlurmError, SlurmOptions, check_cluster, parse_slurm_opts, parse_time
+
+    try:
+        options = SlurmOptions(tasks=tasks, partition=partition, gpus_per_task=gpus, cpus_per_task=cpus,
+                               time_min=parse_time(time_limit), per_device=per_device, extra=parse_slurm_opts(opts))
+        check_cluster(options)  # before the experiment's data is loaded: no sbatch, no partition = one line now
+    except SlurmError as e:
+        raise fail(str(e)) from None
+    return options
+
+
+def _load_for_cuda(file: Path, overrides: list[str], max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
+    """The experiment as GPU tasks will train it ([gpu] overrides applied), from a login node
+    that may have no GPU itself."""
+    try:
+        exp = load_experiment(file, overrides, "cuda")
+        exp.check_size(max_cells)
+        return exp, torch.device("cuda")
+    except ExperimentError as e:
+        raise fail(str(e)) from None
+
+
+def _run_slurm(exp: Experiment, file: Path, results: Path, options: Any, progress: Progress, *, device: str,
+               force: bool, limit: Optional[int], use_cache: bool, keep_checkpoints: bool, wait: bool) -> Any:
+    """Submit the array; with ``wait``, follow it to the end (the summary), else None."""
+    from ablate.slurm_executor import SlurmError, run_slurm
+
+    def announce(sub: Any) -> None:
+        show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
+        progress.console.print(
+            f"submitted Slurm job {sub.job_id}: {sub.tasks} array task(s) for {sub.cells} cell(s); logs in {sub.folder}/\n"
+            f"  progress: {show}   cancel: scancel {sub.job_id}"
+            + ("\n  waiting for the cells (Ctrl-C stops waiting; the job goes on)" if wait else ""),
+            highlight=False, soft_wrap=True,
+        )
+
+    try:
+        return run_slurm(exp, results, options, device=device, force=force, limit=limit,
+                         observer=RunDisplay(progress, exp.train.epochs), use_cache=use_cache,
+                         keep_checkpoints=keep_checkpoints, plugins=_PLUGINS, wait_for_job=wait, on_submit=announce)
+    except SlurmError as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        err.print("[yellow]stopped waiting[/]: the Slurm job goes on; 'ablate show' follows it, scancel stops it "
+                  "(claims released, checkpoints kept).", soft_wrap=True)
+        raise typer.Exit(130) from None
 
 
 @app.command(name="list")
