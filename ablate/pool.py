@@ -147,9 +147,10 @@ class _QueueObserver(RunObserver):
 def _worker_main(spec: _WorkerSpec) -> None:
     """Entry point of a worker process: claim and train cells until none is left to claim."""
     # Ctrl-C reaches every process of the terminal's group: finish the step, checkpoint, exit.
-    # Quiet, and escalated only by a second SIGTERM: the parent announces and decides (it sends
-    # SIGTERM when the user asks to quit at once).
-    with StopOnSignal(escalate_on=(signal.SIGTERM,)) as stop_requested:
+    # Quiet (the parent announces); a second Ctrl-C, from the terminal or from the parent when
+    # the user asks to quit at once, leaves the step now. SIGTERM never escalates: a dying parent
+    # sends one per thread it had (Linux re-parents the worker to each in turn).
+    with StopOnSignal() as stop_requested:
         parent_gone = watch_parent(spec.parent) if spec.parent else (lambda: False)
         from ablate.plugins import load_plugins
 
@@ -162,7 +163,7 @@ def _worker_main(spec: _WorkerSpec) -> None:
 
         def should_stop() -> bool:
             if spec.stop.is_set() or parent_gone():
-                stop_requested.requested = True  # so that the parent's SIGTERM means "now"
+                stop_requested.requested = True  # so that the parent's next SIGINT means "now"
             return stop_requested()
 
         try:
@@ -361,12 +362,18 @@ def _wait_for(running: dict[int, _Running], events: Any, handle: Any, seconds: f
 
 
 def _quit_now(running: dict[int, _Running], grace_s: float = 3.0) -> None:
-    """A second SIGTERM tells each worker to leave its step at once (its claim is released on
-    the way out); one still running after ``grace_s`` is killed (its claim has a dead owner then,
-    which the next run takes over at once)."""
-    for worker in running.values():
-        if worker.process.is_alive():
-            worker.process.terminate()
+    """Two SIGINTs tell each worker to leave its step at once, as a double Ctrl-C would (its
+    claim is released on the way out); one still running after ``grace_s`` (stuck in a call that
+    signals do not interrupt) is killed (its claim has a dead owner then, taken over at once by
+    the next run)."""
+    for _ in range(2):  # the first is a stop request unless the worker has seen one already
+        for worker in running.values():
+            if worker.process.is_alive():
+                try:
+                    os.kill(worker.process.pid, signal.SIGINT)
+                except ProcessLookupError:
+                    pass
+        time.sleep(0.1)
     deadline = time.monotonic() + grace_s
     for worker in running.values():
         worker.process.join(max(0.0, deadline - time.monotonic()))

@@ -4,7 +4,7 @@ checkpoint and leaves, instead of dying mid-step with its claim held.
 One handler for the ``ablate run`` process and for each pool worker: the run process announces
 the request and lets a second Ctrl-C interrupt at once; a worker stays quiet (the terminal's
 Ctrl-C reaches every process of its group, and the parent speaks for them all), and quits at
-once only on a second SIGTERM, which its parent sends to say "now".
+once on a second Ctrl-C too (or the two SIGINTs its parent sends to say "now").
 
 A worker must also stop when its parent dies (SIGKILL, a crash), or it would train on as an
 orphan holding claims: :func:`watch_parent` asks Linux to send it SIGTERM then
@@ -33,12 +33,10 @@ class StopOnSignal:
     from the main thread (Python allows no other) and restored on exit.
     """
 
-    def __init__(self, announce: Callable[[], None] | None = None, *, escalate: bool = True,
-                 escalate_on: tuple[int, ...] = (signal.SIGINT,)) -> None:
+    def __init__(self, announce: Callable[[], None] | None = None, *, escalate: bool = True) -> None:
         self.requested = False
         self._announce = announce
         self._escalate = escalate
-        self._escalate_on = escalate_on  # which second signal raises KeyboardInterrupt
         self._saved: dict[int, Any] = {}
 
     def __call__(self) -> bool:
@@ -46,7 +44,7 @@ class StopOnSignal:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            if self._escalate and signum in self._escalate_on:
+            if self._escalate and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             return
         self.requested = True

@@ -23,10 +23,13 @@ CPU = torch.device("cpu")
 
 
 def tiny_cells(seeds=(0,), epochs: int = 1, **train):
+    """The tiny sweep's cells, smaller still and trained with plain SGD: no optimizer state, so
+    each checkpoint is a third of Adam's (the weights alone), which keeps these tests fast."""
     import tomllib
 
     raw = tomllib.loads(tiny_sweep("faults", seeds=seeds, epochs=epochs))
-    raw["train"].update(train)
+    raw["data"].update({"train_size": 32, "val_size": 16})  # 4 steps of 8 images per epoch
+    raw["train"].update({"optimizer": "sgd", "momentum": 0.0, "lr": 0.01, "batch_size": 8, **train})
     return parse_experiment(raw, "faults.toml")
 
 
@@ -38,6 +41,17 @@ def exp():
 @pytest.fixture(scope="module")
 def data():
     return Datasets()
+
+
+def finished(results: Path, cell, kept: bool = False) -> Path:
+    """Write an ``ok`` run file for ``cell`` without training it (what another runner leaves)."""
+    from ablate.record import failed_record
+    from ablate.store import write_run
+
+    record = failed_record(cell, "planted")
+    record.update(status="ok", error=None, worker={"label": "B", "host": socket.gethostname(), "pid": os.getppid(),
+                                                   "kept_checkpoint": kept})
+    return write_run(results, record)
 
 
 def take_over(results: Path, cell, token: str = "the-new-owner") -> None:
@@ -86,13 +100,12 @@ def test_an_owner_that_lost_its_claim_writes_nothing_and_keeps_the_new_owners_ch
     assert events == ["start", "lost-claim"] and len(watcher.warnings) == 1 and "claim lost" in watcher.warnings[0]
 
 
-def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp, data):
+def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp):
     """Item 2: the executor's "worker died" record does not replace a result written before the death."""
     from ablate.runner import record_worker_death
 
     cell = exp.cells()[0]
-    assert train_claimed(cell, tmp_path, CPU, data)["status"] == "ok"
-    before = run_path(tmp_path, cell.experiment, cell.run_id).read_bytes()
+    before = finished(tmp_path, cell).read_bytes()
     assert record_worker_death(cell, tmp_path, "signal 9", 1) is None
     assert run_path(tmp_path, cell.experiment, cell.run_id).read_bytes() == before
 
@@ -147,10 +160,10 @@ def test_a_full_disk_costs_no_training(tmp_path, data, disk_full):
     """Item 4: torch.save's RuntimeError on a full disk is one warning; the cell trains on and ends ok."""
     from ablate.train import train_cell
 
-    cell = tiny_cells(epochs=2).cells()[0]
+    cell = tiny_cells().cells()[0]
     messages: list[str] = []
     record = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", messages))
-    assert record["status"] == "ok" and len(record["epochs"]) == 2
+    assert record["status"] == "ok" and len(record["epochs"]) == 1
     assert len(messages) == 1 and "could not save a checkpoint (No space left on device)" in messages[0], messages
     assert not list(tmp_path.iterdir())  # no temporary file left behind
 
@@ -180,18 +193,13 @@ def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_
 
 def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_path, data):
     """Item 5: bytes overwritten inside a tensor of a valid checkpoint (torch.load still reads it)
-    are caught by the checkpoint's sha256: one warning, training from the start, same result."""
-    from ablate.train import train_cell
+    are caught by the checkpoint's sha256: one warning, and the cell trains from the start."""
+    from ablate.train import Interrupted, train_cell
 
-    cell = tiny_cells(epochs=2).cells()[0]
-    whole = train_cell(cell, data(cell), CPU)
+    cell = tiny_cells().cells()[0]
     path = tmp_path / "c.pt"
-    with pytest.raises(KeyboardInterrupt):  # stopped after epoch 1's checkpoint
-        def stop_after_epoch_1(saved, why):
-            raise KeyboardInterrupt
-        from ablate.train import CellHooks
-
-        train_cell(cell, data(cell), CPU, hooks=CellHooks(checkpoint=path, checkpoint_every_s=0, on_checkpoint=stop_after_epoch_1))
+    with pytest.raises(Interrupted):  # a checkpoint after step 2
+        train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, [], stop_after=2))
     raw = bytearray(path.read_bytes())
     middle = len(raw) // 2
     raw[middle:middle + 80_000] = os.urandom(80_000)
@@ -201,10 +209,9 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
     record = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, messages))
     assert len(messages) == 1 and "damaged checkpoint" in messages[0] and "from the start" in messages[0], messages
     assert not record["resumed"] and record["status"] == "ok"
-    assert [e["train_loss"] for e in record["epochs"]] == [e["train_loss"] for e in whole["epochs"]]
 
 
-def test_two_concurrent_force_runs_train_each_cell_once(tmp_path, data):
+def test_two_concurrent_force_runs_train_each_cell_once(tmp_path):
     """Item 3: a --force run that finds a cell retrained (by a concurrent --force run) since it
     started does not train it a second time."""
     from ablate.runner import run_experiment
@@ -212,15 +219,17 @@ def test_two_concurrent_force_runs_train_each_cell_once(tmp_path, data):
     exp2 = tiny_cells(seeds=(0,))
     assert len(exp2.cells()) == 2
 
+    for cell in exp2.cells():  # finished long ago: --force retrains these
+        os.utime(finished(tmp_path, cell), (time.time() - 3600, time.time() - 3600))
+
     class Concurrent(RunObserver):
         def on_start(self, todo, skipped) -> None:  # the other --force run finishes both cells now
             for cell in todo:
-                assert train_claimed(cell, tmp_path, CPU, data, WorkOptions(force=True, worker="B"))["status"] == "ok"
+                finished(tmp_path, cell)
 
     summary = run_experiment(exp2, CPU, tmp_path, force=True, observer=Concurrent())
     assert summary.records == []
-    starts = [e["run_id"] for e in read_events(tmp_path, "faults") if e["event"] == "start"]
-    assert sorted(starts) == sorted(c.run_id for c in exp2.cells())  # each trained once
+    assert not [e for e in read_events(tmp_path, "faults") if e["event"] == "start"]  # not trained a second time
 
 
 def dead_pid() -> int:
@@ -232,7 +241,7 @@ def dead_pid() -> int:
     return proc.pid
 
 
-def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(tmp_path, data, cli, write_experiment):
+def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(tmp_path, cli, write_experiment):
     """Item 6: temporary checkpoint files of dead writers, a finished cell's checkpoint and its dead
     claim go at the next run; a live writer's temporary file and a checkpoint kept on purpose stay.
     `ablate show` reports the disk checkpoints hold; `ablate show --clean` removes leftovers."""
@@ -241,17 +250,19 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
 
     exp2 = tiny_cells(seeds=(0,))
     plain, kept = exp2.cells()
-    assert train_claimed(plain, tmp_path, CPU, data)["status"] == "ok"
-    assert train_claimed(kept, tmp_path, CPU, data, WorkOptions(keep_checkpoints=True))["status"] == "ok"
+    finished(tmp_path, plain)
+    finished(tmp_path, kept, kept=True)
     ckpts = tmp_path / "faults" / "checkpoints"
-    kept_ckpt = ckpts / f"{kept.run_id}.pt"
-    assert kept_ckpt.exists()
+    ckpts.mkdir()
+    kept_ckpt = ckpts / f"{kept.run_id}.pt"  # --keep-checkpoints: the final weights, on purpose
+    kept_ckpt.write_bytes(b"x" * 100)
     leftover_ckpt = ckpts / f"{plain.run_id}.pt"  # a kill between the run file and the removal
     leftover_ckpt.write_bytes(b"x" * 1000)
     dead_tmp = ckpts / f".{plain.run_id}.pt.k1ll3d.tmp"  # a kill mid-write
     dead_tmp.write_bytes(b"x" * 5000)
     live_tmp = ckpts / ".0123456789abcdef.pt.wr1t1ng.tmp"  # being written by a live owner
     live_tmp.write_bytes(b"x")
+    (tmp_path / "faults" / "claims").mkdir()
     (tmp_path / "faults" / "claims" / "0123456789abcdef").write_text(json.dumps(
         {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "worker": "me", "token": "t"}))
     dead_claim = claim_path(tmp_path, "faults", plain.run_id)
@@ -288,14 +299,14 @@ def test_a_resume_trains_on_with_the_checkpoints_thread_count(tmp_path, data):
     record says 1 and matches an uninterrupted 1-thread run; the process keeps its 2 threads."""
     from ablate.train import Interrupted, train_cell
 
-    cell = tiny_cells(epochs=2).cells()[0]
+    cell = tiny_cells().cells()[0]
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
         whole = train_cell(cell, data(cell), CPU)
         path = tmp_path / "c.pt"
         with pytest.raises(Interrupted):
-            train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, [], stop_after=5))  # epoch 2, step 2
+            train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, [], stop_after=2))  # after step 2
         torch.set_num_threads(2)
         messages: list[str] = []
         resumed = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, messages))

@@ -24,7 +24,7 @@ def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts(
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_a_worker_never_escalates():
+def test_without_escalation_a_second_sigint_only_sets_the_flag():
     with StopOnSignal(escalate=False) as stop:
         for _ in range(3):
             os.kill(os.getpid(), signal.SIGINT)
