@@ -132,7 +132,7 @@ def disk_full(monkeypatch):
 
 
 def ckpt_hooks(path: Path, warnings: list, stop_after: int | None = None):
-    from ablate.train import CellHooks
+    from ablate.resume import CellHooks
 
     polls = {"n": 0}
 
@@ -189,7 +189,7 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
     with pytest.raises(KeyboardInterrupt):  # stopped after epoch 1's checkpoint
         def stop_after_epoch_1(saved, why):
             raise KeyboardInterrupt
-        from ablate.train import CellHooks
+        from ablate.resume import CellHooks
 
         train_cell(cell, data(cell), CPU, hooks=CellHooks(checkpoint=path, checkpoint_every_s=0, on_checkpoint=stop_after_epoch_1))
     raw = bytearray(path.read_bytes())
