@@ -221,15 +221,14 @@ def with_parts(record: RunRecord, *, env: dict[str, Any] | None = None,
                worker: dict[str, Any] | None = None) -> RunRecord:
     """``record`` with the parts known only after training: where it ran (``env``, the runner's
     clock around the cell) and who trained it (``worker``, under its claim)."""
-    parts = {**record, **({"env": env} if env is not None else {}), **({"worker": worker} if worker is not None else {})}
-    return build_record(_identity(parts), **{k: v for k, v in parts.items() if k not in _IDENTITY_KEYS})
+    parts: dict[str, Any] = {k: v for k, v in record.items() if k not in _IDENTITY_KEYS}
+    parts.update({k: v for k, v in (("env", env), ("worker", worker)) if v is not None})
+    identity: Identity = {k: record[k] for k in Identity.__annotations__}  # type: ignore[misc]
+    return build_record(identity, **parts)
 
 
+# Keys build_record sets itself (format) or takes from the Identity.
 _IDENTITY_KEYS = frozenset({"format", *Identity.__annotations__})
-
-
-def _identity(record: dict[str, Any]) -> Identity:
-    return {k: record[k] for k in Identity.__annotations__}  # type: ignore[return-value]
 
 
 def failed_record(identity: Identity, error: BaseException | str, params: int | None = None) -> RunRecord:

@@ -3,7 +3,7 @@
 The loop follows airbench: data already on the device, batches from a seeded permutation, no
 host synchronization inside the epoch (losses and hit counts accumulate on the device and are
 read once per epoch). Throughput is timed around training steps only, after the run's first
-``WARMUP_STEPS`` steps, with the device synchronized before each clock read (:mod:`ablate.clock`);
+``prepare.WARMUP_STEPS`` steps, with the device synchronized before each clock read (:mod:`ablate.clock`);
 evaluation is timed separately. :func:`train_step` is the single definition of an optimizer step,
 shared with ``ablate bench`` and the benchmark suite. Setting a cell up is :mod:`ablate.prepare`'s
 job, checkpoints and resuming :mod:`ablate.resume`'s, the record's shape :mod:`ablate.record`'s.
@@ -226,7 +226,7 @@ def train_cell(
     On the CPU a resumed cell trains with the thread count its checkpoint was saved with (one
     warning when that differs), and this process's count is restored afterwards.
 
-    Throughput: the first :data:`WARMUP_STEPS` optimizer steps of the run (and of each resume)
+    Throughput: the first :data:`ablate.prepare.WARMUP_STEPS` optimizer steps of the run (and of each resume)
     are not timed (when the run has more steps than that); every later training step is, between
     device-synchronized clock reads, from the end of the previous step (or the start of the
     epoch) to the end of the epoch's last step. Evaluation, checkpoint saving, the per-epoch
