@@ -185,20 +185,11 @@ def identity_of(cell: Any) -> Identity:
 
 
 def build_record(
-    identity: Identity,
-    *,
-    status: str,
-    error: str | None = None,
-    traceback: str | None = None,
-    params: int | None = None,
-    data: dict[str, Any] | None = None,
-    runtime: dict[str, Any] | None = None,
-    epochs: list[EpochMetrics] | None = None,
-    steps: list[StepPoint] | None = None,
-    resumed: list[dict[str, Any]] | None = None,
-    summary: dict[str, Any] | None = None,
-    env: dict[str, Any] | None = None,
-    worker: dict[str, Any] | None = None,
+    identity: Identity, *, status: str, error: str | None = None, traceback: str | None = None,
+    params: int | None = None, data: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
+    epochs: list[EpochMetrics] | None = None, steps: list[StepPoint] | None = None,
+    resumed: list[dict[str, Any]] | None = None, summary: dict[str, Any] | None = None,
+    env: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
 ) -> RunRecord:
     """A run record (any status) from its parts: the one place a record is assembled. Parts left
     None are left out (a failed run has no ``data``, ``runtime``, ``steps``; ``env`` and
