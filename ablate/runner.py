@@ -16,10 +16,11 @@ import dataclasses
 import os
 import socket
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
@@ -29,14 +30,18 @@ from ablate.data.common import as_rgb, balanced_subset
 from ablate.data.loader import storage_view
 from ablate.env import environment
 from ablate.experiment import Cell, Experiment
-from ablate.leases import LOCK_STALE_S, Lease, list_claims
+from ablate.leases import Lease, list_claims
+
+# cli.py imports checkpoint_disk, find_leftovers and megabytes from here; they live in ablate.leftovers
+# (kept until cli.py imports them there).
+from ablate.leftovers import checkpoint_disk, clean_leftovers, find_leftovers, megabytes  # noqa: F401
 from ablate.models import arch_spec
-from ablate.record import FINISHED, failed_record
+from ablate.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
+from ablate.resume import CellHooks
 from ablate.store import (
-    append_event, check_run_file, checkpoint_path, finished_run_ids, iter_runs, run_path, set_aside, write_manifest,
-    write_run,
+    append_event, check_run_file, checkpoint_path, finished_run_ids, run_path, set_aside, write_manifest, write_run,
 )
-from ablate.train import CellHooks, CellOutOfMemory, Interrupted, TrainObserver, train_cell
+from ablate.train import CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
 
 class RunObserver(TrainObserver):
@@ -133,7 +138,7 @@ def start_sweep(
 
 
 def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
-    """Remove what killed runs left behind (see :class:`Leftovers`), and say so in one line."""
+    """Remove what killed runs left behind (see :class:`ablate.leftovers.Leftovers`), and say so in one line."""
     removed = clean_leftovers(results, exp.name)
     if removed.paths():
         observer.on_warning(f"removed {removed.describe()} from {Path(results) / exp.name}")
@@ -218,7 +223,7 @@ _Data = Callable[[Cell], ImageSplits]
 def run_cell(
     cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None,
     hooks: CellHooks | None = None,
-) -> dict[str, Any]:
+) -> RunRecord:
     """Train one cell and wrap any failure into a ``failed`` record instead of raising
     (a stop request, :class:`~ablate.train.Interrupted`, still propagates)."""
     started = now()
@@ -227,15 +232,14 @@ def run_cell(
     except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
     except CellOutOfMemory as e:
-        record = failed_record(cell, str(e))
+        record = failed_record(identity_of(cell), str(e))
         _free(device)
     except Exception as e:  # noqa: BLE001 - one bad cell must not end the sweep
         if isinstance(e, torch.OutOfMemoryError):
             e = CellOutOfMemory(f"out of memory on {device} (outside the training loop)")
-        record = failed_record(cell, e)
+        record = failed_record(identity_of(cell), e)
         _free(device)
-    record["env"] = {**environment(device), "started": started, "finished": now()}
-    return record
+    return with_parts(record, env={**environment(device), "started": started, "finished": now()})
 
 
 def _free(device: torch.device) -> None:
@@ -251,7 +255,7 @@ def train_claimed(
     opts: WorkOptions = WorkOptions(),
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-) -> dict[str, Any] | None:
+) -> RunRecord | None:
     """Claim ``cell``, train it (from its checkpoint when one is usable), write its run file,
     release the claim. Returns the record, or None when the cell is finished already or a live
     claim of another worker holds it. Raises :class:`~ablate.train.Interrupted` when
@@ -304,8 +308,8 @@ def train_claimed(
             return None
         # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
         # (--keep-checkpoints), so that a clean-up removes only leftovers.
-        record["worker"] = {"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid(),
-                            "kept_checkpoint": opts.keep_checkpoints}
+        record = with_parts(record, worker={"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid(),
+                                            "kept_checkpoint": opts.keep_checkpoints})
         write_run(results, record)
         append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
                      resumed=len(record.get("resumed", [])))
@@ -317,7 +321,7 @@ def train_claimed(
         lease.release()
 
 
-def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> dict[str, Any] | None:
+def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
     """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
     ``failed``, under its claim; None when a live worker holds the cell meanwhile, or when the
     cell has a valid run file (the worker died after writing it: a result is never overwritten)."""
@@ -327,9 +331,9 @@ def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) 
     try:
         if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
             return None
-        record = failed_record(cell, f"worker process died ({how}) while training this cell, {deaths} time(s); "
-                                     "see the system log (e.g. the out-of-memory killer)")
-        record["env"] = {**environment(torch.device("cpu")), "started": now(), "finished": now()}
+        record = failed_record(identity_of(cell), f"worker process died ({how}) while training this cell, {deaths} "
+                               "time(s); see the system log (e.g. the out-of-memory killer)")
+        record = with_parts(record, env={**environment(torch.device("cpu")), "started": now(), "finished": now()})
         write_run(results, record)
         append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths, how=how)
         return record
@@ -355,105 +359,6 @@ def is_finished(results: str | Path, cell: Cell) -> bool:
     """Whether ``cell`` has a valid run file with a finished status (ok, diverged)."""
     record, _ = check_run_file(run_path(results, cell.experiment, cell.run_id))
     return record is not None and record["status"] in FINISHED
-
-
-@dataclass
-class Leftovers:
-    """Files in an experiment's folder that nobody will use or remove: temporary files of writers
-    that are gone (killed mid-write), checkpoints of finished cells (left by a kill between the
-    run file and the checkpoint's removal, not kept on purpose), claims of finished cells whose
-    owner is gone, and claim temporaries of a failed claim."""
-
-    temporaries: list[Path] = field(default_factory=list)
-    finished_checkpoints: list[Path] = field(default_factory=list)
-    dead_claims: list[Path] = field(default_factory=list)
-    sizes: dict[Path, int] = field(default_factory=dict)  # bytes of each, when found
-
-    def paths(self) -> list[Path]:
-        return [*self.temporaries, *self.finished_checkpoints, *self.dead_claims]
-
-    def size(self) -> int:
-        return sum(self.sizes.get(p, 0) for p in self.paths())
-
-    def describe(self) -> str:
-        """One line: what they are and how much disk they hold."""
-        parts = [f"{len(items)} {what}" for items, what in (
-            (self.temporaries, "temporary file(s) of killed writers"),
-            (self.finished_checkpoints, "checkpoint(s) of finished cells"),
-            (self.dead_claims, "claim(s) of finished cells with a dead owner"),
-        ) if items]
-        return ", ".join(parts) + f" ({megabytes(self.size())})"
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return 0
-
-
-def megabytes(n: int) -> str:
-    return f"{n / 1e6:,.1f} MB"
-
-
-def find_leftovers(results: str | Path, experiment: str, stale_tmp_s: float = LOCK_STALE_S) -> Leftovers:
-    """What :func:`clean_leftovers` would remove. Only the owner of a live claim writes a cell's
-    checkpoint or run file, so a temporary file of a cell without a live claim has no writer;
-    claim temporaries (never part of a live claim) count once older than ``stale_tmp_s``."""
-    root = Path(results) / experiment
-    found = Leftovers()
-    claims = list_claims(results, experiment)
-    live = {run_id for run_id, claim in claims.items() if not claim.stale()}
-    records = {r["run_id"]: r for r in iter_runs(results, experiment)}
-    finished = {run_id for run_id, r in records.items() if r["status"] in FINISHED}
-    for folder, suffix in ((root / "checkpoints", ".pt"), (root / "runs", ".json")):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            name = path.name
-            if name.startswith(".") and name.endswith(".tmp") and f"{suffix}." in name:
-                if name[1:].split(suffix + ".", 1)[0] not in live:  # .<run_id>.pt.<random>.tmp
-                    found.temporaries.append(path)
-            elif suffix == ".pt" and name.endswith(".pt") and path.stem in finished and path.stem not in live:
-                # Records from before this field existed say nothing: such a checkpoint may have
-                # been kept on purpose, so it stays.
-                if (records[path.stem].get("worker") or {}).get("kept_checkpoint") is False:
-                    found.finished_checkpoints.append(path)
-    folder = root / "claims"
-    if folder.is_dir():
-        now = time.time()
-        for path in folder.iterdir():
-            if path.name.startswith(".") and path.name.endswith(".tmp"):
-                try:
-                    if now - path.stat().st_mtime > stale_tmp_s:
-                        found.temporaries.append(path)
-                except OSError:
-                    pass
-    found.dead_claims = [claims[run_id].path for run_id in sorted(finished & set(claims)) if run_id not in live]
-    found.sizes = {p: _size(p) for p in found.paths()}
-    return found
-
-
-def clean_leftovers(results: str | Path, experiment: str) -> Leftovers:
-    """Remove the :class:`Leftovers` of an experiment (every executor's sweep does it first,
-    ``ablate show --clean`` on request); returns what was removed."""
-    found = find_leftovers(results, experiment)
-    gone: set[Path] = set()
-    for path in found.paths():
-        try:
-            path.unlink()
-            gone.add(path)
-        except OSError:
-            continue
-    return Leftovers([p for p in found.temporaries if p in gone], [p for p in found.finished_checkpoints if p in gone],
-                     [p for p in found.dead_claims if p in gone], {p: found.sizes[p] for p in gone})
-
-
-def checkpoint_disk(results: str | Path, experiment: str) -> tuple[int, int]:
-    """(files, bytes) in an experiment's checkpoints folder, temporary files included."""
-    folder = Path(results) / experiment / "checkpoints"
-    files = [p for p in folder.iterdir() if p.is_file()] if folder.is_dir() else []
-    return len(files), sum(_size(p) for p in files)
 
 
 def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -> list[Cell]:
@@ -507,181 +412,11 @@ def run_experiment(
     return summary
 
 
-@dataclass
-class AdaptiveOutcome:
-    """How adaptive replication ended: the seeds used (the baseline's; each variant a prefix of
-    them, ``seed_counts``) and the design's last word."""
+def __getattr__(name: str) -> Any:
+    # cli.py imports run_adaptively from here (lazily); it lives in ablate.adaptive_run, which
+    # imports this module. Kept until cli.py imports it from ablate.adaptive_run.
+    if name == "run_adaptively":
+        import importlib
 
-    seeds: list[int]
-    stopped: str  # one sentence: why it stopped (or "not decided: ..." when interrupted)
-    rounds: int
-    seed_counts: dict[str, int] = field(default_factory=dict)
-
-
-def run_adaptively(
-    exp: Experiment,
-    results: str | Path,
-    execute: Callable[[Experiment], RunSummary],
-    *,
-    design: str,
-    max_seeds: int,
-    precision: float | None = None,
-    pilot: int | None = None,
-    looks: tuple[int, ...] | None = None,
-) -> tuple[RunSummary, AdaptiveOutcome]:
-    """Run ``exp`` with ``execute`` (any executor) under an adaptive design of :mod:`ablate.adaptive`
-    (``"stein"``: ``precision`` and ``pilot``; ``"group-sequential"``: ``looks``, the last being
-    ``max_seeds``), giving each variant its own prefix of one seed list, and record the design,
-    its boundaries and why each comparison stopped in the manifest (``"adaptive"``). Each stage's
-    decision depends only on the finished results of the seeds planned before it, so a rerun of
-    the same command replays the same decisions and trains nothing new."""
-    from ablate import adaptive as ad
-
-    runner = _Stages(exp, results, execute)
-    if design == ad.STEIN:
-        assert precision is not None and pilot is not None
-        record = _run_stein(runner, precision=precision, pilot=pilot, max_seeds=max_seeds)
-    elif design == ad.GROUP_SEQUENTIAL:
-        record = _run_sequential(runner, looks or ad.default_looks(len(exp.seeds), max_seeds))
-    else:
-        raise ValueError(f"unknown adaptive design {design!r}")
-    if record is None:
-        return runner.total, AdaptiveOutcome(list(runner.exp.seeds), f"not decided: {runner.why}; rerun the same command",
-                                             runner.rounds, dict(runner.exp.seed_counts or {}))
-    final = runner.exp
-    record["seeds"] = list(final.seeds)
-    write_manifest(results, {**final.manifest(), "updated": now(), "adaptive": _json_safe(record)})
-    return runner.total, AdaptiveOutcome(list(final.seeds), record["stopped"], runner.rounds, dict(final.seed_counts or {}))
-
-
-class _Stages:
-    """Runs the stages of an adaptive design with one executor, summing what they trained."""
-
-    def __init__(self, exp: Experiment, results: str | Path, execute: Callable[[Experiment], RunSummary]) -> None:
-        self.exp, self.results, self.execute = exp, results, execute
-        self.total = RunSummary(exp.name)
-        self.rounds, self.why = 0, ""
-        baseline = exp.baseline.slug()
-        self.baseline = baseline
-        self.others = [v.slug() for v in exp.variants() if v.slug() != baseline]
-
-    def run(self, seeds: list[int], counts: dict[str, int]) -> bool:
-        """Train the cells of ``seeds`` (variant ``v`` on the first ``counts[v]``); False when the
-        stage did not finish here (interrupted, or cells busy elsewhere or left for later)."""
-        self.rounds += 1
-        self.exp = dataclasses.replace(self.exp, seeds=tuple(seeds), seed_counts={self.baseline: len(seeds), **counts})
-        summary = self.execute(self.exp)
-        self.total.records += summary.records
-        self.total.skipped += [c for c in summary.skipped if c not in self.total.skipped]
-        self.total.busy, self.total.remaining = summary.busy, summary.remaining
-        self.total.errors = self.total.errors + summary.errors
-        if summary.interrupted or summary.busy or summary.remaining:
-            self.total.interrupted = summary.interrupted
-            self.why = "interrupted" if summary.interrupted else "cells still running elsewhere or left for later"
-            return False
-        return True
-
-    def differences(self, seeds: list[int]) -> Any:
-        """Paired differences (points), shape (variants, seeds), NaN where a pair is not ok."""
-        from ablate.adaptive import differences_for
-
-        return differences_for(self.results, self.exp.name, self.baseline, self.others, seeds)
-
-
-def _run_stein(st: _Stages, *, precision: float, pilot: int, max_seeds: int) -> dict[str, Any] | None:
-    """Stein's two stages: the pilot for every variant, then each variant up to its own N."""
-    import numpy as np
-    from scipy import stats as sps
-
-    from ablate import adaptive as ad
-
-    seeds = ad.seed_list(st.exp.seeds, max_seeds)
-    if not st.run(seeds[:pilot], {}):
-        return None
-    n0, s0, n = ad.stein_plan(st.differences(seeds[:pilot]), precision, max_seeds)
-    last = max([pilot, *(int(x) for x in n)])
-    if last > pilot and not st.run(seeds[:last], {v: int(x) for v, x in zip(st.others, n)}):
-        return None
-    d = st.differences(seeds[:last])
-    mean, half, pairs = ad.stein_interval(d, n, s0, n0)
-    tq = sps.t.ppf(0.5 + ad.CONFIDENCE / 2.0, np.maximum(n0 - 1, 1))
-    variants: dict[str, Any] = {}
-    for i, v in enumerate(st.others):
-        need = (tq[i] * s0[i] / precision) ** 2 if n0[i] >= 2 else np.inf
-        if n0[i] < 2:
-            why = f"fewer than 2 paired ok pilot seeds ({int(n0[i])}): seeds added up to --max-seeds {max_seeds}, no Stein interval"
-        elif need > max_seeds:
-            why = f"max seeds reached: N would be {int(np.ceil(need))}, capped at {max_seeds}, so the interval is wider than ±{precision:g}"
-        else:
-            why = f"precision planned: N = {int(n[i])}"
-        if n0[i] >= 2 and pairs[i] < n[i]:
-            why += f"; {int(n[i] - pairs[i])} of its pairs are not ok, so the interval uses {int(pairs[i])}"
-        variants[v] = {"pilot_pairs": int(n0[i]), "s0": float(s0[i]), "seeds": int(n[i]), "pairs": int(pairs[i]),
-                       "mean": float(mean[i]), "half_width": float(half[i]),
-                       "low": float(mean[i] - half[i]), "high": float(mean[i] + half[i]), "stopped": why}
-    capped = [v for v, r in variants.items() if not r["stopped"].startswith("precision planned")]
-    stopped = (f"Stein: pilot {pilot} seeds, then " + ", ".join(f"{v} {r['seeds']}" for v, r in variants.items())
-               + (f"; max seeds reached: {len(capped)} variant(s) capped at --max-seeds {max_seeds}" if capped else f"; every interval within ±{precision:g}"))
-    return {"design": ad.STEIN, "precision": precision, "pilot": pilot, "max_seeds": max_seeds, "confidence": ad.CONFIDENCE,
-            "variants": variants, "stopped": stopped, "reason": "max seeds reached" if capped else "precision reached"}
-
-
-def _run_sequential(st: _Stages, looks: tuple[int, ...]) -> dict[str, Any] | None:
-    """Group-sequential looks: every undecided comparison gets the next look's seeds."""
-    import numpy as np
-
-    from ablate import adaptive as ad
-
-    seeds = ad.seed_list(st.exp.seeds, looks[-1])
-    if not st.others:
-        return {"design": ad.GROUP_SEQUENTIAL, "looks": list(looks), "variants": {},
-                "stopped": "nothing to compare: the experiment has a single variant"}
-    design = ad.SequentialDesign(looks=tuple(looks), m=len(st.others))
-    status = np.full(len(st.others), ad.ACTIVE)
-    counts: dict[str, int] = {}
-    info: dict[str, dict[str, Any]] = {v: {"t_by_look": []} for v in st.others}
-    for k, n_k in enumerate(looks):
-        active = [v for v, s in zip(st.others, status) if s == ad.ACTIVE]
-        counts.update({v: n_k for v in active})
-        if not st.run(seeds[:n_k], dict(counts)):
-            return None
-        before = status.copy()
-        status, look = ad.sequential_look(st.differences(seeds[:n_k])[None], k, design, status[None])
-        status, look = status[0], {key: val[0] for key, val in look.items()}
-        for i, v in enumerate(st.others):
-            if before[i] != ad.ACTIVE:
-                continue
-            info[v]["t_by_look"].append(float(look["t"][i]))
-            if status[i] == ad.ACTIVE:
-                continue
-            low, high = ad.repeated_interval(float(look["mean"][i]), float(look["sd"][i]), float(look["n"][i]),
-                                             float(look["t_boundary"][i]))
-            why = {ad.BETTER: "efficacy", ad.WORSE: "efficacy", ad.FUTILITY: "futility", ad.MAX_SEEDS: "max seeds"}[int(status[i])]
-            info[v].update({
-                "seeds": n_k, "stop_look": k + 1, "stopped": why,
-                "verdict": {ad.BETTER: "better", ad.WORSE: "worse"}.get(int(status[i]), "no detectable difference"),
-                "pairs": int(look["n"][i]), "mean": float(look["mean"][i]), "sd": float(look["sd"][i]),
-                "level": design.alpha / int(look["level_j"][i]), "z_boundary": float(look["z_boundary"][i]),
-                "t_boundary": float(look["t_boundary"][i]), "rci_low": low, "rci_high": high,
-                "conditional_power": float(look["conditional_power"][i]),
-            })
-        if not (status == ad.ACTIVE).any():
-            break
-    by_why: dict[str, list[str]] = {}
-    for v in st.others:
-        by_why.setdefault(f"{info[v]['verdict']} by {info[v]['stopped']} at {info[v]['seeds']} seeds", []).append(v)
-    stopped = "; ".join(f"{', '.join(vs)}: {why}" for why, vs in by_why.items())
-    return {**design.record(), "variants": info, "stopped": stopped}
-
-
-def _json_safe(x: Any) -> Any:
-    """NaN and infinities as null: the manifest stays strict JSON."""
-    import math
-
-    if isinstance(x, float) and not math.isfinite(x):
-        return None
-    if isinstance(x, dict):
-        return {k: _json_safe(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_json_safe(v) for v in x]
-    return x
+        return importlib.import_module("ablate.adaptive_run").run_adaptively
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -19,7 +19,7 @@ Measured per epoch: the full training epoch, and the input cost alone (the same 
 model replaced by a no-op). Measurements are interleaved (``ablate.bench.timing.interleave``:
 ablate, torchvision, torchvision, ablate, ...: each round reverses the order) and medians
 reported, so that load from other processes on a shared machine hits both sides alike; every
-epoch and one-time cost is read on training's clock (``ablate.train.StepTimer``). The CPU load
+epoch and one-time cost is read on training's clock (``ablate.clock.StepTimer``). The CPU load
 average is printed with the results; on a busy machine rerun, or raise ``--rounds``.
 
 torchvision's FashionMNIST reads uncompressed files from ``<root>/FashionMNIST/raw``; they are
@@ -96,7 +96,7 @@ def main() -> int:
     from ablate.data import fashion_mnist as fm
     from ablate.data.common import balanced_subset, search_dirs
     from ablate.data.loader import DeviceBatches
-    from ablate.train import make_optimizer
+    from ablate.optim import make_optimizer
 
     device = torch.device("cpu")
 

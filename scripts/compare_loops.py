@@ -31,7 +31,7 @@ Sections (``--sections``, default all three):
 In ``loops`` and ``lrn`` every loop is built and warmed up once, then timed one epoch at a time;
 the loops take turns (``ablate.bench.timing.interleave``: A, B, C, then C, B, A, ...) and
 medians and best runs are reported, so that load from other processes hits all sides alike.
-Every clock read here is training's (``ablate.train.StepTimer``: device synchronized first).
+Every clock read here is training's (``ablate.clock.StepTimer``: device synchronized first).
 
 The images are random uint8 pixels with random labels by default (``--data shapes`` uses the
 built-in generated set): throughput does not depend on pixel values, and generating tens of
@@ -68,7 +68,9 @@ from ablate.data import ImageSplits, load_splits
 from ablate.env import device_name
 from ablate.experiment import Cell
 from ablate.precision import precision_dtype
-from ablate.train import WARMUP_STEPS, resolve_device, resolve_precision, train_cell
+from ablate.device import resolve_device, resolve_precision
+from ablate.prepare import WARMUP_STEPS
+from ablate.train import train_cell
 
 TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
 

@@ -6,7 +6,7 @@ part of the installed package).
 * :class:`AblateLoop`: ablate's own epoch loop (:func:`ablate.train.train_epoch` on a prepared
   cell), so that it can be timed beside the other two.
 
-Each has ``timed_epoch()``: one epoch's images/s on training's clock (:class:`ablate.train.StepTimer`),
+Each has ``timed_epoch()``: one epoch's images/s on training's clock (:class:`ablate.clock.StepTimer`),
 which :func:`ablate.bench.timing.interleave` takes turns over. Used by ``scripts/compare_loops.py``
 and the pytest-benchmark suite (``tests/benchmarks``, which puts this folder on ``sys.path``).
 """
@@ -24,7 +24,10 @@ from ablate.data import ImageSplits, channel_stats
 from ablate.experiment import Cell
 from ablate.models import build_model
 from ablate.precision import autocast_for
-from ablate.train import WARMUP_STEPS, StepTimer, Training, make_optimizer, prepare, sync, train_epoch
+from ablate.clock import StepTimer, sync
+from ablate.optim import make_optimizer
+from ablate.prepare import WARMUP_STEPS, Training, prepare
+from ablate.train import train_epoch
 from ablate.variant import Variant
 
 # The optimizer all three loops train with (the blog loop builds its own, unfused, from the same numbers).

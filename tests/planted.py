@@ -1,12 +1,14 @@
 """Write result folders with planted effects: realistic run records and a manifest, as ``ablate run``
 would write them, but with per-epoch numbers chosen by the test (no training).
 
-A record mirrors what :func:`ablate.train.train_cell` returns (same keys, same per-epoch fields,
-same summary), so the report code sees exactly the shapes it sees on real results.
+A record is assembled by the code that assembles real ones (:func:`ablate.record.build_record`,
+:func:`ablate.record.summarize`), from a configuration made of ``[data]`` and ``[train]``'s own
+dataclasses, so the report code sees exactly the shapes it sees on real results.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import itertools
 from dataclasses import dataclass, field
@@ -15,14 +17,14 @@ from typing import Any, Callable
 
 import numpy as np
 
+from ablate.config import DataConfig, TrainConfig
+from ablate.record import EpochMetrics, Identity, RunRecord, StepPoint, build_record, summarize
 from ablate.store import write_manifest, write_run
 from ablate.variant import Variant
 
-DATA = {"dataset": "shapes", "train_size": 512, "val_size": 128, "seed": 0, "root": None, "download": False,
-        "augment": "none", "val_fraction": 0.1, "skip_bad_images": False}
-TRAIN = {"epochs": 6, "batch_size": 32, "eval_batch_size": 500, "optimizer": "adam", "lr": 0.0003, "momentum": 0.9,
-         "weight_decay": 0.0, "schedule": "none", "step_epochs": 30, "gamma": 0.1, "warmup_steps": 0,
-         "deterministic": False, "precision": "auto", "channels_last": True, "compile": "off", "cudnn_benchmark": True}
+# Every key of [data] and [train], as a resolved cell's config has them (defaults for the rest).
+DATA = dataclasses.asdict(DataConfig(dataset="shapes", train_size=512, val_size=128))
+TRAIN = dataclasses.asdict(TrainConfig(epochs=6, batch_size=32, optimizer="adam", lr=0.0003, weight_decay=0.0))
 
 
 @dataclass
@@ -51,7 +53,7 @@ class Outcome:
 STEPS_PER_EPOCH = DATA["train_size"] // TRAIN["batch_size"]  # 16: drop_last batches of 32 over 512 images
 
 
-def make_steps(outcome: Outcome, epochs: int, seed: int) -> list[dict[str, Any]]:
+def make_steps(outcome: Outcome, epochs: int, seed: int) -> list[StepPoint]:
     """Step log points as ``ablate.train`` writes them with ``log_every = outcome.log_every``."""
     assert outcome.log_every is not None
     out = []
@@ -72,7 +74,7 @@ def _curve(final: float, start: float, n: int) -> list[float]:
     return [start + (final - start) * (i + 1) / n for i in range(n)]
 
 
-def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outcome) -> dict[str, Any]:
+def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outcome) -> RunRecord:
     """A run record in the format of ``ablate.train`` for ``axes`` x ``seed`` showing ``outcome``."""
     slug = Variant(**axes).slug()
     n = outcome.epochs
@@ -84,7 +86,7 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
         train = [min(a, 0.70) if e + 1 < k else max(a, 0.76) for e, a in enumerate(train)]
     else:
         train = [min(a, 0.70) for a in train]
-    epochs = []
+    epochs: list[EpochMetrics] = []
     for e in range(n):
         epochs.append({
             "epoch": e + 1, "lr": TRAIN["lr"], "train_loss": 2.3 * (1 - train[e]) + 0.05,
@@ -99,28 +101,25 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
         epochs, error = [], "RuntimeError: out of memory"
     elif status == "diverged":
         epochs, error = epochs[: max(1, n // 2)], f"non-finite training loss in epoch {max(1, n // 2) + 1}"
-    summary = {} if not epochs else {
-        "epochs_done": len(epochs), "final_val_acc": epochs[-1]["val_acc"],
-        "best_val_acc": max(x["val_acc"] for x in epochs), "final_val_loss": epochs[-1]["val_loss"],
-        "final_train_loss": epochs[-1]["train_loss"], "final_train_acc": epochs[-1]["train_acc"],
-        **({"final_train_eval_acc": epochs[-1]["train_eval_acc"]} if outcome.train_eval else {}),
-        "train_time_s": sum(x["train_time_s"] for x in epochs), "wall_time_s": sum(x["epoch_time_s"] for x in epochs),
-    }
-    record = {
-        "run_id": run_id(experiment, slug, seed), "experiment": experiment, "variant": dict(axes), "slug": slug,
-        "seed": seed, "status": status, "error": error,
-        "config": {"variant": dict(axes), "seed": seed, "data": DATA, "train": {**TRAIN, "epochs": n}},
-        "params": None if status == "failed" else 14_601_930,
+    # Records from before train_eval_acc have no final_train_eval_acc in their summary either.
+    summary = summarize([{"train_eval_acc": None, **e} for e in epochs])
+    if not outcome.train_eval:
+        summary.pop("final_train_eval_acc", None)
+    ident: Identity = {"run_id": run_id(experiment, slug, seed), "experiment": experiment, "variant": dict(axes),
+                       "slug": slug, "seed": seed,
+                       "config": {"variant": dict(axes), "seed": seed, "data": DATA, "train": {**TRAIN, "epochs": n}}}
+    parts: dict[str, Any] = {
+        "status": status, "error": error, "params": None if status == "failed" else 14_601_930,
         "data": {"classes": [f"c{i}" for i in range(10)], "train_images": 512, "val_images": 128, "input_size": 65},
         "runtime": {"precision": "fp32", "train_images_per_s": outcome.images_per_s if epochs else None,
                     "peak_memory_mb": 1500.0, "peak_memory_kind": "host_max_rss"},
         "epochs": epochs, "summary": summary,
+        "steps": make_steps(outcome, len(epochs), seed) if outcome.log_every is not None and epochs else None,
         "env": {"ablate_version": "0.1.0", "device": "cpu", "device_name": "test cpu", "hostname": "test"},
     }
-    if outcome.log_every is not None and epochs:
-        record["steps"] = make_steps(outcome, len(epochs), seed)
-    record.update(outcome.extra)
-    return record
+    for key, value in outcome.extra.items():  # a test's own parts replace the planted ones
+        (ident if key in Identity.__annotations__ else parts)[key] = value  # type: ignore[literal-required]
+    return build_record(ident, **parts)
 
 
 def write_planted(

@@ -20,7 +20,8 @@ from ablate.analysis import load_experiment_data
 from ablate.cli import app
 from ablate.config import SEED_MAX
 from ablate.experiment import load_experiment
-from ablate.runner import RunSummary, plan, run_adaptively
+from ablate.adaptive_run import run_adaptively
+from ablate.runner import RunSummary, plan
 from ablate.store import scan_runs, write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))

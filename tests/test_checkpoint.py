@@ -11,7 +11,8 @@ import torch
 from ablate import checkpoint
 from ablate.experiment import parse_experiment
 from ablate.runner import Datasets
-from ablate.train import CellHooks, Interrupted, train_cell
+from ablate.resume import CellHooks
+from ablate.train import Interrupted, train_cell
 
 RAW = {
     "name": "ckpt", "seeds": [3],

@@ -45,10 +45,10 @@ def data():
 
 def finished(results: Path, cell, kept: bool = False) -> Path:
     """Write an ``ok`` run file for ``cell`` without training it (what another runner leaves)."""
-    from ablate.record import failed_record
+    from ablate.record import failed_record, identity_of
     from ablate.store import write_run
 
-    record = failed_record(cell, "planted")
+    record = failed_record(identity_of(cell), "planted")
     record.update(status="ok", error=None, worker={"label": "B", "host": socket.gethostname(), "pid": os.getppid(),
                                                    "kept_checkpoint": kept})
     return write_run(results, record)
@@ -145,7 +145,7 @@ def disk_full(monkeypatch):
 
 
 def ckpt_hooks(path: Path, warnings: list, stop_after: int | None = None):
-    from ablate.train import CellHooks
+    from ablate.resume import CellHooks
 
     polls = {"n": 0}
 

@@ -119,14 +119,14 @@ def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, t
     """Item 11: a results or output folder whose name reads as rich markup is text: no MarkupError
     (after training, in show, report, export), no wrong path."""
     from ablate.experiment import load_experiment
-    from ablate.record import failed_record
+    from ablate.record import failed_record, identity_of
     from ablate.store import write_run
 
     results = tmp_path / name
     path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
     overrides = ["seeds=[0]", 'axes.pooling=["overlap"]']
     for cell in load_experiment(path, overrides).cells():  # finished: run prints its closing lines only
-        write_run(results, {**failed_record(cell, "planted"), "status": "ok", "error": None})
+        write_run(results, {**failed_record(identity_of(cell), "planted"), "status": "ok", "error": None})
     ran = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(results),
                            "--set", overrides[0], "--set", overrides[1]])
     assert ran.exit_code == 0, ran.output

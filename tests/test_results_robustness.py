@@ -207,3 +207,36 @@ def test_the_documented_record_keys_are_exactly_the_schema():
     assert set(minimal) == REQUIRED and problem(minimal) is None
     for key in REQUIRED:
         assert problem({k: v for k, v in minimal.items() if k != key}) == f"no {key!r}"
+
+
+
+def test_the_documented_epoch_and_step_keys_are_exactly_the_types():
+    """docs/results-format.md's tables of ``epochs[]`` and ``steps[]`` keys name exactly the keys
+    of EpochMetrics and StepPoint (which build_record types and problem() checks against)."""
+    import re
+    from pathlib import Path
+
+    from ablate.record import EPOCH_KEYS, STEP_KEYS
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
+    for heading, keys in (("epochs[]", EPOCH_KEYS), ("steps[]", STEP_KEYS)):
+        section = text.split(f"### `{heading}`", 1)[1].split("\n#", 1)[0]
+        cells = re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, re.M)
+        documented = [key for cell in cells for key in re.findall(r"`(\w+)`", cell)]
+        assert sorted(documented) == sorted(keys), heading
+        assert len(documented) == len(set(documented)), heading
+
+
+def test_problem_checks_epoch_and_step_entries_against_their_types():
+    """An entry with a key its type does not declare, or a value that is not a number, makes the
+    record unreadable; a complete entry of either kind passes."""
+    from ablate.record import EPOCH_KEYS, STEP_KEYS
+
+    record = {"run_id": "r", "experiment": "e", "variant": {}, "slug": "s", "seed": 0, "status": "ok",
+              "config": {}, "epochs": [dict.fromkeys(EPOCH_KEYS, 1)], "steps": [dict.fromkeys(STEP_KEYS, 0.5)],
+              "summary": {"epochs_done": 1}}
+    assert problem(record) is None
+    assert problem({**record, "epochs": [{"epoch": 1, "val_accuracy": 0.5}]}) == \
+        "epochs[0].val_accuracy: not a key of epochs[] entries"
+    assert problem({**record, "steps": [{"step": "3"}]}) == "steps[0].step is str"
+    assert problem({**record, "steps": [[1, 2]]}) == "steps[0] is list"

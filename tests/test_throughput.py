@@ -25,7 +25,8 @@ from ablate.bench.timing import HookClock
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import load_splits
 from ablate.experiment import Cell
-from ablate.train import WARMUP_STEPS, train_cell
+from ablate.prepare import WARMUP_STEPS
+from ablate.train import train_cell
 from ablate.variant import Variant
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"))]

@@ -33,7 +33,10 @@ from ablate.flops import flops_per_image
 from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from ablate.models import arch_spec, build_model, count_params
 from ablate.precision import autocast_for
-from ablate.train import build_for_device, make_optimizer, resolve_precision, train_step
+from ablate.device import resolve_precision
+from ablate.optim import make_optimizer
+from ablate.prepare import build_for_device
+from ablate.train import train_step
 from ablate.variant import Variant
 
 

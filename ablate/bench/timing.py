@@ -1,4 +1,4 @@
-"""How things are timed outside a training run, on the clock training uses (:class:`ablate.train.StepTimer`).
+"""How things are timed outside a training run, on the clock training uses (:class:`ablate.clock.StepTimer`).
 
 * :func:`time_steps`: seconds per call over repeated stretches of calls (``ablate bench``);
 * :func:`seconds`: one call, between device-synchronized clock reads;
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ablate.train import StepTimer
+from ablate.clock import StepTimer
 
 
 def time_steps(fn: Callable[[], Any], device: torch.device, warmup: int, steps: int, repeats: int) -> list[float]:

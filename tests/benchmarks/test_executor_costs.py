@@ -19,7 +19,9 @@ from ablate.experiment import parse_experiment
 from ablate.leases import Lease
 from ablate.runner import Datasets
 from ablate.store import append_event
-from ablate.train import CellHooks, prepare, save_checkpoint, train_epoch
+from ablate.prepare import prepare
+from ablate.resume import CellHooks, save_checkpoint
+from ablate.train import train_epoch
 
 
 def test_claim_overhead_per_cell(benchmark, tmp_path):

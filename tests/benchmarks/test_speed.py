@@ -25,7 +25,7 @@ from ablate.bench.timing import interleave
 from ablate.bench.variants import single_axis_variants
 from ablate.models import build_model
 from ablate.precision import autocast_for
-from ablate.train import sync
+from ablate.clock import sync
 from ablate.variant import Variant
 
 
