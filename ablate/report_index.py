@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ablate.experiment import BENCH_NAME as BENCH
 from ablate.results import current_records
 from ablate.store import read_manifest
 from ablate.textfmt import level_text
 from ablate.variant import Variant
 
 INDEX = "README.md"
-BENCH = "bench"
 PRIMARY = "final_val_acc"
 # Above this many variants besides the baseline a row counts verdicts instead of listing them.
 LIST_AT_MOST = 4
