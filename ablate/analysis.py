@@ -39,6 +39,7 @@ from ablate.frames import (
     ExperimentData,
     ReportError,
     available_experiments,
+    current_and_extra,
     load_experiment_data,
     variation_sources,
 )
@@ -75,6 +76,7 @@ __all__ = [
     "balanced_contrast",
     "cell_means",
     "compare_to_baseline",
+    "current_and_extra",
     "epoch_rows",
     "grid_effects",
     "interval_note",

@@ -67,6 +67,9 @@ class ExperimentData:
     notes: list[str] = field(default_factory=list)
     # One row per run x step log point (``[train] log_every``); empty for records without steps.
     steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_FRAME_COLUMNS))
+    # The run records the frames were built from (the current configuration's), kept so that a
+    # caller such as the index of reports need not read the run files again.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok_runs(self) -> pd.DataFrame:
@@ -147,11 +150,8 @@ def load_experiment_data(
             expected = [(rid, variants[i % len(variants)], seeds[i // len(variants)]) for i, rid in enumerate(run_ids)]
         else:
             notes.append("the manifest's run ids do not match its variants x seeds; missing cells are not detected")
-        current = set(run_ids)
-        current_records = [r for r in records if r.get("run_id") in current] if run_ids else records
-        if run_ids:  # runs of other seeds with these very settings (e.g. an earlier --set seeds=[...])
-            extra = _other_seeds(records, current, set(variants), seeds, manifest)
-            current_records += extra
+        current_records, extra = current_and_extra(records, manifest)
+        if extra:  # the cells of the other seeds join the expected ones
             extra_seeds = sorted({int(r["seed"]) for r in extra})
             ids = {(r.get("slug") or slug_of(r.get("variant") or {}), int(r["seed"])): r["run_id"] for r in extra}
             expected += [(ids.get((v, s)), v, s) for s in extra_seeds for v in variants]
@@ -231,7 +231,7 @@ def load_experiment_data(
     return ExperimentData(
         name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
         variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
-        manifest=manifest, stale_runs=stale, notes=notes, steps=steps,
+        manifest=manifest, stale_runs=stale, notes=notes, steps=steps, records=current_records,
     )
 
 
@@ -259,6 +259,24 @@ def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
     parts = [f"{n} from {src} (mean/std {stats})" for (src, stats), n in sorted(seen.items())]
     return [f"ok runs were trained on different data ({'; '.join(parts)}): their comparisons mix datasets; "
             "rerun the odd ones with the same data (set data.root to pin it)"]
+
+
+def current_and_extra(
+    records: list[dict[str, Any]], manifest: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the records of the experiment's current configuration, those of them that the manifest does
+    not list but that belong to it: other seeds with the same settings). Current: run ids in the
+    manifest, plus those other seeds; every record when there is no usable manifest (no variants)
+    or it lists no run ids. The one rule for the report, the index, the export and notebooks."""
+    if not manifest or not manifest.get("variants"):
+        return records, []
+    run_ids = set(manifest.get("run_ids") or [])
+    if not run_ids:
+        return records, []
+    variants = {slug_of(v) for v in manifest["variants"]}
+    seeds = [int(s) for s in manifest.get("seeds", [])]
+    extra = _other_seeds(records, run_ids, variants, seeds, manifest)
+    return [r for r in records if r.get("run_id") in run_ids] + extra, extra
 
 
 def _other_seeds(records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int],
@@ -295,8 +313,9 @@ def _same_settings(config: Any, manifest: dict[str, Any]) -> bool:
 
 
 def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:
-    """The experiment's manifest when it is readable and has the expected shape; otherwise None,
-    with a note naming the file (the report then works from the run records alone)."""
+    """The experiment's manifest when it is readable and has the expected shape (the store checks
+    both); otherwise None, with a note naming the file (the report then works from the run records
+    alone)."""
     path = manifest_path(root, name)
     try:
         manifest = read_manifest(root, name)
@@ -304,39 +323,10 @@ def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str
         manifest, why = None, f"{type(e).__name__}: {e}"
     else:
         why = manifest_problem(root, name) or "unreadable"
-    if manifest is None:
-        if path.exists():
-            # the store's reason starts with the path: say it once
-            notes.append(f"{path} is damaged ({why.replace(f'{path}: ', '')}): treated as absent")
-        return None
-    problem = _manifest_problem(manifest)
-    if problem:
-        notes.append(f"{path} is damaged ({problem}): treated as absent")
-        return None
+    if manifest is None and path.exists():
+        # the store's reason starts with the path: say it once
+        notes.append(f"{path} is damaged ({why.replace(f'{path}: ', '')}): treated as absent")
     return manifest
-
-
-def _manifest_problem(m: Any) -> str:
-    """Why a manifest cannot be used, or "" when its fields have the shapes analysis relies on."""
-    if not isinstance(m, dict):
-        return f"a JSON {type(m).__name__}, not an object"
-    if not isinstance(m.get("variants", []), list) or not all(isinstance(v, dict) for v in m.get("variants", [])):
-        return "'variants' is not a list of objects"
-    try:
-        [int(x) for x in m.get("seeds", [])]
-    except (TypeError, ValueError):
-        return "'seeds' is not a list of integers"
-    if not isinstance(m.get("run_ids") or [], list):
-        return "'run_ids' is not a list"
-    cells = m.get("cells") or []
-    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c) for c in cells):
-        return "'cells' is not a list of {run_id, slug, seed}"
-    if not isinstance(m.get("axes") or {}, dict) or not all(isinstance(v, list) for v in (m.get("axes") or {}).values()):
-        return "'axes' is not an object of lists"
-    for key in ("baseline", "data", "train", "adaptive"):
-        if m.get(key) is not None and not isinstance(m[key], dict):
-            return f"'{key}' is not an object"
-    return ""
 
 
 def _readable(records: list[dict[str, Any]], targets: Targets, notes: list[str]) -> list[dict[str, Any]]:
