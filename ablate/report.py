@@ -1,7 +1,7 @@
 """Assemble one experiment's report: ``<out>/<experiment>/README.md`` with CSV tables and PNG plots.
 
 :func:`build_report` reads the results (:mod:`ablate.analysis`), computes the tables (statistics
-in :mod:`ablate.stats`, the paper's claims in :mod:`ablate.claims`), draws the figures
+in :mod:`ablate.stats`, the paper's claims in :mod:`ablate.paper_claims`), draws the figures
 (:mod:`ablate.plots`), renders the markdown (:mod:`ablate.report_sections`) and writes everything into one folder. Nothing is printed; the caller gets
 a :class:`Report` back. Output is deterministic: the same result files give byte-identical CSVs
 and README (no timestamps, stable ordering, fixed float formatting).
@@ -41,7 +41,7 @@ from ablate.analysis import (
     summary_table,
 )
 from ablate.answer import FOREST, forest_rows
-from ablate.claims import check_claims, paper_effects
+from ablate.paper_claims import check_claims, paper_effects
 from ablate.report_sections import render_markdown
 
 CSV_FLOAT = "%.10g"
