@@ -1,8 +1,9 @@
 """Experiment files: TOML -> validated, frozen :class:`Experiment` -> list of :class:`Cell`.
 
 Validation (:class:`ablate.validate.Validator`, called from here and nowhere else): any problem
-stops with an :class:`ExperimentError` whose message is one line naming the file, the key, the value given and what is allowed (with a
-"did you mean" where a name is close), before any data is loaded or any model trained.
+stops with an :class:`ExperimentError` whose message is one line naming the file, the key, the
+value given and what is allowed (with a "did you mean" where a name is close), before any data is
+loaded or any model trained.
 
 ``--set key=value`` overrides are applied to the parsed TOML before validation, so they are
 checked exactly like the file. The optional ``[gpu]`` table holds overrides (same dotted keys)

@@ -2,9 +2,10 @@
 
 :func:`build_report` reads the results (:mod:`ablate.analysis`), computes the tables (statistics
 in :mod:`ablate.stats`, the paper's claims in :mod:`ablate.paper_claims`), draws the figures
-(:mod:`ablate.plots`), renders the markdown (:mod:`ablate.report_sections`) and writes everything into one folder. Nothing is printed; the caller gets
-a :class:`Report` back. Output is deterministic: the same result files give byte-identical CSVs
-and README (no timestamps, stable ordering, fixed float formatting).
+(:mod:`ablate.plots`), renders the markdown (:mod:`ablate.report_sections`) and writes
+everything into one folder. Nothing is printed; the caller gets a :class:`Report` back. Output is
+deterministic: the same result files give byte-identical CSVs and README (no timestamps, stable
+ordering, fixed float formatting).
 
 Files written (those that do not apply to the experiment are not written, and removed if an
 earlier report left them):

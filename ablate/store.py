@@ -135,9 +135,11 @@ def _manifest_shape_problem(m: Any) -> str:
     if not isinstance(m.get("run_ids") or [], list):
         return "'run_ids' is not a list"
     cells = m.get("cells") or []
-    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c) for c in cells):
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c)
+                                              for c in cells):
         return "'cells' is not a list of {run_id, slug, seed}"
-    if not isinstance(m.get("axes") or {}, dict) or not all(isinstance(v, list) for v in (m.get("axes") or {}).values()):
+    axes = m.get("axes") or {}
+    if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
         return "'axes' is not an object of lists"
     for key in ("baseline", "data", "train", "adaptive"):
         if m.get(key) is not None and not isinstance(m[key], dict):
