@@ -1,34 +1,11 @@
-"""Result files -> tidy pandas frames, and the tables of a report built from them.
+"""The analysis API in one place, for the report, the CLI and notebooks: re-exports only.
 
-Reads what ``ablate run`` wrote (``results/<experiment>/experiment.json`` and ``runs/*.json``,
-through :mod:`ablate.store`) and never imports training code. Two frames per experiment:
-
-* ``runs``: one row per cell of the experiment (variant x seed), including cells with no result
-  file yet (status ``missing``), failed and diverged runs, with the run's final numbers;
-* ``epochs``: one row per run x finished epoch.
-
-Only runs with status ``ok`` enter means, intervals and comparisons; the others are counted per
-variant and listed, never silently dropped. Runs in the folder that belong to an older
-configuration of the experiment (run ids not in the manifest) are left out and counted.
-
-Derived per-run numbers:
-
-* ``gen_gap`` = final training accuracy - final validation accuracy, both in eval mode: the
-  training accuracy is ``train_eval_acc``, measured after the epoch on a fixed training sample
-  of the validation split's size (no dropout, no augmentation). Records without it fall back to
-  ``train_acc``, measured during the epoch in training mode (dropout on), which understates the
-  fit of dropout variants; ``gap_source`` says which one a run used.
-* ``epochs_to_train_target``: the first epoch whose training error (1 - training accuracy)
-  is at or below the target (the paper's Figure 1 uses 25%); ``time_to_train_target_s`` the
-  wall time (training + evaluation) up to the end of that epoch. NaN when the run never got
-  there (``reached_train_target`` False). Likewise for an optional validation-accuracy target.
-
-The statistics themselves (intervals, tests, Holm, verdicts) live in :mod:`ablate.stats`.
-
-This module gathers the analysis API in one place; the code lives along its seams:
-:mod:`ablate.frames` (result files -> frames), :mod:`ablate.tables` (per-variant tables),
-:mod:`ablate.comparisons` (paired comparisons, power, interval notes) and :mod:`ablate.effects`
-(grid effects, balanced contrasts, matched pairs).
+The code lives along its seams, each module's docstring saying what it does:
+:mod:`ablate.metrics` (what is compared, targets), :mod:`ablate.rows` (a run record -> rows and
+the derived per-run numbers), :mod:`ablate.frames` (result files -> :class:`ExperimentData`),
+:mod:`ablate.tables` (per-variant tables), :mod:`ablate.comparisons` (paired comparisons, power,
+interval notes) and :mod:`ablate.effects` (grid effects, balanced contrasts, matched pairs). The
+statistics themselves (intervals, tests, Holm, verdicts) live in :mod:`ablate.stats`.
 """
 
 from __future__ import annotations
@@ -55,26 +32,19 @@ from ablate.effects import (
 )
 from ablate.frames import (
     ALL_EQUAL_NOTE,
-    EPOCH_COLUMNS,
     NOT_REACHED,
     STATUS_MISSING,
     STATUS_OK,
-    STEP_COLUMNS,
-    STEP_FRAME_COLUMNS,
-    TARGET_METRICS,
     VARIATION_SOURCES,
     ExperimentData,
-    Metric,
     ReportError,
-    Targets,
     available_experiments,
-    epoch_rows,
+    current_and_extra,
     load_experiment_data,
-    metrics_for,
-    run_row,
-    step_rows,
     variation_sources,
 )
+from ablate.metrics import TARGET_METRICS, Metric, Targets, metrics_for
+from ablate.rows import EPOCH_COLUMNS, STEP_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, step_rows
 from ablate.tables import SUMMARY_INTERVALS, SUMMARY_SPREADS, per_seed, status_counts, summary_table
 
 __all__ = [
@@ -106,6 +76,7 @@ __all__ = [
     "balanced_contrast",
     "cell_means",
     "compare_to_baseline",
+    "current_and_extra",
     "epoch_rows",
     "grid_effects",
     "interval_note",

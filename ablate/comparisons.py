@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.frames import ALL_EQUAL_NOTE, NOT_REACHED, TARGET_METRICS, ExperimentData, Metric, ReportError, metrics_for
+from ablate.frames import ALL_EQUAL_NOTE, NOT_REACHED, ExperimentData, ReportError
+from ablate.metrics import TARGET_METRICS, Metric, metrics_for
 from ablate.tables import per_seed
 
 COMPARISON_COLUMNS = [

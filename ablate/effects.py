@@ -15,7 +15,8 @@ import pandas as pd
 from ablate import stats
 from ablate.comparisons import interval_note
 from ablate.factorial import GridFit, fit_grid
-from ablate.frames import ExperimentData, Metric, metrics_for
+from ablate.frames import ExperimentData
+from ablate.metrics import Metric, metrics_for
 
 # --- grid designs: main effects and two-way interactions ---------------------------------------
 EFFECT_COLUMNS = [

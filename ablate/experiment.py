@@ -1,8 +1,9 @@
 """Experiment files: TOML -> validated, frozen :class:`Experiment` -> list of :class:`Cell`.
 
-Validation happens here and nowhere else. Any problem stops with an :class:`ExperimentError`
-whose message is one line naming the file, the key, the value given and what is allowed (with a
-"did you mean" where a name is close), before any data is loaded or any model trained.
+Validation (:class:`ablate.validate.Validator`, called from here and nowhere else): any problem
+stops with an :class:`ExperimentError` whose message is one line naming the file, the key, the
+value given and what is allowed (with a "did you mean" where a name is close), before any data is
+loaded or any model trained.
 
 ``--set key=value`` overrides are applied to the parsed TOML before validation, so they are
 checked exactly like the file. The optional ``[gpu]`` table holds overrides (same dotted keys)
@@ -28,26 +29,27 @@ import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - exercised on Python 3.10 only
     import tomli as tomllib
 
-from ablate.config import INT_MAX, SEED_MAX, SEED_RANGE, DataConfig, TrainConfig
-from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, Registry, suggest
-from ablate.variant import AXES, Variant
+from ablate.config import DataConfig, TrainConfig
+from ablate.validate import AXIS_REGISTRIES, ExperimentError, Validator, show_value  # noqa: F401 - the first two re-exported
+from ablate.variant import Variant
 
 DESIGNS = ("grid", "one-at-a-time")
 TOP_LEVEL_KEYS = ("name", "description", "seeds", "design", "model", "axes", "data", "train", "gpu")
-GPU_KEYS = ("seeds", "data", "train")
-NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+EXPERIMENT_NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+# The folder of `ablate bench` under results/ and reports/: reserved, so no experiment may be named so.
+BENCH_NAME = "bench"
 # Experiment names become folder names (results/<name>/, reports/<name>/): keep them short.
 NAME_MAX = 100
 NAME_RULE = (
     f"letters, digits, '.', '_' and '-', starting with a letter or digit, at most {NAME_MAX} characters "
-    "(not 'bench', which holds `ablate bench` results)"
+    f"(not {BENCH_NAME!r}, which holds `ablate bench` results)"
 )
 # An experiment file is a few hundred bytes; refuse to read something huge (or endless, like a
 # device or a pipe) into memory.
@@ -55,9 +57,6 @@ MAX_FILE_BYTES = 1_000_000
 # Cells (variants x seeds) an experiment may have unless `--max-cells` raises the limit: far above
 # any study one machine or cluster trains, far below what makes listing the cells slow.
 MAX_CELLS = 10_000
-AXIS_REGISTRIES: dict[str, Registry] = {
-    "arch": ARCHS, "activation": ACTIVATIONS, "pooling": POOLINGS, "norm": NORMS, "init": INITS,
-}
 
 
 # [train] settings that do not identify a run (see Cell.run_id).
@@ -68,22 +67,6 @@ _OMIT_AT_DEFAULT = {
     section: {f.name: f.default for f in dataclasses.fields(cls) if f.metadata.get("identity_at_default") is False}
     for section, cls in (("data", DataConfig), ("train", TrainConfig))
 }
-
-
-class ExperimentError(ValueError):
-    """A problem with an experiment file or an override; ``str()`` is one line for the user."""
-
-    def __init__(self, path: str | Path, key: str | None, problem: str) -> None:
-        self.path, self.key, self.problem = str(path), key, problem
-        # File names and TOML keys may hold newlines or other control characters: escape them,
-        # so that the message stays one line whatever the user's input.
-        super().__init__(_printable(f"{path}: {key}: {problem}" if key else f"{path}: {problem}"))
-
-
-def _printable(text: str) -> str:
-    """``text`` with non-printable characters (newlines, control and separator characters) as
-    escapes; everything printable, non-ASCII letters included, as is."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 # --- the result -----------------------------------------------------------------------------------
@@ -242,7 +225,7 @@ def parse_experiment(
     ``device_type == "cuda"``, then the ``overrides``; an override of ``gpu.*`` edits the
     ``[gpu]`` table before it is applied. Raises :class:`ExperimentError`."""
     path = Path(path)
-    v = _Validator(path)
+    v = Validator(path)
     try:
         raw = json.loads(json.dumps(raw, default=str))  # deep copy; TOML dates become strings
     except (RecursionError, ValueError):  # ValueError: a circular document built in Python
@@ -267,7 +250,7 @@ def parse_experiment(
     if "name" not in raw and not (isinstance(name, str) and _name_ok(name)):
         raise ExperimentError(
             path, "name",
-            f"{_show(name)}, taken from the file name because the file sets no name, is not allowed; expected {NAME_RULE}; "
+            f"{show_value(name)}, taken from the file name because the file sets no name, is not allowed; expected {NAME_RULE}; "
             "set one with name = \"...\" in the file or --set name=...",
         )
     v.check("name", name, str, _name_ok, NAME_RULE)
@@ -291,7 +274,7 @@ def parse_experiment(
 
 
 def _name_ok(name: str) -> bool:
-    return bool(NAME_PATTERN.fullmatch(name)) and len(name) <= NAME_MAX and name != "bench"
+    return bool(EXPERIMENT_NAME_PATTERN.fullmatch(name)) and len(name) <= NAME_MAX and name != BENCH_NAME
 
 
 def _absolute(root: str) -> str:
@@ -340,191 +323,3 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             base[k] = val
 
 
-# --- validation -----------------------------------------------------------------------------------
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
-
-
-def _type_name(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
-
-
-def _show(value: Any) -> str:
-    """A value as the user would write it in TOML; non-ASCII text as is (no \\u escapes)."""
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, dict):
-        return "a table"
-    # A message is one readable line: cut a very long value (a pasted blob, a 400-digit number).
-    if isinstance(value, str) and len(value) > _SHOW_MAX:
-        return json.dumps(value[: _SHOW_MAX - 20] + "...", ensure_ascii=False) + f" ({len(value)} characters)"
-    if isinstance(value, (str, list)):
-        try:
-            text = json.dumps(value, ensure_ascii=False)
-        except (RecursionError, ValueError):
-            return "a nested list"
-    else:
-        text = str(value)
-    return text if len(text) <= _SHOW_MAX else f"{text[: _SHOW_MAX - 20]}... ({len(text)} characters)"
-
-
-_SHOW_MAX = 80
-
-
-_KINDS = {"str": str, "int": int, "float": float, "bool": bool}
-
-
-def _kinds(annotation: Any) -> list[str]:
-    """``"int | None"`` -> ``["int", "None"]``; ``float`` -> ``["float"]``."""
-    return [t.strip() for t in annotation.split("|")] if isinstance(annotation, str) else [annotation.__name__]
-
-
-def _matches(value: Any, annotation: Any) -> bool:
-    """Does a TOML value fit a field annotation (str, int, float, bool, or a union of them)?"""
-    kinds = set(_kinds(annotation))
-    if isinstance(value, bool):
-        return "bool" in kinds
-    if isinstance(value, int):
-        return "int" in kinds or "float" in kinds
-    if isinstance(value, float):
-        return "float" in kinds
-    return isinstance(value, str) and "str" in kinds
-
-
-class _Validator:
-    def __init__(self, path: str | Path) -> None:
-        self.path = path
-        self.from_cli: set[str] = set()
-
-    def fail(self, key: str, value: Any, allowed: str, names: Iterable[str] = ()) -> None:
-        hint = suggest(str(value), list(names)) if isinstance(value, str) else None
-        origin = " (from --set)" if key in self.from_cli else ""
-        msg = f"{_show(value)}{origin} is not allowed; expected {allowed}"
-        raise ExperimentError(self.path, key, msg + (f" (did you mean {hint!r}?)" if hint else ""))
-
-    def check(
-        self, key: str, value: Any, kind: Any, ok: Any = None, allowed: str = "", maximum: int = INT_MAX
-    ) -> None:
-        """``value`` must fit ``kind``, be finite / within ``[-maximum, maximum]`` if it is a
-        number, and satisfy ``ok``; else one line saying so (``allowed`` describes ``ok``)."""
-        if not _matches(value, kind):
-            word = " or ".join(_TYPE_WORDS[_KINDS[k]] for k in _kinds(kind) if k in _KINDS)
-            what = allowed if allowed.startswith(("a ", "an ")) else word + (f" ({allowed})" if allowed else "")
-            origin = " (from --set)" if key in self.from_cli else ""
-            raise ExperimentError(self.path, key, f"{_show(value)}{origin} is {_type_name(value)}; expected {what}")
-        number = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if number and "int" not in _kinds(kind):  # a float setting: ints too must fit a float
-            try:
-                finite = math.isfinite(float(value))
-            except OverflowError:
-                finite = False
-            if not finite:
-                self.fail(key, value, f"a finite number{f' ({allowed})' if allowed else ''}; inf and nan are never allowed")
-        if ok is not None and not ok(value):
-            self.fail(key, value, allowed)
-        if number and "int" in _kinds(kind) and not -maximum <= value <= maximum:
-            self.fail(key, value, f"{allowed or 'an integer'}, at most {maximum}")
-
-    def known_keys(self, table: Mapping[str, Any], allowed: Sequence[str], prefix: str) -> None:
-        for key in table:
-            if key not in allowed:
-                full = f"{prefix}.{key}" if prefix else key
-                hint = suggest(key, list(allowed))
-                where = f"in [{prefix}]" if prefix else "at the top level"
-                msg = f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed {where}: {', '.join(allowed)}"
-                raise ExperimentError(self.path, full, msg)
-
-    def table(self, raw: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
-        value = raw.get(key, {})
-        if not isinstance(value, dict):
-            origin = " (from --set)" if prefix + key in self.from_cli else ""
-            raise ExperimentError(
-                self.path, prefix + key, f"{_show(value)}{origin} is {_type_name(value)}; expected a table [{prefix + key}]"
-            )
-        return value
-
-    def gpu_table(self, gpu: Mapping[str, Any]) -> None:
-        """Check each value of ``[gpu]`` on its own, named ``gpu.<key>`` (whatever the device)."""
-        self.known_keys(gpu, GPU_KEYS, "gpu")
-        if "seeds" in gpu:
-            self.seeds(gpu["seeds"], key_prefix="gpu.")
-        if "data" in gpu:
-            self.data_config(self.table(gpu, "data", "gpu."), "gpu.data")
-        if "train" in gpu:
-            self.config(TrainConfig, self.table(gpu, "train", "gpu."), "gpu.train")
-
-    def seeds(self, seeds: Any, key_prefix: str = "") -> tuple[int, ...]:
-        key = key_prefix + "seeds"
-        origin = " (from --set)" if key in self.from_cli else ""
-        if seeds is None:
-            raise ExperimentError(self.path, key, "missing; give at least one seed, e.g. seeds = [0, 1, 2]")
-        if isinstance(seeds, int) and not isinstance(seeds, bool):
-            # Refused, not read as [seeds]: "seeds = 3" reads as "three seeds" as easily as "seed 3".
-            raise ExperimentError(
-                self.path, key, f"{seeds}{origin} is an integer, not a list of seeds; write seeds = "
-                f"[0, 1, 2] for three seeds, or seeds = [{seeds}] for the single seed {seeds}",
-            )
-        if not isinstance(seeds, list):
-            raise ExperimentError(self.path, key, f"{_show(seeds)}{origin} is {_type_name(seeds)}; expected a list of seeds, e.g. [0, 1, 2]")
-        if not seeds:
-            raise ExperimentError(self.path, key, "is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
-        for s in seeds:
-            if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
-                raise ExperimentError(self.path, key, f"{_show(s)}{origin} is not allowed; expected seeds, each {SEED_RANGE}")
-        if len(set(seeds)) != len(seeds):
-            raise ExperimentError(self.path, key, f"{_show(seeds)} repeats a seed; each seed once")
-        return tuple(seeds)
-
-    def axis_value(self, key: str, axis: str, value: Any) -> Any:
-        kind = AXES[axis]
-        if axis in AXIS_REGISTRIES:
-            names = AXIS_REGISTRIES[axis].names()
-            self.check(key, value, kind, allowed=" | ".join(names))
-            if value not in names:
-                self.fail(key, value, "one of " + " | ".join(names), names)
-        elif axis == "dropout_p":
-            self.check(key, value, float, lambda p: 0 <= p < 1, "a number in [0, 1)")
-            value = float(value) + 0.0  # + 0.0: -0.0 is 0.0 (one slug, one run id)
-        else:
-            self.check(key, value, kind)
-        return value
-
-    def variant(self, model: Mapping[str, Any]) -> Variant:
-        self.known_keys(model, list(AXES), "model")
-        return Variant(**{axis: self.axis_value(f"model.{axis}", axis, value) for axis, value in model.items()})
-
-    def axes(self, axes: Mapping[str, Any]) -> dict[str, tuple[Any, ...]]:
-        self.known_keys(axes, list(AXES), "axes")
-        out: dict[str, tuple[Any, ...]] = {}
-        for axis, values in axes.items():
-            key = f"axes.{axis}"
-            if not isinstance(values, list):
-                values = [values]
-            if not values:
-                allowed = " | ".join(AXIS_REGISTRIES[axis].names()) if axis in AXIS_REGISTRIES else _TYPE_WORDS[AXES[axis]]
-                raise ExperimentError(self.path, key, f"is an empty list; list at least one value ({allowed}), or remove the axis")
-            checked = [self.axis_value(key, axis, value) for value in values]
-            if len(set(checked)) != len(checked):
-                raise ExperimentError(self.path, key, f"{_show(values)} lists a value twice; each value once")
-            out[axis] = tuple(checked)
-        return out
-
-    def config(self, cls: type, table: Mapping[str, Any], prefix: str) -> Any:
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        self.known_keys(table, list(fields), prefix)
-        values: dict[str, Any] = {}
-        for name, value in table.items():
-            f, key = fields[name], f"{prefix}.{name}"
-            meta = f.metadata
-            self.check(key, value, f.type, meta.get("check"), meta.get("allowed", ""), meta.get("max", INT_MAX))
-            # + 0.0 turns -0.0 into 0.0: the same setting must hash to the same run id.
-            values[name] = float(value) + 0.0 if str(f.type) == "float" else value
-        return cls(**values)
-
-    def data_config(self, table: Mapping[str, Any], prefix: str) -> DataConfig:
-        """:meth:`config` for ``[data]``, plus: the dataset must be registered."""
-        data = self.config(DataConfig, table, prefix)
-        if "dataset" in table and data.dataset not in DATASETS:
-            self.fail(f"{prefix}.dataset", data.dataset, "one of " + " | ".join(DATASETS.names()), DATASETS.names())
-        return data

@@ -8,20 +8,13 @@ through :mod:`ablate.store`) and never imports training code. Three frames per e
 * ``epochs``: one row per run x finished epoch;
 * ``steps``: one row per run x step log point (``[train] log_every``; empty for older records).
 
-Derived per-run numbers:
+What each row holds, and the derived per-run numbers, is :mod:`ablate.rows`; which of them a
+report compares, :mod:`ablate.metrics`. This module finds the records and cells that belong to
+the experiment and assembles the frames.
 
-* ``gen_gap`` = final training accuracy - final validation accuracy, both in eval mode: the
-  training accuracy is ``train_eval_acc``, measured after the epoch on a fixed training sample
-  of the validation split's size (no dropout, no augmentation). Records without it fall back to
-  ``train_acc``, measured during the epoch in training mode (dropout on), which understates the
-  fit of dropout variants; ``gap_source`` says which one a run used.
-* ``epochs_to_train_target``: the first epoch whose training error (1 - training accuracy)
-  is at or below the target (the paper's Figure 1 uses 25%); ``time_to_train_target_s`` the
-  wall time (training + evaluation) up to the end of that epoch. With step logs the target is
-  found at step resolution instead: the first log point at or below it, ``images_to_train_target``
-  the images seen by then, epochs fractional, seconds of training (``train_target_resolution``
-  says which). NaN when the run never got there (``reached_train_target`` False). Likewise for
-  an optional validation-accuracy target (epoch resolution).
+Only runs with status ``ok`` enter means, intervals and comparisons; the others are counted per
+variant and listed, never silently dropped. Runs in the folder that belong to an older
+configuration of the experiment (run ids not in the manifest) are left out and counted.
 
 A damaged run file or manifest never stops a report: it is left out (a damaged manifest counts as
 absent) and :attr:`ExperimentData.notes` names it.
@@ -29,15 +22,16 @@ absent) and :attr:`ExperimentData.notes` names it.
 
 from __future__ import annotations
 
-import math
 from dataclasses import MISSING, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pandas as pd
 
 from ablate.config import DataConfig, TrainConfig
+from ablate.metrics import Targets
 from ablate.registry import suggest
+from ablate.rows import EPOCH_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, slug_of, step_rows
 from ablate.store import experiments, manifest_path, manifest_problem, read_manifest, runs_dir, scan_runs
 from ablate.variant import Variant
 
@@ -49,71 +43,6 @@ ALL_EQUAL_NOTE = "every paired difference is the same (quantized metric?): zero-
 
 class ReportError(ValueError):
     """Something a user can fix (unknown experiment or baseline, no results); one-line ``str()``."""
-
-
-@dataclass(frozen=True)
-class Targets:
-    """What "reaching the target" means for time-to-target numbers (None = not computed)."""
-
-    # Training error (1 - training accuracy) to reach; the paper's Figure 1 uses 0.25.
-    train_error: float | None = 0.25
-    # Validation accuracy to reach, e.g. 0.6.
-    val_acc: float | None = None
-
-    def describe(self) -> list[str]:
-        out = []
-        if self.train_error is not None:
-            out.append(f"training error <= {self.train_error:.0%}")
-        if self.val_acc is not None:
-            out.append(f"validation accuracy >= {self.val_acc:.0%}")
-        return out
-
-
-@dataclass(frozen=True)
-class Metric:
-    """A per-run number that reports summarise and compare."""
-
-    name: str  # column of the runs frame
-    label: str  # for tables and plots
-    higher_is_better: bool
-    percent: bool = False  # a fraction shown as a percentage (differences in points)
-    unit: str = ""
-
-
-def metrics_for(targets: Targets, steps: bool = False) -> list[Metric]:
-    """The metrics compared against the baseline, primary first; ``steps``: the runs log
-    training steps, so time to the training-error target is also counted in images seen."""
-    out = [
-        Metric("final_val_acc", "final val accuracy", True, percent=True),
-        Metric("best_val_acc", "best val accuracy", True, percent=True),
-        Metric("final_val_loss", "final val loss", False, unit="nats"),
-        Metric("final_train_loss", "final train loss", False, unit="nats"),
-        Metric("gen_gap", "generalization gap (train - val acc)", False, percent=True),
-        Metric("train_images_per_s", "training throughput", True, unit="images/s"),
-    ]
-    if targets.train_error is not None:
-        out += [
-            Metric("epochs_to_train_target", f"epochs to {targets.train_error:.0%} train error", False, unit="epochs"),
-            Metric("time_to_train_target_s", f"time to {targets.train_error:.0%} train error", False, unit="s"),
-        ]
-        if steps:
-            out.append(Metric("images_to_train_target", f"images to {targets.train_error:.0%} train error", False,
-                              unit="images"))
-    if targets.val_acc is not None:
-        out += [
-            Metric("epochs_to_val_target", f"epochs to {targets.val_acc:.0%} val acc", False, unit="epochs"),
-            Metric("time_to_val_target_s", f"time to {targets.val_acc:.0%} val acc", False, unit="s"),
-        ]
-    return out
-
-
-TARGET_METRICS = {
-    "epochs_to_train_target": "reached_train_target",
-    "images_to_train_target": "reached_train_target",
-    "time_to_train_target_s": "reached_train_target",
-    "epochs_to_val_target": "reached_val_target",
-    "time_to_val_target_s": "reached_val_target",
-}
 
 
 @dataclass
@@ -138,6 +67,9 @@ class ExperimentData:
     notes: list[str] = field(default_factory=list)
     # One row per run x step log point (``[train] log_every``); empty for records without steps.
     steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_FRAME_COLUMNS))
+    # The run records the frames were built from (the current configuration's), kept so that a
+    # caller such as the index of reports need not read the run files again.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok_runs(self) -> pd.DataFrame:
@@ -178,156 +110,6 @@ def variation_sources(data: ExperimentData) -> tuple[list[str], list[str]]:
 available_experiments = experiments
 
 
-def _slug(axes: dict[str, Any]) -> str:
-    try:
-        return Variant(**axes).slug()
-    except TypeError:  # axes this version of ablate does not know: a readable fallback
-        return "-".join(f"{k}={v}" for k, v in axes.items())
-
-
-def _num(value: Any) -> float:
-    if value is None or isinstance(value, bool):
-        return math.nan
-    try:
-        out = float(value)
-    except (TypeError, ValueError):
-        return math.nan
-    return out if math.isfinite(out) else math.nan
-
-
-def _first_reaching(epochs: list[dict[str, Any]], ok: Callable[[dict[str, Any]], bool]) -> tuple[float, float]:
-    """(epoch number, cumulative wall seconds) of the first epoch satisfying ``ok``; NaNs if none."""
-    wall = 0.0
-    for e in epochs:
-        wall += _num(e.get("epoch_time_s"))
-        if ok(e):
-            return float(e.get("epoch", math.nan)), wall
-    return math.nan, math.nan
-
-
-def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
-    """The per-run numbers of one result record (see the module docstring for the derived ones)."""
-    epochs = [e for e in record.get("epochs") or [] if isinstance(e, dict)]
-    summary = record.get("summary") or {}
-    last = epochs[-1] if epochs else {}
-
-    def final(key: str, epoch_key: str) -> float:
-        value = _num(summary.get(key))
-        return value if not math.isnan(value) else _num(last.get(epoch_key))
-
-    runtime = record.get("runtime") or {}
-    env = record.get("env") or {}
-    val_accs = [_num(e.get("val_acc")) for e in epochs]
-    row: dict[str, Any] = {
-        "run_id": record.get("run_id"),
-        "variant": record.get("slug") or _slug(record.get("variant") or {}),
-        "seed": int(record["seed"]) if record.get("seed") is not None else -1,
-        "status": record.get("status") or "unknown",
-        "error": record.get("error") or "",
-        "epochs_done": len(epochs),
-        "params": _num(record.get("params")),
-        "final_val_acc": final("final_val_acc", "val_acc"),
-        "best_val_acc": _num(summary.get("best_val_acc")) if summary.get("best_val_acc") is not None
-        else (max((v for v in val_accs if not math.isnan(v)), default=math.nan)),
-        "final_val_loss": final("final_val_loss", "val_loss"),
-        "final_train_loss": final("final_train_loss", "train_loss"),
-        "final_train_acc": final("final_train_acc", "train_acc"),
-        "final_val_top5": _num(last.get("val_top5")),
-        "train_images_per_s": _num(runtime.get("train_images_per_s")),
-        "peak_memory_mb": _num(runtime.get("peak_memory_mb")),
-        "wall_time_s": _num(summary.get("wall_time_s")) if "wall_time_s" in summary
-        else float(sum(_num(e.get("epoch_time_s")) for e in epochs)),
-        "device": str(env.get("device_name") or env.get("device") or ""),
-    }
-    train_eval = _num(last.get("train_eval_acc"))
-    row["gap_source"] = "train_acc" if math.isnan(train_eval) else "train_eval_acc"
-    row["gen_gap"] = (row["final_train_acc"] if math.isnan(train_eval) else train_eval) - row["final_val_acc"]
-    config_data = (record.get("config") or {}).get("data") or {}
-    row["data_augment"] = str(config_data.get("augment") or "none") if isinstance(config_data, dict) else "none"
-    row["data_resample"] = bool(config_data.get("resample")) if isinstance(config_data, dict) else False
-    steps = [p for p in record.get("steps") or [] if isinstance(p, dict)]
-    row["steps_logged"] = len(steps)
-    row["images_per_epoch"] = _images_per_epoch(record, steps) if steps else math.nan
-    if targets.train_error is not None:
-        goal = targets.train_error
-        ep, sec = _first_reaching(epochs, lambda e: 1.0 - _num(e.get("train_acc")) <= goal + 1e-12)
-        row.update(epochs_to_train_target=ep, time_to_train_target_s=sec, reached_train_target=not math.isnan(ep),
-                   images_to_train_target=math.nan, train_target_resolution="epoch")
-        if steps:
-            row.update(_step_target(record, steps, goal))
-    if targets.val_acc is not None:
-        goal = targets.val_acc
-        ep, sec = _first_reaching(epochs, lambda e: _num(e.get("val_acc")) >= goal - 1e-12)
-        row.update(epochs_to_val_target=ep, time_to_val_target_s=sec, reached_val_target=not math.isnan(ep))
-    return row
-
-
-def _images_per_epoch(record: dict[str, Any], steps: list[dict[str, Any]]) -> float:
-    """Training images per epoch: batches of ``batch_size`` over the training split, the last
-    partial batch dropped (as ablate trains); else read off the step log."""
-    train = (record.get("config") or {}).get("train") or {}
-    size = _num((record.get("data") or {}).get("train_images"))
-    batch = _num(train.get("batch_size")) if isinstance(train, dict) else math.nan
-    if not math.isnan(size) and not math.isnan(batch) and batch > 0 and size >= batch:
-        return float(size // batch * batch)
-    first = [_num(p.get("images")) for p in steps if p.get("epoch") == 1]
-    return max(first) if first else math.nan
-
-
-def _step_target(record: dict[str, Any], steps: list[dict[str, Any]], goal: float) -> dict[str, Any]:
-    """Time to a training-error target at step resolution: the first log point whose training
-    error (1 - mean training accuracy over the steps since the previous point) is <= ``goal``.
-    Epochs are fractional (images seen / images per epoch); seconds are elapsed training time."""
-    for p in steps:
-        if 1.0 - _num(p.get("train_acc")) <= goal + 1e-12:
-            images = _num(p.get("images"))
-            return {"epochs_to_train_target": images / _images_per_epoch(record, steps),
-                    "images_to_train_target": images, "time_to_train_target_s": _num(p.get("time_s")),
-                    "reached_train_target": True, "train_target_resolution": "step"}
-    return {"epochs_to_train_target": math.nan, "images_to_train_target": math.nan, "time_to_train_target_s": math.nan,
-            "reached_train_target": False, "train_target_resolution": "step"}
-
-
-STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
-STEP_FRAME_COLUMNS = ["run_id", "variant", "seed", "status", *STEP_COLUMNS, "train_error"]
-
-
-def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per step log point of a record (``record["steps"]``; none for older records)."""
-    rows = []
-    for p in record.get("steps") or []:
-        if not isinstance(p, dict):
-            continue
-        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or _slug(record.get("variant") or {}),
-               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
-        row.update({k: _num(p.get(k)) for k in STEP_COLUMNS})
-        row["train_error"] = 1.0 - row["train_acc"]
-        rows.append(row)
-    return rows
-
-
-EPOCH_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5",
-    "train_eval_loss", "train_eval_acc", "epoch_time_s", "train_time_s", "train_images_per_s", "peak_memory_mb",
-)
-
-
-def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
-    """One row per finished epoch of a record (none for a failed run)."""
-    rows, wall, train = [], 0.0, 0.0
-    for e in record.get("epochs") or []:
-        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or _slug(record.get("variant") or {}),
-               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
-        row.update({k: _num(e.get(k)) for k in EPOCH_COLUMNS})
-        row["epoch"] = int(e.get("epoch", len(rows) + 1))
-        row["train_error"] = 1.0 - row["train_acc"]
-        wall += 0.0 if math.isnan(row["epoch_time_s"]) else row["epoch_time_s"]
-        train += 0.0 if math.isnan(row["train_time_s"]) else row["train_time_s"]
-        row["cum_wall_time_s"], row["cum_train_time_s"] = wall, train
-        rows.append(row)
-    return rows
-
-
 def load_experiment_data(
     root: str | Path, name: str, baseline: str | None = None, targets: Targets | None = None
 ) -> ExperimentData:
@@ -358,7 +140,7 @@ def load_experiment_data(
     # The cells the experiment consists of now: from the manifest when there is one.
     expected: list[tuple[str | None, str, int]] = []  # (run_id, slug, seed)
     if manifest and manifest.get("variants"):
-        variant_axes = {_slug(v): dict(v) for v in manifest["variants"]}
+        variant_axes = {slug_of(v): dict(v) for v in manifest["variants"]}
         variants = list(variant_axes)
         seeds = [int(s) for s in manifest.get("seeds", [])]
         run_ids = list(manifest.get("run_ids") or [])
@@ -368,17 +150,14 @@ def load_experiment_data(
             expected = [(rid, variants[i % len(variants)], seeds[i // len(variants)]) for i, rid in enumerate(run_ids)]
         else:
             notes.append("the manifest's run ids do not match its variants x seeds; missing cells are not detected")
-        current = set(run_ids)
-        current_records = [r for r in records if r.get("run_id") in current] if run_ids else records
-        if run_ids:  # runs of other seeds with these very settings (e.g. an earlier --set seeds=[...])
-            extra = _other_seeds(records, current, set(variants), seeds, manifest)
-            current_records += extra
+        current_records, extra = current_and_extra(records, manifest)
+        if extra:  # the cells of the other seeds join the expected ones
             extra_seeds = sorted({int(r["seed"]) for r in extra})
-            ids = {(r.get("slug") or _slug(r.get("variant") or {}), int(r["seed"])): r["run_id"] for r in extra}
+            ids = {(r.get("slug") or slug_of(r.get("variant") or {}), int(r["seed"])): r["run_id"] for r in extra}
             expected += [(ids.get((v, s)), v, s) for s in extra_seeds for v in variants]
             seeds = sorted(set(seeds) | set(extra_seeds))
         stale = len(records) - len(current_records)
-        default_baseline = manifest.get("baseline_slug") or _slug(manifest.get("baseline") or {})
+        default_baseline = manifest.get("baseline_slug") or slug_of(manifest.get("baseline") or {})
         design = manifest.get("design", "grid")
         axes = {k: list(v) for k, v in (manifest.get("axes") or {}).items()}
         description = manifest.get("description") or ""
@@ -387,9 +166,9 @@ def load_experiment_data(
         current_records, stale = records, 0
         variant_axes = {}
         for r in sorted(records, key=lambda r: (r.get("slug") or "", r.get("seed") or 0)):
-            variant_axes.setdefault(r.get("slug") or _slug(r.get("variant") or {}), dict(r.get("variant") or {}))
+            variant_axes.setdefault(r.get("slug") or slug_of(r.get("variant") or {}), dict(r.get("variant") or {}))
         variants = list(variant_axes)
-        default_baseline = _slug(Variant().axes()) if _slug(Variant().axes()) in variant_axes else variants[0]
+        default_baseline = slug_of(Variant().axes()) if slug_of(Variant().axes()) in variant_axes else variants[0]
         seeds = sorted({int(r.get("seed", -1)) for r in records})
         axes = {}
         for axis in sorted({k for v in variant_axes.values() for k in v}):
@@ -400,7 +179,7 @@ def load_experiment_data(
 
     # Records of variants the manifest does not list (should not happen) still get reported.
     for r in current_records:
-        slug = r.get("slug") or _slug(r.get("variant") or {})
+        slug = r.get("slug") or slug_of(r.get("variant") or {})
         if slug not in variant_axes:
             variant_axes[slug] = dict(r.get("variant") or {})
             variants.append(slug)
@@ -452,7 +231,7 @@ def load_experiment_data(
     return ExperimentData(
         name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
         variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
-        manifest=manifest, stale_runs=stale, notes=notes, steps=steps,
+        manifest=manifest, stale_runs=stale, notes=notes, steps=steps, records=current_records,
     )
 
 
@@ -482,6 +261,24 @@ def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
             "rerun the odd ones with the same data (set data.root to pin it)"]
 
 
+def current_and_extra(
+    records: list[dict[str, Any]], manifest: dict[str, Any] | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(the records of the experiment's current configuration, those of them that the manifest does
+    not list but that belong to it: other seeds with the same settings). Current: run ids in the
+    manifest, plus those other seeds; every record when there is no usable manifest (no variants)
+    or it lists no run ids. The one rule for the report, the index, the export and notebooks."""
+    if not manifest or not manifest.get("variants"):
+        return records, []
+    run_ids = set(manifest.get("run_ids") or [])
+    if not run_ids:
+        return records, []
+    variants = {slug_of(v) for v in manifest["variants"]}
+    seeds = [int(s) for s in manifest.get("seeds", [])]
+    extra = _other_seeds(records, run_ids, variants, seeds, manifest)
+    return [r for r in records if r.get("run_id") in run_ids] + extra, extra
+
+
 def _other_seeds(records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int],
                  manifest: dict[str, Any]) -> list[dict[str, Any]]:
     """Records that belong to the experiment although the manifest does not list them: a variant
@@ -490,7 +287,7 @@ def _other_seeds(records: list[dict[str, Any]], current: set[str], variants: set
     hide the runs of the others."""
     return [r for r in records
             if r.get("run_id") not in current and int(r.get("seed", -1)) not in seeds
-            and (r.get("slug") or _slug(r.get("variant") or {})) in variants
+            and (r.get("slug") or slug_of(r.get("variant") or {})) in variants
             and _same_settings(r.get("config"), manifest)]
 
 
@@ -516,8 +313,9 @@ def _same_settings(config: Any, manifest: dict[str, Any]) -> bool:
 
 
 def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:
-    """The experiment's manifest when it is readable and has the expected shape; otherwise None,
-    with a note naming the file (the report then works from the run records alone)."""
+    """The experiment's manifest when it is readable and has the expected shape (the store checks
+    both); otherwise None, with a note naming the file (the report then works from the run records
+    alone)."""
     path = manifest_path(root, name)
     try:
         manifest = read_manifest(root, name)
@@ -525,39 +323,10 @@ def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str
         manifest, why = None, f"{type(e).__name__}: {e}"
     else:
         why = manifest_problem(root, name) or "unreadable"
-    if manifest is None:
-        if path.exists():
-            # the store's reason starts with the path: say it once
-            notes.append(f"{path} is damaged ({why.replace(f'{path}: ', '')}): treated as absent")
-        return None
-    problem = _manifest_problem(manifest)
-    if problem:
-        notes.append(f"{path} is damaged ({problem}): treated as absent")
-        return None
+    if manifest is None and path.exists():
+        # the store's reason starts with the path: say it once
+        notes.append(f"{path} is damaged ({why.replace(f'{path}: ', '')}): treated as absent")
     return manifest
-
-
-def _manifest_problem(m: Any) -> str:
-    """Why a manifest cannot be used, or "" when its fields have the shapes analysis relies on."""
-    if not isinstance(m, dict):
-        return f"a JSON {type(m).__name__}, not an object"
-    if not isinstance(m.get("variants", []), list) or not all(isinstance(v, dict) for v in m.get("variants", [])):
-        return "'variants' is not a list of objects"
-    try:
-        [int(x) for x in m.get("seeds", [])]
-    except (TypeError, ValueError):
-        return "'seeds' is not a list of integers"
-    if not isinstance(m.get("run_ids") or [], list):
-        return "'run_ids' is not a list"
-    cells = m.get("cells") or []
-    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c) for c in cells):
-        return "'cells' is not a list of {run_id, slug, seed}"
-    if not isinstance(m.get("axes") or {}, dict) or not all(isinstance(v, list) for v in (m.get("axes") or {}).values()):
-        return "'axes' is not an object of lists"
-    for key in ("baseline", "data", "train", "adaptive"):
-        if m.get(key) is not None and not isinstance(m[key], dict):
-            return f"'{key}' is not an object"
-    return ""
 
 
 def _readable(records: list[dict[str, Any]], targets: Targets, notes: list[str]) -> list[dict[str, Any]]:

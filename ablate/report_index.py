@@ -16,20 +16,20 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import pandas as pd
 
-from ablate.results import current_records
+from ablate.experiment import BENCH_NAME as BENCH
+from ablate.results import ExperimentData, current_records
 from ablate.store import read_manifest
 from ablate.textfmt import level_text
 from ablate.variant import Variant
 
 INDEX = "README.md"
-BENCH = "bench"
 PRIMARY = "final_val_acc"
 # Above this many variants besides the baseline a row counts verdicts instead of listing them.
 LIST_AT_MOST = 4
@@ -37,23 +37,30 @@ VERDICT_ORDER = ("better", "worse", "no detectable difference", "positive intera
                  "no detectable interaction", "supported", "contradicted", "inconclusive")
 
 
-def write_report_index(results: str | Path, out: str | Path) -> Path | None:
+def write_report_index(
+    results: str | Path, out: str | Path, loaded: Mapping[str, ExperimentData] | None = None
+) -> Path | None:
     """Write ``out/README.md`` indexing every experiment report in ``out`` (a folder with the
-    report's ``README.md`` and ``summary.csv``); returns its path, or None when there is none."""
+    report's ``README.md`` and ``summary.csv``); returns its path, or None when there is none.
+    ``loaded``: experiments already read (``Report.data`` of the reports just built), whose run
+    files are then not read a second time."""
     out = Path(out)
     names = sorted(p.parent.name for p in out.glob(f"*/{INDEX}")
                    if p.parent.name != BENCH and (p.parent / "summary.csv").is_file()) if out.is_dir() else []
     if not names:
         return None
     path = out / INDEX
-    path.write_text(render_index(results, out, names), encoding="utf-8")
+    path.write_text(render_index(results, out, names, loaded), encoding="utf-8")
     return path
 
 
-def render_index(results: str | Path, out: str | Path, names: list[str]) -> str:
-    """The markdown of the index for the reports of ``names`` in ``out``."""
+def render_index(
+    results: str | Path, out: str | Path, names: list[str], loaded: Mapping[str, ExperimentData] | None = None
+) -> str:
+    """The markdown of the index for the reports of ``names`` in ``out`` (``loaded``: see
+    :func:`write_report_index`)."""
     out = Path(out)
-    rows = [_row(results, out, name) for name in names]
+    rows = [_row(results, out, name, (loaded or {}).get(name)) for name in names]
     lines = [
         "# Reports", "",
         ("One row per experiment, written by `ablate report` from the results folder; each links to its full report. "
@@ -76,10 +83,13 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-def _row(results: str | Path, out: Path, name: str) -> list[str]:
+def _row(results: str | Path, out: Path, name: str, data: ExperimentData | None) -> list[str]:
     folder = out / name
-    manifest = read_manifest(results, name) or {}
-    records, _ = current_records(results, name)
+    if data is not None:  # what the report read: the same manifest and records, not read again
+        manifest, records = data.manifest or {}, data.records
+    else:
+        manifest = read_manifest(results, name) or {}
+        records, _ = current_records(results, name)
     link = f"[{name}]({quote(name)}/{INDEX})"
     return [link, _headline(folder, manifest), _data(manifest, records), _devices(records),
             _seeds(manifest, records), _duration(sum(_wall_time(r) for r in records)) if records else "-"]

@@ -16,7 +16,6 @@ them by an axis without a merge.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,10 +24,17 @@ from typing import Any
 import pandas as pd
 
 # The whole dependency on the analysis code: re-point these if it moves.
-from ablate.analysis import ExperimentData, ReportError, Targets, available_experiments, load_experiment_data
+from ablate.analysis import (
+    STEP_COLUMNS,
+    ExperimentData,
+    ReportError,
+    Targets,
+    available_experiments,
+    current_and_extra,
+    load_experiment_data,
+)
 from ablate.store import iter_runs, read_manifest
 
-STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
 _ID_COLUMNS = ["experiment", "run_id", "variant", "seed", "status"]
 
 
@@ -82,7 +88,7 @@ def load_results(
         raise ReportError("no experiment named: pass one or more names, or None for all")
     runs = _stack([_with_experiment(d.name, d.runs) for d in loaded], _ID_COLUMNS)
     epochs = _stack([_with_axes(d, d.epochs) for d in loaded], [*_ID_COLUMNS, "epoch"])
-    steps = _stack([_with_axes(d, _steps_of(root, d)) for d in loaded], [*_ID_COLUMNS, *STEP_COLUMNS])
+    steps = _stack([_with_axes(d, d.steps) for d in loaded], [*_ID_COLUMNS, *STEP_COLUMNS])
     return Results(
         runs=runs, epochs=epochs, steps=steps, experiments=[d.name for d in loaded],
         baselines={d.name: d.baseline for d in loaded}, notes={d.name: list(d.notes) for d in loaded}, skipped=skipped,
@@ -90,15 +96,12 @@ def load_results(
 
 
 def current_records(root: str | Path, experiment: str) -> tuple[list[dict[str, Any]], int]:
-    """Run records of the experiment's current configuration (run ids in its ``experiment.json``;
-    every record when there is no manifest), as the report uses them, and how many other records
-    the folder holds (older configurations)."""
+    """Run records of the experiment's current configuration, chosen as the report chooses them
+    (:func:`ablate.frames.current_and_extra`), and how many other records the folder holds (older
+    configurations)."""
     records = list(iter_runs(root, experiment))
-    current = set((read_manifest(root, experiment) or {}).get("run_ids") or [])
-    if not current:
-        return records, 0
-    kept = [r for r in records if r.get("run_id") in current]
-    return kept, len(records) - len(kept)
+    current, _ = current_and_extra(records, read_manifest(root, experiment))
+    return current, len(records) - len(current)
 
 
 def _with_experiment(name: str, frame: pd.DataFrame) -> pd.DataFrame:
@@ -114,39 +117,6 @@ def _with_axes(data: ExperimentData, frame: pd.DataFrame) -> pd.DataFrame:
         if axis not in out:
             out[axis] = [data.variant_axes.get(v, {}).get(axis) for v in out["variant"]]
     return out
-
-
-def _steps_of(root: str | Path, data: ExperimentData) -> pd.DataFrame:
-    """Per-step rows of the runs the report uses (records with a ``steps`` list)."""
-    steps = getattr(data, "steps", None)  # once the analysis builds this frame itself, use it
-    if isinstance(steps, pd.DataFrame):
-        return steps
-    keep = set(data.runs["run_id"])
-    rows = []
-    for record in iter_runs(root, data.name):
-        if record.get("run_id") not in keep:
-            continue
-        ident = data.runs.loc[data.runs["run_id"] == record["run_id"]].iloc[0]
-        for s in record.get("steps") or []:
-            if isinstance(s, dict):
-                rows.append({"run_id": ident["run_id"], "variant": ident["variant"], "seed": int(ident["seed"]),
-                             "status": ident["status"], **{k: _num(s.get(k)) for k in STEP_COLUMNS}})
-    frame = pd.DataFrame(rows, columns=["run_id", "variant", "seed", "status", *STEP_COLUMNS])
-    if not frame.empty:
-        frame[["step", "epoch", "images"]] = frame[["step", "epoch", "images"]].astype("Int64")
-        order = {v: i for i, v in enumerate(data.variants)}
-        frame = (frame.assign(_o=frame["variant"].map(order)).sort_values(["_o", "seed", "step"], kind="stable")
-                 .drop(columns="_o").reset_index(drop=True))
-    return frame
-
-
-def _num(value: Any) -> float:
-    if value is None or isinstance(value, bool):
-        return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 def _stack(frames: Sequence[pd.DataFrame], columns: list[str]) -> pd.DataFrame:

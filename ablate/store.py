@@ -104,7 +104,8 @@ def read_manifest(root: str | Path, experiment: str) -> dict[str, Any] | None:
 
 
 def manifest_problem(root: str | Path, experiment: str) -> str | None:
-    """Why an existing manifest cannot be read (None when it reads or does not exist)."""
+    """Why an existing manifest cannot be used: unreadable, or fields of the wrong shape (None when
+    it is fine or does not exist)."""
     return _load_manifest(root, experiment)[1]
 
 
@@ -116,7 +117,34 @@ def _load_manifest(root: str | Path, experiment: str) -> tuple[dict[str, Any] | 
         return None, None
     except (OSError, ValueError) as e:
         return None, f"{path}: unreadable ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-    return (manifest, None) if isinstance(manifest, dict) else (None, f"{path}: not a JSON object")
+    shape = _manifest_shape_problem(manifest)
+    return (manifest, None) if not shape else (None, f"{path}: {shape}")
+
+
+def _manifest_shape_problem(m: Any) -> str:
+    """Why a manifest's fields lack the shapes every reader relies on, or "" when they have them
+    (checked here, so that a damaged manifest reads as absent, the same way for every reader)."""
+    if not isinstance(m, dict):
+        return "not a JSON object"
+    if not isinstance(m.get("variants", []), list) or not all(isinstance(v, dict) for v in m.get("variants", [])):
+        return "'variants' is not a list of objects"
+    try:
+        [int(x) for x in m.get("seeds", [])]
+    except (TypeError, ValueError):
+        return "'seeds' is not a list of integers"
+    if not isinstance(m.get("run_ids") or [], list):
+        return "'run_ids' is not a list"
+    cells = m.get("cells") or []
+    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c)
+                                              for c in cells):
+        return "'cells' is not a list of {run_id, slug, seed}"
+    axes = m.get("axes") or {}
+    if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
+        return "'axes' is not an object of lists"
+    for key in ("baseline", "data", "train", "adaptive"):
+        if m.get(key) is not None and not isinstance(m[key], dict):
+            return f"'{key}' is not an object"
+    return ""
 
 
 def write_run(root: str | Path, record: dict[str, Any], attempts: int = 3) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable, Sequence
 
+
 def _isnan(x: Any) -> bool:
     """None, NaN or pandas' NA (recognised by its type's name: pandas is not imported here)."""
     if x is None or type(x).__name__ == "NAType":
@@ -42,24 +43,25 @@ def _head(mean: Any, scale: float, digits: int, signed: bool) -> str | None:
     return None if _isnan(mean) else fmt(float(mean) * scale, digits, signed)
 
 
-def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-    """``"mean ±half"`` of a symmetric interval (compact, for terminals); ``"mean (n=1)"`` without one."""
+def fmt_ci(
+    mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False,
+    compact: bool = False,
+) -> str:
+    """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)". ``compact``
+    (terminals): ``"mean ±half"`` of the symmetric interval, ``"mean (n=1)"`` without one."""
     head = _head(mean, scale, digits, signed)
     if head is None:
         return "-"
     if n < 2 or _isnan(low):
-        return f"{head} (n={n})"
-    return f"{head} ±{fmt((float(high) - float(low)) / 2 * scale, digits)}"
-
-
-def fmt_ci(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
-    """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)"."""
-    head = _head(mean, scale, digits, signed)
-    if head is None:
-        return "-"
-    if n < 2 or _isnan(low):
-        return f"{head} (no CI, n={n})"
+        return f"{head} (n={n})" if compact else f"{head} (no CI, n={n})"
+    if compact:
+        return f"{head} ±{fmt((float(high) - float(low)) / 2 * scale, digits)}"
     return f"{head} [{fmt(float(low) * scale, digits, signed)}, {fmt(float(high) * scale, digits, signed)}]"
+
+
+def fmt_pm(mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False) -> str:
+    """:func:`fmt_ci` in its compact form, ``"mean ±half"`` (the CLI's tables)."""
+    return fmt_ci(mean, low, high, n, scale, digits, signed, compact=True)
 
 
 def fmt_sd(mean: Any, sd: Any, scale: float = 1.0, digits: int = 2) -> str:

@@ -14,7 +14,7 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import cifar10, fashion_mnist, imagefolder, load_splits
 from ablate.data.cache import CacheKey, cache_root, load_or_build
-from test_data_support import (  # noqa: F401  (data_env is a fixture)
+from data_support import (  # noqa: F401  (data_env is a fixture)
     count_calls, data_env, write_cifar, write_fashion, write_imagefolder,
 )
 

@@ -13,7 +13,7 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import DataError, load_splits
 from ablate.data import fashion_mnist as fm
-from test_data_support import (  # noqa: F401  (data_env is a fixture)
+from data_support import (  # noqa: F401  (data_env is a fixture)
     FOLDER_CLASSES, corrupt_jpeg, data_env, idx_bytes, write_cifar, write_class_images, write_fashion, write_imagefolder,
 )
 

@@ -11,7 +11,7 @@ import pytest
 
 from ablate.cli import app
 from ablate.data import fashion_mnist as fm
-from test_data_support import data_env  # noqa: F401  (a fixture)
+from data_support import data_env  # noqa: F401  (a fixture)
 
 pytestmark = [
     pytest.mark.usefixtures("data_env"),

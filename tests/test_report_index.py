@@ -120,3 +120,19 @@ def test_no_reports_no_index(results, tmp_path):
     (tmp_path / "empty").mkdir()
     assert write_report_index(results, tmp_path / "empty") is None
     assert not (tmp_path / "empty" / "README.md").exists()
+
+
+def test_reports_just_built_are_indexed_without_reading_their_runs_again(results, tmp_path, monkeypatch):
+    """``loaded``: the data the reports read is passed on, and the index is the same as when it reads."""
+    from ablate import report_index
+    from ablate.report import build_report
+
+    out = tmp_path / "reports"
+    loaded = {name: build_report(results, name, out).data for name in ("grid", "pool")}
+    expected = render_index(results, out, ["grid", "pool"])
+
+    def no_second_read(*args, **kwargs):
+        raise AssertionError("the run files were read again")
+
+    monkeypatch.setattr(report_index, "current_records", no_second_read)
+    assert render_index(results, out, ["grid", "pool"], loaded) == expected

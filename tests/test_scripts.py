@@ -20,7 +20,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_data_support import write_fashion
+from data_support import write_fashion
 
 from ablate import NORMS
 

@@ -57,7 +57,7 @@ CLAIM_COLUMNS = [
 
 
 @dataclass(frozen=True)
-class Claim:
+class PaperClaim:
     """One checkable statement of the paper about ``axis``: level ``a`` against level ``b``."""
 
     key: str
@@ -73,19 +73,19 @@ class Claim:
     effect_points: float | None = None
 
 
-CLAIMS: tuple[Claim, ...] = (
-    Claim("relu_faster", "ReLU reaches the training-error target faster than tanh", "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
+CLAIMS: tuple[PaperClaim, ...] = (
+    PaperClaim("relu_faster", "ReLU reaches the training-error target faster than tanh", "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
           "activation", "relu", "tanh", "speed", factor=6.0),
-    Claim("lrn_error", "Local response normalization lowers the error",
+    PaperClaim("lrn_error", "Local response normalization lowers the error",
           "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points", "norm", "lrn", "none", "error",
           effect_points=1.4),
-    Claim("overlap_error", "Overlapping pooling lowers the error", "ImageNet top-1 -0.4 points (top-5 -0.3)",
+    PaperClaim("overlap_error", "Overlapping pooling lowers the error", "ImageNet top-1 -0.4 points (top-5 -0.3)",
           "pooling", "overlap", "nonoverlap", "error", effect_points=0.4),
-    Claim("overlap_gap", "Overlapping pooling overfits slightly less (smaller train-val gap)",
+    PaperClaim("overlap_gap", "Overlapping pooling overfits slightly less (smaller train-val gap)",
           "\"slightly more difficult to overfit\" (no number)", "pooling", "overlap", "nonoverlap", "gap"),
-    Claim("dropout_gap", "Dropout reduces overfitting (smaller train-val gap)",
+    PaperClaim("dropout_gap", "Dropout reduces overfitting (smaller train-val gap)",
           "\"substantial overfitting\" without dropout (no number)", "dropout", True, False, "gap"),
-    Claim("dropout_slower", "Dropout slows convergence (more epochs to the training-error target)",
+    PaperClaim("dropout_slower", "Dropout slows convergence (more epochs to the training-error target)",
           "roughly 2x the iterations to converge", "dropout", True, False, "slowdown", factor=2.0),
 )
 
@@ -143,12 +143,12 @@ def _pair_contrast(data: ExperimentData, values: dict[str, dict[int, float]], pa
     return balanced_contrast(values, [[(1.0, a), (-1.0, b)] for a, b in pairs], data.seeds_seen())
 
 
-def _compared(claim: Claim, pairs: list[tuple[str, str]]) -> str:
+def _compared(claim: PaperClaim, pairs: list[tuple[str, str]]) -> str:
     head = f"{_label(claim.axis, claim.a)} vs {_label(claim.axis, claim.b)}"
     return head + f" ({len(pairs)} matched pair{'s' if len(pairs) != 1 else ''} of variants)"
 
 
-def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> dict[str, Any]:
+def _difference_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str, str]]) -> dict[str, Any]:
     if claim.kind == "error":
         values = _transformed(data, "final_val_acc", lambda x: 100.0 * (1.0 - x))  # validation error, percent
         quantity = "difference in final validation error (points)"
@@ -177,7 +177,7 @@ def _difference_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str,
     return _row(claim, pairs, quantity, seeds, test.diff, test.ci_low, test.ci_high, verdict, detail, claim.paper)
 
 
-def _ratio_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
+def _ratio_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str, str]]) -> list[dict[str, Any]]:
     """Ratio slower/faster of epochs to the training-error target, per seed averaged on the log scale."""
     target = data.targets.train_error
     epochs = per_seed(data, "epochs_to_train_target")  # finite: the runs that reached the target
@@ -255,7 +255,7 @@ def _ratio_claim(data: ExperimentData, claim: Claim, pairs: list[tuple[str, str]
     return rows
 
 
-def _factor_row(claim: Claim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int],
+def _factor_row(claim: PaperClaim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int],
                 est: float, lo: float, hi: float, verdict: str, detail: str) -> dict[str, Any]:
     row = _row(claim, pairs, quantity, seeds, est, lo, hi, verdict, detail, claim.paper)
     row["claim"] = f"... by a factor of about {claim.factor:g}"
@@ -263,7 +263,7 @@ def _factor_row(claim: Claim, pairs: list[tuple[str, str]], quantity: str, seeds
     return row
 
 
-def _row(claim: Claim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int], est: float,
+def _row(claim: PaperClaim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int], est: float,
          lo: float, hi: float, verdict: str, detail: str, paper: str) -> dict[str, Any]:
     return {
         "claim": claim.text, "axis": claim.axis, "compared": _compared(claim, pairs), "paper": paper,
