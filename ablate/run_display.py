@@ -6,20 +6,23 @@ pool of workers (one line per worker slot), so the display does not depend on th
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from ablate.experiment import Cell
-from ablate.runner import RunObserver
+from ablate.sweep_options import SweepObserver
 
 
-class RunDisplay(RunObserver):
-    """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch."""
+class RunDisplay(SweepObserver):
+    """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch;
+    ``submitted`` says where a submitted job (Slurm) can be followed."""
 
-    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None) -> None:
+    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None,
+                 submitted: Callable[[Any], None] | None = None) -> None:
         self.progress, self.epochs = progress, epochs
+        self.submitted = submitted
         self.cells = progress.add_task("cells", total=None)
         # slot -> label ("cpu #0"), shown in front of the cell when there are several workers.
         self.slots = slots or {0: ""}
@@ -74,3 +77,7 @@ class RunDisplay(RunObserver):
 
     def on_warning(self, message: str) -> None:
         self.progress.console.print(f"  [yellow]warning[/]: {escape(message)}", highlight=False, soft_wrap=True)
+
+    def on_submit(self, submission: Any) -> None:
+        if self.submitted is not None:
+            self.submitted(submission)
