@@ -7,9 +7,8 @@ stderr and exit with code 2, never a traceback.
 from __future__ import annotations
 
 import dataclasses
-import math
 from pathlib import Path
-from typing import Annotated, Any, List, Optional
+from typing import Any, List, Optional
 
 import torch
 import typer
@@ -19,6 +18,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 import ablate
 from ablate.cli_help import HelpGroup
+from ablate.cli_options import (
+    DeviceOption, DevicesOption, ExperimentFile, LooksOption, MaxCellsOption, MaxSeedsOption, NoCacheOption, OptionError,
+    PilotOption, PrecisionOption, RayOption, ResultsOption, SetOption, ThreadsOption, UntilDecidedOption, WorkersOption,
+    adaptive_plan, check_precision, choose_executor, slurm_target, split_list, workers_option,
+)
 from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table, run_outcome_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
@@ -44,25 +48,6 @@ console = Console()
 err = Console(stderr=True)
 # Modules given with --plugin, for worker processes and Ray tasks to import as well.
 _PLUGINS: list[str] = []
-
-# Options shared by several commands, declared once.
-# Help texts are plain text (rich markup is off, see _plain_help): write [gpu], not \\[gpu].
-ExperimentFile = Annotated[Path, typer.Argument(metavar="FILE", help="Experiment file (TOML).")]
-SetOption = Annotated[
-    List[str],
-    typer.Option(
-        "--set", "-s", metavar="KEY=VALUE",
-        help="Override a key of the experiment file, e.g. --set train.epochs=2 (repeatable; the value is read as TOML; "
-        "gpu.KEY edits the [gpu] table).",
-    ),
-]
-DeviceOption = Annotated[
-    str, typer.Option(metavar="DEVICE", help="auto (CUDA when present) | cpu | cuda | cuda:N; on CUDA the file's [gpu] overrides apply.")
-]
-ResultsOption = Annotated[Path, typer.Option(metavar="DIR", help="Root folder of the results.")]
-MaxCellsOption = Annotated[
-    int, typer.Option("--max-cells", min=1, metavar="N", help=f"Refuse an experiment of more cells (variants x seeds) than this (default {MAX_CELLS:,}).")
-]
 
 
 def progress_bar() -> Progress:
@@ -126,74 +111,6 @@ def show(
                       highlight=False, soft_wrap=True)
 
 
-def _adaptive_plan(exp: Experiment, precision: Optional[float], pilot: Optional[int], until_decided: bool,
-                   looks: Optional[str], max_seeds: Optional[int]) -> Optional[dict[str, Any]]:
-    """The adaptive design the options ask for, as keyword arguments of ``run_adaptively`` (None:
-    a plain run); a problem is one line, exit 2."""
-    from ablate import adaptive as ad
-    from ablate.config import SEED_MAX
-
-    if precision is not None and until_decided:
-        raise fail("--precision and --until-decided are two designs; choose one")
-    if precision is None and not until_decided:
-        for given, name in ((pilot, "--pilot"), (max_seeds, "--max-seeds")):
-            if given is not None:
-                raise fail(f"{name} goes with --precision or --until-decided")
-        if looks is not None:
-            raise fail("--looks goes with --until-decided")
-        return None
-    if max_seeds is not None and max_seeds > ad.MAX_SEEDS_LIMIT:
-        raise fail(f"--max-seeds {max_seeds}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
-    if precision is not None:
-        if looks is not None:
-            raise fail("--looks goes with --until-decided, not --precision")
-        m = max_seeds if max_seeds is not None else ad.DEFAULT_MAX_SEEDS
-        if pilot is not None and not 2 <= pilot <= m:
-            raise fail(f"--pilot {pilot}: expected 2..{m} seeds (at most --max-seeds)")
-        n0 = pilot if pilot is not None else min(max(len(exp.seeds), ad.DEFAULT_PILOT), m)
-        plan: dict[str, Any] = {"design": ad.STEIN, "precision": precision, "pilot": n0, "max_seeds": m}
-    else:
-        if pilot is not None:
-            raise fail("--pilot goes with --precision, not --until-decided")
-        if looks is not None:
-            try:
-                planned = tuple(int(x) for x in looks.split(","))
-            except ValueError:
-                raise fail(f"--looks {looks}: expected increasing seed counts separated by commas, e.g. 3,5,10,20") from None
-            if planned[0] < 3 or any(b <= a for a, b in zip(planned, planned[1:])):
-                raise fail(f"--looks {looks}: expected increasing seed counts from at least 3, e.g. 3,5,10,20")
-            if max_seeds is not None and planned[-1] != max_seeds:
-                raise fail(f"--looks {looks} ends at {planned[-1]} seeds but --max-seeds is {max_seeds}; the last look is the maximum")
-            if planned[-1] > ad.MAX_SEEDS_LIMIT:
-                raise fail(f"--looks {looks}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
-            m = planned[-1]
-        else:
-            m = max_seeds if max_seeds is not None else ad.DEFAULT_MAX_SEEDS
-            if len(exp.seeds) < 3:
-                raise fail(f"--until-decided: the first look is the experiment's {len(exp.seeds)} seed(s); list at least 3 "
-                           "seeds or give --looks")
-            if len(exp.seeds) > m:
-                raise fail(f"--until-decided: the experiment lists {len(exp.seeds)} seeds, more than --max-seeds {m}")
-            planned = ad.default_looks(len(exp.seeds), m)
-        plan = {"design": ad.GROUP_SEQUENTIAL, "looks": planned, "max_seeds": m}
-    overflow = ad.seed_overflow(exp.seeds, plan["max_seeds"], SEED_MAX)
-    if overflow:
-        raise fail(overflow)
-    return plan
-
-
-def _workers_option(value: Optional[str]) -> Optional[int]:
-    if value is None or value == "auto":
-        return None
-    try:
-        n = int(value)
-    except ValueError:
-        raise fail(f"--workers {value}: expected a number of workers or auto") from None
-    if n < 1:
-        raise fail(f"--workers {value}: expected an integer >= 1 or auto")
-    return n
-
-
 def _announce_stop(what: str) -> None:
     err.print(f"[yellow]stopping[/]: {what}", soft_wrap=True)
 
@@ -212,26 +129,12 @@ def run(
     force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."),
-    no_cache: bool = typer.Option(
-        False, "--no-cache", help="Decode datasets from their files again, without reading or writing the cache."
-    ),
-    workers: Optional[str] = typer.Option(
-        None, "--workers", "-w", metavar="N|auto",
-        help="Cells trained at once, each in its own process; auto = one per visible GPU (1 on a CPU-only machine). "
-        "Default: 1, in this process.",
-    ),
-    devices: Optional[str] = typer.Option(
-        None, "--devices", metavar="LIST", help="Devices for the workers, e.g. cuda:0,cuda:2 or cpu (default: every GPU, else cpu)."
-    ),
+    no_cache: NoCacheOption = False,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
     workers_per_device: int = typer.Option(1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."),
-    threads: Optional[int] = typer.Option(
-        None, "--threads", min=1, metavar="T",
-        help="CPU threads per worker (default: the cores split between the workers). CPU results depend on it in the last bits.",
-    ),
-    ray: Optional[str] = typer.Option(
-        None, "--ray", metavar="auto|ADDRESS|local",
-        help="Run each cell as a Ray task: auto = the running cluster, ADDRESS = that cluster, local = start Ray here (needs ablate\\[ray]).",
-    ),
+    threads: ThreadsOption = None,
+    ray: RayOption = None,
     slurm: bool = typer.Option(False, "--slurm", help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs ablate[slurm])."),
     partition: Optional[str] = typer.Option(None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."),
     tasks: Optional[int] = typer.Option(None, "--tasks", min=1, metavar="N", help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8)."),
@@ -242,50 +145,37 @@ def run(
     wait: bool = typer.Option(False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."),
     max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."),
     keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
-    precision: Optional[float] = typer.Option(
-        None, "--precision", metavar="POINTS",
-        help="Stein's two-stage design: a pilot of seeds, then each variant gets the seeds its 95% interval needs to be "
-        "within ±POINTS percentage points of validation accuracy (see docs/report.md).",
-    ),
-    pilot: Optional[int] = typer.Option(
-        None, "--pilot", metavar="N", help="With --precision: seeds in the pilot (default: the experiment's seeds, at least 10)."
-    ),
-    until_decided: bool = typer.Option(
-        False, "--until-decided",
-        help="Group-sequential tests at planned looks: each variant gets seeds until its comparison with the baseline is "
-        "decided or cannot be decided within --max-seeds (see docs/report.md).",
-    ),
-    looks: Optional[str] = typer.Option(
-        None, "--looks", metavar="LIST",
-        help="With --until-decided: seeds at each look, e.g. 3,5,10,20 (default: the experiment's seeds, doubling, --max-seeds).",
-    ),
-    max_seeds: Optional[int] = typer.Option(
-        None, "--max-seeds", min=2, metavar="M", help="With --precision or --until-decided: at most this many seeds per variant (default 20)."
-    ),
+    precision: PrecisionOption = None,
+    pilot: PilotOption = None,
+    until_decided: UntilDecidedOption = False,
+    looks: LooksOption = None,
+    max_seeds: MaxSeedsOption = None,
     max_cells: MaxCellsOption = MAX_CELLS,
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
-    slurm_options = _slurm_options(slurm, ray, workers, devices, partition, tasks, gpus_per_task, cpus_per_task, time_limit,
-                                   slurm_opt, workers_per_device, wait, adaptive=precision is not None or until_decided)
-    # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
-    if slurm and gpus_per_task and device != "cpu":
-        exp, dev = _load_for_cuda(file, set_, max_cells)
-    else:
-        exp, dev = _load(file, set_, "cpu" if slurm else device, max_cells)
-    n_workers = _workers_option(workers)
-    if precision is not None and not (math.isfinite(precision) and precision > 0):
-        raise fail(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
-    adaptive_plan = _adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
     try:
+        target = slurm_target(slurm, ray, workers, devices, partition, tasks, gpus_per_task, cpus_per_task, time_limit,
+                              slurm_opt, workers_per_device, wait, adaptive=precision is not None or until_decided)
+        # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
+        if slurm and gpus_per_task and device != "cpu":
+            exp, dev = _load_for_cuda(file, set_, max_cells)
+        else:
+            exp, dev = _load(file, set_, "cpu" if slurm else device, max_cells)
+        n_workers = workers_option(workers)
+        check_precision(precision)
+        adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
         check_writable(results)
         check_layout(results, exp.name)
-    except StoreError as e:
+    except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
     scan = _warn_unreadable(results, exp.name)
     if dry_run:
         console.print(cells_table(exp, results, scan))
         return
-    name, where = _choose_executor(slurm_options, ray, dev, device, n_workers, workers, devices, workers_per_device, threads)
+    try:
+        name, where = choose_executor(target, ray, dev, device, n_workers, workers, devices, workers_per_device, threads)
+    except ExecutorError as e:
+        raise fail(str(e)) from None
     executor = EXECUTORS[name]
     options = SweepOptions(device=device, force=force, limit=limit, use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
                            max_retries=max_retries, per_device=workers_per_device, threads=threads, plugins=tuple(_PLUGINS))
@@ -293,30 +183,34 @@ def run(
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
 
+    show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
+
     def execute(exp: Experiment, progress: Progress) -> Any:
         """One pass over ``exp``'s cells with the chosen executor."""
-        display = RunDisplay(progress, exp.train.epochs, executor.workers(where),
-                             submitted=lambda sub: _announce_submission(sub, progress, file, results, wait))
-        return run_sweep(executor, exp, results, where, options, display, _announce_stop)
+        display = RunDisplay(progress, exp.train.epochs, executor.workers(where), show=show, waits=wait)
+        try:
+            return run_sweep(executor, exp, results, where, options, display, _announce_stop)
+        except ExecutorError as e:  # Ray or Slurm refused: said while the progress display is up, as always
+            raise fail(str(e)) from None
 
-    adaptive = None
+    outcome = None
     try:
         with progress_bar() as progress:
-            if adaptive_plan is None:
+            if adaptive is None:
                 summary = execute(exp, progress)
             else:
                 from ablate.runner import run_adaptively
 
-                summary, adaptive = run_adaptively(exp, results, lambda e: execute(e, progress), **adaptive_plan)
-    except (DataError, RegistryError, StoreError, ExecutorError) as e:
+                summary, outcome = run_adaptively(exp, results, lambda e: execute(e, progress), **adaptive)
+    except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
         raise _interrupted(*executor.interrupted) from None
     if summary is None:  # --slurm without --wait: submitted, and said so
         return
-    if adaptive is not None:
-        exp = dataclasses.replace(exp, seeds=tuple(adaptive.seeds), seed_counts=adaptive.seed_counts or None)
-        console.print(f"adaptive seeds ({len(adaptive.seeds)}: {adaptive.seeds[0]}..{adaptive.seeds[-1]}): {escape(adaptive.stopped)}",
+    if outcome is not None:
+        exp = dataclasses.replace(exp, seeds=tuple(outcome.seeds), seed_counts=outcome.seed_counts or None)
+        console.print(f"adaptive seeds ({len(outcome.seeds)}: {outcome.seeds[0]}..{outcome.seeds[-1]}): {escape(outcome.stopped)}",
                       highlight=False, soft_wrap=True)
     if summary.interrupted:
         raise _interrupted(*executor.interrupted)
@@ -340,34 +234,6 @@ def run(
         raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
 
 
-def _slurm_options(slurm: bool, ray: Optional[str], workers: Optional[str], devices: Optional[str], partition: Optional[str],
-                   tasks: Optional[int], gpus: int, cpus: int, time_limit: str, opts: list[str], per_device: int,
-                   wait: bool, *, adaptive: bool) -> Any:
-    """The checked options of ``run --slurm`` (None without --slurm); every mistake is one line."""
-    slurm_only = {"--partition": partition, "--tasks": tasks, "--gpus-per-task": gpus or None, "--slurm-opt": opts or None,
-                  "--wait": wait or None, "--cpus-per-task": cpus if cpus != 1 else None,
-                  "--time": time_limit if time_limit != "60" else None}
-    if not slurm:
-        given = [k for k, v in slurm_only.items() if v is not None]
-        if given:
-            raise fail(f"{given[0]} is an option of --slurm; add --slurm (or leave {given[0]} out)")
-        return None
-    for flag, value in (("--ray", ray), ("--workers", workers), ("--devices", devices)):
-        if value is not None:
-            raise fail(f"--slurm and {flag} choose two executors; with --slurm, --tasks N sets the workers")
-    if adaptive and not wait:
-        raise fail("--precision or --until-decided with --slurm needs --wait (each round of seeds waits for the one before)")
-    from ablate.slurm_executor import SlurmError, SlurmOptions, check_cluster, parse_slurm_opts, parse_time
-
-    try:
-        options = SlurmOptions(tasks=tasks, partition=partition, gpus_per_task=gpus, cpus_per_task=cpus,
-                               time_min=parse_time(time_limit), per_device=per_device, extra=parse_slurm_opts(opts))
-        check_cluster(options)  # before the experiment's data is loaded: no sbatch, no partition = one line now
-    except SlurmError as e:
-        raise fail(str(e)) from None
-    return options
-
-
 def _load_for_cuda(file: Path, overrides: list[str], max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
     """The experiment as GPU tasks will train it ([gpu] overrides applied), from a login node
     that may have no GPU itself."""
@@ -377,39 +243,6 @@ def _load_for_cuda(file: Path, overrides: list[str], max_cells: int = MAX_CELLS)
         return exp, torch.device("cuda")
     except ExperimentError as e:
         raise fail(str(e)) from None
-
-
-def _choose_executor(slurm: Any, ray: Optional[str], dev: torch.device, device: str, n_workers: Optional[int],
-                     workers: Optional[str], devices: Optional[str], per_device: int, threads: Optional[int]) -> tuple[str, Any]:
-    """The row of ``executors.EXECUTORS`` the options ask for, and where its cells go."""
-    from ablate.pool import PoolError, parse_devices, plan_slots
-
-    if slurm is not None:
-        return "slurm", slurm
-    if ray is not None:
-        return "ray", ray
-    if n_workers not in (None, 1) or workers == "auto" or devices is not None or per_device > 1:
-        try:
-            device_list = parse_devices(devices) or (
-                [f"cuda:{i}" for i in range(torch.cuda.device_count())] if dev.type == "cuda" and device in ("auto", "cuda") else [str(dev)]
-            )
-            slots = plan_slots(device_list, n_workers, per_device, threads)
-        except PoolError as e:
-            raise fail(str(e)) from None
-        if len(slots) > 1 or slots[0].device != str(dev):  # one worker on this device: train in this process
-            return "pool", slots
-    return "in-process", dev
-
-
-def _announce_submission(sub: Any, progress: Progress, file: Path, results: Path, wait: bool) -> None:
-    """Where a submitted Slurm job is followed and cancelled."""
-    show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
-    progress.console.print(
-        f"submitted Slurm job {sub.job_id}: {sub.tasks} array task(s) for {sub.cells} cell(s); logs in {sub.folder}/\n"
-        f"  progress: {show}   cancel: scancel {sub.job_id}"
-        + ("\n  waiting for the cells (Ctrl-C stops waiting; the job goes on)" if wait else ""),
-        highlight=False, soft_wrap=True,
-    )
 
 
 @app.command(name="list")
@@ -519,15 +352,6 @@ def report(
         raise fail(f"no benchmark results under {results / BENCH_DIR}; run 'ablate bench' first")
 
 
-def _split_list(values: list[str], name: str, kind: type = str) -> tuple[Any, ...] | None:
-    """``["32,64", "128"]`` -> ``(32, 64, 128)``: repeatable options that also take comma lists."""
-    items = [part.strip() for value in values for part in value.split(",") if part.strip()]
-    try:
-        return tuple(kind(i) for i in items) or None
-    except ValueError:
-        raise fail(f"{name} {', '.join(items)}: expected {kind.__name__} values, e.g. {name} 32,64") from None
-
-
 @app.command()
 def bench(
     targets: Optional[List[str]] = typer.Argument(
@@ -553,11 +377,11 @@ def bench(
         dev = resolve_device(device)
         variants = select_variants(list(targets or []), dev.type)
         settings = default_settings(
-            dev, batch_sizes=_split_list(batch_size, "--batch-size", int), precisions=_split_list(precision, "--precision"),
-            modes=_split_list(mode, "--mode"), warmup=warmup, steps=steps, repeats=repeats,
+            dev, batch_sizes=split_list(batch_size, "--batch-size", int), precisions=split_list(precision, "--precision"),
+            modes=split_list(mode, "--mode"), warmup=warmup, steps=steps, repeats=repeats,
             channels_last=channels_last, compile=compile_,
         )
-    except (BenchError, DeviceError, ExperimentError) as e:
+    except (BenchError, DeviceError, ExperimentError, OptionError) as e:
         raise fail(str(e)) from None
     cases = len(variants) * len(settings.batch_sizes) * len(settings.precisions) * len(settings.modes)
     console.print(

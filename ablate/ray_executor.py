@@ -26,21 +26,14 @@ from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
 from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, train_claimed
 from ablate.store import read_run, run_path
-from ablate.sweep_options import ExecutorError, SweepOptions
-
-INSTALL_HINT = "pip install 'ablate[ray]'"
-
+from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 
 class RayError(ExecutorError, RuntimeError):
     """Ray is missing, unreachable, or cannot see the results folder; ``str()`` is one line."""
 
 
 def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise RayError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
-    return ray
+    return import_extra("ray", RayError, "--ray needs Ray", "ray")
 
 
 def connect(address: str) -> Any:

@@ -45,7 +45,7 @@ from typing import Any, Callable
 from ablate.experiment import Cell, Experiment
 from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, train_claimed
 from ablate.store import append_event, read_events, read_run, run_path
-from ablate.sweep_options import ExecutorError, SweepOptions
+from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 from ablate.train import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
@@ -53,7 +53,6 @@ try:  # an optional extra: without it, run_slurm says how to install it before a
 except ImportError:  # check_cluster stops first, in one line (tests/test_slurm.py: missing submitit)
     Checkpointable = object  # type: ignore[assignment,misc]
 
-INSTALL_HINT = "pip install 'ablate[slurm]'"
 # How long submitit's checkpoint hook waits for training to reach its next step and save; Slurm
 # sends its warning signal_delay_s (90 s by default) before the end, so this leaves room to requeue.
 STOP_WAIT_S = 60.0
@@ -122,11 +121,7 @@ def parse_slurm_opts(values: list[str]) -> dict[str, Any]:
 
 
 def _submitit() -> Any:
-    try:
-        import submitit
-    except ImportError:
-        raise SlurmError(f"--slurm needs submitit, which is not installed: {INSTALL_HINT}") from None
-    return submitit
+    return import_extra("submitit", SlurmError, "--slurm needs submitit", "slurm")
 
 
 def check_cluster(options: SlurmOptions) -> None:

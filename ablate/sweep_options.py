@@ -5,7 +5,8 @@ list of keyword options, so an option added here reaches every executor. Where t
 device, worker slots, a Ray address, Slurm resources) is not here: it is the executor's own
 argument (see ``executors.py``).
 
-Also here: the error type of every executor, and the observer hook a batch scheduler adds.
+Also here: the error type of every executor, the import of an executor's optional extra, and the
+observer hook a batch scheduler adds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,15 @@ class SweepObserver(RunObserver):
 
     def on_submit(self, submission: Any) -> None:
         """The sweep went to the scheduler as one job (Slurm: a ``Submission``, its id and logs)."""
+
+
+def import_extra(module: str, error: type[ExecutorError], needs: str, extra: str) -> Any:
+    """The module of an optional extra (``ray``, ``submitit``), imported when a sweep asks for it;
+    missing, ``error`` says in one line how to install it (``needs``: "--ray needs Ray")."""
+    try:
+        return __import__(module)  # through builtins.__import__, which tests replace to hide a module
+    except ImportError:
+        raise error(f"{needs}, which is not installed: pip install 'ablate[{extra}]'") from None
 
 
 @dataclass(frozen=True)
