@@ -45,36 +45,31 @@ MaxCellsOption = Annotated[
 # Options of `ablate run` whose help takes several lines: where cells train, adaptive designs.
 NoCacheOption = Annotated[bool, typer.Option(
     "--no-cache", help="Decode datasets from their files again, without reading or writing the cache.")]
-WorkersOption = Annotated[Optional[str], typer.Option(
-    "--workers", "-w", metavar="N|auto",
-    help="Cells trained at once, each in its own process; auto = one per visible GPU (1 on a CPU-only machine). "
-    "Default: 1, in this process.")]
-DevicesOption = Annotated[Optional[str], typer.Option(
-    "--devices", metavar="LIST", help="Devices for the workers, e.g. cuda:0,cuda:2 or cpu (default: every GPU, else cpu).")]
-ThreadsOption = Annotated[Optional[int], typer.Option(
-    "--threads", min=1, metavar="T",
-    help="CPU threads per worker (default: the cores split between the workers). CPU results depend on it in the last bits.")]
-RayOption = Annotated[Optional[str], typer.Option(
-    "--ray", metavar="auto|ADDRESS|local",
-    help="Run each cell as a Ray task: auto = the running cluster, ADDRESS = that cluster, local = start Ray here "
-    "(needs ablate\\[ray]).")]
-PrecisionOption = Annotated[Optional[float], typer.Option(
-    "--precision", metavar="POINTS",
-    help="Stein's two-stage design: a pilot of seeds, then each variant gets the seeds its 95% interval needs to be "
-    "within ±POINTS percentage points of validation accuracy (see docs/report.md).")]
-PilotOption = Annotated[Optional[int], typer.Option(
-    "--pilot", metavar="N", help="With --precision: seeds in the pilot (default: the experiment's seeds, at least 10).")]
-UntilDecidedOption = Annotated[bool, typer.Option(
-    "--until-decided",
-    help="Group-sequential tests at planned looks: each variant gets seeds until its comparison with the baseline is "
-    "decided or cannot be decided within --max-seeds (see docs/report.md).")]
-LooksOption = Annotated[Optional[str], typer.Option(
-    "--looks", metavar="LIST",
-    help="With --until-decided: seeds at each look, e.g. 3,5,10,20 (default: the experiment's seeds, doubling, "
-    "--max-seeds).")]
-MaxSeedsOption = Annotated[Optional[int], typer.Option(
-    "--max-seeds", min=2, metavar="M",
-    help="With --precision or --until-decided: at most this many seeds per variant (default 20).")]
+WorkersOption = Annotated[Optional[str], typer.Option("--workers", "-w", metavar="N|auto", help=(
+    "Cells trained at once, each in its own process; auto = one per visible GPU (1 on a CPU-only machine). "
+    "Default: 1, in this process."))]
+DevicesOption = Annotated[Optional[str], typer.Option("--devices", metavar="LIST", help=(
+    "Devices for the workers, e.g. cuda:0,cuda:2 or cpu (default: every GPU, else cpu)."))]
+ThreadsOption = Annotated[Optional[int], typer.Option("--threads", min=1, metavar="T", help=(
+    "CPU threads per worker (default: the cores split between the workers). "
+    "CPU results depend on it in the last bits."))]
+RayOption = Annotated[Optional[str], typer.Option("--ray", metavar="auto|ADDRESS|local", help=(
+    "Run each cell as a Ray task: auto = the running cluster, ADDRESS = that cluster, local = start Ray here "
+    "(needs ablate\\[ray])."))]
+# The adaptive designs (docs/report.md); cli_options.adaptive_plan checks how they combine.
+PrecisionOption = Annotated[Optional[float], typer.Option("--precision", metavar="POINTS", help=(
+    "Stein's two-stage design: a pilot of seeds, then each variant gets the seeds its 95% interval needs to be "
+    "within ±POINTS percentage points of validation accuracy (see docs/report.md)."))]
+PilotOption = Annotated[Optional[int], typer.Option("--pilot", metavar="N", help=(
+    "With --precision: seeds in the pilot (default: the experiment's seeds, at least 10)."))]
+UntilDecidedOption = Annotated[bool, typer.Option("--until-decided", help=(
+    "Group-sequential tests at planned looks: each variant gets seeds until its comparison with the baseline is "
+    "decided or cannot be decided within --max-seeds (see docs/report.md)."))]
+LooksOption = Annotated[Optional[str], typer.Option("--looks", metavar="LIST", help=(
+    "With --until-decided: seeds at each look, e.g. 3,5,10,20 "
+    "(default: the experiment's seeds, doubling, --max-seeds)."))]
+MaxSeedsOption = Annotated[Optional[int], typer.Option("--max-seeds", min=2, metavar="M", help=(
+    "With --precision or --until-decided: at most this many seeds per variant (default 20)."))]
 
 def check_precision(precision: Optional[float]) -> None:
     """``--precision``: a positive, finite number of percentage points."""
