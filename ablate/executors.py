@@ -51,7 +51,8 @@ def _in_process(exp: Experiment, results: Path, device: Any, options: SweepOptio
         torch.set_num_threads(options.threads)
     # runner.run_experiment keeps its keyword signature (it is also the library's entry point).
     return run_experiment(exp, device, results, force=options.force, limit=options.limit, observer=observer,
-                          use_cache=options.use_cache, keep_checkpoints=options.keep_checkpoints, should_stop=should_stop)
+                          use_cache=options.use_cache, keep_checkpoints=options.keep_checkpoints,
+                          should_stop=should_stop)
 
 
 def _pool(exp: Experiment, results: Path, slots: Any, options: SweepOptions, observer: SweepObserver,

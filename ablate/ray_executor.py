@@ -24,7 +24,9 @@ from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
-from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, train_claimed
+from ablate.runner import (
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, train_claimed,
+)
 from ablate.store import read_run, run_path
 from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 

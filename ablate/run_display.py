@@ -82,7 +82,8 @@ class RunDisplay(SweepObserver):
     def on_submit(self, submission: Any) -> None:
         sub = submission
         self.progress.console.print(
-            f"submitted Slurm job {sub.job_id}: {sub.tasks} array task(s) for {sub.cells} cell(s); logs in {sub.folder}/\n"
+            f"submitted Slurm job {sub.job_id}: {sub.tasks} array task(s) for {sub.cells} cell(s); "
+            f"logs in {sub.folder}/\n"
             f"  progress: {self.show}   cancel: scancel {sub.job_id}"
             + ("\n  waiting for the cells (Ctrl-C stops waiting; the job goes on)" if self.waits else ""),
             highlight=False, soft_wrap=True,

@@ -62,4 +62,5 @@ class SweepOptions:
 
     def start(self, exp: Experiment, results: str | Path, observer: RunObserver) -> tuple[list[Cell], RunSummary]:
         """The cells to train and the summary to fill (:func:`ablate.runner.start_sweep`)."""
-        return start_sweep(exp, results, force=self.force, limit=self.limit, observer=observer, use_cache=self.use_cache)
+        return start_sweep(exp, results, force=self.force, limit=self.limit, observer=observer,
+                           use_cache=self.use_cache)
