@@ -1,7 +1,10 @@
-"""The ``ablate`` command line (typer + rich). Thin: parse, call the library, render.
+"""The ``ablate`` command line (typer + rich): one function per command. Thin: parse, call the
+library, render.
 
 Errors a user can fix (bad experiment file, missing data, unknown device) print one line to
-stderr and exit with code 2, never a traceback.
+stderr and exit with code 2, never a traceback. Elsewhere: the options' declarations and checks
+(``cli_options``), the tables it prints (``cli_tables``), how help reads (``cli_help``), and the
+executors ``run`` chooses from (``executors``).
 """
 
 from __future__ import annotations
