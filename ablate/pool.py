@@ -29,18 +29,18 @@ import torch
 
 from ablate.experiment import Cell, Experiment
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, start_sweep,
-    train_claimed,
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, train_claimed,
 )
 from ablate.stop_signal import StopOnSignal, watch_parent
 from ablate.store import append_event, read_run, run_path
+from ablate.sweep_options import ExecutorError, SweepOptions
 from ablate.train import Interrupted
 
 # Progress updates per second a worker sends at most (batch ticks are many and cheap to drop).
 BATCH_UPDATES_PER_S = 5.0
 
 
-class PoolError(ValueError):
+class PoolError(ExecutorError, ValueError):
     """Bad worker or device settings; ``str()`` is one line for the user."""
 
 
@@ -198,14 +198,9 @@ def run_pool(
     exp: Experiment,
     results: str | Path,
     slots: list[Slot],
+    options: SweepOptions,
     *,
-    force: bool = False,
-    limit: int | None = None,
     observer: RunObserver | None = None,
-    use_cache: bool = True,
-    keep_checkpoints: bool = False,
-    max_retries: int = 2,
-    plugins: list[str] = (),
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
     """Train the unfinished cells of ``exp`` on ``slots`` worker processes; see the module doc.
@@ -216,12 +211,11 @@ def run_pool(
     now, and killed if they do not), else once they checkpointed (at most 30 s)."""
     observer = observer or RunObserver()
     started = time.time()
-    todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
+    todo, summary = options.start(exp, results, observer)
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
     events, stop = ctx.Queue(), ctx.Event()
-    opts = dict(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
     running: dict[int, _Running] = {}
     given_up: set[str] = set()
     counted: set[str] = set()  # run ids whose records are in the summary
@@ -229,8 +223,8 @@ def run_pool(
 
     def start(slot: Slot) -> None:
         cells = [c for c in todo if c.run_id not in given_up]
-        spec = _WorkerSpec(slot, cells, str(results), WorkOptions(worker=slot.label, **opts), list(plugins), events, stop,
-                           os.getpid())
+        spec = _WorkerSpec(slot, cells, str(results), options.work(started, slot.label), list(options.plugins), events,
+                           stop, os.getpid())
         before = os.environ.get("CUDA_VISIBLE_DEVICES")
         if slot.device != "cpu":
             os.environ["CUDA_VISIBLE_DEVICES"] = _physical(slot.device, before)
@@ -312,7 +306,7 @@ def run_pool(
                 if worker.cell is not None:
                     crashes[worker.cell] = crashes.get(worker.cell, 0) + 1
                     append_event(results, exp.name, "worker-died", worker.cell, exitcode=code, worker=worker.slot.label)
-                    if crashes[worker.cell] > max_retries:
+                    if crashes[worker.cell] > options.max_retries:
                         given_up.add(worker.cell)
                         how = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
                         record = record_worker_death(by_id[worker.cell], results, how, crashes[worker.cell])
@@ -320,7 +314,7 @@ def run_pool(
                             counted.add(worker.cell)
                             summary.records.append(record)
                             observer.on_cell_end(index, len(todo), by_id[worker.cell], record)
-                if deaths > max_retries * max(1, len(todo)) + len(slots):
+                if deaths > options.max_retries * max(1, len(todo)) + len(slots):
                     summary.errors.append(f"workers keep dying (exit code {code}); stopped replacing them")
                     continue
                 if any(c.run_id not in given_up and not is_finished(results, c) for c in todo):

@@ -25,23 +25,17 @@ from typing import Any, Callable
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, start_sweep, train_claimed,
+    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, train_claimed,
 )
 from ablate.store import read_run, run_path
+from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 
-INSTALL_HINT = "pip install 'ablate[ray]'"
-
-
-class RayError(RuntimeError):
+class RayError(ExecutorError, RuntimeError):
     """Ray is missing, unreachable, or cannot see the results folder; ``str()`` is one line."""
 
 
 def _ray() -> Any:
-    try:
-        import ray
-    except ImportError:
-        raise RayError(f"--ray needs Ray, which is not installed: {INSTALL_HINT}") from None
-    return ray
+    return import_extra("ray", RayError, "--ray needs Ray", "ray")
 
 
 def connect(address: str) -> Any:
@@ -172,23 +166,15 @@ def run_ray(
     exp: Experiment,
     results: str | Path,
     address: str,
+    options: SweepOptions,
     *,
-    device: str = "auto",
-    force: bool = False,
-    limit: int | None = None,
     observer: RunObserver | None = None,
-    use_cache: bool = True,
-    keep_checkpoints: bool = False,
-    max_retries: int = 2,
-    per_device: int = 1,
-    threads: int = 1,
-    plugins: list[str] = (),
     in_flight: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
-    """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``device``:
-    ``cpu`` asks Ray for ``threads`` CPUs per task; otherwise tasks ask for ``1/per_device`` GPU
-    when the cluster has GPUs (CPUs when it has none). When ``should_stop`` turns True (the CLI's
+    """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``options.device``
+    ``cpu`` asks Ray for ``options.threads`` CPUs per task (default 1); otherwise tasks ask for
+    ``1/options.per_device`` GPU when the cluster has GPUs (CPUs when it has none). When ``should_stop`` turns True (the CLI's
     Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
     last checkpoints kept) and the summary says ``interrupted``."""
     observer = observer or RunObserver()
@@ -202,14 +188,14 @@ def run_ray(
         signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
     started = time.time()
-    todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
-    gpus = ray.cluster_resources().get("GPU", 0) if device != "cpu" else 0
+    todo, summary = options.start(exp, results, observer)
+    per_device, threads = options.per_device, options.threads or 1
+    gpus = ray.cluster_resources().get("GPU", 0) if options.device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
-    task = ray.remote(_cell_task).options(max_retries=max_retries, retry_exceptions=False, **resources)
-    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
-                       use_cache=use_cache)
+    task = ray.remote(_cell_task).options(max_retries=options.max_retries, retry_exceptions=False, **resources)
+    opts = options.work(started)
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
@@ -222,7 +208,7 @@ def run_ray(
                 return summary
             while queue and len(pending) < in_flight:
                 cell = queue.pop(0)
-                ref = task.remote(cell, str(results), opts, list(plugins), os.getcwd(), wait_s)
+                ref = task.remote(cell, str(results), opts, list(options.plugins), os.getcwd(), wait_s)
                 pending[ref] = cell
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
@@ -234,7 +220,7 @@ def run_ray(
                     outcome = {"status": "error", "error": f"{type(cause).__name__}: {str(cause).splitlines()[0]}"}
                 except Exception as e:  # noqa: BLE001 - its workers died more than --max-retries times
                     outcome = {"status": "died", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
-                _collect(outcome, cell, results, summary, observer, len(todo), max_retries)
+                _collect(outcome, cell, results, summary, observer, len(todo), options.max_retries)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)

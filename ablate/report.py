@@ -66,6 +66,15 @@ class Report:
     files: list[Path] = field(default_factory=list)
 
 
+def check_report_options(ci: str, effect_points: float | None) -> None:
+    """The one check of ``--ci`` and ``--effect`` (the command line calls it before reading any
+    results; :func:`build_report` for library callers). Raises :class:`ReportError`."""
+    if ci not in CI_METHODS:
+        raise ReportError(f"--ci {ci}: expected one of {', '.join(CI_METHODS)}")
+    if effect_points is not None and not (math.isfinite(effect_points) and 0 < effect_points < 100):
+        raise ReportError(f"--effect {effect_points:g}: expected percentage points between 0 and 100, e.g. 0.5")
+
+
 def build_report(
     results: str | Path,
     experiment: str,
@@ -84,10 +93,7 @@ def build_report(
     (default: the paper's effect where the comparison matches one of its claims, else 1 point).
     Raises :class:`ablate.analysis.ReportError` for problems a user can fix.
     """
-    if ci not in CI_METHODS:
-        raise ReportError(f"--ci {ci!r}: expected one of {', '.join(CI_METHODS)}")
-    if effect_points is not None and not (effect_points > 0 and math.isfinite(effect_points)):
-        raise ReportError(f"--effect {effect_points:g}: expected a positive number of percentage points, e.g. 0.5")
+    check_report_options(ci, effect_points)
     data = load_experiment_data(results, experiment, baseline=baseline, targets=targets or Targets())
     folder = Path(out) / experiment
     folder.mkdir(parents=True, exist_ok=True)

@@ -12,14 +12,18 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from ablate.experiment import Cell
-from ablate.runner import RunObserver
+from ablate.sweep_options import SweepObserver
 
 
-class RunDisplay(RunObserver):
-    """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch."""
+class RunDisplay(SweepObserver):
+    """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch; for
+    a job handed to Slurm, where to follow it (``show``: the ``ablate show`` command of this
+    sweep) and whether this command waits for it (``waits``)."""
 
-    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None) -> None:
+    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None, *, show: str = "",
+                 waits: bool = False) -> None:
         self.progress, self.epochs = progress, epochs
+        self.show, self.waits = show, waits
         self.cells = progress.add_task("cells", total=None)
         # slot -> label ("cpu #0"), shown in front of the cell when there are several workers.
         self.slots = slots or {0: ""}
@@ -74,3 +78,13 @@ class RunDisplay(RunObserver):
 
     def on_warning(self, message: str) -> None:
         self.progress.console.print(f"  [yellow]warning[/]: {escape(message)}", highlight=False, soft_wrap=True)
+
+    def on_submit(self, submission: Any) -> None:
+        sub = submission
+        self.progress.console.print(
+            f"submitted Slurm job {sub.job_id}: {sub.tasks} array task(s) for {sub.cells} cell(s); "
+            f"logs in {sub.folder}/\n"
+            f"  progress: {self.show}   cancel: scancel {sub.job_id}"
+            + ("\n  waiting for the cells (Ctrl-C stops waiting; the job goes on)" if self.waits else ""),
+            highlight=False, soft_wrap=True,
+        )

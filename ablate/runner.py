@@ -32,9 +32,7 @@ from ablate.env import environment
 from ablate.experiment import Cell, Experiment
 from ablate.leases import Lease, list_claims
 
-# cli.py imports checkpoint_disk, find_leftovers and megabytes from here; they live in ablate.leftovers
-# (kept until cli.py imports them there).
-from ablate.leftovers import checkpoint_disk, clean_leftovers, find_leftovers, megabytes  # noqa: F401
+from ablate.leftovers import clean_leftovers
 from ablate.models import arch_spec
 from ablate.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
 from ablate.resume import CellHooks
@@ -411,12 +409,3 @@ def run_experiment(
         observer.on_cell_end(0, len(todo), cell, record)
     return summary
 
-
-def __getattr__(name: str) -> Any:
-    # cli.py imports run_adaptively from here (lazily); it lives in ablate.adaptive_run, which
-    # imports this module. Kept until cli.py imports it from ablate.adaptive_run.
-    if name == "run_adaptively":
-        import importlib
-
-        return importlib.import_module("ablate.adaptive_run").run_adaptively
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

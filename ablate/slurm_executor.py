@@ -43,8 +43,9 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
-from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, start_sweep, train_claimed
+from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, train_claimed
 from ablate.store import append_event, read_events, read_run, run_path
+from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 from ablate.train import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
@@ -52,7 +53,6 @@ try:  # an optional extra: without it, run_slurm says how to install it before a
 except ImportError:  # check_cluster stops first, in one line (tests/test_slurm.py: missing submitit)
     Checkpointable = object  # type: ignore[assignment,misc]
 
-INSTALL_HINT = "pip install 'ablate[slurm]'"
 # How long submitit's checkpoint hook waits for training to reach its next step and save; Slurm
 # sends its warning signal_delay_s (90 s by default) before the end, so this leaves room to requeue.
 STOP_WAIT_S = 60.0
@@ -64,13 +64,13 @@ LINGER_AFTER_SIGTERM_S = 120.0
 DEFAULT_MAX_TASKS = 8
 
 
-class SlurmError(RuntimeError):
+class SlurmError(ExecutorError, RuntimeError):
     """Slurm or submitit missing, a bad option, a refused submission; ``str()`` is one line."""
 
 
 @dataclass(frozen=True)
 class SlurmOptions:
-    """What each array task asks Slurm for."""
+    """What each array task asks Slurm for, and whether the driver waits for the job."""
 
     tasks: int | None = None  # array tasks = workers, each claims cells until none is left (None: one per cell, at most 8)
     partition: str | None = None  # None: the cluster's default partition
@@ -79,6 +79,7 @@ class SlurmOptions:
     time_min: int = 60  # time limit of each array task, minutes
     per_device: int = 1  # workers sharing each GPU (--workers-per-device): processes per array task
     extra: dict[str, Any] = field(default_factory=dict)  # --slurm-opt key=value, passed to sbatch as is
+    wait: bool = False  # the driver follows the job to the end (--wait) instead of returning once submitted
 
     @property
     def processes(self) -> int:
@@ -120,11 +121,7 @@ def parse_slurm_opts(values: list[str]) -> dict[str, Any]:
 
 
 def _submitit() -> Any:
-    try:
-        import submitit
-    except ImportError:
-        raise SlurmError(f"--slurm needs submitit, which is not installed: {INSTALL_HINT}") from None
-    return submitit
+    return import_extra("submitit", SlurmError, "--slurm needs submitit", "slurm")
 
 
 def check_cluster(options: SlurmOptions) -> None:
@@ -417,36 +414,30 @@ def wait(submission: Submission, todo: list[Cell], results: Path, since: float, 
 def run_slurm(
     exp: Experiment,
     results: str | Path,
-    options: SlurmOptions,
+    target: SlurmOptions,
+    options: SweepOptions,
     *,
-    device: str = "auto",
-    force: bool = False,
-    limit: int | None = None,
     observer: RunObserver | None = None,
-    use_cache: bool = True,
-    keep_checkpoints: bool = False,
-    plugins: list[str] = (),
-    wait_for_job: bool = False,
     on_submit: Callable[[Submission], None] | None = None,
 ) -> RunSummary | None:
-    """Submit the unfinished cells of ``exp`` as one Slurm array; see the module doc. Returns
-    None right after submission, or with ``wait_for_job`` the summary once the cells are done
-    (or the job ended). Nothing is submitted when no cell is left to do (a summary is returned)."""
+    """Submit the unfinished cells of ``exp`` as one Slurm array asking for ``target``; see the
+    module doc. Returns None right after submission, or with ``target.wait`` the summary once the
+    cells are done (or the job ended). Nothing is submitted when no cell is left to do (a summary
+    is returned)."""
     observer = observer or RunObserver()
-    check_cluster(options)
+    check_cluster(target)
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
-    todo, summary = start_sweep(exp, results, force=force, limit=limit, observer=observer, use_cache=use_cache)
+    todo, summary = options.start(exp, results, observer)
     if not todo:
         return summary
-    opts = WorkOptions(force=force, keep_checkpoints=keep_checkpoints, use_cache=use_cache)
-    if options.tasks is None:
-        options = dataclasses.replace(options, tasks=min(len(todo), DEFAULT_MAX_TASKS))
-    submission, since = submit(todo, results, options, opts=opts, plugins=list(plugins), use_gpu=device != "cpu",
-                               name=f"ablate-{exp.name}")
+    if target.tasks is None:
+        target = dataclasses.replace(target, tasks=min(len(todo), DEFAULT_MAX_TASKS))
+    # No forced_since: array tasks tell this sweep's run files by the marker's time (``since``).
+    submission, since = submit(todo, results, target, opts=options.work(), plugins=list(options.plugins),
+                               use_gpu=options.device != "cpu", name=f"ablate-{exp.name}")
     if on_submit is not None:
         on_submit(submission)
-    if not wait_for_job:
+    if not target.wait:
         return None
     return wait(submission, todo, results, since, summary, observer)
-

@@ -25,7 +25,6 @@ from ablate.data import ImageSplits
 from ablate.data.loader import DeviceBatches
 
 # cli.py imports these two from here; they live in ablate.device (kept until cli.py imports them there).
-from ablate.device import DeviceError, resolve_device  # noqa: F401
 from ablate.experiment import Cell
 from ablate.memory import peak_memory_kind, peak_memory_mb
 from ablate.models import count_params
