@@ -24,7 +24,6 @@ from ablate.clock import sync
 from ablate.data import ImageSplits
 from ablate.data.loader import DeviceBatches
 
-# cli.py imports these two from here; they live in ablate.device (kept until cli.py imports them there).
 from ablate.experiment import Cell
 from ablate.memory import peak_memory_kind, peak_memory_mb
 from ablate.models import count_params
