@@ -89,18 +89,29 @@ def seed_overflow(seeds: Sequence[int], total: int, seed_max: int) -> str:
     """A one-line reason why ``total`` seeds cannot be reached without passing ``seed_max``, or ""."""
     extra = max(0, total - len(seeds))
     if extra and max(seeds) + extra > seed_max:
-        return (f"adding {extra} seed(s) after seed {max(seeds)} would pass the largest seed {seed_max}; "
-                f"list smaller seeds in the experiment file or lower --max-seeds")
+        return (
+            f"adding {extra} seed(s) after seed {max(seeds)} would pass the largest seed {seed_max}; "
+            f"list smaller seeds in the experiment file or lower --max-seeds"
+        )
     return ""
 
 
-def paired_matrix(runs: pd.DataFrame, baseline: str, variants: Sequence[str], seeds: Sequence[int],
-                  metric: str = PRIMARY_METRIC, scale: float = 100.0) -> np.ndarray:
+def paired_matrix(
+    runs: pd.DataFrame,
+    baseline: str,
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    metric: str = PRIMARY_METRIC,
+    scale: float = 100.0,
+) -> np.ndarray:
     """Paired differences ``(variant - baseline) * scale``, shape ``(len(variants), len(seeds))``,
     NaN where either run of the pair is missing or not ok."""
     ok = runs[(runs["status"] == "ok")] if "status" in runs and metric in runs else runs.iloc[0:0]
-    value = {(str(v), int(s)): float(x) * scale for v, s, x in zip(ok.get("variant", []), ok.get("seed", []), ok.get(metric, []))
-             if x is not None and not pd.isna(x)}
+    value = {
+        (str(v), int(s)): float(x) * scale
+        for v, s, x in zip(ok.get("variant", []), ok.get("seed", []), ok.get(metric, []))
+        if x is not None and not pd.isna(x)
+    }
     out = np.full((len(variants), len(seeds)), np.nan)
     for i, v in enumerate(variants):
         for j, s in enumerate(seeds):
@@ -109,8 +120,14 @@ def paired_matrix(runs: pd.DataFrame, baseline: str, variants: Sequence[str], se
     return out
 
 
-def differences_for(root: Any, experiment: str, baseline: str, variants: Sequence[str], seeds: Sequence[int],
-                    metric: str = PRIMARY_METRIC) -> np.ndarray:
+def differences_for(
+    root: Any,
+    experiment: str,
+    baseline: str,
+    variants: Sequence[str],
+    seeds: Sequence[int],
+    metric: str = PRIMARY_METRIC,
+) -> np.ndarray:
     """:func:`paired_matrix` of the results folder ``root/<experiment>/`` (manifest + run records,
     read by :func:`ablate.analysis.load_experiment_data`), in percentage points."""
     from ablate.analysis import load_experiment_data
@@ -132,8 +149,9 @@ def _moments(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 # --- Stein's two-stage procedure --------------------------------------------------------------------
-def stein_seeds(s0: np.ndarray, n0: np.ndarray | int, precision: float, max_seeds: int,
-                confidence: float = CONFIDENCE) -> np.ndarray:
+def stein_seeds(
+    s0: np.ndarray, n0: np.ndarray | int, precision: float, max_seeds: int, confidence: float = CONFIDENCE
+) -> np.ndarray:
     """``N = max(n0, ceil((t_{q, n0-1} * s0 / P)^2))``, at most ``max_seeds``; ``max_seeds`` where
     ``s0`` is unknown (fewer than 2 pilot pairs). ``n0`` is the number of pilot pairs."""
     s0 = np.asarray(s0, dtype=float)
@@ -145,16 +163,18 @@ def stein_seeds(s0: np.ndarray, n0: np.ndarray | int, precision: float, max_seed
     return np.minimum(np.maximum(need, n0), max_seeds).astype(int)
 
 
-def stein_plan(pilot: np.ndarray, precision: float, max_seeds: int,
-               confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stein_plan(
+    pilot: np.ndarray, precision: float, max_seeds: int, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """From the pilot's paired differences (shape ``(..., m, n0)``, NaN for pairs that are not ok):
     ``(n0_ok, s0, N)`` per comparison."""
     n, _, s0 = _moments(np.asarray(pilot, dtype=float))
     return n, s0, stein_seeds(s0, n, precision, max_seeds, confidence)
 
 
-def stein_interval(d: np.ndarray, seeds: np.ndarray, s0: np.ndarray, n0: np.ndarray,
-                   confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stein_interval(
+    d: np.ndarray, seeds: np.ndarray, s0: np.ndarray, n0: np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stein's interval per comparison: ``(mean, half_width, n)`` over the first ``seeds`` paired
     differences of ``d`` (shape ``(..., m, S)``), half-width ``t_{q, n0-1} * s0 / sqrt(n)`` with
     ``n`` the ok pairs among them (``seeds`` unless a run failed)."""
@@ -227,12 +247,22 @@ class SequentialDesign:
     def record(self) -> dict[str, Any]:
         """The plan as JSON-able data for the manifest: looks, spending, and boundaries per level."""
         return {
-            "design": GROUP_SEQUENTIAL, "spending": sequential.SPENDING, "alpha": self.alpha, "looks": list(self.looks),
-            "max_seeds": self.max_seeds, "futility": f"non-binding: stop when conditional power < {self.futility:g}",
+            "design": GROUP_SEQUENTIAL,
+            "spending": sequential.SPENDING,
+            "alpha": self.alpha,
+            "looks": list(self.looks),
+            "max_seeds": self.max_seeds,
+            "futility": f"non-binding: stop when conditional power < {self.futility:g}",
             "holm": "sequentially rejective (Maurer & Bretz 2013): level alpha/(m - r) after r decisions",
             "t_scale": "exact for normal differences (null t paths, ablate.sequential.exact_t_boundaries)",
-            "boundaries": [{"level": self.alpha / j, "z": [round(float(x), 4) for x in self.z[j - 1]],
-                            "t": [round(float(x), 4) for x in self.t(j)]} for j in range(1, self.m + 1)],
+            "boundaries": [
+                {
+                    "level": self.alpha / j,
+                    "z": [round(float(x), 4) for x in self.z[j - 1]],
+                    "t": [round(float(x), 4) for x in self.t(j)],
+                }
+                for j in range(1, self.m + 1)
+            ],
         }
 
 
@@ -247,7 +277,9 @@ def _z_equivalent(n: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> tuple[np.n
     return t, sps.norm.isf(p / 2.0)
 
 
-def conditional_power(n: np.ndarray, mean: np.ndarray, sd: np.ndarray, c_final: np.ndarray, max_seeds: int) -> np.ndarray:
+def conditional_power(
+    n: np.ndarray, mean: np.ndarray, sd: np.ndarray, c_final: np.ndarray, max_seeds: int
+) -> np.ndarray:
     """Chance that ``|Z|`` at ``max_seeds`` crosses ``c_final`` if ``mean`` and ``sd`` were the truth,
     given the ``n`` differences seen (their sum is ``n * mean``): ``Z_M`` is normal with mean
     ``sqrt(M) * mean / sd`` and variance ``(M - n) / M``."""
@@ -258,8 +290,9 @@ def conditional_power(n: np.ndarray, mean: np.ndarray, sd: np.ndarray, c_final: 
     return np.where(sd == 0, np.where(mean == 0, 0.0, 1.0), cp)
 
 
-def sequential_look(d: np.ndarray, k: int, design: SequentialDesign, status: np.ndarray
-                    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def sequential_look(
+    d: np.ndarray, k: int, design: SequentialDesign, status: np.ndarray
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """One planned look. ``d``: paired differences on the first ``looks[k]`` seeds, shape
     ``(..., m, n_k)``, NaN for pairs that are not ok; ``status``: shape ``(..., m)``, each
     comparison's status before the look (:data:`ACTIVE`, :data:`BETTER`, ...). Returns the new
@@ -295,8 +328,16 @@ def sequential_look(d: np.ndarray, k: int, design: SequentialDesign, status: np.
         status = np.where(active & (cp < design.futility), FUTILITY, status)
     with np.errstate(invalid="ignore"):
         tb = sps.t.ppf(sps.norm.cdf(zb), np.maximum(n - 1, 1))
-    return status, {"n": n, "mean": mean, "sd": sd, "t": t, "z_boundary": zb, "t_boundary": tb, "level_j": level,
-                    "conditional_power": cp}
+    return status, {
+        "n": n,
+        "mean": mean,
+        "sd": sd,
+        "t": t,
+        "z_boundary": zb,
+        "t_boundary": tb,
+        "level_j": level,
+        "conditional_power": cp,
+    }
 
 
 def run_sequential(d: np.ndarray, design: SequentialDesign) -> dict[str, np.ndarray]:
@@ -336,45 +377,73 @@ def describe(adaptive: dict[str, Any]) -> list[str]:
     variants = adaptive.get("variants") or {}
     if design == STEIN:
         n0, p = adaptive.get("pilot"), float(adaptive.get("precision", math.nan))
-        out = [f"Seeds were chosen by **Stein's two-stage procedure** for a 95% interval of at most ±{p:g} points on "
-               f"final validation accuracy: a pilot of {n0} seeds for every variant; then each variant got "
-               f"N = max({n0}, ceil((t(0.975, n0-1) * s0 / {p:g})^2)) seeds in all (at most {adaptive.get('max_seeds')}), "
-               "s0 being the sd of its pilot's paired differences; the baseline got the most. Its interval is the mean of "
-               "its N paired differences ± t(0.975, n0-1) * s0 / sqrt(N), exact 95% coverage for normal differences "
-               "whatever N came out (N depends on the pilot's spread, never on the size of the effect).", ""]
+        out = [
+            f"Seeds were chosen by **Stein's two-stage procedure** for a 95% interval of at most ±{p:g} points on "
+            f"final validation accuracy: a pilot of {n0} seeds for every variant; then each variant got "
+            f"N = max({n0}, ceil((t(0.975, n0-1) * s0 / {p:g})^2)) seeds in all (at most {adaptive.get('max_seeds')}), "
+            "s0 being the sd of its pilot's paired differences; the baseline got the most. Its interval is the mean of "
+            "its N paired differences ± t(0.975, n0-1) * s0 / sqrt(N), exact 95% coverage for normal differences "
+            "whatever N came out (N depends on the pilot's spread, never on the size of the effect).",
+            "",
+        ]
         rows = []
         for slug, v in variants.items():
-            rows.append(f"| `{slug}` | {_num(v.get('s0'))} | {v.get('seeds')} | {_signed(v.get('mean'))} ± {_num(v.get('half_width'))} "
-                        f"| {v.get('stopped', '')} |")
+            rows.append(
+                f"| `{slug}` | {_num(v.get('s0'))} | {v.get('seeds')} | {_signed(v.get('mean'))} ± "
+                f"{_num(v.get('half_width'))} "
+                f"| {v.get('stopped', '')} |"
+            )
         if rows:
-            out += ["| variant | pilot sd s0 (points) | seeds | Stein interval (points) | stopped |", "|---|---:|---:|---|---|", *rows]
+            out += [
+                "| variant | pilot sd s0 (points) | seeds | Stein interval (points) | stopped |",
+                "|---|---:|---:|---|---|",
+                *rows,
+            ]
         return out
     if design == GROUP_SEQUENTIAL:
         looks = adaptive.get("looks") or []
-        out = [f"Seeds were chosen by **group-sequential tests**: looks at {', '.join(str(x) for x in looks)} seeds; at each "
-               f"look every undecided comparison with the baseline (paired t on final validation accuracy) is compared with a "
-               f"boundary from alpha spending ({adaptive.get('spending', sequential.SPENDING)}; two-sided alpha {adaptive.get('alpha', 0.05):g}; "
-               "z boundaries by recursive numerical integration, t boundaries exact for normal differences), "
-               "Holm across comparisons made sequentially rejective (after r decisions the rest are tested at alpha/(m - r)). "
-               "A decided comparison stops getting seeds; an undecided one stops for futility when its conditional power to "
-               f"cross the last boundary is below {FUTILITY_POWER:g} (non-binding, which can only lower the false-positive "
-               "rate). Verdicts below come from these tests; each interval is the repeated confidence interval at the "
-               "stopping look (mean ± the look's t boundary × se), which holds whatever the stopping.", ""]
+        out = [
+            f"Seeds were chosen by **group-sequential tests**: looks at {', '.join(str(x) for x in looks)} seeds; at "
+            "each "
+            f"look every undecided comparison with the baseline (paired t on final validation accuracy) is compared "
+            "with a "
+            f"boundary from alpha spending ({adaptive.get('spending', sequential.SPENDING)}; two-sided alpha "
+            f"{adaptive.get('alpha', 0.05):g}; "
+            "z boundaries by recursive numerical integration, t boundaries exact for normal differences), "
+            "Holm across comparisons made sequentially rejective (after r decisions the rest are tested at alpha/(m - "
+            "r)). "
+            "A decided comparison stops getting seeds; an undecided one stops for futility when its conditional power "
+            "to "
+            f"cross the last boundary is below {FUTILITY_POWER:g} (non-binding, which can only lower the "
+            "false-positive "
+            "rate). Verdicts below come from these tests; each interval is the repeated confidence interval at the "
+            "stopping look (mean ± the look's t boundary × se), which holds whatever the stopping.",
+            "",
+        ]
         bounds = adaptive.get("boundaries") or []
         if bounds:
             head = "| level | " + " | ".join(f"{x} seeds" for x in looks) + " |"
             out += [head, "|---|" + "---:|" * len(looks)]
             for b in bounds:
-                out.append(f"| {float(b['level']):.4g} | " + " | ".join(f"t {t:.2f} (z {z:.2f})" for t, z in zip(b["t"], b["z"])) + " |")
+                out.append(
+                    f"| {float(b['level']):.4g} | "
+                    + " | ".join(f"t {t:.2f} (z {z:.2f})" for t, z in zip(b["t"], b["z"]))
+                    + " |"
+                )
             out.append("")
         rows = []
         for slug, v in variants.items():
             ts = ", ".join(_signed(x, 1) for x in v.get("t_by_look") or [])
-            rows.append(f"| `{slug}` | {v.get('seeds')} | {v.get('stopped', '')} | **{v.get('verdict', '')}** | "
-                        f"{_signed(v.get('mean'))} [{_signed(v.get('rci_low'))}, {_signed(v.get('rci_high'))}] | {ts} |")
+            rows.append(
+                f"| `{slug}` | {v.get('seeds')} | {v.get('stopped', '')} | **{v.get('verdict', '')}** | "
+                f"{_signed(v.get('mean'))} [{_signed(v.get('rci_low'))}, {_signed(v.get('rci_high'))}] | {ts} |"
+            )
         if rows:
-            out += ["| variant | seeds | stopped | verdict | difference, repeated CI (points) | t at each look |",
-                    "|---|---:|---|---|---|---|", *rows]
+            out += [
+                "| variant | seeds | stopped | verdict | difference, repeated CI (points) | t at each look |",
+                "|---|---:|---|---|---|---|",
+                *rows,
+            ]
         return out
     return [f"Seeds were chosen adaptively ({adaptive.get('stopped', 'design not recorded')}).", ""]
 

@@ -58,12 +58,18 @@ def run_adaptively(
     else:
         raise ValueError(f"unknown adaptive design {design!r}")
     if record is None:
-        return runner.total, AdaptiveOutcome(list(runner.exp.seeds), f"not decided: {runner.why}; rerun the same command",
-                                             runner.rounds, dict(runner.exp.seed_counts or {}))
+        return runner.total, AdaptiveOutcome(
+            list(runner.exp.seeds),
+            f"not decided: {runner.why}; rerun the same command",
+            runner.rounds,
+            dict(runner.exp.seed_counts or {}),
+        )
     final = runner.exp
     record["seeds"] = list(final.seeds)
     write_manifest(results, {**final.manifest(), "updated": now(), "adaptive": finite(record)})
-    return runner.total, AdaptiveOutcome(list(final.seeds), record["stopped"], runner.rounds, dict(final.seed_counts or {}))
+    return runner.total, AdaptiveOutcome(
+        list(final.seeds), record["stopped"], runner.rounds, dict(final.seed_counts or {})
+    )
 
 
 class _Stages:
@@ -114,29 +120,62 @@ def _run_stein(st: _Stages, *, precision: float, pilot: int, max_seeds: int) -> 
     for i, v in enumerate(st.others):
         need = (tq[i] * s0[i] / precision) ** 2 if n0[i] >= 2 else np.inf
         if n0[i] < 2:
-            why = f"fewer than 2 paired ok pilot seeds ({int(n0[i])}): seeds added up to --max-seeds {max_seeds}, no Stein interval"
+            why = (
+                f"fewer than 2 paired ok pilot seeds ({int(n0[i])}): seeds added up to --max-seeds {max_seeds}, no "
+                "Stein interval"
+            )
         elif need > max_seeds:
-            why = f"max seeds reached: N would be {int(np.ceil(need))}, capped at {max_seeds}, so the interval is wider than ±{precision:g}"
+            why = (
+                f"max seeds reached: N would be {int(np.ceil(need))}, capped at {max_seeds}, so the interval is "
+                f"wider than ±{precision:g}"
+            )
         else:
             why = f"precision planned: N = {int(n[i])}"
         if n0[i] >= 2 and pairs[i] < n[i]:
             why += f"; {int(n[i] - pairs[i])} of its pairs are not ok, so the interval uses {int(pairs[i])}"
-        variants[v] = {"pilot_pairs": int(n0[i]), "s0": float(s0[i]), "seeds": int(n[i]), "pairs": int(pairs[i]),
-                       "mean": float(mean[i]), "half_width": float(half[i]),
-                       "low": float(mean[i] - half[i]), "high": float(mean[i] + half[i]), "stopped": why}
+        variants[v] = {
+            "pilot_pairs": int(n0[i]),
+            "s0": float(s0[i]),
+            "seeds": int(n[i]),
+            "pairs": int(pairs[i]),
+            "mean": float(mean[i]),
+            "half_width": float(half[i]),
+            "low": float(mean[i] - half[i]),
+            "high": float(mean[i] + half[i]),
+            "stopped": why,
+        }
     capped = [v for v, r in variants.items() if not r["stopped"].startswith("precision planned")]
-    stopped = (f"Stein: pilot {pilot} seeds, then " + ", ".join(f"{v} {r['seeds']}" for v, r in variants.items())
-               + (f"; max seeds reached: {len(capped)} variant(s) capped at --max-seeds {max_seeds}" if capped else f"; every interval within ±{precision:g}"))
-    return {"design": ad.STEIN, "precision": precision, "pilot": pilot, "max_seeds": max_seeds, "confidence": ad.CONFIDENCE,
-            "variants": variants, "stopped": stopped, "reason": "max seeds reached" if capped else "precision reached"}
+    stopped = (
+        f"Stein: pilot {pilot} seeds, then "
+        + ", ".join(f"{v} {r['seeds']}" for v, r in variants.items())
+        + (
+            f"; max seeds reached: {len(capped)} variant(s) capped at --max-seeds {max_seeds}"
+            if capped
+            else f"; every interval within ±{precision:g}"
+        )
+    )
+    return {
+        "design": ad.STEIN,
+        "precision": precision,
+        "pilot": pilot,
+        "max_seeds": max_seeds,
+        "confidence": ad.CONFIDENCE,
+        "variants": variants,
+        "stopped": stopped,
+        "reason": "max seeds reached" if capped else "precision reached",
+    }
 
 
 def _run_sequential(st: _Stages, looks: tuple[int, ...]) -> dict[str, Any] | None:
     """Group-sequential looks: every undecided comparison gets the next look's seeds."""
     seeds = ad.seed_list(st.exp.seeds, looks[-1])
     if not st.others:
-        return {"design": ad.GROUP_SEQUENTIAL, "looks": list(looks), "variants": {},
-                "stopped": "nothing to compare: the experiment has a single variant"}
+        return {
+            "design": ad.GROUP_SEQUENTIAL,
+            "looks": list(looks),
+            "variants": {},
+            "stopped": "nothing to compare: the experiment has a single variant",
+        }
     design = ad.SequentialDesign(looks=tuple(looks), m=len(st.others))
     status = np.full(len(st.others), ad.ACTIVE)
     counts: dict[str, int] = {}
@@ -155,17 +194,29 @@ def _run_sequential(st: _Stages, looks: tuple[int, ...]) -> dict[str, Any] | Non
             info[v]["t_by_look"].append(float(look["t"][i]))
             if status[i] == ad.ACTIVE:
                 continue
-            low, high = ad.repeated_interval(float(look["mean"][i]), float(look["sd"][i]), float(look["n"][i]),
-                                             float(look["t_boundary"][i]))
-            why = {ad.BETTER: "efficacy", ad.WORSE: "efficacy", ad.FUTILITY: "futility", ad.MAX_SEEDS: "max seeds"}[int(status[i])]
-            info[v].update({
-                "seeds": n_k, "stop_look": k + 1, "stopped": why,
-                "verdict": {ad.BETTER: "better", ad.WORSE: "worse"}.get(int(status[i]), "no detectable difference"),
-                "pairs": int(look["n"][i]), "mean": float(look["mean"][i]), "sd": float(look["sd"][i]),
-                "level": design.alpha / int(look["level_j"][i]), "z_boundary": float(look["z_boundary"][i]),
-                "t_boundary": float(look["t_boundary"][i]), "rci_low": low, "rci_high": high,
-                "conditional_power": float(look["conditional_power"][i]),
-            })
+            low, high = ad.repeated_interval(
+                float(look["mean"][i]), float(look["sd"][i]), float(look["n"][i]), float(look["t_boundary"][i])
+            )
+            why = {ad.BETTER: "efficacy", ad.WORSE: "efficacy", ad.FUTILITY: "futility", ad.MAX_SEEDS: "max seeds"}[
+                int(status[i])
+            ]
+            info[v].update(
+                {
+                    "seeds": n_k,
+                    "stop_look": k + 1,
+                    "stopped": why,
+                    "verdict": {ad.BETTER: "better", ad.WORSE: "worse"}.get(int(status[i]), "no detectable difference"),
+                    "pairs": int(look["n"][i]),
+                    "mean": float(look["mean"][i]),
+                    "sd": float(look["sd"][i]),
+                    "level": design.alpha / int(look["level_j"][i]),
+                    "z_boundary": float(look["z_boundary"][i]),
+                    "t_boundary": float(look["t_boundary"][i]),
+                    "rci_low": low,
+                    "rci_high": high,
+                    "conditional_power": float(look["conditional_power"][i]),
+                }
+            )
         if not (status == ad.ACTIVE).any():
             break
     by_why: dict[str, list[str]] = {}

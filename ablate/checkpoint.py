@@ -53,8 +53,13 @@ def global_rng_state() -> dict[str, Any]:
     return {
         "python": random.getstate(),
         # NumPy's state holds an ndarray, which weights_only loading refuses: store it as a tensor.
-        "numpy": {"kind": np_state[0], "keys": torch.from_numpy(np_state[1].astype(np.int64)),
-                  "pos": int(np_state[2]), "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "numpy": {
+            "kind": np_state[0],
+            "keys": torch.from_numpy(np_state[1].astype(np.int64)),
+            "pos": int(np_state[2]),
+            "has_gauss": int(np_state[3]),
+            "gauss": float(np_state[4]),
+        },
         "torch": torch.get_rng_state(),
         "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
     }
@@ -67,7 +72,9 @@ def restore_global_rng(state: dict[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         if len(state["cuda"]) != torch.cuda.device_count():
-            raise CheckpointError(f"saved with {len(state['cuda'])} CUDA device(s) visible, now {torch.cuda.device_count()}")
+            raise CheckpointError(
+                f"saved with {len(state['cuda'])} CUDA device(s) visible, now {torch.cuda.device_count()}"
+            )
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
@@ -122,9 +129,13 @@ def load(path: Path, run_id: str, device: torch.device) -> dict[str, Any] | None
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:  # noqa: BLE001 - truncated zip, garbage, refused pickle: all "unusable"
-        raise CheckpointError(f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise CheckpointError(
+            f"{path}: unreadable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: not an ablate checkpoint (format {state.get('format') if isinstance(state, dict) else '?'})")
+        raise CheckpointError(
+            f"{path}: not an ablate checkpoint (format {state.get('format') if isinstance(state, dict) else '?'})"
+        )
     if state.get("run_id") != run_id:
         raise CheckpointError(f"{path}: saved for another config (run_id {state.get('run_id')!r}, expected {run_id!r})")
     stored = state.pop("sha256", None)

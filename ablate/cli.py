@@ -22,9 +22,28 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import ablate
 from ablate.cli_help import HelpGroup
 from ablate.cli_options import (
-    DeviceOption, DevicesOption, ExperimentFile, LooksOption, MaxCellsOption, MaxSeedsOption, NoCacheOption, OptionError,
-    PilotOption, PrecisionOption, RayOption, ResultsOption, SetOption, ThreadsOption, UntilDecidedOption, WorkersOption,
-    adaptive_plan, check_precision, choose_executor, slurm_target, split_list, workers_option,
+    DeviceOption,
+    DevicesOption,
+    ExperimentFile,
+    LooksOption,
+    MaxCellsOption,
+    MaxSeedsOption,
+    NoCacheOption,
+    OptionError,
+    PilotOption,
+    PrecisionOption,
+    RayOption,
+    ResultsOption,
+    SetOption,
+    ThreadsOption,
+    UntilDecidedOption,
+    WorkersOption,
+    adaptive_plan,
+    check_precision,
+    choose_executor,
+    slurm_target,
+    split_list,
+    workers_option,
 )
 from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table, run_outcome_table
 from ablate.data import DataError
@@ -55,8 +74,13 @@ _PLUGINS: list[str] = []
 
 def progress_bar() -> Progress:
     return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
     )
 
 
@@ -93,7 +117,9 @@ def show(
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
     clean: bool = typer.Option(
-        False, "--clean", help="Remove what killed runs left: temporary files of killed writers, checkpoints and dead "
+        False,
+        "--clean",
+        help="Remove what killed runs left: temporary files of killed writers, checkpoints and dead "
         "claims of finished cells (checkpoints kept with --keep-checkpoints stay).",
     ),
     max_cells: MaxCellsOption = MAX_CELLS,
@@ -104,14 +130,19 @@ def show(
     exp, _ = _load(file, set_, device, max_cells)
     if clean:
         removed = clean_leftovers(results, exp.name)
-        console.print(f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False)
+        console.print(
+            f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False
+        )
     console.print(cells_table(exp, results, _warn_unreadable(results, exp.name)))
     files, size = checkpoint_disk(results, exp.name)
     if files:
         left = find_leftovers(results, exp.name)
-        console.print(f"checkpoints: {files} file(s), {megabytes(size)}"
-                      + (f"; {escape(left.describe())} removable with 'ablate show --clean'" if left.paths() else ""),
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"checkpoints: {files} file(s), {megabytes(size)}"
+            + (f"; {escape(left.describe())} removable with 'ablate show --clean'" if left.paths() else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _announce_stop(what: str) -> None:
@@ -131,23 +162,61 @@ def run(
     results: ResultsOption = Path("results"),
     force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
-    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."),
+    limit: Optional[int] = typer.Option(
+        None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."
+    ),
     no_cache: NoCacheOption = False,
     workers: WorkersOption = None,
     devices: DevicesOption = None,
-    workers_per_device: int = typer.Option(1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."),
+    workers_per_device: int = typer.Option(
+        1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."
+    ),
     threads: ThreadsOption = None,
     ray: RayOption = None,
-    slurm: bool = typer.Option(False, "--slurm", help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs ablate[slurm])."),
-    partition: Optional[str] = typer.Option(None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."),
-    tasks: Optional[int] = typer.Option(None, "--tasks", min=1, metavar="N", help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8)."),
-    gpus_per_task: int = typer.Option(0, "--gpus-per-task", min=0, metavar="G", help="With --slurm: GPUs per array task (0: train on CPUs)."),
-    cpus_per_task: int = typer.Option(1, "--cpus-per-task", min=1, metavar="C", help="With --slurm: CPUs per worker process (its torch threads)."),
-    time_limit: str = typer.Option("60", "--time", metavar="TIME", help="With --slurm: time limit per array task, minutes or Slurm's 1:30:00 / 2-00:00:00; checkpointed and requeued when it runs out."),
-    slurm_opt: List[str] = typer.Option([], "--slurm-opt", metavar="KEY=VALUE", help="With --slurm: any other sbatch option, e.g. --slurm-opt account=mylab (repeatable)."),
-    wait: bool = typer.Option(False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."),
-    max_retries: int = typer.Option(2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."),
-    keep_checkpoints: bool = typer.Option(False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."),
+    slurm: bool = typer.Option(
+        False,
+        "--slurm",
+        help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs "
+        "ablate[slurm]).",
+    ),
+    partition: Optional[str] = typer.Option(
+        None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."
+    ),
+    tasks: Optional[int] = typer.Option(
+        None,
+        "--tasks",
+        min=1,
+        metavar="N",
+        help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8).",
+    ),
+    gpus_per_task: int = typer.Option(
+        0, "--gpus-per-task", min=0, metavar="G", help="With --slurm: GPUs per array task (0: train on CPUs)."
+    ),
+    cpus_per_task: int = typer.Option(
+        1, "--cpus-per-task", min=1, metavar="C", help="With --slurm: CPUs per worker process (its torch threads)."
+    ),
+    time_limit: str = typer.Option(
+        "60",
+        "--time",
+        metavar="TIME",
+        help="With --slurm: time limit per array task, minutes or Slurm's 1:30:00 / 2-00:00:00; checkpointed and "
+        "requeued when it runs out.",
+    ),
+    slurm_opt: List[str] = typer.Option(
+        [],
+        "--slurm-opt",
+        metavar="KEY=VALUE",
+        help="With --slurm: any other sbatch option, e.g. --slurm-opt account=mylab (repeatable).",
+    ),
+    wait: bool = typer.Option(
+        False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."
+    ),
+    max_retries: int = typer.Option(
+        2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."
+    ),
+    keep_checkpoints: bool = typer.Option(
+        False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."
+    ),
     precision: PrecisionOption = None,
     pilot: PilotOption = None,
     until_decided: UntilDecidedOption = False,
@@ -157,8 +226,21 @@ def run(
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
     try:
-        target = slurm_target(slurm, ray, workers, devices, partition, tasks, gpus_per_task, cpus_per_task, time_limit,
-                              slurm_opt, workers_per_device, wait, adaptive=precision is not None or until_decided)
+        target = slurm_target(
+            slurm,
+            ray,
+            workers,
+            devices,
+            partition,
+            tasks,
+            gpus_per_task,
+            cpus_per_task,
+            time_limit,
+            slurm_opt,
+            workers_per_device,
+            wait,
+            adaptive=precision is not None or until_decided,
+        )
         # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
         if slurm and gpus_per_task and device != "cpu":
             exp, dev = _load_for_cuda(file, set_, max_cells)
@@ -176,12 +258,23 @@ def run(
         console.print(cells_table(exp, results, scan))
         return
     try:
-        name, where = choose_executor(target, ray, dev, device, n_workers, workers, devices, workers_per_device, threads)
+        name, where = choose_executor(
+            target, ray, dev, device, n_workers, workers, devices, workers_per_device, threads
+        )
     except ExecutorError as e:
         raise fail(str(e)) from None
     executor = EXECUTORS[name]
-    options = SweepOptions(device=device, force=force, limit=limit, use_cache=not no_cache, keep_checkpoints=keep_checkpoints,
-                           max_retries=max_retries, per_device=workers_per_device, threads=threads, plugins=tuple(_PLUGINS))
+    options = SweepOptions(
+        device=device,
+        force=force,
+        limit=limit,
+        use_cache=not no_cache,
+        keep_checkpoints=keep_checkpoints,
+        max_retries=max_retries,
+        per_device=workers_per_device,
+        threads=threads,
+        plugins=tuple(_PLUGINS),
+    )
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
@@ -213,8 +306,12 @@ def run(
         return
     if outcome is not None:
         exp = dataclasses.replace(exp, seeds=tuple(outcome.seeds), seed_counts=outcome.seed_counts or None)
-        console.print(f"adaptive seeds ({len(outcome.seeds)}: {outcome.seeds[0]}..{outcome.seeds[-1]}): {escape(outcome.stopped)}",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"adaptive seeds ({len(outcome.seeds)}: {outcome.seeds[0]}..{outcome.seeds[-1]}): "
+            f"{escape(outcome.stopped)}",
+            highlight=False,
+            soft_wrap=True,
+        )
     if summary.interrupted:
         raise _interrupted(*executor.interrupted)
     # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
@@ -229,7 +326,8 @@ def run(
         + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
         + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
         + f"; results in {escape(str(results / exp.name / 'runs'))}",
-        highlight=False, soft_wrap=True,
+        highlight=False,
+        soft_wrap=True,
     )
     if counts["failed"]:
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
@@ -269,7 +367,10 @@ def main(
         False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
     ),
     plugin: List[str] = typer.Option(
-        [], "--plugin", "-p", metavar="MODULE",
+        [],
+        "--plugin",
+        "-p",
+        metavar="MODULE",
         help="Import this module first (e.g. one that registers a new activation), from the working directory "
         "or installed; repeatable. Nothing else is imported from the working directory.",
     ),
@@ -290,21 +391,36 @@ def report(
     results: ResultsOption = Path("results"),
     out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<experiment>/ (README.md, CSVs, PNGs)."),
     baseline: Optional[str] = typer.Option(
-        None, "--baseline", metavar="VARIANT", help="Variant slug to compare against (default: the experiment's [model])."
+        None,
+        "--baseline",
+        metavar="VARIANT",
+        help="Variant slug to compare against (default: the experiment's [model]).",
     ),
     target_acc: Optional[float] = typer.Option(
-        None, "--target-acc", metavar="X", help="Also report epochs/time to reach this validation accuracy (0-1, e.g. 0.6)."
+        None,
+        "--target-acc",
+        metavar="X",
+        help="Also report epochs/time to reach this validation accuracy (0-1, e.g. 0.6).",
     ),
     target_train_error: float = typer.Option(
-        0.25, "--target-train-error", metavar="E", help="Training error for epochs/time to target (0-1; the paper's 0.25)."
+        0.25,
+        "--target-train-error",
+        metavar="E",
+        help="Training error for epochs/time to target (0-1; the paper's 0.25).",
     ),
     effect: Optional[float] = typer.Option(
-        None, "--effect", metavar="POINTS", help="Difference (percentage points) each comparison should detect: seeds "
-        "needed for 80% power (default: the paper's effect where a comparison matches one of its claims, else 1)."
+        None,
+        "--effect",
+        metavar="POINTS",
+        help="Difference (percentage points) each comparison should detect: seeds "
+        "needed for 80% power (default: the paper's effect where a comparison matches one of its claims, else 1).",
     ),
     ci: str = typer.Option(
-        "t", "--ci", metavar="t|bootstrap", help="Interval shown: t (Student's t) or bootstrap (BCa, paired; for "
-        "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test."
+        "t",
+        "--ci",
+        metavar="t|bootstrap",
+        help="Interval shown: t (Student's t) or bootstrap (BCa, paired; for "
+        "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test.",
     ),
 ) -> None:
     """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
@@ -360,18 +476,27 @@ def report(
 @app.command()
 def bench(
     targets: Optional[List[str]] = typer.Argument(
-        None, metavar="[FILE.toml | PATTERN]...",
+        None,
+        metavar="[FILE.toml | PATTERN]...",
         help="Experiment files (their variants) or shell patterns on variant slugs, e.g. 'relu-*-lrn-*'. "
         "Default: the alexnet65 baseline and each single-axis change of it.",
     ),
-    batch_size: List[str] = typer.Option([], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."),
-    precision: List[str] = typer.Option([], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
+    batch_size: List[str] = typer.Option(
+        [], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."
+    ),
+    precision: List[str] = typer.Option(
+        [], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."
+    ),
     mode: List[str] = typer.Option([], "--mode", help="train | infer, repeatable or comma-separated (default both)."),
     device: DeviceOption = "auto",
     warmup: Optional[int] = typer.Option(None, min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA)."),
     steps: Optional[int] = typer.Option(None, min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA)."),
-    repeats: Optional[int] = typer.Option(None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."),
-    channels_last: bool = typer.Option(True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."),
+    repeats: Optional[int] = typer.Option(
+        None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."
+    ),
+    channels_last: bool = typer.Option(
+        True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."
+    ),
     compile_: str = typer.Option("off", "--compile", help="torch.compile mode: off | default | max-autotune."),
     results: ResultsOption = Path("results"),
 ) -> None:
@@ -382,9 +507,15 @@ def bench(
         dev = resolve_device(device)
         variants = select_variants(list(targets or []), dev.type)
         settings = default_settings(
-            dev, batch_sizes=split_list(batch_size, "--batch-size", int), precisions=split_list(precision, "--precision"),
-            modes=split_list(mode, "--mode"), warmup=warmup, steps=steps, repeats=repeats,
-            channels_last=channels_last, compile=compile_,
+            dev,
+            batch_sizes=split_list(batch_size, "--batch-size", int),
+            precisions=split_list(precision, "--precision"),
+            modes=split_list(mode, "--mode"),
+            warmup=warmup,
+            steps=steps,
+            repeats=repeats,
+            channels_last=channels_last,
+            compile=compile_,
         )
     except (BenchError, DeviceError, ExperimentError, OptionError) as e:
         raise fail(str(e)) from None
@@ -424,9 +555,12 @@ def export_tensorboard_command(
         None, metavar="[EXPERIMENT]...", help="Experiments to export (default: every experiment under --results)."
     ),
     results: ResultsOption = Path("results"),
-    out: Path = typer.Option(..., "--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."),
+    out: Path = typer.Option(
+        ..., "--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."
+    ),
 ) -> None:
-    """TensorBoard event files from the run files: curves per epoch and step, HParams by axis (needs ablate[tensorboard])."""
+    """TensorBoard event files from the run files: curves per epoch and step, HParams by axis
+    (needs ablate[tensorboard])."""
     from ablate.export import ExportError, export_tensorboard
 
     try:
@@ -439,11 +573,16 @@ def export_tensorboard_command(
     except ExportError as e:
         raise fail(str(e)) from None
     for name, count in sorted(done.stale.items()):
-        console.print(f"  [yellow]note[/]: {escape(name)}: {count} run(s) from an older configuration left out",
-                      highlight=False, soft_wrap=True)
+        console.print(
+            f"  [yellow]note[/]: {escape(name)}: {count} run(s) from an older configuration left out",
+            highlight=False,
+            soft_wrap=True,
+        )
     steps = sum(r.steps for r in done.runs)
     console.print(
         f"{len(done.runs)} run(s) exported to {escape(str(out))} ({sum(r.epochs for r in done.runs)} epochs"
-        + (f", {steps} steps" if steps else "") + f"); view with: tensorboard --logdir {escape(str(out))}",
-        highlight=False, soft_wrap=True,
+        + (f", {steps} steps" if steps else "")
+        + f"); view with: tensorboard --logdir {escape(str(out))}",
+        highlight=False,
+        soft_wrap=True,
     )

@@ -42,7 +42,10 @@ def cells_table(exp: Experiment, results: Path, scan: RunScan) -> Table:
             state, text = "done", "[green]done[/]" + (" (diverged)" if record["status"] == "diverged" else "")
         elif claim is not None and not claim.stale():
             since = datetime.fromtimestamp(claim.started).strftime("%Y-%m-%d %H:%M")
-            state, text = "running", f"[cyan]running[/] on {escape(claim.host)} pid {claim.pid} ({escape(claim.worker)}) since {since}"
+            state, text = (
+                "running",
+                f"[cyan]running[/] on {escape(claim.host)} pid {claim.pid} ({escape(claim.worker)}) since {since}",
+            )
         elif record is not None:
             state, text = "failed", f"[red]failed[/]: {escape(str(record.get('error')))}"
         elif cell.run_id in damaged:
@@ -85,8 +88,17 @@ def run_outcome_table(exp: Experiment, results: Path) -> Table:
         table.add_row(
             escape(variant.slug()) + (" *" if variant == exp.baseline else ""),
             f"{len(ok)}/{len(exp.seeds_of(variant))}" + (f" ({', '.join(bad)})" if bad else ""),
-            _mean_sd([r["summary"]["final_val_acc"] for r in ok if isinstance(r["summary"].get("final_val_acc"), (int, float))]),
-            _mean_sd([r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")], 0),
+            _mean_sd(
+                [
+                    r["summary"]["final_val_acc"]
+                    for r in ok
+                    if isinstance(r["summary"].get("final_val_acc"), (int, float))
+                ]
+            ),
+            _mean_sd(
+                [r["runtime"]["train_images_per_s"] for r in ok if (r.get("runtime") or {}).get("train_images_per_s")],
+                0,
+            ),
         )
     table.caption = "* baseline"
     return table
@@ -96,11 +108,16 @@ def report_table(rep: Any) -> Table:
     """Per variant: runs, final validation accuracy with its CI, and the paired verdict against the baseline."""
     data, summary, comp = rep.data, rep.summary, rep.comparisons
     primary = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    table = Table(title=f"{escape(data.name)}: final validation accuracy (%), ± 95% CI over seeds; baseline {escape(data.baseline)}",
-                  caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
-                  "alpha 0.05); the report's paired comparisons give the seeds a given effect would need")
+    table = Table(
+        title=f"{escape(data.name)}: final validation accuracy (%), ± 95% CI over seeds; baseline "
+        f"{escape(data.baseline)}",
+        caption="detectable: smallest difference (points) these seeds detect with 80% power (paired t-test, "
+        "alpha 0.05); the report's paired comparisons give the seeds a given effect would need",
+    )
     for col in ("variant", "ok", "not ok", "val acc", "diff vs baseline", "p (Holm)", "detectable", "verdict"):
-        table.add_column(col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant")
+        table.add_column(
+            col, justify="left" if col in ("variant", "verdict", "not ok") else "right", no_wrap=col == "variant"
+        )
     for r in summary.to_dict("records"):
         v = r["variant"]
         bad = ", ".join(f"{int(r[c])} {c[2:]}" for c in ("n_diverged", "n_failed", "n_missing", "n_other") if r[c])
@@ -120,13 +137,21 @@ def bench_table(rows: list[dict[str, Any]], device: Any, repeats: int) -> Table:
     """One row per bench case: speed, step time, memory, FLOPs, or the case's error."""
     table = Table(title=f"steady-state speed on {device} (median of {repeats} repeats)")
     for col in ("variant", "mode", "precision", "batch", "images/s", "step ms", "peak MB", "GFLOP/img", "status"):
-        table.add_column(col, justify="left" if col in ("variant", "mode", "precision", "status") else "right", no_wrap=col == "variant")
+        table.add_column(
+            col,
+            justify="left" if col in ("variant", "mode", "precision", "status") else "right",
+            no_wrap=col == "variant",
+        )
     for r in rows:
         flops = r.get("flops_train" if r["mode"] == "train" else "flops_forward")
         ok = r["status"] == "ok"
         table.add_row(
-            escape(r["slug"]), r["mode"], r["precision"], str(r["batch_size"]),
-            f"{r['images_per_s']:,.0f}" if ok else "-", f"{r['step_time_ms']:.2f}" if ok else "-",
+            escape(r["slug"]),
+            r["mode"],
+            r["precision"],
+            str(r["batch_size"]),
+            f"{r['images_per_s']:,.0f}" if ok else "-",
+            f"{r['step_time_ms']:.2f}" if ok else "-",
             f"{r['peak_memory_mb']:,.0f}" if ok and r["peak_memory_mb"] is not None else "-",
             f"{flops / 1e9:.3f}" if flops else "-",
             "ok" if ok else f"[red]{r['status']}[/]: {escape(str(r['error']))}",

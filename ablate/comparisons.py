@@ -16,11 +16,40 @@ from ablate.metrics import TARGET_METRICS, Metric, metrics_for
 from ablate.tables import per_seed
 
 COMPARISON_COLUMNS = [
-    "variant", "baseline", "metric", "higher_is_better", "n", "seeds", "baseline_mean", "variant_mean",
-    "diff", "sd_diff", "ci_low", "ci_high", "t", "df", "p", "p_holm", "verdict", "note",
-    "m", "sim_level", "sim_low", "sim_high", "ci_method", "boot_low", "boot_high",
-    "p_improve", "p_improve_low", "p_improve_high", "mdd", "effect", "effect_source", "power_at_effect",
-    "seeds_needed", "interval_note",
+    "variant",
+    "baseline",
+    "metric",
+    "higher_is_better",
+    "n",
+    "seeds",
+    "baseline_mean",
+    "variant_mean",
+    "diff",
+    "sd_diff",
+    "ci_low",
+    "ci_high",
+    "t",
+    "df",
+    "p",
+    "p_holm",
+    "verdict",
+    "note",
+    "m",
+    "sim_level",
+    "sim_low",
+    "sim_high",
+    "ci_method",
+    "boot_low",
+    "boot_high",
+    "p_improve",
+    "p_improve_low",
+    "p_improve_high",
+    "mdd",
+    "effect",
+    "effect_source",
+    "power_at_effect",
+    "seeds_needed",
+    "interval_note",
 ]
 CI_METHODS = ("t", "bootstrap")
 DEFAULT_EFFECT = 0.01  # one percentage point, for accuracy-like metrics without a paper's number
@@ -36,8 +65,12 @@ class Effect:
 
 
 def compare_to_baseline(
-    data: ExperimentData, metrics: Sequence[Metric] | None = None, *, ci: str = "t",
-    effects: dict[tuple[str, str], Effect] | None = None, default_effect: Effect | None = None,
+    data: ExperimentData,
+    metrics: Sequence[Metric] | None = None,
+    *,
+    ci: str = "t",
+    effects: dict[tuple[str, str], Effect] | None = None,
+    default_effect: Effect | None = None,
 ) -> pd.DataFrame:
     """One row per (variant other than the baseline) x metric: ``diff = variant - baseline``
     paired by seed over seeds where both runs are ok, its 95% t interval, paired t-test p-value,
@@ -73,8 +106,10 @@ def compare_to_baseline(
                 seeds_ok = _paired_ok_seeds(data, v)
                 rb, rv = _reached(data, data.baseline, seeds_ok, reached_col), _reached(data, v, seeds_ok, reached_col)
                 if seeds_ok and (rb < len(seeds_ok) or rv < len(seeds_ok)):
-                    note = (f"target reached by {rv}/{len(seeds_ok)} {v} and {rb}/{len(seeds_ok)} baseline runs "
-                            f"of the paired seeds; not compared")
+                    note = (
+                        f"target reached by {rv}/{len(seeds_ok)} {v} and {rb}/{len(seeds_ok)} baseline runs "
+                        f"of the paired seeds; not compared"
+                    )
                     block.append(_comparison_row(data, v, metric, [], [], base, values[v], note, censored=True))
                     diffs_of.append([])
                     continue
@@ -116,7 +151,9 @@ def _nan(x: Any) -> bool:
         return True
 
 
-def _power_columns(diffs: list[float], metric: Metric, m: int, level: float, ci: str, effect: Effect | None) -> dict[str, Any]:
+def _power_columns(
+    diffs: list[float], metric: Metric, m: int, level: float, ci: str, effect: Effect | None
+) -> dict[str, Any]:
     """Simultaneous and bootstrap intervals, probability of improvement and power of one comparison."""
     test = stats.paired_test(diffs)
     wide = stats.paired_test(diffs, level) if diffs else test
@@ -124,15 +161,29 @@ def _power_columns(diffs: list[float], metric: Metric, m: int, level: float, ci:
     imp = stats.probability_of_improvement(diffs, metric.higher_is_better)
     mdd = stats.min_detectable_difference(test.sd, test.n) if test.n >= 2 else math.nan
     out: dict[str, Any] = {
-        "m": m, "sim_level": level, "sim_low": wide.ci_low if test.n >= 2 else math.nan,
-        "sim_high": wide.ci_high if test.n >= 2 else math.nan, "ci_method": ci, "boot_low": boot[0], "boot_high": boot[1],
-        "p_improve": imp.p, "p_improve_low": imp.ci_low, "p_improve_high": imp.ci_high, "mdd": mdd,
-        "effect": math.nan, "effect_source": "", "power_at_effect": math.nan, "seeds_needed": math.nan,
+        "m": m,
+        "sim_level": level,
+        "sim_low": wide.ci_low if test.n >= 2 else math.nan,
+        "sim_high": wide.ci_high if test.n >= 2 else math.nan,
+        "ci_method": ci,
+        "boot_low": boot[0],
+        "boot_high": boot[1],
+        "p_improve": imp.p,
+        "p_improve_low": imp.ci_low,
+        "p_improve_high": imp.ci_high,
+        "mdd": mdd,
+        "effect": math.nan,
+        "effect_source": "",
+        "power_at_effect": math.nan,
+        "seeds_needed": math.nan,
     }
     if effect is not None and test.n >= 2:
-        out.update(effect=effect.size, effect_source=effect.source,
-                   power_at_effect=stats.paired_power(effect.size, test.sd, test.n),
-                   seeds_needed=stats.seeds_needed(effect.size, test.sd))
+        out.update(
+            effect=effect.size,
+            effect_source=effect.source,
+            power_at_effect=stats.paired_power(effect.size, test.sd, test.n),
+            seeds_needed=stats.seeds_needed(effect.size, test.sd),
+        )
     elif effect is not None:
         out.update(effect=effect.size, effect_source=effect.source)
     return out
@@ -156,20 +207,28 @@ def interval_note(row: dict[str, Any], scale: float = 1.0) -> str:
     rejected = verdict != stats.NO_DIFFERENCE
     if _excludes_zero(row["ci_low"], row["ci_high"]) and not rejected:
         if row.get("sd_diff") == 0:
-            notes.append(f"every paired difference is the same, so the interval has zero width and says nothing "
-                         f"about uncertainty; the verdict uses the exact sign-flip p-value 2^(1-{n}) = {2.0 ** (1 - n):.3g}")
+            notes.append(
+                f"every paired difference is the same, so the interval has zero width and says nothing "
+                f"about uncertainty; the verdict uses the exact sign-flip p-value 2^(1-{n}) = {2.0 ** (1 - n):.3g}"
+            )
         elif not _excludes_zero(row["sim_low"], row["sim_high"]):
-            notes.append(f"the unadjusted 95% interval excludes 0, but {row['m']} comparisons are tested on this metric: "
-                         f"Holm-adjusted p = {float(row['p_holm']):.3g} >= 0.05, and the simultaneous "
-                         f"{100 * float(row['sim_level']):.4g}% interval [{float(row['sim_low']) * scale:+.4g}, "
-                         f"{float(row['sim_high']) * scale:+.4g}] contains 0")
+            notes.append(
+                f"the unadjusted 95% interval excludes 0, but {row['m']} comparisons are tested on this metric: "
+                f"Holm-adjusted p = {float(row['p_holm']):.3g} >= 0.05, and the simultaneous "
+                f"{100 * float(row['sim_level']):.4g}% interval [{float(row['sim_low']) * scale:+.4g}, "
+                f"{float(row['sim_high']) * scale:+.4g}] contains 0"
+            )
     if _excludes_zero(row.get("boot_low"), row.get("boot_high")) and not rejected and row.get("sd_diff") != 0:
-        notes.append("the bootstrap interval excludes 0, but the verdict comes from the Holm-adjusted paired t-test, "
-                     "which does not reject; with few seeds a bootstrap interval is too narrow (it cannot reach "
-                     "beyond the observed differences)")
+        notes.append(
+            "the bootstrap interval excludes 0, but the verdict comes from the Holm-adjusted paired t-test, "
+            "which does not reject; with few seeds a bootstrap interval is too narrow (it cannot reach "
+            "beyond the observed differences)"
+        )
     if rejected and not _excludes_zero(row["sim_low"], row["sim_high"]) and row.get("sd_diff") != 0:
-        notes.append(f"Holm rejects (p_holm = {float(row['p_holm']):.3g}) although the simultaneous (Bonferroni) "
-                     "interval contains 0: Holm's step-down test is more powerful than Bonferroni's intervals")
+        notes.append(
+            f"Holm rejects (p_holm = {float(row['p_holm']):.3g}) although the simultaneous (Bonferroni) "
+            "interval contains 0: Holm's step-down test is more powerful than Bonferroni's intervals"
+        )
     if rejected and not _nan(row.get("boot_low")) and not _excludes_zero(row.get("boot_low"), row.get("boot_high")):
         notes.append("the bootstrap interval contains 0; the verdict comes from the Holm-adjusted paired t-test")
     return "; ".join(notes)
@@ -189,8 +248,15 @@ def _reached(data: ExperimentData, variant: str, seeds: Iterable[int], column: s
 
 
 def _comparison_row(
-    data: ExperimentData, variant: str, metric: Metric, seeds: list[int], diffs: list[float],
-    base: dict[int, float], mine: dict[int, float], note: str, censored: bool = False,
+    data: ExperimentData,
+    variant: str,
+    metric: Metric,
+    seeds: list[int],
+    diffs: list[float],
+    base: dict[int, float],
+    mine: dict[int, float],
+    note: str,
+    censored: bool = False,
 ) -> dict[str, Any]:
     test = stats.paired_test(diffs)
     return {

@@ -25,10 +25,14 @@ def resolve_device(spec: str = "auto") -> torch.device:
         raise DeviceError(f"unknown device {spec!r}; expected auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise DeviceError(f"device {spec!r} asked for, but this machine has no CUDA device (use --device cpu or auto)")
+            raise DeviceError(
+                f"device {spec!r} asked for, but this machine has no CUDA device (use --device cpu or auto)"
+            )
         count = torch.cuda.device_count()
         if device.index is not None and device.index >= count:
-            raise DeviceError(f"device {spec!r} asked for, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}")
+            raise DeviceError(
+                f"device {spec!r} asked for, but this machine has {count} CUDA device(s): cuda:0..cuda:{count - 1}"
+            )
         return torch.device("cuda", device.index or 0)
     if device.type != "cpu":
         raise DeviceError(f"unsupported device {spec!r}; expected auto, cpu, cuda or cuda:N")

@@ -20,9 +20,37 @@ from ablate.metrics import Metric, metrics_for
 
 # --- grid designs: main effects and two-way interactions ---------------------------------------
 EFFECT_COLUMNS = [
-    "kind", "axes", "level", "reference", "metric", "n", "seeds", "estimate", "se", "ci_low", "ci_high",
-    "t", "df", "p", "p_holm", "verdict", "note", "m", "sim_level", "sim_low", "sim_high", "interval_note", "mdd",
-    "model", "cov_type", "resid_df", "resid_sd", "het_p", "runs_used", "cells_used", "cells_total",
+    "kind",
+    "axes",
+    "level",
+    "reference",
+    "metric",
+    "n",
+    "seeds",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "t",
+    "df",
+    "p",
+    "p_holm",
+    "verdict",
+    "note",
+    "m",
+    "sim_level",
+    "sim_low",
+    "sim_high",
+    "interval_note",
+    "mdd",
+    "model",
+    "cov_type",
+    "resid_df",
+    "resid_sd",
+    "het_p",
+    "runs_used",
+    "cells_used",
+    "cells_total",
 ]
 POSITIVE_INTERACTION = "positive interaction"
 NEGATIVE_INTERACTION = "negative interaction"
@@ -69,7 +97,8 @@ def balanced_contrast(
     best: tuple[tuple[bool, int, int, int], list[int], list[int]] = ((False, 0, 0, 0), [], [])
     if len(candidates) <= 12:  # exhaustive over seed subsets (at most 4096)
         subsets: Iterable[tuple[int, ...]] = (
-            c for k in range(len(candidates), 0, -1) for c in itertools.combinations(candidates, k))
+            c for k in range(len(candidates), 0, -1) for c in itertools.combinations(candidates, k)
+        )
     else:  # many seeds: all seeds, or those complete in every context
         subsets = [tuple(candidates), tuple(s for s in candidates if all(complete[s]))]
     for subset in subsets:
@@ -85,7 +114,9 @@ def balanced_contrast(
     dropped = [s for s in seen if s not in kept_seeds]
     notes = []
     if kept_seeds and len(kept_ctx) < total:
-        notes.append(f"averaged over {len(kept_ctx)} of {total} combinations of the other axes, the others miss an ok run")
+        notes.append(
+            f"averaged over {len(kept_ctx)} of {total} combinations of the other axes, the others miss an ok run"
+        )
     if dropped:
         notes.append(f"seed(s) {' '.join(map(str, dropped))} left out, a run in the contrast is not ok")
     return Contrast(kept_seeds, out, len(kept_ctx), total, "; ".join(notes))
@@ -147,8 +178,15 @@ def _effect_rows(fit: GridFit, metric: Metric, seeds: list[int], expected_runs: 
         elif r["se"] == 0:
             v = NO_SPREAD
             note.append("the model fits every run exactly: no spread to test with")
-        row = {**r, "metric": metric.name, "n": n, "seeds": " ".join(map(str, seeds)), "verdict": v,
-               "note": "; ".join(note), "sd_diff": r["se"]}
+        row = {
+            **r,
+            "metric": metric.name,
+            "n": n,
+            "seeds": " ".join(map(str, seeds)),
+            "verdict": v,
+            "note": "; ".join(note),
+            "sd_diff": r["se"],
+        }
         row["interval_note"] = interval_note(row, scale=scale)
         if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
             v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
@@ -156,9 +194,16 @@ def _effect_rows(fit: GridFit, metric: Metric, seeds: list[int], expected_runs: 
             v = NO_INTERACTION
         row["verdict"] = v
         row["mdd"] = stats.min_detectable_effect(r["se"], r["df"]) if r["estimable"] else math.nan
-        row.update(model="ols: seed block + main effects + two-way interactions", cov_type=fit.cov_type,
-                   resid_df=fit.resid_df, resid_sd=fit.resid_sd, het_p=fit.het_p, runs_used=fit.n_runs,
-                   cells_used=fit.cells_used, cells_total=fit.cells_total)
+        row.update(
+            model="ols: seed block + main effects + two-way interactions",
+            cov_type=fit.cov_type,
+            resid_df=fit.resid_df,
+            resid_sd=fit.resid_sd,
+            het_p=fit.het_p,
+            runs_used=fit.n_runs,
+            cells_used=fit.cells_used,
+            cells_total=fit.cells_total,
+        )
         rows.append(row)
     frame = pd.DataFrame(rows)
     frame["df"] = frame["df"].astype(float)
@@ -175,9 +220,12 @@ def cell_means(data: ExperimentData, metric: str, row_axis: str, col_axis: str) 
     for r in grid[row_axis]:
         for c in grid[col_axis]:
             vals = [
-                means[v] for v in data.variants
-                if repr(data.variant_axes[v].get(row_axis)) == repr(r) and repr(data.variant_axes[v].get(col_axis)) == repr(c)
-                and v in means.index and not pd.isna(means[v])
+                means[v]
+                for v in data.variants
+                if repr(data.variant_axes[v].get(row_axis)) == repr(r)
+                and repr(data.variant_axes[v].get(col_axis)) == repr(c)
+                and v in means.index
+                and not pd.isna(means[v])
             ]
             table.loc[str(r), str(c)] = float(np.mean(vals)) if vals else math.nan
     table.index.name, table.columns.name = row_axis, col_axis
@@ -194,7 +242,10 @@ def matched_pairs(data: ExperimentData, axis: str, level_a: Any, level_b: Any) -
             continue
         for vb in data.variants:
             bx = data.variant_axes[vb]
-            if bx.get(axis) == level_b and type(bx.get(axis)) is type(level_b) and \
-                    all(bx.get(k) == ax.get(k) for k in set(ax) | set(bx) if k != axis):
+            if (
+                bx.get(axis) == level_b
+                and type(bx.get(axis)) is type(level_b)
+                and all(bx.get(k) == ax.get(k) for k in set(ax) | set(bx) if k != axis)
+            ):
                 pairs.append((va, vb))
     return pairs

@@ -26,8 +26,11 @@ Runner = Callable[[Experiment, Path, Any, SweepOptions, SweepObserver, StopReque
 
 # What the first Ctrl-C / SIGTERM does, said when it comes; a second Ctrl-C quits at once.
 STOP_AT_STEP = "finishing the current step and saving a checkpoint (Ctrl-C again to quit now)"
-INTERRUPTED = ("interrupted", "finished runs and checkpoints are kept, claims released; rerun the same command to "
-               "continue (unfinished cells resume from their checkpoints).")
+INTERRUPTED = (
+    "interrupted",
+    "finished runs and checkpoints are kept, claims released; rerun the same command to "
+    "continue (unfinished cells resume from their checkpoints).",
+)
 
 
 @dataclass(frozen=True)
@@ -41,8 +44,14 @@ class Executor:
     workers: Callable[[Any], dict[int, str] | None] = lambda where: None  # worker slot -> label, for the display
 
 
-def _in_process(exp: Experiment, results: Path, device: Any, options: SweepOptions, observer: SweepObserver,
-                should_stop: StopRequest) -> RunSummary:
+def _in_process(
+    exp: Experiment,
+    results: Path,
+    device: Any,
+    options: SweepOptions,
+    observer: SweepObserver,
+    should_stop: StopRequest,
+) -> RunSummary:
     import torch
 
     from ablate.runner import run_experiment
@@ -50,27 +59,48 @@ def _in_process(exp: Experiment, results: Path, device: Any, options: SweepOptio
     if options.threads:
         torch.set_num_threads(options.threads)
     # runner.run_experiment keeps its keyword signature (it is also the library's entry point).
-    return run_experiment(exp, device, results, force=options.force, limit=options.limit, observer=observer,
-                          use_cache=options.use_cache, keep_checkpoints=options.keep_checkpoints,
-                          should_stop=should_stop)
+    return run_experiment(
+        exp,
+        device,
+        results,
+        force=options.force,
+        limit=options.limit,
+        observer=observer,
+        use_cache=options.use_cache,
+        keep_checkpoints=options.keep_checkpoints,
+        should_stop=should_stop,
+    )
 
 
-def _pool(exp: Experiment, results: Path, slots: Any, options: SweepOptions, observer: SweepObserver,
-          should_stop: StopRequest) -> RunSummary:
+def _pool(
+    exp: Experiment, results: Path, slots: Any, options: SweepOptions, observer: SweepObserver, should_stop: StopRequest
+) -> RunSummary:
     from ablate.pool import run_pool
 
     return run_pool(exp, results, slots, options, observer=observer, should_stop=should_stop)
 
 
-def _ray(exp: Experiment, results: Path, address: Any, options: SweepOptions, observer: SweepObserver,
-         should_stop: StopRequest) -> RunSummary:
+def _ray(
+    exp: Experiment,
+    results: Path,
+    address: Any,
+    options: SweepOptions,
+    observer: SweepObserver,
+    should_stop: StopRequest,
+) -> RunSummary:
     from ablate.ray_executor import run_ray
 
     return run_ray(exp, results, address, options, observer=observer, should_stop=should_stop)
 
 
-def _slurm(exp: Experiment, results: Path, target: Any, options: SweepOptions, observer: SweepObserver,
-           should_stop: StopRequest) -> RunSummary | None:
+def _slurm(
+    exp: Experiment,
+    results: Path,
+    target: Any,
+    options: SweepOptions,
+    observer: SweepObserver,
+    should_stop: StopRequest,
+) -> RunSummary | None:
     from ablate.slurm_executor import run_slurm
 
     # The array's tasks stop on Slurm's signals (scancel, preemption); the driver only submits and waits.
@@ -80,21 +110,37 @@ def _slurm(exp: Experiment, results: Path, target: Any, options: SweepOptions, o
 EXECUTORS: dict[str, Executor] = {
     "in-process": Executor(_in_process, lambda device: f"device {device}", STOP_AT_STEP),
     "pool": Executor(
-        _pool, lambda slots: f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}", STOP_AT_STEP,
+        _pool,
+        lambda slots: f"{len(slots)} workers on {', '.join(sorted({s.device for s in slots}))}",
+        STOP_AT_STEP,
         workers=lambda slots: {s.index: s.label for s in slots},
     ),
-    "ray": Executor(_ray, lambda address: f"Ray tasks ({address})",
-                    "cancelling the Ray tasks in flight (claims released, checkpoints kept; Ctrl-C again to quit now)"),
+    "ray": Executor(
+        _ray,
+        lambda address: f"Ray tasks ({address})",
+        "cancelling the Ray tasks in flight (claims released, checkpoints kept; Ctrl-C again to quit now)",
+    ),
     "slurm": Executor(
-        _slurm, lambda target: f"Slurm array ({target.partition or 'default partition'})", None,
-        interrupted=("stopped waiting", "the Slurm job goes on; 'ablate show' follows it, scancel stops it "
-                     "(claims released, checkpoints kept)."),
+        _slurm,
+        lambda target: f"Slurm array ({target.partition or 'default partition'})",
+        None,
+        interrupted=(
+            "stopped waiting",
+            "the Slurm job goes on; 'ablate show' follows it, scancel stops it (claims released, checkpoints kept).",
+        ),
     ),
 }
 
 
-def run_sweep(executor: Executor, exp: Experiment, results: Path, where: Any, options: SweepOptions,
-              observer: SweepObserver, announce_stop: Callable[[str], None]) -> RunSummary | None:
+def run_sweep(
+    executor: Executor,
+    exp: Experiment,
+    results: Path,
+    where: Any,
+    options: SweepOptions,
+    observer: SweepObserver,
+    announce_stop: Callable[[str], None],
+) -> RunSummary | None:
     """One pass over ``exp``'s cells with ``executor``. Where it stops on signals, Ctrl-C and
     SIGTERM (a scheduler, ``kill``) ask it to stop: ``announce_stop`` says what that means, and
     the executor checkpoints, releases its claims and returns an ``interrupted`` summary."""

@@ -150,7 +150,8 @@ class Experiment:
         n = self.cell_count()
         if n > max_cells:
             raise ExperimentError(
-                self.path, None,
+                self.path,
+                None,
                 f"{n:,} cells ({n // max(1, len(self.seeds)):,} variants x {len(self.seeds):,} seeds) is more than the "
                 f"limit of {max_cells:,}; check [axes] and seeds, or raise the limit with --max-cells",
             )
@@ -185,7 +186,9 @@ class Experiment:
         """Every variant x each of its seeds (:meth:`seeds_of`), seed-major so that early results
         already pair up by seed."""
         variants = [(v, len(self.seeds_of(v))) for v in self.variants()]
-        return [Cell(self.name, v, s, self.data, self.train) for i, s in enumerate(self.seeds) for v, n in variants if i < n]
+        return [
+            Cell(self.name, v, s, self.data, self.train) for i, s in enumerate(self.seeds) for v, n in variants if i < n
+        ]
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -194,7 +197,9 @@ def load_experiment(path: str | Path, overrides: Sequence[str] = (), device_type
     path = Path(path)
     try:
         if path.exists() and not path.is_dir() and not path.is_file():
-            raise ExperimentError(path, None, "is not a regular file (a device, pipe or socket); give an experiment file")
+            raise ExperimentError(
+                path, None, "is not a regular file (a device, pipe or socket); give an experiment file"
+            )
         with path.open("rb") as f:
             data = f.read(MAX_FILE_BYTES + 1)
         if len(data) > MAX_FILE_BYTES:
@@ -249,9 +254,11 @@ def parse_experiment(
     name = raw.get("name", path.stem)
     if "name" not in raw and not (isinstance(name, str) and _name_ok(name)):
         raise ExperimentError(
-            path, "name",
-            f"{show_value(name)}, taken from the file name because the file sets no name, is not allowed; expected {NAME_RULE}; "
-            "set one with name = \"...\" in the file or --set name=...",
+            path,
+            "name",
+            f"{show_value(name)}, taken from the file name because the file sets no name, is not allowed; expected "
+            f"{NAME_RULE}; "
+            'set one with name = "..." in the file or --set name=...',
         )
     v.check("name", name, str, _name_ok, NAME_RULE)
     description = raw.get("description", "")
@@ -268,8 +275,16 @@ def parse_experiment(
     train = v.config(TrainConfig, v.table(raw, "train"), "train")
 
     return Experiment(
-        name=name, description=description, seeds=seeds, design=design, baseline=baseline, axes=axes,
-        data=data, train=train, path=str(path), gpu_overrides_applied=device_type == "cuda" and bool(gpu),
+        name=name,
+        description=description,
+        seeds=seeds,
+        design=design,
+        baseline=baseline,
+        axes=axes,
+        data=data,
+        train=train,
+        path=str(path),
+        gpu_overrides_applied=device_type == "cuda" and bool(gpu),
     )
 
 
@@ -321,5 +336,3 @@ def _deep_merge(base: dict[str, Any], extra: Mapping[str, Any]) -> None:
             _deep_merge(base[k], val)
         else:
             base[k] = val
-
-

@@ -89,8 +89,9 @@ def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterab
         if name not in found:
             hint = suggest(name, found)
             where = f"found: {', '.join(found)}" if found else "no experiments there"
-            raise ExportError(f"unknown experiment {name!r} under {results} ({where})"
-                              + (f"; did you mean {hint!r}?" if hint else ""))
+            raise ExportError(
+                f"unknown experiment {name!r} under {results} ({where})" + (f"; did you mean {hint!r}?" if hint else "")
+            )
     out = Path(out)
     plan: list[tuple[str, dict[str, Any], Path]] = []
     stale: dict[str, int] = {}
@@ -148,8 +149,13 @@ def _tensorboard() -> dict[str, Any]:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise TensorBoardMissing() from None
-    return {"Summary": Summary, "api_pb2": api_pb2, "metadata": metadata, "plugin_data_pb2": plugin_data_pb2,
-            "SummaryWriter": SummaryWriter}
+    return {
+        "Summary": Summary,
+        "api_pb2": api_pb2,
+        "metadata": metadata,
+        "plugin_data_pb2": plugin_data_pb2,
+        "SummaryWriter": SummaryWriter,
+    }
 
 
 def _number(value: Any) -> float | None:
@@ -169,8 +175,12 @@ def hparams_of(experiment: str, record: dict[str, Any]) -> dict[str, bool | floa
     """The HParams of one run: identity, variant axes, resolved ``data.*``/``train.*`` settings,
     precision and device. Values are bool, number or string; missing (None) values are left out,
     so that one setting keeps one type across runs."""
-    out: dict[str, Any] = {"experiment": experiment, "variant": str(record.get("slug") or ""),
-                           "seed": record.get("seed"), "status": str(record.get("status") or "unknown")}
+    out: dict[str, Any] = {
+        "experiment": experiment,
+        "variant": str(record.get("slug") or ""),
+        "seed": record.get("seed"),
+        "status": str(record.get("status") or "unknown"),
+    }
     out.update(record.get("variant") or {})
     config = record.get("config") or {}
     for section in ("data", "train"):
@@ -213,8 +223,15 @@ def _write_run(tb: dict[str, Any], experiment: str, record: dict[str, Any], path
         writer.file_writer.add_summary(_session_end(tb, status, end))
     finally:
         writer.close()
-    return ExportedRun(experiment=experiment, run_id=str(record.get("run_id")), name=name, path=path,
-                       status=str(record.get("status")), epochs=len(epochs), steps=len(steps))
+    return ExportedRun(
+        experiment=experiment,
+        run_id=str(record.get("run_id")),
+        name=name,
+        path=path,
+        status=str(record.get("status")),
+        epochs=len(epochs),
+        steps=len(steps),
+    )
 
 
 def _epoch_scalars(writer: Any, epochs: list[dict[str, Any]], start: float | None) -> None:
@@ -262,10 +279,14 @@ def _evaluation_before(epochs: list[dict[str, Any]]) -> dict[Any, float]:
 def _run_scalars(record: dict[str, Any]) -> dict[str, float]:
     summary, runtime = record.get("summary") or {}, record.get("runtime") or {}
     values = {
-        "final_val_acc": summary.get("final_val_acc"), "best_val_acc": summary.get("best_val_acc"),
-        "final_val_loss": summary.get("final_val_loss"), "final_train_loss": summary.get("final_train_loss"),
-        "train_images_per_s": runtime.get("train_images_per_s"), "peak_memory_mb": runtime.get("peak_memory_mb"),
-        "wall_time_s": summary.get("wall_time_s"), "params": record.get("params"),
+        "final_val_acc": summary.get("final_val_acc"),
+        "best_val_acc": summary.get("best_val_acc"),
+        "final_val_loss": summary.get("final_val_loss"),
+        "final_train_loss": summary.get("final_train_loss"),
+        "train_images_per_s": runtime.get("train_images_per_s"),
+        "peak_memory_mb": runtime.get("peak_memory_mb"),
+        "wall_time_s": summary.get("wall_time_s"),
+        "params": record.get("params"),
     }
     return {k: float(v) for k, v in values.items() if _number(v) is not None}
 

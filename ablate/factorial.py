@@ -25,10 +25,10 @@ they are the least-squares means of the grid, and a contrast that the remaining 
 identify is reported as not estimable instead of being guessed. A level without any ok run is
 left out of the averages of the other axes' effects (the note says so).
 
-Holm (:func:`ablate.stats.holm`, equal to statsmodels' ``multipletests(method="holm")``) runs over the family of one metric's main
-effects and interactions. The model states what it checked: the residual degrees of freedom, a
-Breusch–Pagan test of unequal variances (residuals against the model's terms), which covariance
-was used, and the runs and cells that went in.
+Holm (:func:`ablate.stats.holm`, equal to statsmodels' ``multipletests(method="holm")``) runs over
+the family of one metric's main effects and interactions. The model states what it checked: the
+residual degrees of freedom, a Breusch–Pagan test of unequal variances (residuals against the
+model's terms), which covariance was used, and the runs and cells that went in.
 
 Numbers only: nothing here prints or reads files.
 """
@@ -101,7 +101,10 @@ def _column(i: int) -> str:
 
 
 def grid_design(
-    runs: pd.DataFrame, grid: dict[str, list[Any]], reference: dict[str, Any], value: str = "y",
+    runs: pd.DataFrame,
+    grid: dict[str, list[Any]],
+    reference: dict[str, Any],
+    value: str = "y",
 ) -> GridDesign:
     """The design for the runs in ``runs`` (columns ``seed``, one per axis of ``grid`` holding the
     level, and ``value``); ``reference``: each axis' reference level. Levels are compared by their
@@ -130,7 +133,7 @@ def grid_design(
         both = smf.ols(formula, pd.concat([frame, cell_frame], ignore_index=True))
         model = smf.ols(formula, frame) if len(frame) else None
     exog_all = np.asarray(both.exog, dtype=float)
-    exog, x_cells = exog_all[: len(frame)], exog_all[len(frame):]
+    exog, x_cells = exog_all[: len(frame)], exog_all[len(frame) :]
 
     # A level without any ok run cannot be averaged over: effects of the other axes are averaged
     # over the levels that have runs (and say so), effects of that level are not estimable.
@@ -138,8 +141,7 @@ def grid_design(
     observed = [all(repr(c[i]) in seen[a] for i, a in enumerate(axes)) for c in cells]
 
     def rows(**fixed: Any) -> np.ndarray:
-        keep = [obs or any(repr(c[axes.index(a)]) not in seen[a] for a in fixed)
-                for c, obs in zip(cells, observed)]
+        keep = [obs or any(repr(c[axes.index(a)]) not in seen[a] for a in fixed) for c, obs in zip(cells, observed)]
         keep = [k and all(repr(c[axes.index(a)]) == repr(v) for a, v in fixed.items()) for c, k in zip(cells, keep)]
         return x_cells[np.asarray(keep)].mean(axis=0) if any(keep) else np.full(x_cells.shape[1], np.nan)
 
@@ -160,13 +162,19 @@ def grid_design(
 
     # A contrast is estimable when it lies in the row space of the design (L = L X^+ X).
     projector = np.linalg.pinv(exog) @ exog if exog.size else np.zeros((x_cells.shape[1],) * 2)
-    estimable = np.array([bool(np.all(np.isfinite(c.vector)))
-                          and np.linalg.norm(c.vector - c.vector @ projector) <= 1e-8 * max(1.0, np.linalg.norm(c.vector))
-                          for c in contrasts], dtype=bool)
+    estimable = np.array(
+        [
+            bool(np.all(np.isfinite(c.vector)))
+            and np.linalg.norm(c.vector - c.vector @ projector) <= 1e-8 * max(1.0, np.linalg.norm(c.vector))
+            for c in contrasts
+        ],
+        dtype=bool,
+    )
     levels_missing = [f"{a}={level}" for a in axes for level in grid[a] if repr(level) not in seen[a]]
     used = {tuple(frame.loc[i, _column(j)] for j in range(len(axes))) for i in frame.index}
-    return GridDesign(formula, frame, exog, list(both.exog_names), contrasts, estimable, len(cells), len(used), model,
-                      levels_missing)
+    return GridDesign(
+        formula, frame, exog, list(both.exog_names), contrasts, estimable, len(cells), len(used), model, levels_missing
+    )
 
 
 def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float = stats.ALPHA) -> GridFit:
@@ -222,8 +230,9 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float 
         table["sim_level"] = level
         table["sim_low"] = table["estimate"] - wide * table["se"]
         table["sim_high"] = table["estimate"] + wide * table["se"]
-    return GridFit(table, resid_df, resid_sd, het_p, cov_type, n, design.cells_used, design.cells_total,
-                   design.levels_missing)
+    return GridFit(
+        table, resid_df, resid_sd, het_p, cov_type, n, design.cells_used, design.cells_total, design.levels_missing
+    )
 
 
 def _row(c: EffectContrast, est: float, se: float, df: float, tq: float, estimable: bool) -> dict[str, Any]:
@@ -235,8 +244,20 @@ def _row(c: EffectContrast, est: float, se: float, df: float, tq: float, estimab
         t = est / se
         p = stats.t_sf_two_sided(t, df)
         low, high = est - tq * se, est + tq * se
-    return {"kind": c.kind, "axes": c.axes, "level": c.level, "reference": c.reference, "estimate": est, "se": se,
-            "ci_low": low, "ci_high": high, "t": t, "df": df, "p": p, "estimable": bool(estimable)}
+    return {
+        "kind": c.kind,
+        "axes": c.axes,
+        "level": c.level,
+        "reference": c.reference,
+        "estimate": est,
+        "se": se,
+        "ci_low": low,
+        "ci_high": high,
+        "t": t,
+        "df": df,
+        "p": p,
+        "estimable": bool(estimable),
+    }
 
 
 def fit_grid(runs: pd.DataFrame, grid: dict[str, list[Any]], reference: dict[str, Any], value: str) -> GridFit:

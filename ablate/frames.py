@@ -101,7 +101,11 @@ def variation_sources(data: ExperimentData) -> tuple[list[str], list[str]]:
     runs = data.runs[data.runs["status"] != STATUS_MISSING]
     augment = "data_augment" in runs and any(str(a) not in ("none", "nan", "None", "") for a in runs["data_augment"])
     resample = "data_resample" in runs and bool(runs["data_resample"].fillna(False).astype(bool).any())
-    covered = ["initialisation", "data order"] + (["augmentation"] if augment else []) + (["data sampling"] if resample else [])
+    covered = (
+        ["initialisation", "data order"]
+        + (["augmentation"] if augment else [])
+        + (["data sampling"] if resample else [])
+    )
     return covered, [x for x in VARIATION_SOURCES if x not in covered]
 
 
@@ -129,12 +133,16 @@ def load_experiment_data(
     scan = scan_runs(root, name)  # valid records, and the files that are not (one note each)
     records = [r for r in scan.records if isinstance(r, dict)]
     if not records:
-        raise ReportError(f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first"
-                          + (f" ({len(scan.unreadable)} damaged file(s): {scan.warnings()[0]})" if scan.unreadable else ""))
+        raise ReportError(
+            f"experiment {name!r} has no run records yet in {runs_dir(root, name)}; run it first"
+            + (f" ({len(scan.unreadable)} damaged file(s): {scan.warnings()[0]})" if scan.unreadable else "")
+        )
     notes: list[str] = list(scan.warnings())
     records = _readable(records, targets, notes)
     if not records:
-        raise ReportError(f"experiment {name!r} has no readable run records in {runs_dir(root, name)}: {'; '.join(notes)}")
+        raise ReportError(
+            f"experiment {name!r} has no readable run records in {runs_dir(root, name)}: {'; '.join(notes)}"
+        )
     manifest = _checked_manifest(root, name, notes)
 
     # The cells the experiment consists of now: from the manifest when there is one.
@@ -162,7 +170,10 @@ def load_experiment_data(
         axes = {k: list(v) for k, v in (manifest.get("axes") or {}).items()}
         description = manifest.get("description") or ""
     else:
-        notes.append("no usable experiment.json manifest: every run record in the folder is used and missing cells cannot be detected")
+        notes.append(
+            "no usable experiment.json manifest: every run record in the folder is used and missing cells cannot be "
+            "detected"
+        )
         current_records, stale = records, 0
         variant_axes = {}
         for r in sorted(records, key=lambda r: (r.get("slug") or "", r.get("seed") or 0)):
@@ -196,15 +207,23 @@ def load_experiment_data(
         chosen = default_baseline
     else:
         chosen = variants[0]
-        notes.append(f"the experiment's [model] variant {default_baseline} is not one of its cells; baseline is {chosen}")
+        notes.append(
+            f"the experiment's [model] variant {default_baseline} is not one of its cells; baseline is {chosen}"
+        )
     variants = [chosen] + [v for v in variants if v != chosen]
 
     rows = [run_row(r, targets) for r in current_records]
     have = {r["run_id"] for r in rows}
     for run_id, slug, seed in expected:
         if run_id not in have:
-            row = {"run_id": run_id, "variant": slug, "seed": seed, "status": STATUS_MISSING, "error": "no result file",
-                   "epochs_done": 0}
+            row = {
+                "run_id": run_id,
+                "variant": slug,
+                "seed": seed,
+                "status": STATUS_MISSING,
+                "error": "no result file",
+                "epochs_done": 0,
+            }
             rows.append(row)
     runs = pd.DataFrame(rows)
     order = {v: i for i, v in enumerate(variants)}
@@ -217,21 +236,49 @@ def load_experiment_data(
         runs["reached_val_target"] = runs["reached_val_target"].astype("boolean")
 
     erows = [row for r in current_records for row in epoch_rows(r)]
-    epochs = pd.DataFrame(erows, columns=["run_id", "variant", "seed", "status", *EPOCH_COLUMNS, "train_error",
-                                          "cum_wall_time_s", "cum_train_time_s"])
+    epochs = pd.DataFrame(
+        erows,
+        columns=[
+            "run_id",
+            "variant",
+            "seed",
+            "status",
+            *EPOCH_COLUMNS,
+            "train_error",
+            "cum_wall_time_s",
+            "cum_train_time_s",
+        ],
+    )
     epochs = _sorted(epochs, order, ["seed", "epoch"])
     srows = [row for r in current_records for row in step_rows(r)]
     steps = _sorted(pd.DataFrame(srows, columns=STEP_FRAME_COLUMNS), order, ["seed", "step"])
     if stale:
         notes.append(f"{stale} run(s) from an older configuration of this experiment were ignored")
-    devices = sorted({d for d, st in zip(runs.get("device", []), runs["status"]) if st == STATUS_OK and isinstance(d, str) and d})
+    devices = sorted(
+        {d for d, st in zip(runs.get("device", []), runs["status"]) if st == STATUS_OK and isinstance(d, str) and d}
+    )
     if len(devices) > 1:
-        notes.append(f"ok runs come from {len(devices)} devices ({', '.join(devices)}): speed and time comparisons mix machines")
+        notes.append(
+            f"ok runs come from {len(devices)} devices ({', '.join(devices)}): speed and time comparisons mix machines"
+        )
     notes += _mixed_data_note(current_records)
     return ExperimentData(
-        name=name, description=description, design=design, seeds=seeds, axes=axes, variants=variants,
-        variant_axes=variant_axes, baseline=chosen, runs=runs, epochs=epochs, targets=targets,
-        manifest=manifest, stale_runs=stale, notes=notes, steps=steps, records=current_records,
+        name=name,
+        description=description,
+        design=design,
+        seeds=seeds,
+        axes=axes,
+        variants=variants,
+        variant_axes=variant_axes,
+        baseline=chosen,
+        runs=runs,
+        epochs=epochs,
+        targets=targets,
+        manifest=manifest,
+        stale_runs=stale,
+        notes=notes,
+        steps=steps,
+        records=current_records,
     )
 
 
@@ -243,8 +290,9 @@ def _data_identity(record: dict[str, Any]) -> tuple[str, str] | None:
     if record.get("status") != STATUS_OK or not isinstance(data, dict):
         return None
     info = data.get("info") if isinstance(data.get("info"), dict) else {}
-    stats = ", ".join(f"{x:.6g}" if isinstance(x, float) else str(x) for key in ("mean", "std")
-                      for x in (data.get(key) or []))
+    stats = ", ".join(
+        f"{x:.6g}" if isinstance(x, float) else str(x) for key in ("mean", "std") for x in (data.get(key) or [])
+    )
     return str(info.get("source", "?")), stats
 
 
@@ -257,8 +305,10 @@ def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
     if len(seen) < 2:
         return []
     parts = [f"{n} from {src} (mean/std {stats})" for (src, stats), n in sorted(seen.items())]
-    return [f"ok runs were trained on different data ({'; '.join(parts)}): their comparisons mix datasets; "
-            "rerun the odd ones with the same data (set data.root to pin it)"]
+    return [
+        f"ok runs were trained on different data ({'; '.join(parts)}): their comparisons mix datasets; "
+        "rerun the odd ones with the same data (set data.root to pin it)"
+    ]
 
 
 def current_and_extra(
@@ -279,16 +329,21 @@ def current_and_extra(
     return [r for r in records if r.get("run_id") in run_ids] + extra, extra
 
 
-def _other_seeds(records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int],
-                 manifest: dict[str, Any]) -> list[dict[str, Any]]:
+def _other_seeds(
+    records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int], manifest: dict[str, Any]
+) -> list[dict[str, Any]]:
     """Records that belong to the experiment although the manifest does not list them: a variant
     of it, a seed it does not list, and the same data and training settings. The manifest holds
     the seeds of the latest run only, and a run of one more seed (``--set seeds=[3]``) must not
     hide the runs of the others."""
-    return [r for r in records
-            if r.get("run_id") not in current and int(r.get("seed", -1)) not in seeds
-            and (r.get("slug") or slug_of(r.get("variant") or {})) in variants
-            and _same_settings(r.get("config"), manifest)]
+    return [
+        r
+        for r in records
+        if r.get("run_id") not in current
+        and int(r.get("seed", -1)) not in seeds
+        and (r.get("slug") or slug_of(r.get("variant") or {})) in variants
+        and _same_settings(r.get("config"), manifest)
+    ]
 
 
 def _same_settings(config: Any, manifest: dict[str, Any]) -> bool:
@@ -349,6 +404,8 @@ def _sorted(frame: pd.DataFrame, order: dict[str, int], then: list[str]) -> pd.D
         return frame.reset_index(drop=True)
     key = frame["variant"].map(order).fillna(len(order)).astype(int)
     return (
-        frame.assign(_order=key).sort_values(["_order", *then], kind="stable")
-        .drop(columns="_order").reset_index(drop=True)
+        frame.assign(_order=key)
+        .sort_values(["_order", *then], kind="stable")
+        .drop(columns="_order")
+        .reset_index(drop=True)
     )

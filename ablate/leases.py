@@ -88,8 +88,15 @@ def read_claim(path: Path) -> Claim | None:
         return None
     try:
         data = json.loads(text)
-        return Claim(path, str(data["host"]), int(data["pid"]), float(data["started"]), mtime,
-                     str(data.get("worker", "")), str(data["token"]))
+        return Claim(
+            path,
+            str(data["host"]),
+            int(data["pid"]),
+            float(data["started"]),
+            mtime,
+            str(data.get("worker", "")),
+            str(data["token"]),
+        )
     except (ValueError, KeyError, TypeError):
         return Claim(path, "?", -1, mtime, mtime, "unreadable claim", "")
 
@@ -135,8 +142,15 @@ class Lease:
     stops at its next step: two owners must never go on training one cell.
     """
 
-    def __init__(self, root: str | Path, experiment: str, run_id: str, worker: str = "",
-                 timeout: float = STALE_AFTER_S, heartbeat: float = HEARTBEAT_S) -> None:
+    def __init__(
+        self,
+        root: str | Path,
+        experiment: str,
+        run_id: str,
+        worker: str = "",
+        timeout: float = STALE_AFTER_S,
+        heartbeat: float = HEARTBEAT_S,
+    ) -> None:
         self.path = claim_path(root, experiment, run_id)
         self.worker, self.timeout, self.heartbeat_s = worker, timeout, heartbeat
         self.token = uuid.uuid4().hex
@@ -146,8 +160,13 @@ class Lease:
         self._thread: threading.Thread | None = None
 
     def _payload(self) -> dict[str, Any]:
-        return {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(),
-                "worker": self.worker, "token": self.token}
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": time.time(),
+            "worker": self.worker,
+            "token": self.token,
+        }
 
     def acquire(self) -> bool:
         """Claim the cell; False when a live claim of someone else holds it."""
@@ -175,7 +194,9 @@ class Lease:
         try:
             current = read_claim(self.path)
             # Still the claim we judged stale (not a fresh one someone made meanwhile)?
-            if current is not None and (judged is None or current.token != judged.token or not current.stale(self.timeout)):
+            if current is not None and (
+                judged is None or current.token != judged.token or not current.stale(self.timeout)
+            ):
                 return False
             self.path.unlink(missing_ok=True)
             if not _create(self.path, self._payload()):

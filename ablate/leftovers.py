@@ -35,11 +35,15 @@ class Leftovers:
 
     def describe(self) -> str:
         """One line: what they are and how much disk they hold."""
-        parts = [f"{len(items)} {what}" for items, what in (
-            (self.temporaries, "temporary file(s) of killed writers"),
-            (self.finished_checkpoints, "checkpoint(s) of finished cells"),
-            (self.dead_claims, "claim(s) of finished cells with a dead owner"),
-        ) if items]
+        parts = [
+            f"{len(items)} {what}"
+            for items, what in (
+                (self.temporaries, "temporary file(s) of killed writers"),
+                (self.finished_checkpoints, "checkpoint(s) of finished cells"),
+                (self.dead_claims, "claim(s) of finished cells with a dead owner"),
+            )
+            if items
+        ]
         return ", ".join(parts) + f" ({megabytes(self.size())})"
 
 
@@ -103,8 +107,12 @@ def clean_leftovers(results: str | Path, experiment: str) -> Leftovers:
             gone.add(path)
         except OSError:
             continue
-    return Leftovers([p for p in found.temporaries if p in gone], [p for p in found.finished_checkpoints if p in gone],
-                     [p for p in found.dead_claims if p in gone], {p: found.sizes[p] for p in gone})
+    return Leftovers(
+        [p for p in found.temporaries if p in gone],
+        [p for p in found.finished_checkpoints if p in gone],
+        [p for p in found.dead_claims if p in gone],
+        {p: found.sizes[p] for p in gone},
+    )
 
 
 def checkpoint_disk(results: str | Path, experiment: str) -> tuple[int, int]:

@@ -48,7 +48,9 @@ IMPLEMENTATIONS = ("auto", "eager", "compiled", "torch")
 
 
 @functools.lru_cache(maxsize=64)
-def _band(channels: int, before: int, after: int, scale: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+def _band(
+    channels: int, before: int, after: int, scale: float, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
     """C x C matrix with ``band[src, dst] = scale`` where ``dst - before <= src <= dst + after``."""
     with torch.inference_mode(False):  # cached: must stay usable outside inference mode too
         idx = torch.arange(channels, device=device)
@@ -139,7 +141,11 @@ def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: fl
     small = x.detach()[:2]
     for dim in range(2, small.dim()):
         small = small.narrow(dim, 0, min(5, small.shape[dim]))
-    layout = torch.channels_last if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) else torch.contiguous_format
+    layout = (
+        torch.channels_last
+        if x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+        else torch.contiguous_format
+    )
     with torch.inference_mode(False), torch.enable_grad():
         base = small.clone().contiguous(memory_format=layout)
         grad = torch.randn_like(base)
@@ -172,7 +178,9 @@ def _compiled_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: floa
             return _compiled(x, size, alpha, beta, k)
         except Exception as e:  # noqa: BLE001 - any compiler failure: keep training, slower
             _compile_failed = f"{type(e).__name__}: {e}".splitlines()[0]
-            warnings.warn(f"compiled LRN unavailable, using the eager one: {_compile_failed}", RuntimeWarning, stacklevel=3)
+            warnings.warn(
+                f"compiled LRN unavailable, using the eager one: {_compile_failed}", RuntimeWarning, stacklevel=3
+            )
     return _LRNFunction.apply(x, size, alpha, beta, k)
 
 
@@ -216,7 +224,9 @@ def local_response_norm(
     return _LRNFunction.apply(x, size, alpha, beta, k)
 
 
-def lrn_reference(x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0) -> torch.Tensor:
+def lrn_reference(
+    x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0
+) -> torch.Tensor:
     """The paper's formula as a literal loop over channels, in float64: slow, for tests only."""
     xd = x.double()
     channels = x.shape[1]

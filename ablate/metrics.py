@@ -56,8 +56,11 @@ def metrics_for(targets: Targets, steps: bool = False) -> list[Metric]:
             Metric("time_to_train_target_s", f"time to {targets.train_error:.0%} train error", False, unit="s"),
         ]
         if steps:
-            out.append(Metric("images_to_train_target", f"images to {targets.train_error:.0%} train error", False,
-                              unit="images"))
+            out.append(
+                Metric(
+                    "images_to_train_target", f"images to {targets.train_error:.0%} train error", False, unit="images"
+                )
+            )
     if targets.val_acc is not None:
         out += [
             Metric("epochs_to_val_target", f"epochs to {targets.val_acc:.0%} val acc", False, unit="epochs"),

@@ -43,15 +43,25 @@ class ArchSpec:
 
 register_arch("alexnet65")(
     ArchSpec(
-        input_size=65, channels=(48, 128, 192, 192, 128), conv1_kernel=11, conv1_stride=1,
-        conv1_padding=0, fc_width=2048, final_size=6,
+        input_size=65,
+        channels=(48, 128, 192, 192, 128),
+        conv1_kernel=11,
+        conv1_stride=1,
+        conv1_padding=0,
+        fc_width=2048,
+        final_size=6,
         description="the seed network: 3x65x65, convs 48-128-192-192-128, FC 2048-2048",
     )
 )
 register_arch("alexnet")(
     ArchSpec(
-        input_size=227, channels=(96, 256, 384, 384, 256), conv1_kernel=11, conv1_stride=4,
-        conv1_padding=0, fc_width=4096, final_size=6,
+        input_size=227,
+        channels=(96, 256, 384, 384, 256),
+        conv1_kernel=11,
+        conv1_stride=4,
+        conv1_padding=0,
+        fc_width=4096,
+        final_size=6,
         description="Krizhevsky et al. 2012 geometry (one GPU): 3x227x227, convs 96-256-384-384-256, FC 4096-4096",
     )
 )
@@ -165,5 +175,7 @@ def kaiming_init(model: AlexNet) -> None:
     """He-normal weights (fan-out, ReLU gain) and zero biases: trains deep ReLU stacks quickly."""
     for m in model.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in", nonlinearity="relu")
+            nn.init.kaiming_normal_(
+                m.weight, mode="fan_out" if isinstance(m, nn.Conv2d) else "fan_in", nonlinearity="relu"
+            )
             nn.init.zeros_(m.bias)

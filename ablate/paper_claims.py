@@ -52,7 +52,18 @@ CONTRADICTED = "contradicted"
 INCONCLUSIVE = "inconclusive"
 
 CLAIM_COLUMNS = [
-    "claim", "axis", "compared", "paper", "quantity", "n", "seeds", "estimate", "ci_low", "ci_high", "verdict", "detail",
+    "claim",
+    "axis",
+    "compared",
+    "paper",
+    "quantity",
+    "n",
+    "seeds",
+    "estimate",
+    "ci_low",
+    "ci_high",
+    "verdict",
+    "detail",
 ]
 
 
@@ -74,19 +85,64 @@ class PaperClaim:
 
 
 CLAIMS: tuple[PaperClaim, ...] = (
-    PaperClaim("relu_faster", "ReLU reaches the training-error target faster than tanh", "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
-          "activation", "relu", "tanh", "speed", factor=6.0),
-    PaperClaim("lrn_error", "Local response normalization lowers the error",
-          "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points", "norm", "lrn", "none", "error",
-          effect_points=1.4),
-    PaperClaim("overlap_error", "Overlapping pooling lowers the error", "ImageNet top-1 -0.4 points (top-5 -0.3)",
-          "pooling", "overlap", "nonoverlap", "error", effect_points=0.4),
-    PaperClaim("overlap_gap", "Overlapping pooling overfits slightly less (smaller train-val gap)",
-          "\"slightly more difficult to overfit\" (no number)", "pooling", "overlap", "nonoverlap", "gap"),
-    PaperClaim("dropout_gap", "Dropout reduces overfitting (smaller train-val gap)",
-          "\"substantial overfitting\" without dropout (no number)", "dropout", True, False, "gap"),
-    PaperClaim("dropout_slower", "Dropout slows convergence (more epochs to the training-error target)",
-          "roughly 2x the iterations to converge", "dropout", True, False, "slowdown", factor=2.0),
+    PaperClaim(
+        "relu_faster",
+        "ReLU reaches the training-error target faster than tanh",
+        "6x fewer epochs to 25% training error (CIFAR-10, 4-layer CNN, Fig. 1)",
+        "activation",
+        "relu",
+        "tanh",
+        "speed",
+        factor=6.0,
+    ),
+    PaperClaim(
+        "lrn_error",
+        "Local response normalization lowers the error",
+        "CIFAR-10 test error 13% -> 11% (-2 points); ImageNet top-1 -1.4 points",
+        "norm",
+        "lrn",
+        "none",
+        "error",
+        effect_points=1.4,
+    ),
+    PaperClaim(
+        "overlap_error",
+        "Overlapping pooling lowers the error",
+        "ImageNet top-1 -0.4 points (top-5 -0.3)",
+        "pooling",
+        "overlap",
+        "nonoverlap",
+        "error",
+        effect_points=0.4,
+    ),
+    PaperClaim(
+        "overlap_gap",
+        "Overlapping pooling overfits slightly less (smaller train-val gap)",
+        '"slightly more difficult to overfit" (no number)',
+        "pooling",
+        "overlap",
+        "nonoverlap",
+        "gap",
+    ),
+    PaperClaim(
+        "dropout_gap",
+        "Dropout reduces overfitting (smaller train-val gap)",
+        '"substantial overfitting" without dropout (no number)',
+        "dropout",
+        True,
+        False,
+        "gap",
+    ),
+    PaperClaim(
+        "dropout_slower",
+        "Dropout slows convergence (more epochs to the training-error target)",
+        "roughly 2x the iterations to converge",
+        "dropout",
+        True,
+        False,
+        "slowdown",
+        factor=2.0,
+    ),
 )
 
 
@@ -171,7 +227,10 @@ def _difference_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple
     if contrast.note:
         detail += f"; {contrast.note}"
     if claim.kind == "gap" and "train_acc" in set(data.ok_runs.get("gap_source", [])):
-        detail += "; some runs have no eval-mode training accuracy, so their gap uses the accuracy measured during the epoch in training mode"
+        detail += (
+            "; some runs have no eval-mode training accuracy, so their gap uses the accuracy measured during the "
+            "epoch in training mode"
+        )
         if claim.axis == "dropout":
             detail += " (dropout on), which lowers it for dropout variants and so also shrinks their gap"
     return _row(claim, pairs, quantity, seeds, test.diff, test.ci_low, test.ci_high, verdict, detail, claim.paper)
@@ -211,14 +270,19 @@ def _ratio_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str,
     ratio, lo, hi = r.ratio, r.ci_low, r.ci_high
     test = stats.paired_test(contrast.values if not fast_missing else [])
     fast_l, slow_l = _label(claim.axis, fast), _label(claim.axis, slow)
-    quantity = (f"ratio of training images to {target:.0%} training error (step resolution), {slow_l} / {fast_l}"
-                if steps else f"ratio of epochs to {target:.0%} training error, {slow_l} / {fast_l}")
+    quantity = (
+        f"ratio of training images to {target:.0%} training error (step resolution), {slow_l} / {fast_l}"
+        if steps
+        else f"ratio of epochs to {target:.0%} training error, {slow_l} / {fast_l}"
+    )
     bound = f"; {censored} {slow_l} run(s) never reached the target, so the ratio is a lower bound" if censored else ""
     bound += f"; {contrast.note}" if contrast.note else ""
 
     if fast_missing:
-        reason = (f"{fast_l} did not reach {target:.0%} training error in {fast_missing} ok run(s) "
-                  "(train longer or pass --target-train-error)")
+        reason = (
+            f"{fast_l} did not reach {target:.0%} training error in {fast_missing} ok run(s) "
+            "(train longer or pass --target-train-error)"
+        )
         return [
             _row(claim, pairs, quantity, [], math.nan, math.nan, math.nan, INCONCLUSIVE, reason, claim.paper),
             _factor_row(claim, pairs, quantity, [], math.nan, math.nan, math.nan, INCONCLUSIVE, reason),
@@ -234,7 +298,10 @@ def _ratio_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str,
     elif hi < 1 and not censored:
         verdict, detail = CONTRADICTED, f"{fast_l} needs more epochs: the whole 95% interval is below 1"
     else:
-        verdict, detail = INCONCLUSIVE, "the 95% interval contains 1" if not (hi < 1) else "interval below 1, but a lower bound only"
+        verdict, detail = (
+            INCONCLUSIVE,
+            "the 95% interval contains 1" if not (hi < 1) else "interval below 1, but a lower bound only",
+        )
     rows = [_row(claim, pairs, quantity, used, ratio, lo, hi, verdict, detail + bound, claim.paper)]
 
     f = claim.factor
@@ -255,18 +322,46 @@ def _ratio_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str,
     return rows
 
 
-def _factor_row(claim: PaperClaim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int],
-                est: float, lo: float, hi: float, verdict: str, detail: str) -> dict[str, Any]:
+def _factor_row(
+    claim: PaperClaim,
+    pairs: list[tuple[str, str]],
+    quantity: str,
+    seeds: list[int],
+    est: float,
+    lo: float,
+    hi: float,
+    verdict: str,
+    detail: str,
+) -> dict[str, Any]:
     row = _row(claim, pairs, quantity, seeds, est, lo, hi, verdict, detail, claim.paper)
     row["claim"] = f"... by a factor of about {claim.factor:g}"
     row["paper"] = f"{claim.factor:g}x"
     return row
 
 
-def _row(claim: PaperClaim, pairs: list[tuple[str, str]], quantity: str, seeds: list[int], est: float,
-         lo: float, hi: float, verdict: str, detail: str, paper: str) -> dict[str, Any]:
+def _row(
+    claim: PaperClaim,
+    pairs: list[tuple[str, str]],
+    quantity: str,
+    seeds: list[int],
+    est: float,
+    lo: float,
+    hi: float,
+    verdict: str,
+    detail: str,
+    paper: str,
+) -> dict[str, Any]:
     return {
-        "claim": claim.text, "axis": claim.axis, "compared": _compared(claim, pairs), "paper": paper,
-        "quantity": quantity, "n": len(seeds), "seeds": " ".join(str(s) for s in seeds), "estimate": est,
-        "ci_low": lo, "ci_high": hi, "verdict": verdict, "detail": detail,
+        "claim": claim.text,
+        "axis": claim.axis,
+        "compared": _compared(claim, pairs),
+        "paper": paper,
+        "quantity": quantity,
+        "n": len(seeds),
+        "seeds": " ".join(str(s) for s in seeds),
+        "estimate": est,
+        "ci_low": lo,
+        "ci_high": hi,
+        "verdict": verdict,
+        "detail": detail,
     }

@@ -58,8 +58,10 @@ def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
 
 
 OVERLAY_MAX = 6  # more variants than this: one small panel per variant instead of one crowded panel
-CURVES = (("val_acc_pct", "validation accuracy (%)", "Validation accuracy"),
-          ("train_loss", "training loss (cross-entropy)", "Training loss"))
+CURVES = (
+    ("val_acc_pct", "validation accuracy (%)", "Validation accuracy"),
+    ("train_loss", "training loss (cross-entropy)", "Training loss"),
+)
 IMAGES = "training images seen"
 
 
@@ -72,14 +74,18 @@ def _curve_panels(data: ExperimentData) -> list[tuple[pd.DataFrame, str, str, st
     st = data.steps[data.steps["status"] == "ok"].copy() if not data.steps.empty else data.steps
     if st.empty or set(ep["run_id"]) - set(st["run_id"]):  # some runs (older records) have no step logs
         return [(ep, "epoch", y, label, title) for y, label, title in CURVES]
-    per_epoch = dict(zip(data.runs["run_id"], data.runs.get("images_per_epoch", pd.Series(math.nan, index=data.runs.index))))
+    per_epoch = dict(
+        zip(data.runs["run_id"], data.runs.get("images_per_epoch", pd.Series(math.nan, index=data.runs.index)))
+    )
     ep[IMAGES] = [e * per_epoch.get(r, math.nan) for r, e in zip(ep["run_id"], ep["epoch"])]
     ep = ep[ep[IMAGES].notna()]
     st[IMAGES] = st["images"]
     st["train_error_pct"] = 100.0 * st["train_error"]
-    return [(ep, IMAGES, "val_acc_pct", "validation accuracy (%)", "Validation accuracy (end of each epoch)"),
-            (st, IMAGES, "train_loss", "training loss (cross-entropy)", "Training loss"),
-            (st, IMAGES, "train_error_pct", "training error (%)", "Training error")]
+    return [
+        (ep, IMAGES, "val_acc_pct", "validation accuracy (%)", "Validation accuracy (end of each epoch)"),
+        (st, IMAGES, "train_loss", "training loss (cross-entropy)", "Training loss"),
+        (st, IMAGES, "train_error_pct", "training error (%)", "Training error"),
+    ]
 
 
 def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path:
@@ -95,12 +101,16 @@ def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) ->
     everything = pd.concat([f[["variant", "seed"]] for f, *_ in panels]) if panels else ep
     present = [v for v in data.variants if v in set(everything["variant"])]
     n = everything.groupby("variant")["seed"].nunique() if not everything.empty else pd.Series(dtype=int)
-    seeds = f"{int(n.min())}-{int(n.max())}" if len(n) and n.min() != n.max() else (f"{int(n.max())}" if len(n) else "0")
+    seeds = (
+        f"{int(n.min())}-{int(n.max())}" if len(n) and n.min() != n.max() else (f"{int(n.max())}" if len(n) else "0")
+    )
     title = f"{data.name}: learning curves (mean and 95% CI over {seeds} seed(s), ok runs)"
     target = data.targets.train_error
     with sns.axes_style(STYLE):
         if len(present) <= OVERLAY_MAX:
-            fig = Figure(figsize=(5.5 * len(panels), 4.6 + 0.25 * math.ceil(max(len(present), 1) / 3)), layout="constrained")
+            fig = Figure(
+                figsize=(5.5 * len(panels), 4.6 + 0.25 * math.ceil(max(len(present), 1) / 3)), layout="constrained"
+            )
             axes = fig.subplots(1, len(panels), sharex=True)  # one x axis: images seen (or epochs) in every panel
             for ax, (frame, x, y, ylabel, panel_title) in zip(axes, panels):
                 if frame.empty:
@@ -125,10 +135,14 @@ def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) ->
                     if v != data.baseline and not base.empty:
                         ax.plot(base.index, base.to_numpy(), color="0.45", linestyle="--", linewidth=1.2)
                     _curve(ax, frame[frame["variant"] == v], x, y, colors[v], thick=v == data.baseline)
-                    ax.set_title(_label(data, v), fontsize=8.5, color=colors[v],
-                                 fontweight="bold" if v == data.baseline else "normal")
+                    ax.set_title(
+                        _label(data, v),
+                        fontsize=8.5,
+                        color=colors[v],
+                        fontweight="bold" if v == data.baseline else "normal",
+                    )
                     ax.set(xlabel="", ylabel="")
-                for ax in axes[len(present):]:
+                for ax in axes[len(present) :]:
                     ax.set_visible(False)
                 sub.supxlabel(x, fontsize=10)
                 sub.supylabel(ylabel, fontsize=10)
@@ -141,9 +155,19 @@ def _curve(ax: Axes, frame: pd.DataFrame, x: str, y: str, color: Any, thick: boo
     if frame.empty:
         return
     few = frame[x].nunique() <= 12
-    sns.lineplot(data=frame, x=x, y=y, color=color, ax=ax, errorbar=stats.t_interval_bounds,
-                 marker="o" if few else None, markersize=4, linewidth=2.6 if thick else 1.6, legend=False,
-                 err_kws={"alpha": 0.18})
+    sns.lineplot(
+        data=frame,
+        x=x,
+        y=y,
+        color=color,
+        ax=ax,
+        errorbar=stats.t_interval_bounds,
+        marker="o" if few else None,
+        markersize=4,
+        linewidth=2.6 if thick else 1.6,
+        legend=False,
+        err_kws={"alpha": 0.18},
+    )
     if x == "epoch":
         ax.xaxis.get_major_locator().set_params(integer=True)
 
@@ -155,9 +179,18 @@ def _line_handle(color: Any, baseline: bool, marker: bool = True) -> Any:
 
 
 def _interval_panel(
-    ax: Axes, data: ExperimentData, colors: dict[str, Any], order: list[str], column: str, scale: float,
-    xlabel: str, title: str, reference: bool = True, annotate: dict[str, str] | None = None,
-    empty_text: str = "no ok runs with this number", bounds: tuple[float | None, float | None] = (None, None),
+    ax: Axes,
+    data: ExperimentData,
+    colors: dict[str, Any],
+    order: list[str],
+    column: str,
+    scale: float,
+    xlabel: str,
+    title: str,
+    reference: bool = True,
+    annotate: dict[str, str] | None = None,
+    empty_text: str = "no ok runs with this number",
+    bounds: tuple[float | None, float | None] = (None, None),
 ) -> None:
     """Horizontal per-variant panel: each ok run as a dot, mean with its 95% t interval as a bar."""
     ok = data.ok_runs
@@ -172,27 +205,58 @@ def _interval_panel(
             ax.scatter(vals, y + jitter, s=14, color=colors[v], alpha=0.45, zorder=2, linewidths=0)
             iv = stats.mean_interval(vals)
             if iv.has_interval:
-                ax.errorbar(iv.mean, y, xerr=[[iv.mean - iv.ci_low], [iv.ci_high - iv.mean]], fmt="none",
-                            ecolor=colors[v], elinewidth=2.2, capsize=4, zorder=3)
-            ax.scatter([iv.mean], [y], s=70 if v == data.baseline else 48, color=colors[v], zorder=4,
-                       marker="D" if v == data.baseline else "o", edgecolors="black", linewidths=0.8)
+                ax.errorbar(
+                    iv.mean,
+                    y,
+                    xerr=[[iv.mean - iv.ci_low], [iv.ci_high - iv.mean]],
+                    fmt="none",
+                    ecolor=colors[v],
+                    elinewidth=2.2,
+                    capsize=4,
+                    zorder=3,
+                )
+            ax.scatter(
+                [iv.mean],
+                [y],
+                s=70 if v == data.baseline else 48,
+                color=colors[v],
+                zorder=4,
+                marker="D" if v == data.baseline else "o",
+                edgecolors="black",
+                linewidths=0.8,
+            )
     if reference and any_data:
-        base = [float(x) * scale for x in ok.loc[ok["variant"] == data.baseline, column] if not pd.isna(x)] if column in ok else []
+        base = (
+            [float(x) * scale for x in ok.loc[ok["variant"] == data.baseline, column] if not pd.isna(x)]
+            if column in ok
+            else []
+        )
         if base:
             ax.axvline(float(np.mean(base)), color="0.3", linestyle="--", linewidth=1, zorder=1, label="baseline mean")
     if any_data:
         for v in order:
             note = (annotate or {}).get(v)
             if note:
-                ax.annotate(note, xy=(1.0, ypos[v]), xycoords=("axes fraction", "data"), xytext=(4, 0),
-                            textcoords="offset points", va="center", fontsize=8, color="0.3", annotation_clip=False)
+                ax.annotate(
+                    note,
+                    xy=(1.0, ypos[v]),
+                    xycoords=("axes fraction", "data"),
+                    xytext=(4, 0),
+                    textcoords="offset points",
+                    va="center",
+                    fontsize=8,
+                    color="0.3",
+                    annotation_clip=False,
+                )
     else:
         _no_data(ax, empty_text)
     if any_data:
         # A t interval over few seeds can reach impossible values (negative images/s): cut the axis
         # at the quantity's natural bounds instead of drawing them.
         lo, hi = ax.get_xlim()
-        ax.set_xlim(max(lo, bounds[0]) if bounds[0] is not None else lo, min(hi, bounds[1]) if bounds[1] is not None else hi)
+        ax.set_xlim(
+            max(lo, bounds[0]) if bounds[0] is not None else lo, min(hi, bounds[1]) if bounds[1] is not None else hi
+        )
     ax.set_yticks(range(len(order)), [_label(data, v) for v in order])
     ax.set_ylim(len(order) - 0.5, -0.5)
     ax.set(xlabel=xlabel, title=title)
@@ -218,17 +282,42 @@ def final_accuracy(data: ExperimentData, colors: dict[str, Any], path: Path) -> 
     generalization gap in the same order; the baseline is bold, diamond-marked and dashed."""
     ok = data.ok_runs
     means = ok.groupby("variant")["final_val_acc"].mean() if not ok.empty else pd.Series(dtype=float)
-    order = sorted(data.variants, key=lambda v: (-(means.get(v, -math.inf)) if not pd.isna(means.get(v, math.nan)) else math.inf,
-                                                  data.variants.index(v)))
+    order = sorted(
+        data.variants,
+        key=lambda v: (
+            -(means.get(v, -math.inf)) if not pd.isna(means.get(v, math.nan)) else math.inf,
+            data.variants.index(v),
+        ),
+    )
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(12, 1.6 + 0.45 * len(order)), layout="constrained")
         ax_acc, ax_gap = fig.subplots(1, 2, sharey=True, gridspec_kw={"width_ratios": [3, 2]})
-        _interval_panel(ax_acc, data, colors, order, "final_val_acc", 100.0, "final validation accuracy (%)",
-                        "Final validation accuracy", bounds=(0.0, 100.0))
-        _interval_panel(ax_gap, data, colors, order, "gen_gap", 100.0, "train - val accuracy (points)",
-                        "Generalization gap (lower = less overfitting)", annotate=_status_notes(data))
-        fig.suptitle(f"{data.name}: per variant, mean with 95% CI over seeds (dots: single runs; dashed: baseline mean)",
-                     fontsize=12)
+        _interval_panel(
+            ax_acc,
+            data,
+            colors,
+            order,
+            "final_val_acc",
+            100.0,
+            "final validation accuracy (%)",
+            "Final validation accuracy",
+            bounds=(0.0, 100.0),
+        )
+        _interval_panel(
+            ax_gap,
+            data,
+            colors,
+            order,
+            "gen_gap",
+            100.0,
+            "train - val accuracy (points)",
+            "Generalization gap (lower = less overfitting)",
+            annotate=_status_notes(data),
+        )
+        fig.suptitle(
+            f"{data.name}: per variant, mean with 95% CI over seeds (dots: single runs; dashed: baseline mean)",
+            fontsize=12,
+        )
         return _save(fig, path)
 
 
@@ -237,14 +326,28 @@ def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path
     order = list(data.variants)
     targets = []
     if data.targets.train_error is not None:
-        targets.append(("time_to_train_target_s", "reached_train_target", f"training error <= {data.targets.train_error:.0%}"))
+        targets.append(
+            ("time_to_train_target_s", "reached_train_target", f"training error <= {data.targets.train_error:.0%}")
+        )
     if data.targets.val_acc is not None:
-        targets.append(("time_to_val_target_s", "reached_val_target", f"validation accuracy >= {data.targets.val_acc:.0%}"))
+        targets.append(
+            ("time_to_val_target_s", "reached_val_target", f"validation accuracy >= {data.targets.val_acc:.0%}")
+        )
     with sns.axes_style(STYLE):
         fig = Figure(figsize=(6 + 4.5 * len(targets), 1.6 + 0.45 * len(order)), layout="constrained")
         axes = fig.subplots(1, 1 + len(targets), sharey=True, squeeze=False)[0]
-        _interval_panel(axes[0], data, colors, order, "train_images_per_s", 1.0, "training throughput (images/s)",
-                        "Training throughput", reference=True, bounds=(0.0, None))
+        _interval_panel(
+            axes[0],
+            data,
+            colors,
+            order,
+            "train_images_per_s",
+            1.0,
+            "training throughput (images/s)",
+            "Training throughput",
+            reference=True,
+            bounds=(0.0, None),
+        )
         ok = data.ok_runs
         for ax, (column, flag, what) in zip(axes[1:], targets):
             notes = {}
@@ -252,16 +355,26 @@ def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path
                 mine = ok[ok["variant"] == v]
                 reached = int(mine[flag].fillna(False).astype(bool).sum()) if len(mine) else 0
                 notes[v] = f"reached {reached}/{len(mine)}"
-            _interval_panel(ax, data, colors, order, column, 1.0, "wall time to reach it (s)",
-                            f"Time to {what}", annotate=notes, empty_text=f"no run reached {what}\nwithin its epochs",
-                            bounds=(0.0, None))
+            _interval_panel(
+                ax,
+                data,
+                colors,
+                order,
+                column,
+                1.0,
+                "wall time to reach it (s)",
+                f"Time to {what}",
+                annotate=notes,
+                empty_text=f"no run reached {what}\nwithin its epochs",
+                bounds=(0.0, None),
+            )
         device = _device(data)
         fig.suptitle(f"{data.name}: speed per variant, mean with 95% CI over seeds{device}", fontsize=12)
         return _save(fig, path)
 
 
 def _device(data: ExperimentData) -> str:
-    """" on <device>" when every ok run reports the same device; a warning when they differ."""
+    """ " on <device>" when every ok run reports the same device; a warning when they differ."""
     names = sorted({str(d) for d in data.ok_runs.get("device", pd.Series(dtype=str)).dropna() if d})
     if len(names) == 1:
         return f" on {names[0]}"
@@ -285,9 +398,20 @@ def interaction_heatmaps(data: ExperimentData, path: Path, metric: str = "final_
         fig = Figure(figsize=(4.8 * cols + 1.2, 4.0 * rows), layout="constrained")
         axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
         for ax, table, (a, b) in zip(axes, tables, pairs):
-            sns.heatmap(table.astype(float), annot=True, fmt=".1f", cmap="viridis", vmin=vmin, vmax=vmax, ax=ax,
-                        cbar=ax is axes[len(pairs) - 1], cbar_kws={"label": "mean final validation accuracy (%)"},
-                        linewidths=0.5, linecolor="white", square=False)
+            sns.heatmap(
+                table.astype(float),
+                annot=True,
+                fmt=".1f",
+                cmap="viridis",
+                vmin=vmin,
+                vmax=vmax,
+                ax=ax,
+                cbar=ax is axes[len(pairs) - 1],
+                cbar_kws={"label": "mean final validation accuracy (%)"},
+                linewidths=0.5,
+                linecolor="white",
+                square=False,
+            )
             ax.set(xlabel=b, ylabel=a, title=f"{a} x {b}")
             ax.tick_params(axis="y", rotation=0)
             base = data.variant_axes[data.baseline]
@@ -295,10 +419,13 @@ def interaction_heatmaps(data: ExperimentData, path: Path, metric: str = "final_
             if ra in list(table.index) and rb in list(table.columns):
                 i, j = list(table.index).index(ra), list(table.columns).index(rb)
                 ax.add_patch(_rect(j, i))
-        for ax in axes[len(pairs):]:
+        for ax in axes[len(pairs) :]:
             ax.set_visible(False)
-        fig.suptitle(f"{data.name}: mean final validation accuracy (%), averaged over seeds and the other axes "
-                     "(red box: baseline's levels)", fontsize=11)
+        fig.suptitle(
+            f"{data.name}: mean final validation accuracy (%), averaged over seeds and the other axes "
+            "(red box: baseline's levels)",
+            fontsize=11,
+        )
         return _save(fig, path)
 
 
@@ -310,7 +437,10 @@ def _rect(x: int, y: int) -> Any:
 
 # Verdict -> colour of the forest plot (good direction green, bad red, nothing detected grey).
 VERDICT_COLORS = {
-    "better": "#1a9850", "positive interaction": "#1a9850", "worse": "#d73027", "negative interaction": "#d73027",
+    "better": "#1a9850",
+    "positive interaction": "#1a9850",
+    "worse": "#d73027",
+    "negative interaction": "#d73027",
 }
 NEUTRAL = "0.55"
 
@@ -328,14 +458,18 @@ def forest(rows: pd.DataFrame, path: Path, xlabel: str, title: str) -> Path | No
         for i, r in rows.iterrows():
             color = VERDICT_COLORS.get(str(r["verdict"]), NEUTRAL)
             if not (pd.isna(r["ci_low"]) or pd.isna(r["ci_high"])):
-                ax.plot([r["ci_low"], r["ci_high"]], [i, i], color=color, linewidth=2.4, solid_capstyle="butt", zorder=2)
+                ax.plot(
+                    [r["ci_low"], r["ci_high"]], [i, i], color=color, linewidth=2.4, solid_capstyle="butt", zorder=2
+                )
             ax.scatter([r["estimate"]], [i], s=40, color=color, edgecolors="black", linewidths=0.6, zorder=3)
         ax.axvline(0.0, color="0.25", linewidth=1, zorder=1)
         ax.set_yticks(range(len(rows)), list(rows["label"]), fontsize=8)
         ax.set_ylim(len(rows) - 0.5, -0.5)
         ax.set(xlabel=xlabel, title=title)
         seen = list(dict.fromkeys(str(v) for v in rows["verdict"]))
-        handles = [ax.scatter([], [], s=40, color=VERDICT_COLORS.get(v, NEUTRAL), edgecolors="black", linewidths=0.6)
-                   for v in seen]
+        handles = [
+            ax.scatter([], [], s=40, color=VERDICT_COLORS.get(v, NEUTRAL), edgecolors="black", linewidths=0.6)
+            for v in seen
+        ]
         _legend_below(fig, handles, seen)
         return _save(fig, path)

@@ -97,7 +97,11 @@ def _found_elsewhere(top: str, folder: Path, local: Path | None) -> str | None:
         if module is None or _same_module(getattr(module, "__file__", None), local):
             return None
         return f"the installed module {top!r}"
-    where = spec.origin if spec.origin not in (None, "namespace") else next(iter(spec.submodule_search_locations or []), None)
+    where = (
+        spec.origin
+        if spec.origin not in (None, "namespace")
+        else next(iter(spec.submodule_search_locations or []), None)
+    )
     if _same_module(where, local):  # e.g. an editable install of the project in this very folder
         return None
     return f"the installed module {top!r} ({where})"
@@ -116,6 +120,10 @@ def _same_module(path: str | None, local: Path | None) -> bool:
         return False
     try:
         found = Path(path).resolve()
-        return found in (local.resolve(), local.parent.resolve()) if local.name == "__init__.py" else found == local.resolve()
+        return (
+            found in (local.resolve(), local.parent.resolve())
+            if local.name == "__init__.py"
+            else found == local.resolve()
+        )
     except (OSError, RuntimeError, ValueError):
         return False

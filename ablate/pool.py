@@ -29,7 +29,14 @@ import torch
 
 from ablate.experiment import Cell, Experiment
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, running_elsewhere, train_claimed,
+    Datasets,
+    RunObserver,
+    RunSummary,
+    WorkOptions,
+    is_finished,
+    record_worker_death,
+    running_elsewhere,
+    train_claimed,
 )
 from ablate.stop_signal import StopOnSignal, watch_parent
 from ablate.store import append_event, read_run, run_path
@@ -94,8 +101,10 @@ def plan_slots(
         if threads is None:
             threads = max(1, cores // n)
         elif threads * n > cores:
-            raise PoolError(f"--threads {threads} x --workers {n} = {threads * n} threads on {cores} core(s); "
-                            f"use --threads {max(1, cores // n)} or fewer workers")
+            raise PoolError(
+                f"--threads {threads} x --workers {n} = {threads * n} threads on {cores} core(s); "
+                f"use --threads {max(1, cores // n)} or fewer workers"
+            )
     elif threads is None:
         threads = max(1, cores // n)  # a GPU worker's CPU side (batch prep, Python) needs little
     return [Slot(i, devices[i % len(devices)], threads) for i in range(n)]
@@ -223,8 +232,16 @@ def run_pool(
 
     def start(slot: Slot) -> None:
         cells = [c for c in todo if c.run_id not in given_up]
-        spec = _WorkerSpec(slot, cells, str(results), options.work(started, slot.label), list(options.plugins), events,
-                           stop, os.getpid())
+        spec = _WorkerSpec(
+            slot,
+            cells,
+            str(results),
+            options.work(started, slot.label),
+            list(options.plugins),
+            events,
+            stop,
+            os.getpid(),
+        )
         before = os.environ.get("CUDA_VISIBLE_DEVICES")
         if slot.device != "cpu":
             os.environ["CUDA_VISIBLE_DEVICES"] = _physical(slot.device, before)

@@ -113,15 +113,33 @@ def prepare(cell: Cell, splits: ImageSplits, device: torch.device) -> Training:
     model, step_model = build_for_device(cell.variant, splits.num_classes, device, train.channels_last, train.compile)
     optimizer = make_optimizer(model, train)
     train_batches = DeviceBatches(
-        splits.train_x, splits.train_y, splits.mean, splits.std, device, train.batch_size,
-        shuffle=True, drop_last=True, seed=cell.seed, augment=cell.data.augment, channels_last=train.channels_last,
+        splits.train_x,
+        splits.train_y,
+        splits.mean,
+        splits.std,
+        device,
+        train.batch_size,
+        shuffle=True,
+        drop_last=True,
+        seed=cell.seed,
+        augment=cell.data.augment,
+        channels_last=train.channels_last,
     )
     val_batches = DeviceBatches(
-        splits.val_x, splits.val_y, splits.mean, splits.std, device, train.eval_batch_size,
+        splits.val_x,
+        splits.val_y,
+        splits.mean,
+        splits.std,
+        device,
+        train.eval_batch_size,
         channels_last=train.channels_last,
     )
     train_eval_batches = DeviceBatches(
-        *train_eval_subset(splits, cell.data.seed), splits.mean, splits.std, device, train.eval_batch_size,
+        *train_eval_subset(splits, cell.data.seed),
+        splits.mean,
+        splits.std,
+        device,
+        train.eval_batch_size,
         channels_last=train.channels_last,
     )
     steps = len(train_batches)

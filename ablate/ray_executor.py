@@ -25,10 +25,17 @@ from typing import Any, Callable
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
 from ablate.runner import (
-    Datasets, RunObserver, RunSummary, WorkOptions, is_finished, record_worker_death, train_claimed,
+    Datasets,
+    RunObserver,
+    RunSummary,
+    WorkOptions,
+    is_finished,
+    record_worker_death,
+    train_claimed,
 )
 from ablate.store import read_run, run_path
 from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
+
 
 class RayError(ExecutorError, RuntimeError):
     """Ray is missing, unreachable, or cannot see the results folder; ``str()`` is one line."""
@@ -62,7 +69,9 @@ def connect(address: str) -> Any:
         hint = "start one with `ray start --head` (see docs/scaling.md) or use --ray local"
         raise RayError(f"no Ray cluster at {address!r} ({str(e).splitlines()[0]}); {hint}") from None
     except Exception as e:  # noqa: BLE001 - Ray raises many kinds; the user needs one line
-        raise RayError(f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}") from None
+        raise RayError(
+            f"could not start or reach Ray at {address!r}: {type(e).__name__}: {str(e).splitlines()[0]}"
+        ) from None
     finally:
         os.chdir(here)
     return ray
@@ -115,14 +124,17 @@ def check_shared_folder(ray: Any, results: Path) -> int:
         for node, (host, problem) in zip(nodes, ray.get(refs, timeout=120)):
             if problem:
                 raise RayError(
-                    f"results folder {results} is not usable from node {node.get('NodeManagerAddress')} ({host}): {problem}; "
+                    f"results folder {results} is not usable from node {node.get('NodeManagerAddress')} ({host}): "
+                    f"{problem}; "
                     "use a folder on a filesystem every node mounts at the same path (--results)"
                 )
         for i in range(len(nodes)):
             answer = results / f".ablate-probe-{token}-{i}"
             if not answer.exists():
-                raise RayError(f"results folder {results}: a node wrote {answer.name} but the driver cannot see it; "
-                               "use a filesystem every node shares")
+                raise RayError(
+                    f"results folder {results}: a node wrote {answer.name} but the driver cannot see it; "
+                    "use a filesystem every node shares"
+                )
             answer.unlink()
     finally:
         probe.unlink(missing_ok=True)
@@ -132,7 +144,9 @@ def check_shared_folder(ray: Any, results: Path) -> int:
 _DATASETS: Datasets | None = None  # per Ray worker process, reused by the tasks it runs
 
 
-def _cell_task(cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float) -> dict[str, Any]:
+def _cell_task(
+    cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
+) -> dict[str, Any]:
     """One cell on a Ray worker: claim, train (resume), write, release. ``wait_s``: how long to
     wait for a claim whose owner may be dead on another node (its heartbeat has to expire)."""
     global _DATASETS
@@ -174,7 +188,8 @@ def run_ray(
 ) -> RunSummary:
     """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``options.device``
     ``cpu`` asks Ray for ``options.threads`` CPUs per task (default 1); otherwise tasks ask for
-    ``1/options.per_device`` GPU when the cluster has GPUs (CPUs when it has none). When ``should_stop`` turns True (the CLI's
+    ``1/options.per_device`` GPU when the cluster has GPUs (CPUs when it has none). When
+    ``should_stop`` turns True (the CLI's
     Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
     last checkpoints kept) and the summary says ``interrupted``."""
     observer = observer or RunObserver()
@@ -239,8 +254,15 @@ def _cancel(ray: Any, pending: dict[Any, Cell], wait_s: float = 20.0) -> None:
         ray.wait(list(pending), num_returns=len(pending), timeout=wait_s)
 
 
-def _collect(outcome: dict[str, Any], cell: Cell, results: Path, summary: RunSummary, observer: RunObserver,
-             total: int, max_retries: int) -> None:
+def _collect(
+    outcome: dict[str, Any],
+    cell: Cell,
+    results: Path,
+    summary: RunSummary,
+    observer: RunObserver,
+    total: int,
+    max_retries: int,
+) -> None:
     if outcome.get("trained"):
         record = read_run(run_path(results, cell.experiment, cell.run_id))
         if record is not None:

@@ -180,16 +180,31 @@ def problem(record: Any) -> str | None:
 def identity_of(cell: Any) -> Identity:
     """The :class:`Identity` of an ``ablate.experiment.Cell`` (anything with its ``run_id``,
     ``experiment``, ``variant``, ``seed`` and ``config()``)."""
-    return {"run_id": cell.run_id, "experiment": cell.experiment, "variant": cell.variant.axes(),
-            "slug": cell.variant.slug(), "seed": cell.seed, "config": cell.config()}
+    return {
+        "run_id": cell.run_id,
+        "experiment": cell.experiment,
+        "variant": cell.variant.axes(),
+        "slug": cell.variant.slug(),
+        "seed": cell.seed,
+        "config": cell.config(),
+    }
 
 
 def build_record(
-    identity: Identity, *, status: str, error: str | None = None, traceback: str | None = None,
-    params: int | None = None, data: dict[str, Any] | None = None, runtime: dict[str, Any] | None = None,
-    epochs: list[EpochMetrics] | None = None, steps: list[StepPoint] | None = None,
-    resumed: list[dict[str, Any]] | None = None, summary: dict[str, Any] | None = None,
-    env: dict[str, Any] | None = None, worker: dict[str, Any] | None = None,
+    identity: Identity,
+    *,
+    status: str,
+    error: str | None = None,
+    traceback: str | None = None,
+    params: int | None = None,
+    data: dict[str, Any] | None = None,
+    runtime: dict[str, Any] | None = None,
+    epochs: list[EpochMetrics] | None = None,
+    steps: list[StepPoint] | None = None,
+    resumed: list[dict[str, Any]] | None = None,
+    summary: dict[str, Any] | None = None,
+    env: dict[str, Any] | None = None,
+    worker: dict[str, Any] | None = None,
 ) -> RunRecord:
     """A run record (any status) from its parts: the one place a record is assembled. Parts left
     None are left out (a failed run has no ``data``, ``runtime``, ``steps``; ``env`` and
@@ -199,17 +214,31 @@ def build_record(
         raise ValueError(f"status {status!r} (expected {', '.join(STATUSES)})")
     record: dict[str, Any] = {
         "format": FORMAT_VERSION,
-        "run_id": identity["run_id"], "experiment": identity["experiment"], "variant": identity["variant"],
-        "slug": identity["slug"], "seed": identity["seed"], "status": status, "error": error,
-        "traceback": traceback, "config": identity["config"], "params": params, "data": data, "runtime": runtime,
-        "epochs": list(epochs or []), "steps": steps, "resumed": resumed, "summary": summary or {},
-        "env": env, "worker": worker,
+        "run_id": identity["run_id"],
+        "experiment": identity["experiment"],
+        "variant": identity["variant"],
+        "slug": identity["slug"],
+        "seed": identity["seed"],
+        "status": status,
+        "error": error,
+        "traceback": traceback,
+        "config": identity["config"],
+        "params": params,
+        "data": data,
+        "runtime": runtime,
+        "epochs": list(epochs or []),
+        "steps": steps,
+        "resumed": resumed,
+        "summary": summary or {},
+        "env": env,
+        "worker": worker,
     }
     return {k: v for k, v in record.items() if v is not None or k in ("error", "params")}  # type: ignore[return-value]
 
 
-def with_parts(record: RunRecord, *, env: dict[str, Any] | None = None,
-               worker: dict[str, Any] | None = None) -> RunRecord:
+def with_parts(
+    record: RunRecord, *, env: dict[str, Any] | None = None, worker: dict[str, Any] | None = None
+) -> RunRecord:
     """``record`` with the parts known only after training: where it ran (``env``, the runner's
     clock around the cell) and who trained it (``worker``, under its claim)."""
     parts: dict[str, Any] = {k: v for k, v in record.items() if k not in _IDENTITY_KEYS}
@@ -226,8 +255,13 @@ def failed_record(identity: Identity, error: BaseException | str, params: int | 
     """The record of a cell that raised (``error``; a string for a failure known without an
     exception, e.g. a dead worker): kept for the record, retried on the next run."""
     message = error if isinstance(error, str) else f"{type(error).__name__}: {error}"
-    return build_record(identity, status="failed", error=(message.splitlines() or [""])[0],
-                        traceback=traceback.format_exc() if not isinstance(error, str) else "", params=params)
+    return build_record(
+        identity,
+        status="failed",
+        error=(message.splitlines() or [""])[0],
+        traceback=traceback.format_exc() if not isinstance(error, str) else "",
+        params=params,
+    )
 
 
 def summarize(epochs: list[EpochMetrics]) -> dict[str, Any]:

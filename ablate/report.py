@@ -47,8 +47,19 @@ from ablate.report_sections import render_markdown
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
-    "README.md", "summary.csv", "comparisons.csv", "effects.csv", "claims.csv", "runs.csv", "epochs.csv",
-    "steps.csv", "learning_curves.png", "final_val_acc.png", "throughput.png", "interaction.png", "effects.png",
+    "README.md",
+    "summary.csv",
+    "comparisons.csv",
+    "effects.csv",
+    "claims.csv",
+    "runs.csv",
+    "epochs.csv",
+    "steps.csv",
+    "learning_curves.png",
+    "final_val_acc.png",
+    "throughput.png",
+    "interaction.png",
+    "effects.png",
 )
 
 
@@ -111,7 +122,10 @@ def build_report(
 
     written: list[Path] = []
     tables: dict[str, pd.DataFrame] = {
-        "summary.csv": summary, "comparisons.csv": comparisons, "runs.csv": data.runs, "epochs.csv": data.epochs,
+        "summary.csv": summary,
+        "comparisons.csv": comparisons,
+        "runs.csv": data.runs,
+        "epochs.csv": data.epochs,
     }
     if not data.steps.empty:
         tables["steps.csv"] = data.steps
@@ -124,8 +138,12 @@ def build_report(
 
     colors = plots.variant_colors(data.variants)
     figures = {
-        FOREST: plots.forest(forest_rows(comparisons, effects), folder / FOREST, "difference in final validation "
-                             "accuracy (percentage points, 95% CI)", "Effects on final validation accuracy"),
+        FOREST: plots.forest(
+            forest_rows(comparisons, effects),
+            folder / FOREST,
+            "difference in final validation accuracy (percentage points, 95% CI)",
+            "Effects on final validation accuracy",
+        ),
         "learning_curves.png": plots.learning_curves(data, colors, folder / "learning_curves.png"),
         "final_val_acc.png": plots.final_accuracy(data, colors, folder / "final_val_acc.png"),
         "throughput.png": plots.throughput(data, colors, folder / "throughput.png"),
@@ -133,9 +151,16 @@ def build_report(
     }
     written += [p for p in figures.values() if p is not None]
 
-    text = render_markdown(data, summary, comparisons, effects, claims, metrics,
-                           figures=[name for name, p in figures.items() if p is not None],
-                           tables=list(tables))
+    text = render_markdown(
+        data,
+        summary,
+        comparisons,
+        effects,
+        claims,
+        metrics,
+        figures=[name for name, p in figures.items() if p is not None],
+        tables=list(tables),
+    )
     readme = folder / "README.md"
     readme.write_text(text, encoding="utf-8")
     written.insert(0, readme)

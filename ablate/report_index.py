@@ -33,8 +33,17 @@ INDEX = "README.md"
 PRIMARY = "final_val_acc"
 # Above this many variants besides the baseline a row counts verdicts instead of listing them.
 LIST_AT_MOST = 4
-VERDICT_ORDER = ("better", "worse", "no detectable difference", "positive interaction", "negative interaction",
-                 "no detectable interaction", "supported", "contradicted", "inconclusive")
+VERDICT_ORDER = (
+    "better",
+    "worse",
+    "no detectable difference",
+    "positive interaction",
+    "negative interaction",
+    "no detectable interaction",
+    "supported",
+    "contradicted",
+    "inconclusive",
+)
 
 
 def write_report_index(
@@ -45,8 +54,15 @@ def write_report_index(
     ``loaded``: experiments already read (``Report.data`` of the reports just built), whose run
     files are then not read a second time."""
     out = Path(out)
-    names = sorted(p.parent.name for p in out.glob(f"*/{INDEX}")
-                   if p.parent.name != BENCH and (p.parent / "summary.csv").is_file()) if out.is_dir() else []
+    names = (
+        sorted(
+            p.parent.name
+            for p in out.glob(f"*/{INDEX}")
+            if p.parent.name != BENCH and (p.parent / "summary.csv").is_file()
+        )
+        if out.is_dir()
+        else []
+    )
     if not names:
         return None
     path = out / INDEX
@@ -62,14 +78,20 @@ def render_index(
     out = Path(out)
     rows = [_row(results, out, name, (loaded or {}).get(name)) for name in names]
     lines = [
-        "# Reports", "",
-        ("One row per experiment, written by `ablate report` from the results folder; each links to its full report. "
-         "Headline: final validation accuracy of each variant against the experiment's baseline, as the mean "
-         "difference over seeds paired by seed (percentage points) and the verdict of a Holm-corrected paired test; "
-         "for grids of two or more axes also each level's main effect (its difference averaged over every "
-         "combination of the other axes, paired by seed, Holm-corrected over the grid's effects) and the two-way "
-         "interactions counted by verdict; claims: the 2012 paper's claims checked by the report. Training time: the sum of every run's wall time "
-         "(training and evaluation)."), "",
+        "# Reports",
+        "",
+        (
+            "One row per experiment, written by `ablate report` from the results folder; each links to its full "
+            "report. "
+            "Headline: final validation accuracy of each variant against the experiment's baseline, as the mean "
+            "difference over seeds paired by seed (percentage points) and the verdict of a Holm-corrected paired test; "
+            "for grids of two or more axes also each level's main effect (its difference averaged over every "
+            "combination of the other axes, paired by seed, Holm-corrected over the grid's effects) and the two-way "
+            "interactions counted by verdict; claims: the 2012 paper's claims checked by the report. Training time: "
+            "the sum of every run's wall time "
+            "(training and evaluation)."
+        ),
+        "",
         "| experiment | headline | data | device | seeds | training time |",
         "| --- | --- | --- | --- | --- | --- |",
     ]
@@ -91,8 +113,14 @@ def _row(results: str | Path, out: Path, name: str, data: ExperimentData | None)
         manifest = read_manifest(results, name) or {}
         records, _ = current_records(results, name)
     link = f"[{name}]({quote(name)}/{INDEX})"
-    return [link, _headline(folder, manifest), _data(manifest, records), _devices(records),
-            _seeds(manifest, records), _duration(sum(_wall_time(r) for r in records)) if records else "-"]
+    return [
+        link,
+        _headline(folder, manifest),
+        _data(manifest, records),
+        _devices(records),
+        _seeds(manifest, records),
+        _duration(sum(_wall_time(r) for r in records)) if records else "-",
+    ]
 
 
 # --- headline ---------------------------------------------------------------------------------------
@@ -150,8 +178,14 @@ def _headline(folder: Path, manifest: dict[str, Any]) -> str:
                 parts.append(f"{len(primary)} variants: " + _counts(r["verdict"] for r in primary))
                 # Best and worst among variants with an interval (two or more paired seeds); a grid's
                 # main effects answer its questions instead.
-                ranked = [] if effects else sorted((r for r in primary if not math.isnan(_float(r["diff"])) and _float(r.get("n")) >= 2),
-                                key=lambda r: (-_float(r["diff"]), r["variant"]))
+                ranked = (
+                    []
+                    if effects
+                    else sorted(
+                        (r for r in primary if not math.isnan(_float(r["diff"])) and _float(r.get("n")) >= 2),
+                        key=lambda r: (-_float(r["diff"]), r["variant"]),
+                    )
+                )
                 if ranked:
                     parts.append(f"best {_label(ranked[0]['variant'], baseline, axes)}: {_effect(ranked[0])}")
                     parts.append(f"worst {_label(ranked[-1]['variant'], baseline, axes)}: {_effect(ranked[-1])}")
@@ -166,7 +200,9 @@ def _grid_effects(folder: Path) -> list[str]:
     """Each level's main effect (averaged over the grid's other axes) and the interactions counted:
     with many variants these, not the baseline comparisons, answer a factorial's questions."""
     effects = _read_csv(folder / "effects.csv")
-    if effects.empty or not {"kind", "axes", "level", "reference", "metric", "estimate", "verdict"} <= set(effects.columns):
+    if effects.empty or not {"kind", "axes", "level", "reference", "metric", "estimate", "verdict"} <= set(
+        effects.columns
+    ):
         return []
     effects = effects[effects["metric"] == PRIMARY]
     main = effects[effects["kind"] == "main"].to_dict("records")
@@ -176,8 +212,11 @@ def _grid_effects(folder: Path) -> list[str]:
         # Only the effects detected are named: the row stays short however large the grid.
         found = [r for r in main if r["verdict"] in ("better", "worse")]
         parts.append("main effects (mean over the other axes):")
-        parts += [f"`{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
-                  f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}" for r in found]
+        parts += [
+            f"`{r['axes']}={level_text(r['level'])}` vs `{level_text(r['reference'])}`: "
+            f"{_effect({'verdict': r['verdict'], 'diff': r['estimate']})}"
+            for r in found
+        ]
         if len(found) < len(main):
             parts.append(f"{len(main) - len(found)} other(s): " + _counts(r["verdict"] for r in main if r not in found))
     if not inter.empty:
@@ -197,9 +236,14 @@ def _data(manifest: dict[str, Any], records: list[dict[str, Any]]) -> str:
     datasets = sorted({str(((r.get("config") or {}).get("data") or {}).get("dataset")) for r in records} - {"None"})
     if not datasets and (manifest.get("data") or {}).get("dataset"):
         datasets = [str(manifest["data"]["dataset"])]
-    sizes = sorted({(r["data"].get("train_images"), r["data"].get("val_images")) for r in records
-                    if isinstance(r.get("data"), dict) and r["data"].get("train_images") is not None},
-                   key=lambda s: (s[0] or 0, s[1] or 0))
+    sizes = sorted(
+        {
+            (r["data"].get("train_images"), r["data"].get("val_images"))
+            for r in records
+            if isinstance(r.get("data"), dict) and r["data"].get("train_images") is not None
+        },
+        key=lambda s: (s[0] or 0, s[1] or 0),
+    )
     text = ", ".join(datasets) or "-"
     if sizes:
         text += ": " + " or ".join(f"{_count(t)} train / {_count(v)} val images" for t, v in sizes)
@@ -231,8 +275,11 @@ def _seeds(manifest: dict[str, Any], records: list[dict[str, Any]]) -> str:
 def _wall_time(record: dict[str, Any]) -> float:
     value = _float((record.get("summary") or {}).get("wall_time_s"))
     if math.isnan(value):  # failed or older records: what the finished epochs took
-        value = sum(_float(e.get("epoch_time_s")) for e in record.get("epochs") or [] if isinstance(e, dict)
-                    and not math.isnan(_float(e.get("epoch_time_s"))))
+        value = sum(
+            _float(e.get("epoch_time_s"))
+            for e in record.get("epochs") or []
+            if isinstance(e, dict) and not math.isnan(_float(e.get("epoch_time_s")))
+        )
     return value
 
 

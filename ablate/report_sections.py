@@ -44,8 +44,14 @@ def _unit(metric: Metric) -> str:
 
 # --- markdown -----------------------------------------------------------------------------------
 def render_markdown(
-    data: ExperimentData, summary: pd.DataFrame, comparisons: pd.DataFrame, effects: pd.DataFrame,
-    claims: pd.DataFrame, metrics: Sequence[Metric], figures: Sequence[str], tables: Sequence[str],
+    data: ExperimentData,
+    summary: pd.DataFrame,
+    comparisons: pd.DataFrame,
+    effects: pd.DataFrame,
+    claims: pd.DataFrame,
+    metrics: Sequence[Metric],
+    figures: Sequence[str],
+    tables: Sequence[str],
 ) -> str:
     """The report's README.md text."""
     parts = [f"# Ablation report: {data.name}", ""]
@@ -71,7 +77,10 @@ def render_markdown(
 
 _TABLE_NOTES = {
     "summary.csv": ": one row per variant (counts; mean, sd and 95% CI over ok runs)",
-    "comparisons.csv": ": one row per variant x metric, paired against the baseline (diff, ci_low, ci_high, sim_low, sim_high, p, p_holm, verdict, mdd, seeds_needed, p_improve, interval_note)",
+    "comparisons.csv": (
+        ": one row per variant x metric, paired against the baseline (diff, ci_low, ci_high, sim_low, sim_high, p, "
+        "p_holm, verdict, mdd, seeds_needed, p_improve, interval_note)"
+    ),
     "effects.csv": ": main effects and two-way interactions of the grid's axes",
     "claims.csv": ": the 2012 paper's claims checked against this experiment",
     "runs.csv": ": one row per cell (variant x seed) with its status, including missing, failed and diverged runs",
@@ -89,23 +98,48 @@ def _overview(data: ExperimentData) -> str:
     seeds = ", ".join(str(s) for s in data.seeds)
     rows = [
         ("design", f"{data.design} over {axes}: {len(data.variants)} variants x {len(data.seeds)} seeds ({seeds})"),
-        ("baseline", _code(data.baseline) + (" (the experiment's [model])" if m.get("baseline_slug") == data.baseline
-                                              else " (chosen with --baseline)" if m else "")),
+        (
+            "baseline",
+            _code(data.baseline)
+            + (
+                " (the experiment's [model])"
+                if m.get("baseline_slug") == data.baseline
+                else " (chosen with --baseline)"
+                if m
+                else ""
+            ),
+        ),
     ]
     d, t = m.get("data") or {}, m.get("train") or {}
     if d:
-        rows.append(("data", f"{d.get('dataset')}: {d.get('train_size') or 'all'} training / "
-                             f"{d.get('val_size') or 'all'} validation images, augmentation {d.get('augment', 'none')}"))
+        rows.append(
+            (
+                "data",
+                f"{d.get('dataset')}: {d.get('train_size') or 'all'} training / "
+                f"{d.get('val_size') or 'all'} validation images, augmentation {d.get('augment', 'none')}",
+            )
+        )
     if t:
-        rows.append(("training", f"{t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, batch "
-                                 f"{t.get('batch_size')}, weight decay {t.get('weight_decay')}, schedule {t.get('schedule')}, "
-                                 f"precision {t.get('precision')}"))
+        rows.append(
+            (
+                "training",
+                f"{t.get('epochs')} epochs, {t.get('optimizer')} lr {t.get('lr')}, batch "
+                f"{t.get('batch_size')}, weight decay {t.get('weight_decay')}, schedule {t.get('schedule')}, "
+                f"precision {t.get('precision')}",
+            )
+        )
     devices = sorted({str(x) for x in data.runs.get("device", pd.Series(dtype=str)).dropna() if x})
     if devices:
         rows.append(("device", ", ".join(devices)))
-    rows.append(("runs", f"{n_cells} cells: {tot['n_ok']} ok, {tot['n_diverged']} diverged, {tot['n_failed']} failed, "
-                         f"{tot['n_missing']} missing" + (f", {tot['n_other']} other" if tot["n_other"] else "")
-                         + (f"; {data.stale_runs} stale run(s) from an older configuration ignored" if data.stale_runs else "")))
+    rows.append(
+        (
+            "runs",
+            f"{n_cells} cells: {tot['n_ok']} ok, {tot['n_diverged']} diverged, {tot['n_failed']} failed, "
+            f"{tot['n_missing']} missing"
+            + (f", {tot['n_other']} other" if tot["n_other"] else "")
+            + (f"; {data.stale_runs} stale run(s) from an older configuration ignored" if data.stale_runs else ""),
+        )
+    )
     if data.targets.describe():
         rows.append(("time-to-target", " and ".join(data.targets.describe())))
     return md_table(["", ""], rows, ["l", "l"])
@@ -125,15 +159,31 @@ def _not_ok(data: ExperimentData) -> list[str]:
     if bad.empty:
         return []
     rows = [(_code(r.variant), r.seed, r.status, r.epochs_done, r.run_id, r.error or "-") for r in bad.itertuples()]
-    return ["## Runs that are not ok", "",
-            f"{len(bad)} of {len(data.runs)} cells have no usable result. They are left out of means and comparisons "
-            "(comparisons pair only seeds where both runs are ok) and counted per variant below.", "",
-            md_table(["variant", "seed", "status", "epochs done (epochs)", "run id", "error"], rows, ["l", "r", "l", "r", "l", "l"]), ""]
+    return [
+        "## Runs that are not ok",
+        "",
+        f"{len(bad)} of {len(data.runs)} cells have no usable result. They are left out of means and comparisons "
+        "(comparisons pair only seeds where both runs are ok) and counted per variant below.",
+        "",
+        md_table(
+            ["variant", "seed", "status", "epochs done (epochs)", "run id", "error"],
+            rows,
+            ["l", "r", "l", "r", "l", "l"],
+        ),
+        "",
+    ]
 
 
 def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
-    headers = ["variant", "ok runs", "final val acc (%) [95% CI]", "best val acc (%)", "final val loss (nats)",
-               "final train loss (nats)", "gap (points) [95% CI]"]
+    headers = [
+        "variant",
+        "ok runs",
+        "final val acc (%) [95% CI]",
+        "best val acc (%)",
+        "final val loss (nats)",
+        "final train loss (nats)",
+        "gap (points) [95% CI]",
+    ]
     has_train = "train_target_reached" in summary
     has_val = "val_target_reached" in summary
     if has_train:
@@ -158,13 +208,22 @@ def _summary_section(data: ExperimentData, summary: pd.DataFrame) -> list[str]:
             row.append(_target_cell(r, "train", n))
         if has_val:
             row.append(_target_cell(r, "val", n))
-        row += [fmt_sd(r["train_images_per_s_mean"], r["train_images_per_s_sd"], 1.0, 0),
-                f"{int(r['params']):,}" if not _isnan(r["params"]) else "-", bad or "-"]
+        row += [
+            fmt_sd(r["train_images_per_s_mean"], r["train_images_per_s_sd"], 1.0, 0),
+            f"{int(r['params']):,}" if not _isnan(r["params"]) else "-",
+            bad or "-",
+        ]
         rows.append(row)
-    return ["## Summary per variant", "",
-            "Over the ok runs of each variant: mean [95% t interval] or mean ± sd. Gap = final training accuracy "
-            "(eval mode, on a fixed training sample; `gap_source` in runs.csv) - final validation accuracy. Epochs to target: mean over the runs that reached it (how many in brackets).", "",
-            md_table(headers, rows), ""]
+    return [
+        "## Summary per variant",
+        "",
+        "Over the ok runs of each variant: mean [95% t interval] or mean ± sd. Gap = final training accuracy "
+        "(eval mode, on a fixed training sample; `gap_source` in runs.csv) - final validation accuracy. Epochs to "
+        "target: mean over the runs that reached it (how many in brackets).",
+        "",
+        md_table(headers, rows),
+        "",
+    ]
 
 
 def _target_cell(r: dict[str, Any], kind: str, n: int) -> str:
@@ -179,47 +238,92 @@ def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics
     if comparisons.empty:
         return out + ["The experiment has a single variant: nothing to compare.", ""]
     boot = bool((comparisons["ci_method"] == "bootstrap").any())
-    out += [f"`diff` = variant - baseline `{data.baseline}`, computed per seed over the seeds where both runs are ok, "
-            "then averaged; 95% t interval over those seeds; two-sided paired t-test; p_holm: Holm-corrected over "
-            "the variants compared on the same metric. Verdict: better / worse when p_holm < 0.05 (in the metric's "
-            "good direction or not), else no detectable difference; fewer than 2 paired seeds give no interval. "
-            "The simultaneous interval (Bonferroni, level 1 - 0.05/m over the m comparisons of the metric) is the "
-            "one that matches the verdict: when it excludes 0 the verdict is better or worse. MDD: minimum detectable "
-            "difference (80% power, alpha 0.05) with these seeds; seeds needed: to detect the effect in brackets "
-            "with 80% power at the observed sd. P(better): share of seed pairs where the variant beats the baseline "
-            "(ties count half), 95% Wilson interval."
-            + (" With --ci bootstrap the first interval is a 95% BCa paired bootstrap interval; the verdict still "
-               "comes from the t-test." if boot else ""), ""]
+    out += [
+        f"`diff` = variant - baseline `{data.baseline}`, computed per seed over the seeds where both runs are ok, "
+        "then averaged; 95% t interval over those seeds; two-sided paired t-test; p_holm: Holm-corrected over "
+        "the variants compared on the same metric. Verdict: better / worse when p_holm < 0.05 (in the metric's "
+        "good direction or not), else no detectable difference; fewer than 2 paired seeds give no interval. "
+        "The simultaneous interval (Bonferroni, level 1 - 0.05/m over the m comparisons of the metric) is the "
+        "one that matches the verdict: when it excludes 0 the verdict is better or worse. MDD: minimum detectable "
+        "difference (80% power, alpha 0.05) with these seeds; seeds needed: to detect the effect in brackets "
+        "with 80% power at the observed sd. P(better): share of seed pairs where the variant beats the baseline "
+        "(ties count half), 95% Wilson interval."
+        + (
+            " With --ci bootstrap the first interval is a 95% BCa paired bootstrap interval; the verdict still "
+            "comes from the t-test."
+            if boot
+            else ""
+        ),
+        "",
+    ]
     primary = comparisons[comparisons["metric"] == metrics[0].name]
     m0 = metrics[0]
     rows = []
     for r in primary.to_dict("records"):
         n = int(r["n"])
         low, high = (r["boot_low"], r["boot_high"]) if boot else (r["ci_low"], r["ci_high"])
-        sim = (f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}] ({_pct(r['sim_level'])})"
-               if n >= 2 and not _isnan(r["sim_low"]) else "-")
-        need = "-" if _isnan(r["seeds_needed"]) else ("inf" if math.isinf(float(r["seeds_needed"])) else str(int(r["seeds_needed"])))
+        sim = (
+            f"[{fmt(r['sim_low'] * 100, 2, True)}, {fmt(r['sim_high'] * 100, 2, True)}] ({_pct(r['sim_level'])})"
+            if n >= 2 and not _isnan(r["sim_low"])
+            else "-"
+        )
+        need = (
+            "-"
+            if _isnan(r["seeds_needed"])
+            else ("inf" if math.isinf(float(r["seeds_needed"])) else str(int(r["seeds_needed"])))
+        )
         if need != "-" and not _isnan(r["effect"]):
             need += f" ({fmt(r['effect'] * 100, 2)} pts)"
         notes = "; ".join(x for x in (r["note"], r["interval_note"]) if isinstance(x, str) and x)
-        rows.append([
-            _code(r["variant"]), n, r["seeds"] or "-", fmt(r["baseline_mean"] * 100.0 if not _isnan(r["baseline_mean"]) else math.nan),
-            fmt(r["variant_mean"] * 100.0 if not _isnan(r["variant_mean"]) else math.nan),
-            fmt_ci(r["diff"], low, high, n, 100.0, 2, signed=True) if n else "-", sim,
-            fmt_p(r["p"]), fmt_p(r["p_holm"]), fmt(r["mdd"] * 100, 2) if not _isnan(r["mdd"]) else "-", need,
-            f"{fmt(r['p_improve'], 2)} [{fmt(r['p_improve_low'], 2)}, {fmt(r['p_improve_high'], 2)}]" if n else "-",
-            f"**{r['verdict']}**" + (f" ({notes})" if notes else ""),
-        ])
+        rows.append(
+            [
+                _code(r["variant"]),
+                n,
+                r["seeds"] or "-",
+                fmt(r["baseline_mean"] * 100.0 if not _isnan(r["baseline_mean"]) else math.nan),
+                fmt(r["variant_mean"] * 100.0 if not _isnan(r["variant_mean"]) else math.nan),
+                fmt_ci(r["diff"], low, high, n, 100.0, 2, signed=True) if n else "-",
+                sim,
+                fmt_p(r["p"]),
+                fmt_p(r["p_holm"]),
+                fmt(r["mdd"] * 100, 2) if not _isnan(r["mdd"]) else "-",
+                need,
+                f"{fmt(r['p_improve'], 2)} [{fmt(r['p_improve_low'], 2)}, {fmt(r['p_improve_high'], 2)}]" if n else "-",
+                f"**{r['verdict']}**" + (f" ({notes})" if notes else ""),
+            ]
+        )
     first = "diff [95% BCa bootstrap CI] (points)" if boot else "diff [95% CI] (points)"
-    out += [f"### {m0.label[0].upper() + m0.label[1:]} (%)", "",
-            md_table(["variant", "n (seeds)", "seeds", "baseline (%)", "variant (%)", first, "simultaneous CI (points)",
-                      "p", "p_holm", "MDD (points)", "seeds needed (effect)", "P(better) [95% CI]", "verdict"],
-                     rows, ["l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"]), ""]
+    out += [
+        f"### {m0.label[0].upper() + m0.label[1:]} (%)",
+        "",
+        md_table(
+            [
+                "variant",
+                "n (seeds)",
+                "seeds",
+                "baseline (%)",
+                "variant (%)",
+                first,
+                "simultaneous CI (points)",
+                "p",
+                "p_holm",
+                "MDD (points)",
+                "seeds needed (effect)",
+                "P(better) [95% CI]",
+                "verdict",
+            ],
+            rows,
+            ["l", "r", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+        ),
+        "",
+    ]
 
     others = [m for m in metrics[1:] if m.name in set(comparisons["metric"])]
     if others:
-        headers = ["variant"] + [f"{m.label}" + (f" ({_unit(m)})" if _unit(m) else "") + (" ↑" if m.higher_is_better else " ↓")
-                                 for m in others]
+        headers = ["variant"] + [
+            f"{m.label}" + (f" ({_unit(m)})" if _unit(m) else "") + (" ↑" if m.higher_is_better else " ↓")
+            for m in others
+        ]
         rows = []
         for v in [v for v in data.variants if v != data.baseline]:
             mine = comparisons[comparisons["variant"] == v].set_index("metric")
@@ -240,70 +344,138 @@ def _comparison_section(data: ExperimentData, comparisons: pd.DataFrame, metrics
                 verdict = "" if r["verdict"] == stats.NOT_ENOUGH_SEEDS else f" {_SHORT.get(r['verdict'], r['verdict'])}"
                 row.append(f"{cell}{verdict}{mark}" if int(r["n"]) else "-")
             rows.append(row)
-        out += ["### Other metrics", "",
-                "diff [95% CI] and verdict per metric (↑ higher is better, ↓ lower is better; n.s.: no detectable "
-                "difference; †: every paired difference is the same, so the interval has zero width and p is the "
-                "exact sign-flip p-value; ‡: an interval seems to disagree with the verdict, `interval_note` in "
-                "`comparisons.csv` says why). p-values, seeds, simultaneous and bootstrap intervals, power and notes are "
-                "in `comparisons.csv`." + (" Intervals: 95% BCa paired bootstrap." if (comparisons["ci_method"] == "bootstrap").any() else ""), "",
-                md_table(headers, rows), ""]
+        out += [
+            "### Other metrics",
+            "",
+            "diff [95% CI] and verdict per metric (↑ higher is better, ↓ lower is better; n.s.: no detectable "
+            "difference; †: every paired difference is the same, so the interval has zero width and p is the "
+            "exact sign-flip p-value; ‡: an interval seems to disagree with the verdict, `interval_note` in "
+            "`comparisons.csv` says why). p-values, seeds, simultaneous and bootstrap intervals, power and notes are "
+            "in `comparisons.csv`."
+            + (" Intervals: 95% BCa paired bootstrap." if (comparisons["ci_method"] == "bootstrap").any() else ""),
+            "",
+            md_table(headers, rows),
+            "",
+        ]
     return out
 
 
-_SHORT = {"better": "**better**", "worse": "**worse**", "no detectable difference": "n.s.",
-          "not enough seeds": "(no CI)", "no paired runs": "(no pairs)"}
+_SHORT = {
+    "better": "**better**",
+    "worse": "**worse**",
+    "no detectable difference": "n.s.",
+    "not enough seeds": "(no CI)",
+    "no paired runs": "(no pairs)",
+}
 
 
 def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
     rows = []
     for r in effects.itertuples():
         note = "".join(f"; {x}" for x in (r.note, r.interval_note) if isinstance(x, str) and x)
-        sim = (f"[{fmt(r.sim_low * 100, 2, True)}, {fmt(r.sim_high * 100, 2, True)}] ({_pct(r.sim_level)})"
-               if r.n >= 2 and not _isnan(r.sim_low) else "-")
-        rows.append([r.kind, r.axes, f"{r.level} (vs {r.reference})",
-                     fmt_ci(r.estimate, r.ci_low, r.ci_high, 2 if r.n else 0, 100.0, 2, signed=True) if r.n else "-",
-                     fmt(r.se * 100, 2) if not _isnan(r.se) else "-", sim, fmt_p(r.p), fmt_p(r.p_holm),
-                     fmt(r.mdd * 100, 2) if not _isnan(r.mdd) else "-", r.verdict + note])
+        sim = (
+            f"[{fmt(r.sim_low * 100, 2, True)}, {fmt(r.sim_high * 100, 2, True)}] ({_pct(r.sim_level)})"
+            if r.n >= 2 and not _isnan(r.sim_low)
+            else "-"
+        )
+        rows.append(
+            [
+                r.kind,
+                r.axes,
+                f"{r.level} (vs {r.reference})",
+                fmt_ci(r.estimate, r.ci_low, r.ci_high, 2 if r.n else 0, 100.0, 2, signed=True) if r.n else "-",
+                fmt(r.se * 100, 2) if not _isnan(r.se) else "-",
+                sim,
+                fmt_p(r.p),
+                fmt_p(r.p_holm),
+                fmt(r.mdd * 100, 2) if not _isnan(r.mdd) else "-",
+                r.verdict + note,
+            ]
+        )
     first = effects.iloc[0]
-    het = (f"Breusch–Pagan test of unequal variances (residuals against the model's terms): p = {fmt_p(first['het_p'])}"
-           + (", the spread differs between cells" if not _isnan(first["het_p"]) and first["het_p"] < 0.05 else "")
-           if not _isnan(first["het_p"]) else "Breusch–Pagan test: not computable (no residual spread)")
-    robust = ("HC3 heteroscedasticity-robust standard errors (valid whether or not cells differ in spread; cells at "
-              "chance have none)" if first["cov_type"] == "HC3" else
-              f"{first['cov_type']} robust standard errors (HC3 cannot be used: a run has leverage 1)")
-    return ["## Main effects and interactions", "",
-            "On final validation accuracy, in percentage points, relative to the baseline's level of each axis, from "
-            "one linear model fitted to every ok run: `y ~ C(seed) + (C(axis_1) + ... + C(axis_k)) ** 2` (seed as a "
-            "block, every main effect and two-way interaction; higher-order interactions stay in the residual). "
-            "Main effect of a level: the mean over every combination of the other axes of (the model's cell mean at "
-            "that level - at the reference level); with every cell present this is the raw marginal mean difference. "
-            "Interaction of two levels a, b: the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + "
-            "y(a0,b0), i.e. how much the effect of a changes when the other axis moves from its reference to b "
-            "(0 = the effects add up). t tests on the model's residual degrees of freedom; Holm over all effects "
-            "listed; the simultaneous (Bonferroni) interval over those effects is the one that matches the verdict; "
-            "MDD: the smallest effect detected with 80% power at alpha 0.05 (noncentral t, the model's standard "
-            "error).", "",
-            f"**Model checks.** {int(first['runs_used'])} ok runs in {int(first['cells_used'])} of "
-            f"{int(first['cells_total'])} cells; {fmt(first['resid_df'], 0)} residual degrees of freedom; residual sd "
-            f"{fmt(first['resid_sd'] * 100, 2)} points; {het}; {robust}.", "",
-            md_table(["kind", "axes", "level", "estimate [95% CI] (points)", "se (points)", "simultaneous CI (points)",
-                      "p", "p_holm", "MDD (points)", "verdict"], rows, ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"]), ""]
+    het = (
+        f"Breusch–Pagan test of unequal variances (residuals against the model's terms): p = {fmt_p(first['het_p'])}"
+        + (", the spread differs between cells" if not _isnan(first["het_p"]) and first["het_p"] < 0.05 else "")
+        if not _isnan(first["het_p"])
+        else "Breusch–Pagan test: not computable (no residual spread)"
+    )
+    robust = (
+        "HC3 heteroscedasticity-robust standard errors (valid whether or not cells differ in spread; cells at "
+        "chance have none)"
+        if first["cov_type"] == "HC3"
+        else f"{first['cov_type']} robust standard errors (HC3 cannot be used: a run has leverage 1)"
+    )
+    return [
+        "## Main effects and interactions",
+        "",
+        "On final validation accuracy, in percentage points, relative to the baseline's level of each axis, from "
+        "one linear model fitted to every ok run: `y ~ C(seed) + (C(axis_1) + ... + C(axis_k)) ** 2` (seed as a "
+        "block, every main effect and two-way interaction; higher-order interactions stay in the residual). "
+        "Main effect of a level: the mean over every combination of the other axes of (the model's cell mean at "
+        "that level - at the reference level); with every cell present this is the raw marginal mean difference. "
+        "Interaction of two levels a, b: the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + "
+        "y(a0,b0), i.e. how much the effect of a changes when the other axis moves from its reference to b "
+        "(0 = the effects add up). t tests on the model's residual degrees of freedom; Holm over all effects "
+        "listed; the simultaneous (Bonferroni) interval over those effects is the one that matches the verdict; "
+        "MDD: the smallest effect detected with 80% power at alpha 0.05 (noncentral t, the model's standard "
+        "error).",
+        "",
+        f"**Model checks.** {int(first['runs_used'])} ok runs in {int(first['cells_used'])} of "
+        f"{int(first['cells_total'])} cells; {fmt(first['resid_df'], 0)} residual degrees of freedom; residual sd "
+        f"{fmt(first['resid_sd'] * 100, 2)} points; {het}; {robust}.",
+        "",
+        md_table(
+            [
+                "kind",
+                "axes",
+                "level",
+                "estimate [95% CI] (points)",
+                "se (points)",
+                "simultaneous CI (points)",
+                "p",
+                "p_holm",
+                "MDD (points)",
+                "verdict",
+            ],
+            rows,
+            ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"],
+        ),
+        "",
+    ]
 
 
 def _claims_section(claims: pd.DataFrame) -> list[str]:
     rows = []
     for r in claims.itertuples():
         ratio = r.quantity.startswith("ratio")
-        ours = fmt_ci(r.estimate, r.ci_low, r.ci_high, r.n, 1.0, 2, signed=not ratio) + ("x" if ratio and not _isnan(r.estimate) else "")
+        ours = fmt_ci(r.estimate, r.ci_low, r.ci_high, r.n, 1.0, 2, signed=not ratio) + (
+            "x" if ratio and not _isnan(r.estimate) else ""
+        )
         rows.append([r.claim, r.compared, r.paper, r.quantity, ours, r.n, f"**{r.verdict}**", r.detail])
-    return ["## Claims of the 2012 AlexNet paper", "",
-            "Krizhevsky, Sutskever & Hinton (2012), checked on this experiment's data. Supported / contradicted: the "
-            "95% interval over seeds lies entirely on the claimed / the opposite side (for the paper's factors: "
-            "contains / excludes it); inconclusive otherwise. The paper's numbers come from CIFAR-10 and ImageNet "
-            "with its own networks; on other data only the direction is tested, the size is shown for context.", "",
-            md_table(["claim", "compared", "paper", "quantity (unit)", "ours [95% CI] (unit of the quantity)", "n (seeds)",
-                      "verdict", "why"], rows,
-                     ["l", "l", "l", "l", "r", "r", "l", "l"]), ""]
+    return [
+        "## Claims of the 2012 AlexNet paper",
+        "",
+        "Krizhevsky, Sutskever & Hinton (2012), checked on this experiment's data. Supported / contradicted: the "
+        "95% interval over seeds lies entirely on the claimed / the opposite side (for the paper's factors: "
+        "contains / excludes it); inconclusive otherwise. The paper's numbers come from CIFAR-10 and ImageNet "
+        "with its own networks; on other data only the direction is tested, the size is shown for context.",
+        "",
+        md_table(
+            [
+                "claim",
+                "compared",
+                "paper",
+                "quantity (unit)",
+                "ours [95% CI] (unit of the quantity)",
+                "n (seeds)",
+                "verdict",
+                "why",
+            ],
+            rows,
+            ["l", "l", "l", "l", "r", "r", "l", "l"],
+        ),
+        "",
+    ]
 
 
 # Per figure: title, alt text (what the image shows, for readers who cannot see it) and caption
@@ -314,26 +486,30 @@ _PLOT_TEXTS = {
         "Line charts, one line per variant: validation accuracy (%), training loss and, with step logs, training "
         "error (%) against {x}, each with a shaded 95% band over seeds",
         "Figure {i}: learning curves against {x}: mean over the ok runs of each variant, band = 95% t interval over "
-        "seeds.{extra}"),
+        "seeds.{extra}",
+    ),
     "final_val_acc.png": (
         "Final validation accuracy and generalization gap",
         "Dot plots, one row per variant sorted by mean final validation accuracy (%): single runs as dots, the mean "
         "with its 95% interval as a bar; beside it the train - val accuracy gap (points) in the same order",
         "Figure {i}: variants sorted by mean final validation accuracy; dots are single runs, bars 95% CIs; the "
-        "baseline is bold with a diamond and a dashed line at its mean. The right margin counts runs per status."),
+        "baseline is bold with a diamond and a dashed line at its mean. The right margin counts runs per status.",
+    ),
     "throughput.png": (
         "Speed",
         "Dot plots, one row per variant: training throughput (images/s) and time to the training target (s), single "
         "runs as dots and the mean with its 95% interval",
         "Figure {i}: training images per second (warm-up steps excluded) and time to reach the target, over the runs "
         "that reached it (wall time to the end of the epoch, or elapsed training time at the step log point when "
-        "runs log steps)."),
+        "runs log steps).",
+    ),
     "interaction.png": (
         "Interactions",
         "Heatmaps of mean final validation accuracy (%) for each pair of axes, one cell per pair of levels, the "
         "baseline's cell outlined in red",
         "Figure {i}: mean final validation accuracy over each pair of axes, averaged over seeds and the other axes; "
-        "red box: the baseline's levels."),
+        "red box: the baseline's levels.",
+    ),
 }
 
 
@@ -342,45 +518,61 @@ def _plots_section(data: ExperimentData, figures: Sequence[str]) -> list[str]:
     ok_epochs, ok_steps = data.epochs[data.epochs["status"] == "ok"], data.steps[data.steps["status"] == "ok"]
     steps = not ok_steps.empty and not set(ok_epochs["run_id"]) - set(ok_steps["run_id"])  # as plots.learning_curves
     x = "training images seen" if steps else "epochs"
-    extra = (f" Training curves use the step log points (mean over the steps since the previous point); validation "
-             f"accuracy is measured at the end of each epoch. Dashed line: the {data.targets.train_error:.0%} training-"
-             "error target." if steps and data.targets.train_error is not None else
-             " Old records without step logs: one point per epoch." if not steps else "")
+    extra = (
+        f" Training curves use the step log points (mean over the steps since the previous point); validation "
+        f"accuracy is measured at the end of each epoch. Dashed line: the {data.targets.train_error:.0%} training-"
+        "error target."
+        if steps and data.targets.train_error is not None
+        else " Old records without step logs: one point per epoch."
+        if not steps
+        else ""
+    )
     for i, name in enumerate([f for f in figures if f != FOREST], start=1):  # the forest plot is in the Answer
         title, alt, caption = _PLOT_TEXTS[name]
-        out += [f"### {title}", "", f"![{alt.format(x=x)}]({name})", "", f"*{caption.format(i=i, x=x, extra=extra)}*", ""]
+        out += [
+            f"### {title}",
+            "",
+            f"![{alt.format(x=x)}]({name})",
+            "",
+            f"*{caption.format(i=i, x=x, extra=extra)}*",
+            "",
+        ]
     return out
 
 
 def _method_section(data: ExperimentData) -> list[str]:
     covered, fixed = variation_sources(data)
-    return ["## Method", "",
-            "- Seeds pair the runs: with seed s every variant sees the same data order, augmentation and (where "
-            "shapes match) initial weights, so comparisons use per-seed differences d_s = variant_s - baseline_s.",
-            f"- Sources of variation the intervals cover: {_join(covered)}"
-            + (f"; held fixed, so not covered: {_join(fixed)}." if fixed else "."),
-            "- 95% interval: mean ± t(0.975, n-1) · sd / sqrt(n) (Student's t; no interval with n < 2).",
-            "- Paired t-test: t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom, two-sided.",
-            "- Holm: p-values of one family sorted ascending, p_(k) · (m - k + 1), made monotone, capped at 1. The "
-            "simultaneous interval is Bonferroni's (level 1 - 0.05/m): it excludes 0 only when Holm rejects; the "
-            "unadjusted 95% interval can exclude 0 when Holm does not, and the report then says so.",
-            "- Power: minimum detectable difference = the true difference a two-sided paired t-test at alpha 0.05 "
-            "detects with 80% probability with n seeds, from the noncentral t distribution with the observed sd of "
-            "the differences; seeds needed = the smallest n reaching 80% for the effect asked for (`--effect`, else "
-            "the paper's effect where a comparison matches one of its claims, else 1 point).",
-            "- `--ci bootstrap`: BCa bootstrap of the mean paired difference (9999 resamples, fixed generator); "
-            "for metrics far from normal (time to target, throughput). It is shown, never used for the verdict.",
-            "- P(better): probability that the variant beats the baseline on a seed pair (Bouthillier et al. 2021), "
-            "ties count half, 95% Wilson interval.",
-            "- Only runs with status ok enter the statistics; diverged, failed and missing cells are listed and counted.",
-            "- Final validation accuracy is the primary metric. Best validation accuracy is the maximum over epochs on "
-            "the same validation set, so it is optimistic.",
-            "- Time to target: with step logs (`[train] log_every`), the first log point whose training error "
-            "(1 - mean training accuracy since the previous point) meets the target, in images seen, fractional "
-            "epochs and elapsed training seconds; without them, the first epoch whose recorded training error or "
-            "validation accuracy meets it. Runs that never get there are counted, not averaged.",
-            "- Grids of two or more axes: main effects and interactions from one linear model over every ok run "
-            "(`ablate/factorial.py`, statsmodels OLS with HC3 errors; see *Main effects and interactions*): a full "
-            "factorial estimates each main effect from all of its runs, not from per-seed means.",
-            "- Statistics code: `ablate/stats.py` (formulas in its docstring) and `ablate/factorial.py`; "
-            "distributions from `scipy.stats`, the linear model from `statsmodels`.", ""]
+    return [
+        "## Method",
+        "",
+        "- Seeds pair the runs: with seed s every variant sees the same data order, augmentation and (where "
+        "shapes match) initial weights, so comparisons use per-seed differences d_s = variant_s - baseline_s.",
+        f"- Sources of variation the intervals cover: {_join(covered)}"
+        + (f"; held fixed, so not covered: {_join(fixed)}." if fixed else "."),
+        "- 95% interval: mean ± t(0.975, n-1) · sd / sqrt(n) (Student's t; no interval with n < 2).",
+        "- Paired t-test: t = mean(d) / (sd(d) / sqrt(n)), n - 1 degrees of freedom, two-sided.",
+        "- Holm: p-values of one family sorted ascending, p_(k) · (m - k + 1), made monotone, capped at 1. The "
+        "simultaneous interval is Bonferroni's (level 1 - 0.05/m): it excludes 0 only when Holm rejects; the "
+        "unadjusted 95% interval can exclude 0 when Holm does not, and the report then says so.",
+        "- Power: minimum detectable difference = the true difference a two-sided paired t-test at alpha 0.05 "
+        "detects with 80% probability with n seeds, from the noncentral t distribution with the observed sd of "
+        "the differences; seeds needed = the smallest n reaching 80% for the effect asked for (`--effect`, else "
+        "the paper's effect where a comparison matches one of its claims, else 1 point).",
+        "- `--ci bootstrap`: BCa bootstrap of the mean paired difference (9999 resamples, fixed generator); "
+        "for metrics far from normal (time to target, throughput). It is shown, never used for the verdict.",
+        "- P(better): probability that the variant beats the baseline on a seed pair (Bouthillier et al. 2021), "
+        "ties count half, 95% Wilson interval.",
+        "- Only runs with status ok enter the statistics; diverged, failed and missing cells are listed and counted.",
+        "- Final validation accuracy is the primary metric. Best validation accuracy is the maximum over epochs on "
+        "the same validation set, so it is optimistic.",
+        "- Time to target: with step logs (`[train] log_every`), the first log point whose training error "
+        "(1 - mean training accuracy since the previous point) meets the target, in images seen, fractional "
+        "epochs and elapsed training seconds; without them, the first epoch whose recorded training error or "
+        "validation accuracy meets it. Runs that never get there are counted, not averaged.",
+        "- Grids of two or more axes: main effects and interactions from one linear model over every ok run "
+        "(`ablate/factorial.py`, statsmodels OLS with HC3 errors; see *Main effects and interactions*): a full "
+        "factorial estimates each main effect from all of its runs, not from per-seed means.",
+        "- Statistics code: `ablate/stats.py` (formulas in its docstring) and `ablate/factorial.py`; "
+        "distributions from `scipy.stats`, the linear model from `statsmodels`.",
+        "",
+    ]

@@ -90,8 +90,13 @@ def load_results(
     epochs = _stack([_with_axes(d, d.epochs) for d in loaded], [*_ID_COLUMNS, "epoch"])
     steps = _stack([_with_axes(d, d.steps) for d in loaded], [*_ID_COLUMNS, *STEP_COLUMNS])
     return Results(
-        runs=runs, epochs=epochs, steps=steps, experiments=[d.name for d in loaded],
-        baselines={d.name: d.baseline for d in loaded}, notes={d.name: list(d.notes) for d in loaded}, skipped=skipped,
+        runs=runs,
+        epochs=epochs,
+        steps=steps,
+        experiments=[d.name for d in loaded],
+        baselines={d.name: d.baseline for d in loaded},
+        notes={d.name: list(d.notes) for d in loaded},
+        skipped=skipped,
     )
 
 

@@ -141,19 +141,28 @@ def resume(
             # to an uninterrupted one, and its record's cpu_threads is true of every step.
             (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(
                 f"{hooks.checkpoint}: resuming with {saved_threads} CPU thread(s), as the checkpoint was saved with "
-                f"(not {torch.get_num_threads()}): CPU results depend on the thread count")
+                f"(not {torch.get_num_threads()}): CPU results depend on the thread count"
+            )
             torch.set_num_threads(saved_threads)
     except (checkpoint.CheckpointError, KeyError, TypeError, ValueError, RuntimeError) as e:
-        message = str(e) if isinstance(e, checkpoint.CheckpointError) else f"{hooks.checkpoint}: unusable checkpoint ({type(e).__name__}: {e})"
-        (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(message.splitlines()[0] + "; training this cell from the start")
+        message = (
+            str(e)
+            if isinstance(e, checkpoint.CheckpointError)
+            else f"{hooks.checkpoint}: unusable checkpoint ({type(e).__name__}: {e})"
+        )
+        (hooks.on_warning or (lambda m: warnings.warn(m, stacklevel=3)))(
+            message.splitlines()[0] + "; training this cell from the start"
+        )
         # A half-restored run is not trustworthy: rebuild it from scratch (same seed, same start).
         return prepare(cell, splits, device), None
-    run.resumed.append({
-        "epoch": progress.epoch if progress is not None else (run.epochs[-1]["epoch"] + 1 if run.epochs else 1),
-        "step_in_epoch": progress.step if progress is not None else 0,
-        "done_steps": run.done_steps,
-        "at": time.time(),
-    })
+    run.resumed.append(
+        {
+            "epoch": progress.epoch if progress is not None else (run.epochs[-1]["epoch"] + 1 if run.epochs else 1),
+            "step_in_epoch": progress.step if progress is not None else 0,
+            "done_steps": run.done_steps,
+            "at": time.time(),
+        }
+    )
     if hooks.on_resume:
         hooks.on_resume(run.resumed[-1])
     return run, progress

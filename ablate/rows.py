@@ -81,7 +81,8 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
         "epochs_done": len(epochs),
         "params": number(record.get("params")),
         "final_val_acc": final("final_val_acc", "val_acc"),
-        "best_val_acc": number(summary.get("best_val_acc")) if summary.get("best_val_acc") is not None
+        "best_val_acc": number(summary.get("best_val_acc"))
+        if summary.get("best_val_acc") is not None
         else (max((v for v in val_accs if not math.isnan(v)), default=math.nan)),
         "final_val_loss": final("final_val_loss", "val_loss"),
         "final_train_loss": final("final_train_loss", "train_loss"),
@@ -89,7 +90,8 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
         "final_val_top5": number(last.get("val_top5")),
         "train_images_per_s": number(runtime.get("train_images_per_s")),
         "peak_memory_mb": number(runtime.get("peak_memory_mb")),
-        "wall_time_s": number(summary.get("wall_time_s")) if "wall_time_s" in summary
+        "wall_time_s": number(summary.get("wall_time_s"))
+        if "wall_time_s" in summary
         else float(sum(number(e.get("epoch_time_s")) for e in epochs)),
         "device": str(env.get("device_name") or env.get("device") or ""),
     }
@@ -105,8 +107,13 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
     if targets.train_error is not None:
         goal = targets.train_error
         ep, sec = _first_reaching(epochs, lambda e: 1.0 - number(e.get("train_acc")) <= goal + 1e-12)
-        row.update(epochs_to_train_target=ep, time_to_train_target_s=sec, reached_train_target=not math.isnan(ep),
-                   images_to_train_target=math.nan, train_target_resolution="epoch")
+        row.update(
+            epochs_to_train_target=ep,
+            time_to_train_target_s=sec,
+            reached_train_target=not math.isnan(ep),
+            images_to_train_target=math.nan,
+            train_target_resolution="epoch",
+        )
         if steps:
             row.update(_step_target(record, steps, goal))
     if targets.val_acc is not None:
@@ -135,11 +142,20 @@ def _step_target(record: dict[str, Any], steps: list[dict[str, Any]], goal: floa
     for p in steps:
         if 1.0 - number(p.get("train_acc")) <= goal + 1e-12:
             images = number(p.get("images"))
-            return {"epochs_to_train_target": images / _images_per_epoch(record, steps),
-                    "images_to_train_target": images, "time_to_train_target_s": number(p.get("time_s")),
-                    "reached_train_target": True, "train_target_resolution": "step"}
-    return {"epochs_to_train_target": math.nan, "images_to_train_target": math.nan, "time_to_train_target_s": math.nan,
-            "reached_train_target": False, "train_target_resolution": "step"}
+            return {
+                "epochs_to_train_target": images / _images_per_epoch(record, steps),
+                "images_to_train_target": images,
+                "time_to_train_target_s": number(p.get("time_s")),
+                "reached_train_target": True,
+                "train_target_resolution": "step",
+            }
+    return {
+        "epochs_to_train_target": math.nan,
+        "images_to_train_target": math.nan,
+        "time_to_train_target_s": math.nan,
+        "reached_train_target": False,
+        "train_target_resolution": "step",
+    }
 
 
 STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
@@ -152,8 +168,12 @@ def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     for p in record.get("steps") or []:
         if not isinstance(p, dict):
             continue
-        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or slug_of(record.get("variant") or {}),
-               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
+        row = {
+            "run_id": record.get("run_id"),
+            "variant": record.get("slug") or slug_of(record.get("variant") or {}),
+            "seed": int(record.get("seed", -1)),
+            "status": record.get("status") or "unknown",
+        }
         row.update({k: number(p.get(k)) for k in STEP_COLUMNS})
         row["train_error"] = 1.0 - row["train_acc"]
         rows.append(row)
@@ -161,8 +181,19 @@ def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 EPOCH_COLUMNS = (
-    "epoch", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5",
-    "train_eval_loss", "train_eval_acc", "epoch_time_s", "train_time_s", "train_images_per_s", "peak_memory_mb",
+    "epoch",
+    "lr",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_top5",
+    "train_eval_loss",
+    "train_eval_acc",
+    "epoch_time_s",
+    "train_time_s",
+    "train_images_per_s",
+    "peak_memory_mb",
 )
 
 
@@ -170,8 +201,12 @@ def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per finished epoch of a record (none for a failed run)."""
     rows, wall, train = [], 0.0, 0.0
     for e in record.get("epochs") or []:
-        row = {"run_id": record.get("run_id"), "variant": record.get("slug") or slug_of(record.get("variant") or {}),
-               "seed": int(record.get("seed", -1)), "status": record.get("status") or "unknown"}
+        row = {
+            "run_id": record.get("run_id"),
+            "variant": record.get("slug") or slug_of(record.get("variant") or {}),
+            "seed": int(record.get("seed", -1)),
+            "status": record.get("status") or "unknown",
+        }
         row.update({k: number(e.get(k)) for k in EPOCH_COLUMNS})
         row["epoch"] = int(e.get("epoch", len(rows) + 1))
         row["train_error"] = 1.0 - row["train_acc"]

@@ -20,8 +20,15 @@ class RunDisplay(SweepObserver):
     a job handed to Slurm, where to follow it (``show``: the ``ablate show`` command of this
     sweep) and whether this command waits for it (``waits``)."""
 
-    def __init__(self, progress: Progress, epochs: int, slots: dict[int, str] | None = None, *, show: str = "",
-                 waits: bool = False) -> None:
+    def __init__(
+        self,
+        progress: Progress,
+        epochs: int,
+        slots: dict[int, str] | None = None,
+        *,
+        show: str = "",
+        waits: bool = False,
+    ) -> None:
         self.progress, self.epochs = progress, epochs
         self.show, self.waits = show, waits
         self.cells = progress.add_task("cells", total=None)
@@ -51,7 +58,9 @@ class RunDisplay(SweepObserver):
 
     def on_worker_batch(self, slot: int, epoch: int, step: int, steps: int) -> None:
         self.progress.update(
-            self._bar(slot), completed=step, total=steps,
+            self._bar(slot),
+            completed=step,
+            total=steps,
             description=f"{self.labels.get(slot, '')} · epoch {epoch}/{self.epochs}",
         )
 
@@ -68,12 +77,15 @@ class RunDisplay(SweepObserver):
             self.progress.update(self.bars[slot], visible=False)
         if record["status"] != "ok":
             label = f"{self._prefix(slot)}{escape(cell.variant.slug())} seed {cell.seed}"
-            self.progress.console.print(f"  [yellow]{label}: {record['status']}[/]: {escape(str(record.get('error')))}", highlight=False)
+            self.progress.console.print(
+                f"  [yellow]{label}: {record['status']}[/]: {escape(str(record.get('error')))}", highlight=False
+            )
 
     def on_resume(self, cell: Cell, resumed: dict[str, Any]) -> None:
         self.progress.console.print(
             f"  {escape(cell.variant.slug())} seed {cell.seed}: resumed from its checkpoint at epoch "
-            f"{resumed['epoch']}, step {resumed['step_in_epoch']}", highlight=False,
+            f"{resumed['epoch']}, step {resumed['step_in_epoch']}",
+            highlight=False,
         )
 
     def on_warning(self, message: str) -> None:
@@ -86,5 +98,6 @@ class RunDisplay(SweepObserver):
             f"logs in {sub.folder}/\n"
             f"  progress: {self.show}   cancel: scancel {sub.job_id}"
             + ("\n  waiting for the cells (Ctrl-C stops waiting; the job goes on)" if self.waits else ""),
-            highlight=False, soft_wrap=True,
+            highlight=False,
+            soft_wrap=True,
         )

@@ -37,7 +37,14 @@ from ablate.models import arch_spec
 from ablate.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
 from ablate.resume import CellHooks
 from ablate.store import (
-    append_event, check_run_file, checkpoint_path, finished_run_ids, run_path, set_aside, write_manifest, write_run,
+    append_event,
+    check_run_file,
+    checkpoint_path,
+    finished_run_ids,
+    run_path,
+    set_aside,
+    write_manifest,
+    write_run,
 )
 from ablate.train import CellOutOfMemory, Interrupted, TrainObserver, train_cell
 
@@ -199,8 +206,14 @@ def resample(full: ImageSplits, size: int | None, seed: int, dataset: str) -> Im
     idx = balanced_subset(full.train_y, size, seed, "resample")
     stored = storage_view(full.train_x)  # grey splits: gather the 1 stored channel, not 3
     return ImageSplits(
-        as_rgb(stored.index_select(0, idx)), full.train_y.index_select(0, idx), full.val_x, full.val_y, full.classes,
-        full.mean, full.std, info={**full.info, "resampled": {"seed": seed, "train_size": size, "from": n}},
+        as_rgb(stored.index_select(0, idx)),
+        full.train_y.index_select(0, idx),
+        full.val_x,
+        full.val_y,
+        full.classes,
+        full.mean,
+        full.std,
+        info={**full.info, "resampled": {"seed": seed, "train_size": size, "from": n}},
     )
 
 
@@ -219,7 +232,10 @@ _Data = Callable[[Cell], ImageSplits]
 
 
 def run_cell(
-    cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver | None = None,
+    cell: Cell,
+    splits: ImageSplits,
+    device: torch.device,
+    observer: TrainObserver | None = None,
     hooks: CellHooks | None = None,
 ) -> RunRecord:
     """Train one cell and wrap any failure into a ``failed`` record instead of raising
@@ -273,8 +289,13 @@ def train_claimed(
             observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
         if lease.took_over is not None:
             old = lease.took_over
-            append_event(results, cell.experiment, "take-over", cell.run_id,
-                         previous={"host": old.host, "pid": old.pid, "worker": old.worker})
+            append_event(
+                results,
+                cell.experiment,
+                "take-over",
+                cell.run_id,
+                previous={"host": old.host, "pid": old.pid, "worker": old.worker},
+            )
         ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
         append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
         hooks = CellHooks(
@@ -289,7 +310,9 @@ def train_claimed(
 
         def left_to_new_owner() -> None:
             append_event(results, cell.experiment, "lost-claim", cell.run_id)
-            observer.on_warning(f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner")
+            observer.on_warning(
+                f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
+            )
 
         try:
             record = run_cell(cell, data(cell), device, observer, hooks)
@@ -306,11 +329,24 @@ def train_claimed(
             return None
         # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
         # (--keep-checkpoints), so that a clean-up removes only leftovers.
-        record = with_parts(record, worker={"label": opts.worker, "host": socket.gethostname(), "pid": os.getpid(),
-                                            "kept_checkpoint": opts.keep_checkpoints})
+        record = with_parts(
+            record,
+            worker={
+                "label": opts.worker,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "kept_checkpoint": opts.keep_checkpoints,
+            },
+        )
         write_run(results, record)
-        append_event(results, cell.experiment, "finish", cell.run_id, status=record["status"],
-                     resumed=len(record.get("resumed", [])))
+        append_event(
+            results,
+            cell.experiment,
+            "finish",
+            cell.run_id,
+            status=record["status"],
+            resumed=len(record.get("resumed", [])),
+        )
         # Paused between the run file and here? Then the checkpoint may be the new owner's.
         if record["status"] in FINISHED and not opts.keep_checkpoints and lease.held():
             checkpoint.remove(ckpt)
@@ -329,8 +365,11 @@ def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) 
     try:
         if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
             return None
-        record = failed_record(identity_of(cell), f"worker process died ({how}) while training this cell, {deaths} "
-                               "time(s); see the system log (e.g. the out-of-memory killer)")
+        record = failed_record(
+            identity_of(cell),
+            f"worker process died ({how}) while training this cell, {deaths} "
+            "time(s); see the system log (e.g. the out-of-memory killer)",
+        )
         record = with_parts(record, env={**environment(torch.device("cpu")), "started": now(), "finished": now()})
         write_run(results, record)
         append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths, how=how)
@@ -389,8 +428,13 @@ def run_experiment(
     data.preload(todo[:limit] if limit is not None else todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo[:limit] if limit is not None else todo, skipped)
-    opts = WorkOptions(force=force, forced_since=started if force else None, keep_checkpoints=keep_checkpoints,
-                       use_cache=use_cache, worker=f"{device} (in-process)")
+    opts = WorkOptions(
+        force=force,
+        forced_since=started if force else None,
+        keep_checkpoints=keep_checkpoints,
+        use_cache=use_cache,
+        worker=f"{device} (in-process)",
+    )
     for i, cell in enumerate(todo):
         if limit is not None and len(summary.records) >= limit:
             summary.remaining = [c for c in todo[i:] if c not in summary.busy]
@@ -408,4 +452,3 @@ def run_experiment(
         summary.records.append(record)
         observer.on_cell_end(0, len(todo), cell, record)
     return summary
-

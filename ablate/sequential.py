@@ -115,8 +115,9 @@ def t_boundaries(z: np.ndarray | Sequence[float], dfs: np.ndarray | Sequence[int
     return sps.t.ppf(sps.norm.cdf(np.asarray(z, dtype=float)), np.asarray(dfs, dtype=float))
 
 
-def exact_t_boundaries(looks: Sequence[int], alpha: float, spending: str = "pocock", sims: int = EXACT_SIMS,
-                       seed: int = EXACT_SEED) -> np.ndarray:
+def exact_t_boundaries(
+    looks: Sequence[int], alpha: float, spending: str = "pocock", sims: int = EXACT_SIMS, seed: int = EXACT_SEED
+) -> np.ndarray:
     """Two-sided t boundaries at ``looks`` (seeds, increasing, the last one the maximum) that spend
     ``alpha`` by the named function exactly for normal paired differences (see the module doc)."""
     return np.array(_exact_t(tuple(int(n) for n in looks), float(alpha), spending, int(sims), int(seed)))
@@ -166,8 +167,9 @@ def _exact_t(looks: tuple[int, ...], alpha: float, spending: str, sims: int, see
     return tuple(c)
 
 
-def crossing_probabilities(boundaries: Sequence[float], fractions: Sequence[float], sims: int = 200_000,
-                           seed: int = 0, drift: float = 0.0) -> np.ndarray:
+def crossing_probabilities(
+    boundaries: Sequence[float], fractions: Sequence[float], sims: int = 200_000, seed: int = 0, drift: float = 0.0
+) -> np.ndarray:
     """Brute-force check by simulation: the probability of first crossing ``|Z_k| >= c_k`` at each
     look, for a Brownian motion with ``drift`` (per unit information, on the z scale at ``t = 1``)."""
     t = np.asarray(fractions, dtype=float)

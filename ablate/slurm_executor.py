@@ -72,7 +72,9 @@ class SlurmError(ExecutorError, RuntimeError):
 class SlurmOptions:
     """What each array task asks Slurm for, and whether the driver waits for the job."""
 
-    tasks: int | None = None  # array tasks = workers, each claims cells until none is left (None: one per cell, at most 8)
+    tasks: int | None = (
+        None  # array tasks = workers, each claims cells until none is left (None: one per cell, at most 8)
+    )
     partition: str | None = None  # None: the cluster's default partition
     gpus_per_task: int = 0  # GPUs per array task
     cpus_per_task: int = 1  # CPUs per worker process (its torch threads)
@@ -114,8 +116,10 @@ def parse_slurm_opts(values: list[str]) -> dict[str, Any]:
         key, eq, val = value.partition("=")
         key = key.strip().lstrip("-")
         if not re.fullmatch(r"[A-Za-z][\w-]*", key) or (eq and not val.strip()):
-            raise SlurmError(f"--slurm-opt {value}: expected KEY=VALUE (an sbatch option without its dashes, "
-                             "e.g. --slurm-opt account=mylab --slurm-opt qos=high) or a bare flag such as exclusive")
+            raise SlurmError(
+                f"--slurm-opt {value}: expected KEY=VALUE (an sbatch option without its dashes, "
+                "e.g. --slurm-opt account=mylab --slurm-opt qos=high) or a bare flag such as exclusive"
+            )
         out[key.replace("-", "_")] = val.strip() if eq else True
     return out
 
@@ -129,8 +133,10 @@ def check_cluster(options: SlurmOptions) -> None:
     no answer from the controller, or a partition it does not have."""
     for tool in ("sbatch", "squeue", "sinfo"):
         if shutil.which(tool) is None:
-            raise SlurmError(f"--slurm needs Slurm's {tool}, which is not on PATH; run on a Slurm login node "
-                             "(or start a test cluster with tests/slurm/start.sh)")
+            raise SlurmError(
+                f"--slurm needs Slurm's {tool}, which is not on PATH; run on a Slurm login node "
+                "(or start a test cluster with tests/slurm/start.sh)"
+            )
     _submitit()
     try:
         out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
@@ -141,8 +147,10 @@ def check_cluster(options: SlurmOptions) -> None:
         raise SlurmError(f"Slurm does not answer (sinfo: {why}); is slurmctld up? (scontrol ping)")
     partitions = [p.rstrip("*") for p in out.stdout.split()]
     if options.partition is not None and options.partition not in partitions:
-        raise SlurmError(f"--partition {options.partition}: no such Slurm partition; this cluster has "
-                         f"{', '.join(partitions) or 'none'}")
+        raise SlurmError(
+            f"--partition {options.partition}: no such Slurm partition; this cluster has "
+            f"{', '.join(partitions) or 'none'}"
+        )
 
 
 @dataclass(frozen=True)
@@ -169,8 +177,18 @@ class SlurmWorker(Checkpointable):
     its claim before the task is requeued and exits.
     """
 
-    def __init__(self, cells: list[Cell], results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str,
-                 since: float, gpus: int, threads: int, use_gpu: bool) -> None:
+    def __init__(
+        self,
+        cells: list[Cell],
+        results: str,
+        opts: WorkOptions,
+        plugins: list[str],
+        plugin_dir: str,
+        since: float,
+        gpus: int,
+        threads: int,
+        use_gpu: bool,
+    ) -> None:
         self.cells, self.results, self.opts = cells, results, opts
         self.plugins, self.plugin_dir = plugins, plugin_dir
         self.since = since  # mtime of the sweep's marker: a run file newer than it was written by this sweep
@@ -289,8 +307,14 @@ def _pythonpath() -> str:
 
 
 def submit(
-    todo: list[Cell], results: Path, options: SlurmOptions, *, opts: WorkOptions, plugins: list[str],
-    use_gpu: bool, name: str,
+    todo: list[Cell],
+    results: Path,
+    options: SlurmOptions,
+    *,
+    opts: WorkOptions,
+    plugins: list[str],
+    use_gpu: bool,
+    name: str,
 ) -> tuple[Submission, float]:
     """Submit one array of ``options.tasks`` worker tasks for ``todo``; returns the submission and
     the sweep's start time on the results filesystem's clock."""
@@ -305,8 +329,12 @@ def submit(
     since = marker.stat().st_mtime
     executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
     params: dict[str, Any] = dict(
-        name=name, timeout_min=options.time_min, cpus_per_task=options.cpus_per_task,
-        tasks_per_node=options.processes, nodes=1, slurm_array_parallelism=options.tasks,
+        name=name,
+        timeout_min=options.time_min,
+        cpus_per_task=options.cpus_per_task,
+        tasks_per_node=options.processes,
+        nodes=1,
+        slurm_array_parallelism=options.tasks,
         # The job's python is this python (submitit's default); the job imports this ablate.
         slurm_setup=[f"export PYTHONPATH={_shell_quote(_pythonpath())}"],
     )
@@ -320,8 +348,9 @@ def submit(
         executor.update_parameters(**params)
     except ValueError as e:
         raise SlurmError(f"--slurm options: {str(e).splitlines()[0]}") from None
-    worker = SlurmWorker(todo, str(results), opts, plugins, os.getcwd(), since, options.gpus_per_task,
-                         options.cpus_per_task, use_gpu)
+    worker = SlurmWorker(
+        todo, str(results), opts, plugins, os.getcwd(), since, options.gpus_per_task, options.cpus_per_task, use_gpu
+    )
     try:
         # submitit prints sbatch's complaint to stderr as well as raising it: keep it to one line.
         with contextlib.redirect_stderr(io.StringIO()):
@@ -351,8 +380,17 @@ def _sbatch_reason(message: str) -> str:
 
 # squeue reasons of a pending job that waiting will not cure: the request exceeds what the
 # partition, account or QOS allows (Slurm leaves such jobs pending rather than refusing them).
-NEVER_STARTS = ("PartitionConfig", "PartitionNodeLimit", "PartitionTimeLimit", "BadConstraints", "InvalidQOS",
-                "InvalidAccount", "QOSMaxCpuPerJobLimit", "QOSMaxGRESPerJob", "AssocMaxCpuPerJobLimit")
+NEVER_STARTS = (
+    "PartitionConfig",
+    "PartitionNodeLimit",
+    "PartitionTimeLimit",
+    "BadConstraints",
+    "InvalidQOS",
+    "InvalidAccount",
+    "QOSMaxCpuPerJobLimit",
+    "QOSMaxGRESPerJob",
+    "AssocMaxCpuPerJobLimit",
+)
 
 
 def job_states(job_id: str) -> list[tuple[str, str]] | None:
@@ -367,8 +405,15 @@ def job_states(job_id: str) -> list[tuple[str, str]] | None:
     return [tuple(line.split("|", 1)) for line in out.stdout.splitlines() if "|" in line]  # type: ignore[misc]
 
 
-def wait(submission: Submission, todo: list[Cell], results: Path, since: float, summary: RunSummary,
-         observer: RunObserver, poll_s: float = POLL_S) -> RunSummary:
+def wait(
+    submission: Submission,
+    todo: list[Cell],
+    results: Path,
+    since: float,
+    summary: RunSummary,
+    observer: RunObserver,
+    poll_s: float = POLL_S,
+) -> RunSummary:
     """Follow the job through the results folder until every cell of ``todo`` has a run file
     written in this sweep, or the job has left the queue; cells it left unfinished, and the
     workers' errors, become ``summary.errors`` (so ``ablate run`` exits 1)."""
@@ -393,21 +438,28 @@ def wait(submission: Submission, todo: list[Cell], results: Path, since: float, 
         ended = states == []
         stuck = sorted({reason for state, reason in states or [] if state == "PENDING" and reason in NEVER_STARTS})
         if stuck and all(state == "PENDING" for state, _ in states or []):
-            summary.errors.append(f"Slurm job {submission.job_id} cannot start (pending, reason {', '.join(stuck)}: it asks "
-                                  f"for more than the partition allows); scancel {submission.job_id} and resubmit with "
-                                  "fewer CPUs or GPUs per task, a shorter --time, or another --partition")
+            summary.errors.append(
+                f"Slurm job {submission.job_id} cannot start (pending, reason {', '.join(stuck)}: it asks "
+                f"for more than the partition allows); scancel {submission.job_id} and resubmit with "
+                "fewer CPUs or GPUs per task, a shorter --time, or another --partition"
+            )
             return summary
         if not ended:  # once ended, look once more at once: run files written as its last task ended
             time.sleep(poll_s)
     for event in read_events(results, experiment):
         # Job ids restart on a fresh cluster: an error counts when its job id matches and it is not
         # older than the sweep (give or take a minute of clock difference between nodes).
-        if event["event"] == "slurm-error" and str(event.get("job", "")).split("_")[0] == submission.job_id \
-                and event.get("time", 0) >= since - 60:
+        if (
+            event["event"] == "slurm-error"
+            and str(event.get("job", "")).split("_")[0] == submission.job_id
+            and event.get("time", 0) >= since - 60
+        ):
             summary.errors.append(f"Slurm task {event['job']}: {event.get('error')}")
     for cell in left.values():
-        summary.errors.append(f"{cell.variant.slug()} seed {cell.seed}: not finished when Slurm job {submission.job_id} "
-                              f"ended (cancelled, failed or out of time; see {submission.folder}); rerun to resume it")
+        summary.errors.append(
+            f"{cell.variant.slug()} seed {cell.seed}: not finished when Slurm job {submission.job_id} "
+            f"ended (cancelled, failed or out of time; see {submission.folder}); rerun to resume it"
+        )
     return summary
 
 
@@ -434,8 +486,15 @@ def run_slurm(
     if target.tasks is None:
         target = dataclasses.replace(target, tasks=min(len(todo), DEFAULT_MAX_TASKS))
     # No forced_since: array tasks tell this sweep's run files by the marker's time (``since``).
-    submission, since = submit(todo, results, target, opts=options.work(), plugins=list(options.plugins),
-                               use_gpu=options.device != "cpu", name=f"ablate-{exp.name}")
+    submission, since = submit(
+        todo,
+        results,
+        target,
+        opts=options.work(),
+        plugins=list(options.plugins),
+        use_gpu=options.device != "cpu",
+        name=f"ablate-{exp.name}",
+    )
     if on_submit is not None:
         on_submit(submission)
     if not target.wait:

@@ -199,8 +199,12 @@ def paired_test(differences: Iterable[float], confidence: float = CONFIDENCE) ->
 def paired_differences(variant: dict[int, float], baseline: dict[int, float]) -> tuple[list[int], list[float]]:
     """Seeds present (with a finite value) in both, sorted, and ``variant - baseline`` per seed."""
     seeds = sorted(
-        s for s in set(variant) & set(baseline)
-        if variant[s] is not None and baseline[s] is not None and math.isfinite(variant[s]) and math.isfinite(baseline[s])
+        s
+        for s in set(variant) & set(baseline)
+        if variant[s] is not None
+        and baseline[s] is not None
+        and math.isfinite(variant[s])
+        and math.isfinite(baseline[s])
     )
     return seeds, [variant[s] - baseline[s] for s in seeds]
 
@@ -216,7 +220,9 @@ class RatioInterval:
     p: float  # two-sided paired t-test of mean log ratio = 0 (ratio = 1)
 
 
-def ratio_interval(numerators: Sequence[float], denominators: Sequence[float], confidence: float = CONFIDENCE) -> RatioInterval:
+def ratio_interval(
+    numerators: Sequence[float], denominators: Sequence[float], confidence: float = CONFIDENCE
+) -> RatioInterval:
     """Per-seed ratios ``numerators[i] / denominators[i]`` (all > 0) summarised on the log scale."""
     if len(numerators) != len(denominators):
         raise ValueError("numerators and denominators must pair up")
@@ -347,8 +353,14 @@ def bootstrap_interval(differences: Iterable[float], confidence: float = CONFIDE
         return (float(d[0]), float(d[0]))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # degenerate or too-few-values warnings: NaN says it
-        res = sps.bootstrap((d,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
-                            method="BCa", **{_RNG_KEYWORD: np.random.default_rng(BOOTSTRAP_SEED)})
+        res = sps.bootstrap(
+            (d,),
+            np.mean,
+            confidence_level=confidence,
+            n_resamples=BOOTSTRAP_RESAMPLES,
+            method="BCa",
+            **{_RNG_KEYWORD: np.random.default_rng(BOOTSTRAP_SEED)},
+        )
     return (float(res.confidence_interval.low), float(res.confidence_interval.high))
 
 
@@ -366,8 +378,9 @@ class Improvement:
     ci_high: float
 
 
-def probability_of_improvement(differences: Iterable[float], higher_is_better: bool,
-                               confidence: float = CONFIDENCE) -> Improvement:
+def probability_of_improvement(
+    differences: Iterable[float], higher_is_better: bool, confidence: float = CONFIDENCE
+) -> Improvement:
     """``(wins + ties / 2) / n`` over the per-seed differences, a win being in the good direction."""
     d = _clean(differences)
     n = int(d.size)

@@ -135,8 +135,9 @@ def _manifest_shape_problem(m: Any) -> str:
     if not isinstance(m.get("run_ids") or [], list):
         return "'run_ids' is not a list"
     cells = m.get("cells") or []
-    if not isinstance(cells, list) or not all(isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c)
-                                              for c in cells):
+    if not isinstance(cells, list) or not all(
+        isinstance(c, dict) and {"run_id", "slug", "seed"} <= set(c) for c in cells
+    ):
         return "'cells' is not a list of {run_id, slug, seed}"
     axes = m.get("axes") or {}
     if not isinstance(axes, dict) or not all(isinstance(v, list) for v in axes.values()):
@@ -165,8 +166,11 @@ def write_run(root: str | Path, record: dict[str, Any], attempts: int = 3) -> Pa
     rescued = _rescue(root, payload)
     raise StoreError(
         f"could not write {path} ({type(error).__name__}: {error.strerror or error}); "
-        + (f"the record is saved in {rescued}: copy it to {path} when the folder is writable again"
-           if rescued else "and no rescue location was writable either")
+        + (
+            f"the record is saved in {rescued}: copy it to {path} when the folder is writable again"
+            if rescued
+            else "and no rescue location was writable either"
+        )
     )
 
 
@@ -252,8 +256,17 @@ def set_aside(path: Path) -> Path:
 
 def append_event(root: str | Path, experiment: str, event: str, run_id: str, **details: Any) -> None:
     """One line in ``events.jsonl`` (O_APPEND writes of one short line do not interleave)."""
-    line = json.dumps({"time": round(time.time(), 3), "event": event, "run_id": run_id,
-                       "host": socket.gethostname(), "pid": os.getpid(), **details}, default=str)
+    line = json.dumps(
+        {
+            "time": round(time.time(), 3),
+            "event": event,
+            "run_id": run_id,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            **details,
+        },
+        default=str,
+    )
     path = events_path(root, experiment)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
@@ -321,7 +334,11 @@ def check_layout(root: str | Path, experiment: str) -> None:
     for path in (manifest_path(root, experiment), events_path(root, experiment)):
         if path.is_dir():
             raise StoreError(f"{path} is a folder where ablate keeps a file; move it away")
-    for path in (runs_dir(root, experiment), claims_dir(root, experiment), checkpoint_path(root, experiment, "x").parent):
+    for path in (
+        runs_dir(root, experiment),
+        claims_dir(root, experiment),
+        checkpoint_path(root, experiment, "x").parent,
+    ):
         if path.exists() and not path.is_dir():
             raise StoreError(f"{path} is a file where ablate keeps a folder; move it away")
 

@@ -57,10 +57,16 @@ class SweepOptions:
     def work(self, started: float | None = None, worker: str = "") -> WorkOptions:
         """How each cell is treated; ``started``: when this sweep began (``time.time()``), which
         ``--force`` needs to tell a cell retrained by a concurrent forced run from an old one."""
-        return WorkOptions(force=self.force, forced_since=started if self.force else None,
-                           keep_checkpoints=self.keep_checkpoints, use_cache=self.use_cache, worker=worker)
+        return WorkOptions(
+            force=self.force,
+            forced_since=started if self.force else None,
+            keep_checkpoints=self.keep_checkpoints,
+            use_cache=self.use_cache,
+            worker=worker,
+        )
 
     def start(self, exp: Experiment, results: str | Path, observer: RunObserver) -> tuple[list[Cell], RunSummary]:
         """The cells to train and the summary to fill (:func:`ablate.runner.start_sweep`)."""
-        return start_sweep(exp, results, force=self.force, limit=self.limit, observer=observer,
-                           use_cache=self.use_cache)
+        return start_sweep(
+            exp, results, force=self.force, limit=self.limit, observer=observer, use_cache=self.use_cache
+        )

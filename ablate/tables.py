@@ -9,6 +9,7 @@ import pandas as pd
 from ablate import stats
 from ablate.frames import STATUS_MISSING, ExperimentData
 
+
 def status_counts(data: ExperimentData) -> pd.DataFrame:
     """Per variant: cells expected, and how many are ok / diverged / failed / missing / other."""
     rows = []
@@ -16,15 +17,17 @@ def status_counts(data: ExperimentData) -> pd.DataFrame:
         mine = data.runs[data.runs["variant"] == v]
         counts = mine["status"].value_counts()
         known = sum(int(counts.get(s, 0)) for s in ("ok", "diverged", "failed", STATUS_MISSING))
-        rows.append({
-            "variant": v,
-            "n_cells": len(mine),
-            "n_ok": int(counts.get("ok", 0)),
-            "n_diverged": int(counts.get("diverged", 0)),
-            "n_failed": int(counts.get("failed", 0)),
-            "n_missing": int(counts.get(STATUS_MISSING, 0)),
-            "n_other": len(mine) - known,
-        })
+        rows.append(
+            {
+                "variant": v,
+                "n_cells": len(mine),
+                "n_ok": int(counts.get("ok", 0)),
+                "n_diverged": int(counts.get("diverged", 0)),
+                "n_failed": int(counts.get("failed", 0)),
+                "n_missing": int(counts.get(STATUS_MISSING, 0)),
+                "n_other": len(mine) - known,
+            }
+        )
     return pd.DataFrame(rows)
 
 

@@ -44,7 +44,13 @@ def _head(mean: Any, scale: float, digits: int, signed: bool) -> str | None:
 
 
 def fmt_ci(
-    mean: Any, low: Any, high: Any, n: int, scale: float = 1.0, digits: int = 2, signed: bool = False,
+    mean: Any,
+    low: Any,
+    high: Any,
+    n: int,
+    scale: float = 1.0,
+    digits: int = 2,
+    signed: bool = False,
     compact: bool = False,
 ) -> str:
     """``"mean [low, high]"``; with fewer than two values, the mean and "no CI (n=1)". ``compact``
@@ -86,8 +92,10 @@ def _md_escape(text: Any) -> str:
 def md_table(headers: Sequence[str], rows: Iterable[Sequence[Any]], align: Sequence[str] | None = None) -> str:
     """A GitHub-flavoured markdown table; ``align`` per column: "l" or "r"."""
     align = list(align or ["l"] + ["r"] * (len(headers) - 1))
-    lines = ["| " + " | ".join(_md_escape(h) for h in headers) + " |",
-             "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|"]
+    lines = [
+        "| " + " | ".join(_md_escape(h) for h in headers) + " |",
+        "|" + "|".join(":---" if a == "l" else "---:" for a in align) + "|",
+    ]
     for row in rows:
         lines.append("| " + " | ".join(_md_escape(c) for c in row) + " |")
     return "\n".join(lines)

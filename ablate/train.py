@@ -166,12 +166,16 @@ def train_epoch(
             k = len(progress.log_points)
             progress.log_loss[k].copy_(progress.loss_sum)  # device-side copies: no sync
             progress.log_hits[k].copy_(progress.hits)
-            progress.log_points.append({
-                "step": run.done_steps, "epoch": epoch, "images": images_before + progress.step * bs,
-                "lr": run.scheduler.get_last_lr()[0],
-                # Host clock when the step was queued (on a GPU up to a few steps ahead of it).
-                "time_s": time_before + progress.wall_s + time.perf_counter() - started,
-            })
+            progress.log_points.append(
+                {
+                    "step": run.done_steps,
+                    "epoch": epoch,
+                    "images": images_before + progress.step * bs,
+                    "lr": run.scheduler.get_last_lr()[0],
+                    # Host clock when the step was queued (on a GPU up to a few steps ahead of it).
+                    "time_s": time_before + progress.wall_s + time.perf_counter() - started,
+                }
+            )
         observer.on_batch(epoch, step + 1, steps)
         if run.done_steps == run.timed_from:  # end of the warm-up (its progress update included)
             timer.start()
@@ -179,8 +183,11 @@ def train_epoch(
         # (and a stop request is honoured at the first step of the next epoch).
         if progress.step < steps:
             stop = hooks.should_stop()
-            timed = (hooks.checkpoint is not None and hooks.checkpoint_every_s > 0
-                     and time.perf_counter() - last_save >= hooks.checkpoint_every_s)
+            timed = (
+                hooks.checkpoint is not None
+                and hooks.checkpoint_every_s > 0
+                and time.perf_counter() - last_save >= hooks.checkpoint_every_s
+            )
             if stop and hooks.checkpoint is None:
                 raise Interrupted(f"stopped in epoch {epoch} after step {progress.step}")
             if stop or timed:
@@ -196,7 +203,9 @@ def train_epoch(
         prev_loss, prev_hits, prev_images = 0.0, 0, images_before
         for point, loss_cum, hit_cum in zip(progress.log_points, losses, hits):
             window = point["images"] - prev_images
-            run.steps.append({**point, "train_loss": (loss_cum - prev_loss) / window, "train_acc": (hit_cum - prev_hits) / window})
+            run.steps.append(
+                {**point, "train_loss": (loss_cum - prev_loss) / window, "train_acc": (hit_cum - prev_hits) / window}
+            )
             prev_loss, prev_hits, prev_images = loss_cum, hit_cum, point["images"]
     return {
         "train_loss": progress.loss_sum.item() / n,
@@ -238,8 +247,9 @@ def train_cell(
             torch.set_num_threads(threads)
 
 
-def _train_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver,
-                hooks: CellHooks) -> RunRecord:
+def _train_cell(
+    cell: Cell, splits: ImageSplits, device: torch.device, observer: TrainObserver, hooks: CellHooks
+) -> RunRecord:
     train = cell.train
     run, progress = resume(prepare(cell, splits, device), cell, splits, device, hooks)
     steps = len(run.train_batches)
@@ -260,7 +270,9 @@ def _train_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer:
         }
         try:
             metrics.update(evaluate(run.step_model, run.val_batches, run.autocast, splits.num_classes))
-            metrics.update(evaluate(run.step_model, run.train_eval_batches, run.autocast, splits.num_classes, "train_eval"))
+            metrics.update(
+                evaluate(run.step_model, run.train_eval_batches, run.autocast, splits.num_classes, "train_eval")
+            )
         except torch.OutOfMemoryError:
             raise CellOutOfMemory(f"out of memory at batch {run.done_steps} on {device} (evaluation)") from None
         if not math.isfinite(metrics["val_loss"]):
@@ -311,6 +323,15 @@ def _train_cell(cell: Cell, splits: ImageSplits, device: torch.device, observer:
         "checkpoints_saved": run.checkpoints,
         "checkpoint_s": run.checkpoint_s,
     }
-    return build_record(identity_of(cell), status=status, error=error, params=count_params(run.model), data=data,
-                        runtime=runtime, epochs=run.epochs, steps=run.steps, resumed=run.resumed,
-                        summary=summarize(run.epochs))
+    return build_record(
+        identity_of(cell),
+        status=status,
+        error=error,
+        params=count_params(run.model),
+        data=data,
+        runtime=runtime,
+        epochs=run.epochs,
+        steps=run.steps,
+        resumed=run.resumed,
+        summary=summarize(run.epochs),
+    )

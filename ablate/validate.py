@@ -20,7 +20,11 @@ from ablate.variant import AXES, Variant
 
 GPU_KEYS = ("seeds", "data", "train")
 AXIS_REGISTRIES: dict[str, Registry] = {
-    "arch": ARCHS, "activation": ACTIVATIONS, "pooling": POOLINGS, "norm": NORMS, "init": INITS,
+    "arch": ARCHS,
+    "activation": ACTIVATIONS,
+    "pooling": POOLINGS,
+    "norm": NORMS,
+    "init": INITS,
 }
 
 
@@ -40,13 +44,25 @@ def _printable(text: str) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
-_TYPE_WORDS = {str: "a string", int: "an integer", float: "a number", bool: "true or false", list: "a list", dict: "a table"}
+_TYPE_WORDS = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "true or false",
+    list: "a list",
+    dict: "a table",
+}
 
 
 def _type_name(value: Any) -> str:
-    return {str: "a string", int: "an integer", float: "a number", bool: "a boolean", list: "a list", dict: "a table"}.get(
-        type(value), type(value).__name__
-    )
+    return {
+        str: "a string",
+        int: "an integer",
+        float: "a number",
+        bool: "a boolean",
+        list: "a list",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
 
 
 def show_value(value: Any) -> str:
@@ -105,16 +121,16 @@ class Validator:
         msg = f"{show_value(value)}{origin} is not allowed; expected {allowed}"
         raise ExperimentError(self.path, key, msg + (f" (did you mean {hint!r}?)" if hint else ""))
 
-    def check(
-        self, key: str, value: Any, kind: Any, ok: Any = None, allowed: str = "", maximum: int = INT_MAX
-    ) -> None:
+    def check(self, key: str, value: Any, kind: Any, ok: Any = None, allowed: str = "", maximum: int = INT_MAX) -> None:
         """``value`` must fit ``kind``, be finite / within ``[-maximum, maximum]`` if it is a
         number, and satisfy ``ok``; else one line saying so (``allowed`` describes ``ok``)."""
         if not _matches(value, kind):
             word = " or ".join(_TYPE_WORDS[_KINDS[k]] for k in _kinds(kind) if k in _KINDS)
             what = allowed if allowed.startswith(("a ", "an ")) else word + (f" ({allowed})" if allowed else "")
             origin = " (from --set)" if key in self.from_cli else ""
-            raise ExperimentError(self.path, key, f"{show_value(value)}{origin} is {_type_name(value)}; expected {what}")
+            raise ExperimentError(
+                self.path, key, f"{show_value(value)}{origin} is {_type_name(value)}; expected {what}"
+            )
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if number and "int" not in _kinds(kind):  # a float setting: ints too must fit a float
             try:
@@ -122,7 +138,9 @@ class Validator:
             except OverflowError:
                 finite = False
             if not finite:
-                self.fail(key, value, f"a finite number{f' ({allowed})' if allowed else ''}; inf and nan are never allowed")
+                self.fail(
+                    key, value, f"a finite number{f' ({allowed})' if allowed else ''}; inf and nan are never allowed"
+                )
         if ok is not None and not ok(value):
             self.fail(key, value, allowed)
         if number and "int" in _kinds(kind) and not -maximum <= value <= maximum:
@@ -134,7 +152,9 @@ class Validator:
                 full = f"{prefix}.{key}" if prefix else key
                 hint = suggest(key, list(allowed))
                 where = f"in [{prefix}]" if prefix else "at the top level"
-                msg = f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed {where}: {', '.join(allowed)}"
+                msg = (
+                    f"unknown key{f' (did you mean {hint!r}?)' if hint else ''}; allowed {where}: {', '.join(allowed)}"
+                )
                 raise ExperimentError(self.path, full, msg)
 
     def table(self, raw: Mapping[str, Any], key: str, prefix: str = "") -> dict[str, Any]:
@@ -142,7 +162,9 @@ class Validator:
         if not isinstance(value, dict):
             origin = " (from --set)" if prefix + key in self.from_cli else ""
             raise ExperimentError(
-                self.path, prefix + key, f"{show_value(value)}{origin} is {_type_name(value)}; expected a table [{prefix + key}]"
+                self.path,
+                prefix + key,
+                f"{show_value(value)}{origin} is {_type_name(value)}; expected a table [{prefix + key}]",
             )
         return value
 
@@ -164,16 +186,24 @@ class Validator:
         if isinstance(seeds, int) and not isinstance(seeds, bool):
             # Refused, not read as [seeds]: "seeds = 3" reads as "three seeds" as easily as "seed 3".
             raise ExperimentError(
-                self.path, key, f"{seeds}{origin} is an integer, not a list of seeds; write seeds = "
+                self.path,
+                key,
+                f"{seeds}{origin} is an integer, not a list of seeds; write seeds = "
                 f"[0, 1, 2] for three seeds, or seeds = [{seeds}] for the single seed {seeds}",
             )
         if not isinstance(seeds, list):
-            raise ExperimentError(self.path, key, f"{show_value(seeds)}{origin} is {_type_name(seeds)}; expected a list of seeds, e.g. [0, 1, 2]")
+            raise ExperimentError(
+                self.path,
+                key,
+                f"{show_value(seeds)}{origin} is {_type_name(seeds)}; expected a list of seeds, e.g. [0, 1, 2]",
+            )
         if not seeds:
             raise ExperimentError(self.path, key, "is empty; give at least one seed, e.g. seeds = [0, 1, 2]")
         for s in seeds:
             if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s <= SEED_MAX:
-                raise ExperimentError(self.path, key, f"{show_value(s)}{origin} is not allowed; expected seeds, each {SEED_RANGE}")
+                raise ExperimentError(
+                    self.path, key, f"{show_value(s)}{origin} is not allowed; expected seeds, each {SEED_RANGE}"
+                )
         if len(set(seeds)) != len(seeds):
             raise ExperimentError(self.path, key, f"{show_value(seeds)} repeats a seed; each seed once")
         return tuple(seeds)
@@ -204,8 +234,12 @@ class Validator:
             if not isinstance(values, list):
                 values = [values]
             if not values:
-                allowed = " | ".join(AXIS_REGISTRIES[axis].names()) if axis in AXIS_REGISTRIES else _TYPE_WORDS[AXES[axis]]
-                raise ExperimentError(self.path, key, f"is an empty list; list at least one value ({allowed}), or remove the axis")
+                allowed = (
+                    " | ".join(AXIS_REGISTRIES[axis].names()) if axis in AXIS_REGISTRIES else _TYPE_WORDS[AXES[axis]]
+                )
+                raise ExperimentError(
+                    self.path, key, f"is an empty list; list at least one value ({allowed}), or remove the axis"
+                )
             checked = [self.axis_value(key, axis, value) for value in values]
             if len(set(checked)) != len(checked):
                 raise ExperimentError(self.path, key, f"{show_value(values)} lists a value twice; each value once")

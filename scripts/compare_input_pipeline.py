@@ -49,16 +49,24 @@ import torch.nn.functional as F
 
 
 def parse_args() -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--images", type=int, default=2048, help="training images per epoch (a class-balanced subset)")
     p.add_argument("--batch-size", type=int, default=128, help="images per step, both pipelines (ablate's default)")
     p.add_argument("--rounds", type=int, default=3, help="full training epochs per pipeline (interleaved)")
     p.add_argument("--noop-rounds", type=int, default=11, help="input-only epochs per pipeline (interleaved)")
     p.add_argument("--threads", type=int, default=min(2, torch.get_num_threads()), help="torch intra-op threads")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for torchvision (0: in the main process)")
+    p.add_argument(
+        "--workers", type=int, default=0, help="DataLoader worker processes for torchvision (0: in the main process)"
+    )
     p.add_argument("--size", type=int, default=65, help="input size (65: alexnet65)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_false",
-                   help="keep the model NCHW (ablate trains channels-last by default); inputs are NCHW either way")
+    p.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_false",
+        help="keep the model NCHW (ablate trains channels-last by default); inputs are NCHW either way",
+    )
     p.add_argument("--cache", type=Path, default=None, help="ablate cache folder (default: a temporary one)")
     p.add_argument("--strict", action="store_true", help="exit with status 1 when a criterion is not met")
     return p.parse_args()
@@ -116,21 +124,40 @@ def main() -> int:
         cached_load = timed(lambda: splits_box.append(load_splits(cfg, args.size)))
         splits = splits_box[0]
         ablate_batches = DeviceBatches(
-            splits.train_x, splits.train_y, splits.mean, splits.std, device, args.batch_size,
-            shuffle=True, drop_last=True, seed=0, channels_last=False,  # same layout as torchvision's
+            splits.train_x,
+            splits.train_y,
+            splits.mean,
+            splits.std,
+            device,
+            args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            seed=0,
+            channels_last=False,  # same layout as torchvision's
         )
         root = torchvision_root(files, tmp / "tv")
-        transform = transforms.Compose([
-            transforms.Resize(args.size), transforms.Grayscale(num_output_channels=3),
-            transforms.ToTensor(), transforms.Normalize(splits.mean, splits.std),
-        ])
+        transform = transforms.Compose(
+            [
+                transforms.Resize(args.size),
+                transforms.Grayscale(num_output_channels=3),
+                transforms.ToTensor(),
+                transforms.Normalize(splits.mean, splits.std),
+            ]
+        )
         tv_box: list = []
-        tv_setup = timed(lambda: tv_box.append(FashionMNIST(str(root), train=True, transform=transform, download=False)))
+        tv_setup = timed(
+            lambda: tv_box.append(FashionMNIST(str(root), train=True, transform=transform, download=False))
+        )
         tv_dataset = tv_box[0]
         same_images = balanced_subset(tv_dataset.targets, args.images, cfg.seed, "train").tolist()
         tv_batches = DataLoader(
-            Subset(tv_dataset, same_images), batch_size=args.batch_size, shuffle=True, drop_last=True,
-            num_workers=args.workers, generator=torch.Generator().manual_seed(0), persistent_workers=args.workers > 0,
+            Subset(tv_dataset, same_images),
+            batch_size=args.batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=args.workers,
+            generator=torch.Generator().manual_seed(0),
+            persistent_workers=args.workers > 0,
         )
         assert len(tv_batches) == len(ablate_batches)
 
@@ -159,6 +186,7 @@ def main() -> int:
             def run() -> None:
                 for x, y in batches:
                     step(x, y)
+
             return run
 
         pipelines = {"ablate": ablate_batches, "torchvision": tv_batches}
@@ -186,23 +214,38 @@ def main() -> int:
 
     # --- report ----------------------------------------------------------------------------------------
     n = len(ablate_batches) * args.batch_size
-    med = {k: {name: statistics.median(v) for name, v in t.items()} for k, t in (("noop", noop_times), ("full", full_times))}
-    print(f"Fashion-MNIST {args.size}x{args.size}, {n} training images/epoch, batch {args.batch_size}, "
-          f"{args.threads} threads, DataLoader workers {args.workers}, channels-last model {args.channels_last}, torch {torch.__version__}")
-    print(f"ablate one-time: first load {first_load:.2f} s (decode+resize+cache write), cached load {cached_load:.2f} s; "
-          f"torchvision dataset setup {tv_setup:.2f} s")
-    print(f"load average (1 min) before/after timing: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} CPUs "
-          "(well above 0 means other processes shared the CPUs: compare medians, or rerun)")
+    med = {
+        k: {name: statistics.median(v) for name, v in t.items()}
+        for k, t in (("noop", noop_times), ("full", full_times))
+    }
+    print(
+        f"Fashion-MNIST {args.size}x{args.size}, {n} training images/epoch, batch {args.batch_size}, "
+        f"{args.threads} threads, DataLoader workers {args.workers}, channels-last model {args.channels_last}, torch "
+        f"{torch.__version__}"
+    )
+    print(
+        f"ablate one-time: first load {first_load:.2f} s (decode+resize+cache write), cached load {cached_load:.2f} s; "
+        f"torchvision dataset setup {tv_setup:.2f} s"
+    )
+    print(
+        f"load average (1 min) before/after timing: {load_before[0]:.2f} / {load_after[0]:.2f} on {os.cpu_count()} "
+        "CPUs "
+        "(well above 0 means other processes shared the CPUs: compare medians, or rerun)"
+    )
     print()
-    header = (f"{'pipeline':<12} {'input-only epoch':>17} {'(min)':>9} {'per image':>10} "
-              f"{'full epoch':>11} {'(min)':>8} {'train img/s':>12}   all full epochs (s)")
+    header = (
+        f"{'pipeline':<12} {'input-only epoch':>17} {'(min)':>9} {'per image':>10} "
+        f"{'full epoch':>11} {'(min)':>8} {'train img/s':>12}   all full epochs (s)"
+    )
     print(header)
     print("-" * len(header))
     for name in pipelines:
         runs = ", ".join(f"{t:.2f}" for t in full_times[name])
-        print(f"{name:<12} {med['noop'][name] * 1e3:>14.1f} ms {min(noop_times[name]) * 1e3:>6.1f} ms "
-              f"{med['noop'][name] / n * 1e6:>7.1f} us {med['full'][name]:>9.2f} s {min(full_times[name]):>6.2f} s "
-              f"{n / med['full'][name]:>12.1f}   {runs}")
+        print(
+            f"{name:<12} {med['noop'][name] * 1e3:>14.1f} ms {min(noop_times[name]) * 1e3:>6.1f} ms "
+            f"{med['noop'][name] / n * 1e6:>7.1f} us {med['full'][name]:>9.2f} s {min(full_times[name]):>6.2f} s "
+            f"{n / med['full'][name]:>12.1f}   {runs}"
+        )
     print()
     input_ratio = med["noop"]["torchvision"] / med["noop"]["ablate"]
     full_ratio = med["full"]["ablate"] / med["full"]["torchvision"]
@@ -210,9 +253,15 @@ def main() -> int:
     # same outside load): their spread shows how much the machine's load moved the numbers.
     paired = sorted(a / b for a, b in zip(full_times["ablate"], full_times["torchvision"]))
     ok_input, ok_full = input_ratio >= 10, full_ratio <= 1.0
-    print(f"input cost: torchvision / ablate = {input_ratio:.1f}x of medians (needs >= 10x)  {'PASS' if ok_input else 'FAIL'}")
-    print(f"full epoch: ablate / torchvision = {full_ratio:.3f} of medians (needs <= 1)     {'PASS' if ok_full else 'FAIL'}"
-          f"   [per-round ratios: {', '.join(f'{r:.3f}' for r in paired)}]")
+    print(
+        f"input cost: torchvision / ablate = {input_ratio:.1f}x of medians (needs >= 10x)  "
+        f"{'PASS' if ok_input else 'FAIL'}"
+    )
+    print(
+        f"full epoch: ablate / torchvision = {full_ratio:.3f} of medians (needs <= 1)     "
+        f"{'PASS' if ok_full else 'FAIL'}"
+        f"   [per-round ratios: {', '.join(f'{r:.3f}' for r in paired)}]"
+    )
     return 1 if args.strict and not (ok_input and ok_full) else 0
 
 

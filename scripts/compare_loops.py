@@ -85,11 +85,24 @@ def make_splits(kind: str, images: int, size: int = 65) -> ImageSplits:
     return random_splits(images, size)
 
 
-def ablate_run(variant: Variant, splits: ImageSplits, device: torch.device, args: argparse.Namespace,
-               observer: Any = None, **train_changes: Any) -> dict[str, Any]:
+def ablate_run(
+    variant: Variant,
+    splits: ImageSplits,
+    device: torch.device,
+    args: argparse.Namespace,
+    observer: Any = None,
+    **train_changes: Any,
+) -> dict[str, Any]:
     train = TrainConfig(
-        epochs=1, batch_size=args.batch_size, eval_batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9,
-        weight_decay=5e-4, precision=args.precision, channels_last=True,
+        epochs=1,
+        batch_size=args.batch_size,
+        eval_batch_size=64,
+        optimizer="sgd",
+        lr=0.01,
+        momentum=0.9,
+        weight_decay=5e-4,
+        precision=args.precision,
+        channels_last=True,
     )
     train = replace(train, **train_changes)
     cell = Cell("compare", variant, 0, DataConfig(), train)
@@ -105,22 +118,33 @@ def row(name: str, values: list[float], ref: list[float]) -> str:
     """Median and best run, each as a ratio to the reference's median / best. On a shared machine
     the best run is the one least disturbed by other processes (timeit's argument for the min)."""
     med, best = statistics.median(values), max(values)
-    return (f"| {name} | {med:,.1f} | {best:,.1f} | {min(values):,.1f} | {len(values)} | "
-            f"{med / statistics.median(ref):.3f} | {best / max(ref):.3f} |")
+    return (
+        f"| {name} | {med:,.1f} | {best:,.1f} | {min(values):,.1f} | {len(values)} | "
+        f"{med / statistics.median(ref):.3f} | {best / max(ref):.3f} |"
+    )
 
 
-ROW_HEAD = "| {} | median images/s | best | worst | runs | median ratio | best ratio |\n|---|---:|---:|---:|---:|---:|---:|"
+ROW_HEAD = (
+    "| {} | median images/s | best | worst | runs | median ratio | best ratio |\n|---|---:|---:|---:|---:|---:|---:|"
+)
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", default="auto")
     p.add_argument("--batch-size", type=int, default=None, help="default 32 on CPU, 256 on CUDA")
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16", "fp16"])
     p.add_argument("--steps", type=int, default=None, help="timed steps per run (default 8 on CPU, 100 on CUDA)")
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--sections", default="loops,lrn,lrn-op,stored", help="any of loops, lrn, lrn-op, real-data, stored")
-    p.add_argument("--blog-workers", type=int, default=None, help="DataLoader workers of the blog loop (default 0 on CPU, 4 on CUDA)")
+    p.add_argument(
+        "--blog-workers",
+        type=int,
+        default=None,
+        help="DataLoader workers of the blog loop (default 0 on CPU, 4 on CUDA)",
+    )
     p.add_argument("--no-torch-lrn", action="store_true", help="skip torch's nn.LocalResponseNorm in the lrn section")
     p.add_argument("--data", choices=["random", "shapes"], default="random")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
@@ -174,21 +198,29 @@ def main() -> int:
 
     if "loops" in sections:
         log("loops: ablate vs hand-written vs blog-style")
-        got = interleave({
-            "ablate": ablate_loop(base, splits),
-            "hand": warmed(HandLoop(base, splits, device, args.batch_size, args.precision)),
-            "blog": warmed(BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers)),
-        }, args.rounds, progress("images/s", args.rounds))
+        got = interleave(
+            {
+                "ablate": ablate_loop(base, splits),
+                "hand": warmed(HandLoop(base, splits, device, args.batch_size, args.precision)),
+                "blog": warmed(BlogLoop(base, splits, device, args.batch_size, num_workers=args.blog_workers)),
+            },
+            args.rounds,
+            progress("images/s", args.rounds),
+        )
         results["loops"] = got
         tables += [
-            f"\nTraining loops, baseline {base.slug()}, one epoch of {steps} steps per run: images/s; ratios to the hand-written loop",
+            f"\nTraining loops, baseline {base.slug()}, one epoch of {steps} steps per run: images/s; ratios to the "
+            "hand-written loop",
             ROW_HEAD.format("loop"),
             row(f"ablate ({args.precision}, channels_last; train_epoch, its own clock)", got["ablate"], got["hand"]),
             row(f"hand-written ({args.precision}, channels_last)", got["hand"], got["hand"]),
             row(f"blog-style (fp32, NCHW, DataLoader x{args.blog_workers} workers)", got["blog"], got["hand"]),
             per_round("ablate/hand", got["ablate"], got["hand"]),
-            (f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x (medians), "
-             f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)"),
+            (
+                f"ablate / blog-style: {statistics.median(got['ablate']) / statistics.median(got['blog']):.2f}x "
+                "(medians), "
+                f"{max(got['ablate']) / max(got['blog']):.2f}x (best runs)"
+            ),
         ]
         flush()
 
@@ -199,13 +231,15 @@ def main() -> int:
             if TORCH_LRN not in NORMS:
                 register_norm(TORCH_LRN)(torch_lrn)
             variants["torch-lrn"] = base.replace(norm=TORCH_LRN)
-        got = interleave({
-            name: ablate_loop(v, splits)
-            for name, v in variants.items()
-        }, args.rounds, progress("images/s", args.rounds))
+        got = interleave(
+            {name: ablate_loop(v, splits) for name, v in variants.items()},
+            args.rounds,
+            progress("images/s", args.rounds),
+        )
         results["lrn"] = got
         tables += [
-            f"\nLRN variant vs no-norm variant, ablate's loop, one epoch of {steps} steps per run: images/s; ratios to norm = none (target >= 0.80)",
+            f"\nLRN variant vs no-norm variant, ablate's loop, one epoch of {steps} steps per run: images/s; ratios to "
+            "norm = none (target >= 0.80)",
             ROW_HEAD.format("variant"),
             row("norm = none", got["none"], got["none"]),
             row("norm = lrn (ablate.lrn)", got["lrn"], got["none"]),
@@ -222,8 +256,13 @@ def main() -> int:
         g = torch.Generator().manual_seed(0)
         shapes = [(args.batch_size, 48, 55, 55), (args.batch_size, 128, 27, 27)]
         dtype = precision_dtype(args.precision)
-        xs = [(torch.randn(s, generator=g) * 3).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
-        grads = [torch.randn(s, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes]
+        xs = [
+            (torch.randn(s, generator=g) * 3).to(device, dtype).contiguous(memory_format=torch.channels_last)
+            for s in shapes
+        ]
+        grads = [
+            torch.randn(s, generator=g).to(device, dtype).contiguous(memory_format=torch.channels_last) for s in shapes
+        ]
         impls = ["eager", "torch"] + (["compiled"] if resolve_impl("auto", xs[0]) == "compiled" else [])
 
         def lrn_op(impl: str) -> Callable[[], float]:
@@ -233,6 +272,7 @@ def main() -> int:
 
             def once() -> float:
                 return seconds(both_layers, device) * 1e3
+
             once()  # warm-up (compilation for "compiled")
             return once
 
@@ -240,22 +280,32 @@ def main() -> int:
         got = interleave({impl: lrn_op(impl) for impl in impls}, op_rounds, progress("ms", op_rounds))
         results["lrn-op"] = got
         tables += [
-            f"\nLRN forward + backward, both layers at batch {args.batch_size}, {args.precision}, channels_last: ms (lower is better)",
-            "| implementation | median ms | best | worst | runs |", "|---|---:|---:|---:|---:|",
-            *[f"| {impl} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} |" for impl, v in got.items()],
+            f"\nLRN forward + backward, both layers at batch {args.batch_size}, {args.precision}, channels_last: ms "
+            "(lower is better)",
+            "| implementation | median ms | best | worst | runs |",
+            "|---|---:|---:|---:|---:|",
+            *[
+                f"| {impl} | {statistics.median(v):.2f} | {min(v):.2f} | {max(v):.2f} | {len(v)} |"
+                for impl, v in got.items()
+            ],
         ]
         flush()
 
     if "real-data" in sections:
         log("real-data: ablate's loop on cached Fashion-MNIST vs random tensors on the device")
         real = load_splits(DataConfig(dataset="fashion-mnist", train_size=images, val_size=64), 65)
-        got = interleave({
-            "random": ablate_loop(base, splits),
-            "fashion-mnist": ablate_loop(base, real),
-        }, args.rounds, progress("images/s", args.rounds))
+        got = interleave(
+            {
+                "random": ablate_loop(base, splits),
+                "fashion-mnist": ablate_loop(base, real),
+            },
+            args.rounds,
+            progress("images/s", args.rounds),
+        )
         results["real-data"] = got
         tables += [
-            f"\nablate's loop on real cached data vs random tensors on the device, one epoch of {steps} steps per run: images/s (target: ratio >= 0.95)",
+            f"\nablate's loop on real cached data vs random tensors on the device, one epoch of {steps} steps per run: "
+            "images/s (target: ratio >= 0.95)",
             ROW_HEAD.format("data"),
             row(f"--data {args.data} (already on the device)", got["random"], got["random"]),
             row("Fashion-MNIST (cached, 1-channel storage)", got["fashion-mnist"], got["random"]),
@@ -276,8 +326,12 @@ def main() -> int:
         results["stored"] = agreement
         tables += [
             "\nStored throughput vs independent clock on the same steps (must agree within 5%)",
-            "| run | stored images/s | independent images/s | stored / independent |", "|---:|---:|---:|---:|",
-            *[f"| {i + 1} | {a['stored']:,.1f} | {a['independent']:,.1f} | {a['ratio']:.4f} |" for i, a in enumerate(agreement)],
+            "| run | stored images/s | independent images/s | stored / independent |",
+            "|---:|---:|---:|---:|",
+            *[
+                f"| {i + 1} | {a['stored']:,.1f} | {a['independent']:,.1f} | {a['ratio']:.4f} |"
+                for i, a in enumerate(agreement)
+            ],
         ]
 
     flush()

@@ -52,11 +52,27 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="ablate-packing-") as tmp:
         for k in packs:
             exp = Path(tmp) / f"k{k}.toml"
-            exp.write_text(textwrap.dedent(CELL.format(seeds=list(range(k)), train_size=args.train_size,
-                                                       epochs=args.epochs, batch=args.batch)))
+            exp.write_text(
+                textwrap.dedent(
+                    CELL.format(seeds=list(range(k)), train_size=args.train_size, epochs=args.epochs, batch=args.batch)
+                )
+            )
             results = Path(tmp) / f"r{k}"
-            cmd = [sys.executable, "-m", "ablate", "run", str(exp), "--results", str(results),
-                   "--devices", args.device, "--workers", str(k), "--workers-per-device", str(k)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "ablate",
+                "run",
+                str(exp),
+                "--results",
+                str(results),
+                "--devices",
+                args.device,
+                "--workers",
+                str(k),
+                "--workers-per-device",
+                str(k),
+            ]
             start = time.perf_counter()
             done = subprocess.run(cmd, capture_output=True, text=True)
             wall = time.perf_counter() - start
@@ -65,7 +81,11 @@ def main() -> int:
             records = [json.loads(p.read_text()) for p in sorted((results / "packing" / "runs").glob("*.json"))]
             rates = [r["runtime"]["train_images_per_s"] for r in records]
             rows.append((k, sum(rates), min(rates), wall))
-            print(f"K={k}: {sum(rates):,.0f} images/s in all ({min(rates):,.0f}..{max(rates):,.0f} per cell), wall {wall:.1f} s", flush=True)
+            print(
+                f"K={k}: {sum(rates):,.0f} images/s in all ({min(rates):,.0f}..{max(rates):,.0f} per cell), wall "
+                f"{wall:.1f} s",
+                flush=True,
+            )
     base = rows[0][1]
     print(f"\n| cells on {args.device} | images/s (sum) | per cell (slowest) | x one cell | wall s |")
     print("| --- | --- | --- | --- | --- |")

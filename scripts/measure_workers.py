@@ -6,7 +6,8 @@ loading and every cell are inside the time, as a user sees it. Sides take turns 
 (A B, B A, ...) so that load from other processes falls on both alike; the ratio is per round.
 
     python scripts/measure_workers.py                       # 6 cells, --workers 1 vs 2, on the CPU
-    python scripts/measure_workers.py --device cuda --workers-per-device 4 --experiment experiments/factorial.toml --set train.epochs=1
+    python scripts/measure_workers.py --device cuda --workers-per-device 4 \
+        --experiment experiments/factorial.toml --set train.epochs=1
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ def main() -> int:
             file.write_text(textwrap.dedent(SWEEP.format(train_size=args.train_size)))
         sides = {
             "1 worker": [],
-            f"{args.workers} workers": ["--workers", args.workers, "--workers-per-device", str(args.workers_per_device)],
+            f"{args.workers} workers": [
+                "--workers",
+                args.workers,
+                "--workers-per-device",
+                str(args.workers_per_device),
+            ],
         }
         times: dict[str, list[float]] = {name: [] for name in sides}
         for r in range(args.rounds):
@@ -79,9 +85,11 @@ def main() -> int:
                 print(f"round {r + 1}: {name}: {times[name][-1]:.1f} s", flush=True)
     one, many = times["1 worker"], times[f"{args.workers} workers"]
     ratios = [a / b for a, b in zip(one, many)]
-    print(f"\nsweep of {file.name if args.experiment else '6 cells'} on {args.device}: "
-          f"1 worker {statistics.median(one):.1f} s, {args.workers} workers {statistics.median(many):.1f} s; "
-          f"speed-up (1-worker time / {args.workers}-worker time) per round: {', '.join(f'{x:.2f}' for x in ratios)}")
+    print(
+        f"\nsweep of {file.name if args.experiment else '6 cells'} on {args.device}: "
+        f"1 worker {statistics.median(one):.1f} s, {args.workers} workers {statistics.median(many):.1f} s; "
+        f"speed-up (1-worker time / {args.workers}-worker time) per round: {', '.join(f'{x:.2f}' for x in ratios)}"
+    )
     return 0
 
 

@@ -41,10 +41,14 @@ def random_splits(images: int, size: int = 65, classes: int = 10, seed: int = 0)
     train_x = torch.randint(0, 256, (images, 3, size, size), dtype=torch.uint8, generator=g)
     mean, std = channel_stats(train_x[:512])
     return ImageSplits(
-        train_x=train_x, train_y=torch.randint(0, classes, (images,), generator=g),
+        train_x=train_x,
+        train_y=torch.randint(0, classes, (images,), generator=g),
         val_x=torch.randint(0, 256, (64, 3, size, size), dtype=torch.uint8, generator=g),
         val_y=torch.randint(0, classes, (64,), generator=g),
-        classes=[str(i) for i in range(classes)], mean=mean, std=std, info={"source": "random"},
+        classes=[str(i) for i in range(classes)],
+        mean=mean,
+        std=std,
+        info={"source": "random"},
     )
 
 
@@ -80,8 +84,14 @@ class HandLoop(_StepsLoop):
     metrics, no schedule: the floor ablate's harness is measured against."""
 
     def __init__(
-        self, variant: Variant, splits: ImageSplits, device: torch.device, batch_size: int,
-        precision: str = "fp32", channels_last: bool = True, seed: int = 0,
+        self,
+        variant: Variant,
+        splits: ImageSplits,
+        device: torch.device,
+        batch_size: int,
+        precision: str = "fp32",
+        channels_last: bool = True,
+        seed: int = 0,
     ) -> None:
         torch.manual_seed(seed)
         self.device, self.batch_size = device, batch_size
@@ -139,8 +149,13 @@ class BlogLoop(_StepsLoop):
     plain (for-each) SGD, ``nn.CrossEntropyLoss``, ``running_loss += loss.item()`` every step."""
 
     def __init__(
-        self, variant: Variant, splits: ImageSplits, device: torch.device, batch_size: int,
-        num_workers: int = 0, seed: int = 0,
+        self,
+        variant: Variant,
+        splits: ImageSplits,
+        device: torch.device,
+        batch_size: int,
+        num_workers: int = 0,
+        seed: int = 0,
     ) -> None:
         torch.manual_seed(seed)
         self.device, self.batch_size = device, batch_size
@@ -153,8 +168,12 @@ class BlogLoop(_StepsLoop):
             self.model.parameters(), lr=SGD.lr, momentum=SGD.momentum, weight_decay=SGD.weight_decay
         )
         self.loader = torch.utils.data.DataLoader(
-            _PerImage(splits), batch_size=batch_size, shuffle=True, drop_last=True,
-            num_workers=num_workers, persistent_workers=num_workers > 0,
+            _PerImage(splits),
+            batch_size=batch_size,
+            shuffle=True,
+            drop_last=True,
+            num_workers=num_workers,
+            persistent_workers=num_workers > 0,
             generator=torch.Generator().manual_seed(seed),
         )
         self._batches: Iterator[Any] = iter(())
@@ -185,12 +204,24 @@ class AblateLoop:
     one epoch = ``steps_per_epoch`` steps, so that it can be timed beside the reference loops."""
 
     def __init__(
-        self, variant: Variant, splits: ImageSplits, device: torch.device, batch_size: int,
-        precision: str = "fp32", channels_last: bool = True, seed: int = 0,
+        self,
+        variant: Variant,
+        splits: ImageSplits,
+        device: torch.device,
+        batch_size: int,
+        precision: str = "fp32",
+        channels_last: bool = True,
+        seed: int = 0,
     ) -> None:
         train = TrainConfig(
-            epochs=1, batch_size=batch_size, optimizer=SGD.optimizer, lr=SGD.lr, momentum=SGD.momentum,
-            weight_decay=SGD.weight_decay, precision=precision, channels_last=channels_last,
+            epochs=1,
+            batch_size=batch_size,
+            optimizer=SGD.optimizer,
+            lr=SGD.lr,
+            momentum=SGD.momentum,
+            weight_decay=SGD.weight_decay,
+            precision=precision,
+            channels_last=channels_last,
         )
         cell = Cell("bench", variant, seed, DataConfig(), train)
         self.training: Training = prepare(cell, splits, device)

@@ -43,8 +43,9 @@ SD = 2.0  # points: sd of a paired difference
 SECTIONS = ("stein", "null", "power")
 
 
-def paired_differences(rng: np.random.Generator, sims: int, effects: list[float], seeds: int, sd: float = SD,
-                       noise: str = "gauss") -> np.ndarray:
+def paired_differences(
+    rng: np.random.Generator, sims: int, effects: list[float], seeds: int, sd: float = SD, noise: str = "gauss"
+) -> np.ndarray:
     """Paired differences, shape ``(sims, m, seeds)``: each variant's runs minus the baseline's."""
     m = len(effects)
 
@@ -69,19 +70,26 @@ def fixed_n(sd: float, precision: float) -> int:
     return n
 
 
-def stein_row(rng: np.random.Generator, sims: int, effect: float, precision: float, pilot: int, max_seeds: int,
-              noise: str) -> dict[str, float]:
+def stein_row(
+    rng: np.random.Generator, sims: int, effect: float, precision: float, pilot: int, max_seeds: int, noise: str
+) -> dict[str, float]:
     """One comparison under Stein's procedure: coverage, half-width and seeds."""
     d = paired_differences(rng, sims, [effect], max_seeds, noise=noise)
     _, s0, n = adaptive.stein_plan(d[..., :pilot], precision, max_seeds)
     mean, half, _ = adaptive.stein_interval(d, n, s0, np.full(n.shape, pilot))
     cover = np.abs(mean - effect) <= half
-    return {"coverage": float(cover.mean()), "half": float(half.mean()), "seeds": float(n.mean()),
-            "p95": float(np.percentile(n, 95)), "capped": float((n >= max_seeds).mean())}
+    return {
+        "coverage": float(cover.mean()),
+        "half": float(half.mean()),
+        "seeds": float(n.mean()),
+        "p95": float(np.percentile(n, 95)),
+        "capped": float((n >= max_seeds).mean()),
+    }
 
 
-def sequential_study(rng: np.random.Generator, sims: int, effects: list[float], looks: tuple[int, ...], noise: str
-                     ) -> dict[str, np.ndarray]:
+def sequential_study(
+    rng: np.random.Generator, sims: int, effects: list[float], looks: tuple[int, ...], noise: str
+) -> dict[str, np.ndarray]:
     """``--until-decided`` on simulated studies: the runner's rules, look by look."""
     design = adaptive.SequentialDesign(looks=looks, m=len(effects))
     d = paired_differences(rng, sims, effects, design.max_seeds, noise=noise)
@@ -94,18 +102,29 @@ def se(p: float, n: int) -> float:
 
 def stein_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]:
     need = fixed_n(SD, args.precision)
-    out = [f"### `--precision {args.precision:g}` (Stein, pilot {args.pilot} seeds, at most {args.stein_max} seeds), "
-           f"sd {SD:g} points: fixed-sample t requirement {need} seeds", "",
-           "| noise | effect (points) | coverage (± 2 se) | mean half-width | seeds: mean | seeds: 95th pct | seeds / fixed-n | capped |",
-           "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    out = [
+        f"### `--precision {args.precision:g}` (Stein, pilot {args.pilot} seeds, at most {args.stein_max} seeds), "
+        f"sd {SD:g} points: fixed-sample t requirement {need} seeds",
+        "",
+        "| noise | effect (points) | coverage (± 2 se) | mean half-width | seeds: mean | seeds: 95th pct | seeds / "
+        "fixed-n | capped |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
     for noise in ("gauss", "t3"):
         for effect in (0.0, 2.0, 5.0, 20.0):
             r = stein_row(rng, args.sims, effect, args.precision, args.pilot, args.stein_max, noise)
-            out.append(f"| {noise} | {effect:g} | {r['coverage']:.4f} ± {2 * se(r['coverage'], args.sims):.4f} | {r['half']:.3f} | "
-                       f"{r['seeds']:.1f} | {r['p95']:.0f} | {r['seeds'] / need:.2f} | {r['capped']:.4f} |")
+            out.append(
+                f"| {noise} | {effect:g} | {r['coverage']:.4f} ± {2 * se(r['coverage'], args.sims):.4f} | "
+                f"{r['half']:.3f} | "
+                f"{r['seeds']:.1f} | {r['p95']:.0f} | {r['seeds'] / need:.2f} | {r['capped']:.4f} |"
+            )
     out.append("")
-    out += [f"Pilot size against cost (gauss, effect 0, same target): fixed-n {need} seeds", "",
-            "| pilot n0 | coverage | seeds: mean | seeds / fixed-n |", "|---:|---:|---:|---:|"]
+    out += [
+        f"Pilot size against cost (gauss, effect 0, same target): fixed-n {need} seeds",
+        "",
+        "| pilot n0 | coverage | seeds: mean | seeds / fixed-n |",
+        "|---:|---:|---:|---:|",
+    ]
     for pilot in (3, 5, 10, 15):
         r = stein_row(rng, args.sims, 0.0, args.precision, pilot, max(args.stein_max, 200), "gauss")
         out.append(f"| {pilot} | {r['coverage']:.4f} | {r['seeds']:.1f} | {r['seeds'] / need:.2f} |")
@@ -113,25 +132,34 @@ def stein_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]
 
 
 def null_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]:
-    out = ["### `--until-decided` under no effect: family-wise false better/worse", "",
-           "| noise | variants | looks | family-wise false rate (± 2 se) | seeds per comparison: mean | stopped for futility |",
-           "|---|---:|---|---:|---:|---:|"]
+    out = [
+        "### `--until-decided` under no effect: family-wise false better/worse",
+        "",
+        "| noise | variants | looks | family-wise false rate (± 2 se) | seeds per comparison: mean | stopped for "
+        "futility |",
+        "|---|---:|---|---:|---:|---:|",
+    ]
     for noise in ("gauss", "t3"):
         for m in (1, 2, 5):
             for looks in ((3, 6, 12, 20), (3, 6, 10)):
                 r = sequential_study(rng, args.sims, [0.0] * m, looks, noise)
                 false = np.isin(r["status"], (adaptive.BETTER, adaptive.WORSE)).any(axis=-1).mean()
                 fut = (r["status"] == adaptive.FUTILITY).mean()
-                out.append(f"| {noise} | {m} | {', '.join(map(str, looks))} | {false:.4f} ± {2 * se(false, args.sims):.4f} | "
-                           f"{r['seeds'].mean():.1f} | {fut:.3f} |")
+                out.append(
+                    f"| {noise} | {m} | {', '.join(map(str, looks))} | {false:.4f} ± {2 * se(false, args.sims):.4f} | "
+                    f"{r['seeds'].mean():.1f} | {fut:.3f} |"
+                )
     return out + [""]
 
 
 def power_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]:
-    out = [f"### `--until-decided` with an effect (2 variants at the same effect, sd {SD:g} points)", "",
-           "| noise | effect (points) | looks | power (right direction) | wrong direction | seeds per comparison: mean | "
-           "decided at the first look | repeated CI covers |",
-           "|---|---:|---|---:|---:|---:|---:|---:|"]
+    out = [
+        f"### `--until-decided` with an effect (2 variants at the same effect, sd {SD:g} points)",
+        "",
+        "| noise | effect (points) | looks | power (right direction) | wrong direction | seeds per comparison: mean | "
+        "decided at the first look | repeated CI covers |",
+        "|---|---:|---|---:|---:|---:|---:|---:|",
+    ]
     for noise in ("gauss", "t3"):
         for effect in (0.0, 1.0, 2.0, 5.0, 20.0, -20.0):
             for looks in ((3, 6, 12, 20), (5, 10, 20)):
@@ -145,9 +173,11 @@ def power_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]
                 half = r["t_boundary"] * r["sd"] / np.sqrt(r["n"])
                 # Under no effect every decided comparison is a false one: its interval misses 0 by construction.
                 covers = (np.abs(r["mean"] - effect) <= half)[decided].mean() if decided.any() and effect else math.nan
-                out.append(f"| {noise} | {effect:+g} | {', '.join(map(str, looks))} | "
-                           f"{'-' if math.isnan(power) else f'{power:.3f}'} | {wrong_rate:.4f} | {r['seeds'].mean():.1f} | "
-                           f"{first:.3f} | {'-' if math.isnan(covers) else f'{covers:.3f}'} |")
+                out.append(
+                    f"| {noise} | {effect:+g} | {', '.join(map(str, looks))} | "
+                    f"{'-' if math.isnan(power) else f'{power:.3f}'} | {wrong_rate:.4f} | {r['seeds'].mean():.1f} | "
+                    f"{first:.3f} | {'-' if math.isnan(covers) else f'{covers:.3f}'} |"
+                )
     return out + [""]
 
 

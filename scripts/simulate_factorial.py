@@ -33,8 +33,12 @@ import pandas as pd
 
 from ablate import factorial, stats
 
-GRID = {"activation": ["relu", "tanh", "sigmoid"], "pooling": ["overlap", "nonoverlap"],
-        "norm": ["none", "lrn", "batchnorm"], "dropout": [True, False]}
+GRID = {
+    "activation": ["relu", "tanh", "sigmoid"],
+    "pooling": ["overlap", "nonoverlap"],
+    "norm": ["none", "lrn", "batchnorm"],
+    "dropout": [True, False],
+}
 SPREADS = np.array([0.0, 0.5, 1.0, 2.0, 4.0])
 SPREAD_P = np.array([1 / 6, 5 / 24, 5 / 24, 5 / 24, 5 / 24])
 
@@ -89,11 +93,20 @@ def main() -> int:
             y = null(kind)
             model += bool((factorial.fit_design(design, y).table["p_holm"] < 0.05).any())
             old += bool((per_seed_holm(design, y) < 0.05).any())
-        rows.append((f"null, {'equal spreads (sd 2)' if kind == 'equal' else 'spreads differ by cell, 1/6 at zero'}",
-                     "any false better/worse", args.sims, model / args.sims, old / args.sims))
+        rows.append(
+            (
+                f"null, {'equal spreads (sd 2)' if kind == 'equal' else 'spreads differ by cell, 1/6 at zero'}",
+                "any false better/worse",
+                args.sims,
+                model / args.sims,
+                old / args.sims,
+            )
+        )
     power_sims = max(args.sims // 5, 1)
-    for label, column, level, idx in (("pooling=nonoverlap (2 levels)", "a1", "L1", 2),
-                                      ("norm=batchnorm (3 levels)", "a2", "L2", 4)):
+    for label, column, level, idx in (
+        ("pooling=nonoverlap (2 levels)", "a1", "L1", 2),
+        ("norm=batchnorm (3 levels)", "a2", "L2", 4),
+    ):
         planted = (design.frame[column] == level).to_numpy()
         model = old = 0
         for _ in range(power_sims):
@@ -103,8 +116,10 @@ def main() -> int:
             old += bool(per_seed_holm(design, y)[idx] < 0.05)
         rows.append((f"+2 points on {label}, sd 2", "power", power_sims, model / power_sims, old / power_sims))
 
-    print(f"36-cell factorial x {len(seeds)} seeds; Holm over 19 effects; seed {args.seed}; "
-          f"{time.perf_counter() - start:.0f} s\n")
+    print(
+        f"36-cell factorial x {len(seeds)} seeds; Holm over 19 effects; seed {args.seed}; "
+        f"{time.perf_counter() - start:.0f} s\n"
+    )
     print("| simulated studies | what is counted | studies | linear model (HC3) | per-seed paired t (before) |")
     print("|---|---|---:|---:|---:|")
     for label, what, sims, model, old in rows:

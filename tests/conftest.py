@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from data_support import data_env  # noqa: F401  (a fixture, for every test module that names it)
 from tiny_sweeps import tiny_sweep
 from typer.testing import CliRunner
 

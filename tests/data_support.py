@@ -59,14 +59,18 @@ def fashion_arrays(n: int, seed: int, size: int = 28) -> tuple[np.ndarray, np.nd
     return images.clip(0, 255).astype(np.uint8), labels
 
 
-def write_fashion(folder: Path, n_train: int = 40, n_test: int = 20, gz: bool = True, size: int = 28) -> dict[str, np.ndarray]:
+def write_fashion(
+    folder: Path, n_train: int = 40, n_test: int = 20, gz: bool = True, size: int = 28
+) -> dict[str, np.ndarray]:
     """The four Fashion-MNIST IDX files in ``folder``; returns the arrays written."""
     folder.mkdir(parents=True, exist_ok=True)
     train_x, train_y = fashion_arrays(n_train, 1, size)
     test_x, test_y = fashion_arrays(n_test, 2, size)
     files = {
-        "train-images-idx3-ubyte": train_x, "train-labels-idx1-ubyte": train_y,
-        "t10k-images-idx3-ubyte": test_x, "t10k-labels-idx1-ubyte": test_y,
+        "train-images-idx3-ubyte": train_x,
+        "train-labels-idx1-ubyte": train_y,
+        "t10k-images-idx3-ubyte": test_x,
+        "t10k-labels-idx1-ubyte": test_y,
     }
     for name, array in files.items():
         data = idx_bytes(array)

@@ -60,9 +60,17 @@ def make_steps(outcome: Outcome, epochs: int, seed: int) -> list[StepPoint]:
     for step in range(outcome.log_every, epochs * STEPS_PER_EPOCH + 1, outcome.log_every):
         reached = outcome.reach_train_target_step is not None and step >= outcome.reach_train_target_step
         acc = 0.80 if reached else 0.70 * step / (epochs * STEPS_PER_EPOCH)
-        out.append({"step": step, "epoch": (step - 1) // STEPS_PER_EPOCH + 1, "images": step * TRAIN["batch_size"],
-                    "lr": TRAIN["lr"], "train_loss": 2.3 * (1 - acc) + 0.05, "train_acc": acc,
-                    "time_s": step * (0.1 + 0.01 * seed)})
+        out.append(
+            {
+                "step": step,
+                "epoch": (step - 1) // STEPS_PER_EPOCH + 1,
+                "images": step * TRAIN["batch_size"],
+                "lr": TRAIN["lr"],
+                "train_loss": 2.3 * (1 - acc) + 0.05,
+                "train_acc": acc,
+                "time_s": step * (0.1 + 0.01 * seed),
+            }
+        )
     return out
 
 
@@ -88,14 +96,25 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
         train = [min(a, 0.70) for a in train]
     epochs: list[EpochMetrics] = []
     for e in range(n):
-        epochs.append({
-            "epoch": e + 1, "lr": TRAIN["lr"], "train_loss": 2.3 * (1 - train[e]) + 0.05,
-            "train_acc": train[e], "val_loss": 2.3 * (1 - val[e]) + 0.1, "val_acc": val[e], "val_top5": min(1.0, val[e] + 0.3),
-            "epoch_time_s": 2.0 + 0.1 * seed, "train_time_s": 1.8 + 0.1 * seed,
-            "train_images_per_s": outcome.images_per_s, "peak_memory_mb": 1500.0,
-        })
+        epochs.append(
+            {
+                "epoch": e + 1,
+                "lr": TRAIN["lr"],
+                "train_loss": 2.3 * (1 - train[e]) + 0.05,
+                "train_acc": train[e],
+                "val_loss": 2.3 * (1 - val[e]) + 0.1,
+                "val_acc": val[e],
+                "val_top5": min(1.0, val[e] + 0.3),
+                "epoch_time_s": 2.0 + 0.1 * seed,
+                "train_time_s": 1.8 + 0.1 * seed,
+                "train_images_per_s": outcome.images_per_s,
+                "peak_memory_mb": 1500.0,
+            }
+        )
         if outcome.train_eval:
-            epochs[-1].update(train_eval_acc=min(1.0, train[e] + outcome.train_eval_offset), train_eval_loss=2.3 * (1 - train[e]))
+            epochs[-1].update(
+                train_eval_acc=min(1.0, train[e] + outcome.train_eval_offset), train_eval_loss=2.3 * (1 - train[e])
+            )
     status, error = outcome.status, None
     if status == "failed":
         epochs, error = [], "RuntimeError: out of memory"
@@ -105,15 +124,27 @@ def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outco
     summary = summarize([{"train_eval_acc": None, **e} for e in epochs])
     if not outcome.train_eval:
         summary.pop("final_train_eval_acc", None)
-    ident: Identity = {"run_id": run_id(experiment, slug, seed), "experiment": experiment, "variant": dict(axes),
-                       "slug": slug, "seed": seed,
-                       "config": {"variant": dict(axes), "seed": seed, "data": DATA, "train": {**TRAIN, "epochs": n}}}
+    ident: Identity = {
+        "run_id": run_id(experiment, slug, seed),
+        "experiment": experiment,
+        "variant": dict(axes),
+        "slug": slug,
+        "seed": seed,
+        "config": {"variant": dict(axes), "seed": seed, "data": DATA, "train": {**TRAIN, "epochs": n}},
+    }
     parts: dict[str, Any] = {
-        "status": status, "error": error, "params": None if status == "failed" else 14_601_930,
+        "status": status,
+        "error": error,
+        "params": None if status == "failed" else 14_601_930,
         "data": {"classes": [f"c{i}" for i in range(10)], "train_images": 512, "val_images": 128, "input_size": 65},
-        "runtime": {"precision": "fp32", "train_images_per_s": outcome.images_per_s if epochs else None,
-                    "peak_memory_mb": 1500.0, "peak_memory_kind": "host_max_rss"},
-        "epochs": epochs, "summary": summary,
+        "runtime": {
+            "precision": "fp32",
+            "train_images_per_s": outcome.images_per_s if epochs else None,
+            "peak_memory_mb": 1500.0,
+            "peak_memory_kind": "host_max_rss",
+        },
+        "epochs": epochs,
+        "summary": summary,
         "steps": make_steps(outcome, len(epochs), seed) if outcome.log_every is not None and epochs else None,
         "env": {"ablate_version": "0.1.0", "device": "cpu", "device_name": "test cpu", "hostname": "test"},
     }
@@ -147,11 +178,19 @@ def write_planted(
         variants.insert(0, base)
     variants = list(dict.fromkeys(variants))
     manifest = {
-        "name": name, "description": f"planted test data for {name}", "design": design, "seeds": list(seeds),
-        "baseline": base.axes(), "baseline_slug": base.slug(), "axes": {k: list(v) for k, v in axes.items()},
+        "name": name,
+        "description": f"planted test data for {name}",
+        "design": design,
+        "seeds": list(seeds),
+        "baseline": base.axes(),
+        "baseline_slug": base.slug(),
+        "axes": {k: list(v) for k, v in axes.items()},
         "variants": [v.axes() for v in variants],
         "run_ids": [run_id(name, v.slug(), s) for s in seeds for v in variants],
-        "data": DATA, "train": {**TRAIN, "epochs": epochs}, "source": f"{name}.toml", "gpu_overrides_applied": False,
+        "data": DATA,
+        "train": {**TRAIN, "epochs": epochs},
+        "source": f"{name}.toml",
+        "gpu_overrides_applied": False,
     }
     write_manifest(root, manifest)
     for s in seeds:

@@ -100,7 +100,9 @@ def test_stein_seeds_and_interval_by_hand() -> None:
     n0, s0, n = ad.stein_plan(d[:, :3], 1.0, 6)
     assert n0[0] == 3 and s0[0] == pytest.approx(1.0) and n[0] == min(6, math.ceil(sps.t.ppf(0.975, 2) ** 2))
     mean, half, pairs = ad.stein_interval(d, np.array([6]), s0, n0)
-    assert pairs[0] == 5 and mean[0] == pytest.approx(4.0) and half[0] == pytest.approx(sps.t.ppf(0.975, 2) / math.sqrt(5))
+    assert (
+        pairs[0] == 5 and mean[0] == pytest.approx(4.0) and half[0] == pytest.approx(sps.t.ppf(0.975, 2) / math.sqrt(5))
+    )
 
 
 # --- the sequential rules --------------------------------------------------------------------------------
@@ -114,7 +116,9 @@ def test_holm_within_a_look_decides_the_second_comparison_at_the_larger_level() 
     status, info = ad.sequential_look(d, 0, design, np.zeros((1, 2), dtype=int))
     assert list(status[0]) == [ad.BETTER, ad.BETTER] and list(info["level_j"][0]) == [2, 1]
     # Alone (the first one not there to be decided), the second is not decided at alpha/2.
-    status, _ = ad.sequential_look(d[:, 1:], 0, ad.SequentialDesign(looks=(3, 6, 12, 20), m=2), np.array([[0, 0]])[:, 1:])
+    status, _ = ad.sequential_look(
+        d[:, 1:], 0, ad.SequentialDesign(looks=(3, 6, 12, 20), m=2), np.array([[0, 0]])[:, 1:]
+    )
     assert status[0, 0] in (ad.ACTIVE, ad.FUTILITY)
 
 
@@ -126,7 +130,9 @@ def test_futility_max_seeds_and_equal_differences() -> None:
     promising = np.array([[[0.5, 1.5, 2.5]]])  # t = 2.6: not decided, but likely to be by 10 seeds
     status, info = ad.sequential_look(promising, 0, design, np.zeros((1, 1), dtype=int))
     assert status[0, 0] == ad.ACTIVE and info["conditional_power"][0, 0] > 0.5
-    status, _ = ad.sequential_look(np.array([[[0.1, -0.2, 0.3, 0.0, 0.1, -0.1, 0.2, 0.0, 0.1, -0.3]]]), 2, design, np.zeros((1, 1), dtype=int))
+    status, _ = ad.sequential_look(
+        np.array([[[0.1, -0.2, 0.3, 0.0, 0.1, -0.1, 0.2, 0.0, 0.1, -0.3]]]), 2, design, np.zeros((1, 1), dtype=int)
+    )
     assert status[0, 0] == ad.MAX_SEEDS  # the last look: undecided is final
     # All differences equal (accuracy at chance in both): no t; the sign-flip p 2^(1-n) decides.
     status, _ = ad.sequential_look(np.full((1, 1, 3), 5.0), 0, design, np.zeros((1, 1), dtype=int))
@@ -201,7 +207,14 @@ def test_seed_counts_give_cells_manifest_and_frames_per_variant_seeds(write_expe
 
     cut = dataclasses.replace(exp, seed_counts={other: 2})
     cells = cut.cells()
-    assert [(c.variant.slug(), c.seed) for c in cells] == [(base, 0), (other, 0), (base, 1), (other, 1), (base, 2), (base, 3)]
+    assert [(c.variant.slug(), c.seed) for c in cells] == [
+        (base, 0),
+        (other, 0),
+        (base, 1),
+        (other, 1),
+        (base, 2),
+        (base, 3),
+    ]
     assert all(full[(c.variant.slug(), c.seed)] == c.run_id for c in cells)  # run ids unchanged
     manifest = cut.manifest()
     assert manifest["variant_seeds"] == {base: [0, 1, 2, 3], other: [0, 1]} and "variant_seeds" not in exp.manifest()
@@ -228,8 +241,12 @@ def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[
         summary = RunSummary(exp.name, skipped=skipped)
         for cell in todo:
             status = "failed" if (cell.variant.slug(), cell.seed) in failed else "ok"
-            record = make_record(exp.name, cell.variant.axes(), cell.seed,
-                                 Outcome(final_val_acc=values[cell.variant.slug()][cell.seed], status=status))
+            record = make_record(
+                exp.name,
+                cell.variant.axes(),
+                cell.seed,
+                Outcome(final_val_acc=values[cell.variant.slug()][cell.seed], status=status),
+            )
             record["run_id"] = cell.run_id
             write_run(results, record)
             trained.append(cell.run_id)
@@ -240,7 +257,9 @@ def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[
 
 
 def test_run_until_decided_stops_each_variant_at_its_own_look_and_replays(write_experiment, tmp_path: Path) -> None:
-    exp = load_experiment(write_experiment("""
+    exp = load_experiment(
+        write_experiment(
+            """
         name = "act"
         seeds = [0, 1, 2]
         [axes]
@@ -248,12 +267,17 @@ def test_run_until_decided_stops_each_variant_at_its_own_look_and_replays(write_
         [data]
         train_size = 64
         val_size = 32
-    """, "act.toml"))
+    """,
+            "act.toml",
+        )
+    )
     rng = np.random.default_rng(5)
     base = 0.6 + 0.02 * rng.standard_normal(20)
-    values = {"relu-overlap-none-drop": list(base),
-              "sigmoid-overlap-none-drop": list(base - 0.20 + 0.004 * rng.standard_normal(20)),  # -20 points: look 1
-              "tanh-overlap-none-drop": list(base + 0.015 + 0.01 * rng.standard_normal(20))}  # +1.5 points, sd 1
+    values = {
+        "relu-overlap-none-drop": list(base),
+        "sigmoid-overlap-none-drop": list(base - 0.20 + 0.004 * rng.standard_normal(20)),  # -20 points: look 1
+        "tanh-overlap-none-drop": list(base + 0.015 + 0.01 * rng.standard_normal(20)),
+    }  # +1.5 points, sd 1
     trained: list[str] = []
     results = tmp_path / "res"
     execute = _fake_executor(results, values, trained)
@@ -262,7 +286,11 @@ def test_run_until_decided_stops_each_variant_at_its_own_look_and_replays(write_
     record = manifest["adaptive"]
     sig, tanh = record["variants"]["sigmoid-overlap-none-drop"], record["variants"]["tanh-overlap-none-drop"]
     assert sig["stop_look"] == 1 and sig["seeds"] == 3 and sig["verdict"] == "worse" and sig["stopped"] == "efficacy"
-    assert tanh["stop_look"] > 1 and tanh["seeds"] == record["looks"][tanh["stop_look"] - 1] and len(tanh["t_by_look"]) == tanh["stop_look"]
+    assert (
+        tanh["stop_look"] > 1
+        and tanh["seeds"] == record["looks"][tanh["stop_look"] - 1]
+        and len(tanh["t_by_look"]) == tanh["stop_look"]
+    )
     assert sig["rci_low"] < -19 < sig["rci_high"] and record["boundaries"][1]["level"] == pytest.approx(0.025)
     assert manifest["variant_seeds"]["sigmoid-overlap-none-drop"] == [0, 1, 2]
     assert outcome.seed_counts["sigmoid-overlap-none-drop"] == 3
@@ -282,20 +310,29 @@ def test_run_until_decided_stops_each_variant_at_its_own_look_and_replays(write_
 
 
 def test_run_with_precision_plans_each_variants_seeds(write_experiment, tmp_path: Path) -> None:
-    exp = load_experiment(write_experiment("""
+    exp = load_experiment(
+        write_experiment(
+            """
         name = "act"
         seeds = [0, 1, 2]
         [axes]
         activation = ["relu", "tanh", "sigmoid"]
-    """, "act.toml"))
+    """,
+            "act.toml",
+        )
+    )
     rng = np.random.default_rng(8)
     base = 0.6 + 0.02 * rng.standard_normal(40)
-    values = {"relu-overlap-none-drop": list(base),
-              "sigmoid-overlap-none-drop": list(base - 0.2 + 0.001 * rng.standard_normal(40)),  # sd 0.1 points
-              "tanh-overlap-none-drop": list(base + 0.02 * rng.standard_normal(40))}  # sd 2 points
+    values = {
+        "relu-overlap-none-drop": list(base),
+        "sigmoid-overlap-none-drop": list(base - 0.2 + 0.001 * rng.standard_normal(40)),  # sd 0.1 points
+        "tanh-overlap-none-drop": list(base + 0.02 * rng.standard_normal(40)),
+    }  # sd 2 points
     trained: list[str] = []
     results = tmp_path / "res"
-    run_adaptively(exp, results, _fake_executor(results, values, trained), design=ad.STEIN, precision=1.0, pilot=5, max_seeds=40)
+    run_adaptively(
+        exp, results, _fake_executor(results, values, trained), design=ad.STEIN, precision=1.0, pilot=5, max_seeds=40
+    )
     record = json.loads((results / "act" / "experiment.json").read_text())["adaptive"]
     sig, tanh = record["variants"]["sigmoid-overlap-none-drop"], record["variants"]["tanh-overlap-none-drop"]
     assert record["design"] == "stein" and record["pilot"] == 5 and sig["seeds"] == 5  # precise after the pilot
@@ -304,29 +341,44 @@ def test_run_with_precision_plans_each_variants_seeds(write_experiment, tmp_path
     assert len(trained) == 3 * 5 + 2 * (tanh["seeds"] - 5)  # sigmoid got no seed past the pilot
 
 
-def test_precision_with_failed_pilot_runs_adds_seeds_up_to_the_maximum_and_says_so(write_experiment, tmp_path: Path) -> None:
-    exp = load_experiment(write_experiment("""
+def test_precision_with_failed_pilot_runs_adds_seeds_up_to_the_maximum_and_says_so(
+    write_experiment, tmp_path: Path
+) -> None:
+    exp = load_experiment(
+        write_experiment(
+            """
         name = "act"
         seeds = [0, 1, 2]
         [axes]
         activation = ["relu", "sigmoid"]
-    """, "act.toml"))
-    values = {"relu-overlap-none-drop": [0.6 + 0.01 * (i % 3) for i in range(12)],
-              "sigmoid-overlap-none-drop": [0.4 + 0.01 * (i % 2) for i in range(12)]}
+    """,
+            "act.toml",
+        )
+    )
+    values = {
+        "relu-overlap-none-drop": [0.6 + 0.01 * (i % 3) for i in range(12)],
+        "sigmoid-overlap-none-drop": [0.4 + 0.01 * (i % 2) for i in range(12)],
+    }
     failed = frozenset(("sigmoid-overlap-none-drop", s) for s in (0, 1, 2))  # 1 paired ok pilot seed of 4
     results = tmp_path / "res"
-    run_adaptively(exp, results, _fake_executor(results, values, [], failed), design=ad.STEIN, precision=5.0, pilot=4,
-                   max_seeds=8)
-    sig = json.loads((results / "act" / "experiment.json").read_text())["adaptive"]["variants"]["sigmoid-overlap-none-drop"]
+    run_adaptively(
+        exp, results, _fake_executor(results, values, [], failed), design=ad.STEIN, precision=5.0, pilot=4, max_seeds=8
+    )
+    sig = json.loads((results / "act" / "experiment.json").read_text())["adaptive"]["variants"][
+        "sigmoid-overlap-none-drop"
+    ]
     assert sig["pilot_pairs"] == 1 and sig["seeds"] == 8 and sig["half_width"] is None
-    assert "fewer than 2 paired ok pilot seeds (1): seeds added up to --max-seeds 8, no Stein interval" == sig["stopped"]
+    assert (
+        "fewer than 2 paired ok pilot seeds (1): seeds added up to --max-seeds 8, no Stein interval" == sig["stopped"]
+    )
 
 
 # --- the command line ------------------------------------------------------------------------------------
 def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment, tmp_path: Path) -> None:
     """Look 1 (3 seeds) planted with real run ids: tanh far below relu, sigmoid close and noisy;
     look 2 (4 seeds) is trained for real, for relu and sigmoid only."""
-    path = write_experiment("""
+    path = write_experiment(
+        """
         name = "act"
         seeds = [0, 1, 2]
         [axes]
@@ -339,11 +391,15 @@ def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment
         batch_size = 16
         optimizer = "adam"
         lr = 3e-4
-    """, "act.toml")
+    """,
+        "act.toml",
+    )
     results = tmp_path / "res"
     planted = {"relu": [0.50, 0.52, 0.48], "tanh": [0.30, 0.321, 0.279], "sigmoid": [0.51, 0.55, 0.53]}
     for cell in load_experiment(path).cells():
-        record = make_record("act", cell.variant.axes(), cell.seed, Outcome(final_val_acc=planted[cell.variant.activation][cell.seed]))
+        record = make_record(
+            "act", cell.variant.axes(), cell.seed, Outcome(final_val_acc=planted[cell.variant.activation][cell.seed])
+        )
         record["run_id"] = cell.run_id
         write_run(results, record)
     args = ["run", str(path), "--device", "cpu", "--results", str(results), "--until-decided", "--looks", "3,4"]
@@ -363,18 +419,23 @@ def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment
     assert "group-sequential tests" in text and "| `tanh-overlap-none-drop` | 3 | efficacy | **worse** |" in text
 
 
-@pytest.mark.parametrize("extra, message", [
-    (["--precision", "1", "--until-decided"], "choose one"),
-    (["--until-decided", "--looks", "3,2"], "expected increasing seed counts"),
-    (["--until-decided", "--looks", "3,x"], "expected increasing seed counts"),
-    (["--until-decided", "--looks", "3,6", "--max-seeds", "10"], "the last look is the maximum"),
-    (["--until-decided", "--max-seeds", "1000000000"], "at most 1000 seeds"),
-    (["--precision", "0.001", "--max-seeds", "1000000000"], "at most 1000 seeds"),
-    (["--precision", "1", "--pilot", "1"], "--pilot 1"),
-    (["--pilot", "5"], "--pilot goes with --precision"),
-    (["--looks", "3,6"], "--looks goes with --until-decided"),
-])
-def test_cli_adaptive_option_errors_are_one_line(cli, write_experiment, tmp_path: Path, extra: list[str], message: str) -> None:
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--precision", "1", "--until-decided"], "choose one"),
+        (["--until-decided", "--looks", "3,2"], "expected increasing seed counts"),
+        (["--until-decided", "--looks", "3,x"], "expected increasing seed counts"),
+        (["--until-decided", "--looks", "3,6", "--max-seeds", "10"], "the last look is the maximum"),
+        (["--until-decided", "--max-seeds", "1000000000"], "at most 1000 seeds"),
+        (["--precision", "0.001", "--max-seeds", "1000000000"], "at most 1000 seeds"),
+        (["--precision", "1", "--pilot", "1"], "--pilot 1"),
+        (["--pilot", "5"], "--pilot goes with --precision"),
+        (["--looks", "3,6"], "--looks goes with --until-decided"),
+    ],
+)
+def test_cli_adaptive_option_errors_are_one_line(
+    cli, write_experiment, tmp_path: Path, extra: list[str], message: str
+) -> None:
     from tiny_sweeps import tiny_sweep
 
     path = write_experiment(tiny_sweep(seeds=(0, 1, 2)), "tiny.toml")
@@ -383,7 +444,9 @@ def test_cli_adaptive_option_errors_are_one_line(cli, write_experiment, tmp_path
     assert len(result.output.strip().splitlines()) == 1
 
 
-def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(cli, write_experiment, tmp_path: Path) -> None:
+def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(
+    cli, write_experiment, tmp_path: Path
+) -> None:
     from tiny_sweeps import tiny_sweep
 
     top = write_experiment(tiny_sweep(seeds=(SEED_MAX - 3, SEED_MAX - 2, SEED_MAX - 1)), "top.toml")
@@ -392,5 +455,7 @@ def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(cli, 
         assert result.exit_code == 2 and "would pass the largest seed 4294967295" in result.output, result.output
         assert not (tmp_path / "res" / "tiny" / "runs").exists()  # refused before training anything
     few = write_experiment(tiny_sweep(seeds=(0, 1)), "few.toml")
-    result = cli.invoke(app, ["run", str(few), "--device", "cpu", "--results", str(tmp_path / "res"), "--until-decided"])
+    result = cli.invoke(
+        app, ["run", str(few), "--device", "cpu", "--results", str(tmp_path / "res"), "--until-decided"]
+    )
     assert result.exit_code == 2 and "list at least 3 seeds or give --looks" in result.output

@@ -18,8 +18,13 @@ NONOVERLAP = "relu-nonoverlap-none-drop"
 
 
 def _pooling(root: Path, outcome=None, seeds=(0, 1, 2)) -> dict:
-    return write_planted(root, "pool", {"pooling": ["overlap", "nonoverlap"]}, list(seeds),
-                         outcome or (lambda axes, s: Outcome(final_val_acc=0.5 + 0.01 * s)))
+    return write_planted(
+        root,
+        "pool",
+        {"pooling": ["overlap", "nonoverlap"]},
+        list(seeds),
+        outcome or (lambda axes, s: Outcome(final_val_acc=0.5 + 0.01 * s)),
+    )
 
 
 def test_frames_have_one_row_per_cell_and_per_epoch(tmp_path: Path) -> None:
@@ -44,13 +49,16 @@ def test_failed_diverged_and_missing_runs_are_counted_not_dropped(tmp_path: Path
 
     def outcome(axes, s):
         from ablate.variant import Variant
+
         return Outcome(status=bad.get((Variant(**axes).slug(), s), "ok"))
 
     _pooling(tmp_path, outcome)
     data = load_experiment_data(tmp_path, "pool")
     assert len(data.runs) == 6  # the missing cell is a row too
     status = dict(zip(zip(data.runs["variant"], data.runs["seed"]), data.runs["status"]))
-    assert status[(BASE, 0)] == "diverged" and status[(NONOVERLAP, 1)] == "failed" and status[(NONOVERLAP, 2)] == "missing"
+    assert (
+        status[(BASE, 0)] == "diverged" and status[(NONOVERLAP, 1)] == "failed" and status[(NONOVERLAP, 2)] == "missing"
+    )
     assert data.runs.loc[data.runs["status"] == "failed", "error"].item() == "RuntimeError: out of memory"
     assert data.epochs[data.epochs["status"] == "diverged"]["epoch"].max() == 3  # epochs before divergence kept
 
@@ -102,7 +110,9 @@ def test_time_to_target(tmp_path: Path) -> None:
 
 
 def test_target_comparison_needs_every_paired_run_to_reach_it(tmp_path: Path) -> None:
-    _pooling(tmp_path, lambda axes, s: Outcome(reach_train_target=2 if axes["pooling"] == "overlap" else (4 if s else None)))
+    _pooling(
+        tmp_path, lambda axes, s: Outcome(reach_train_target=2 if axes["pooling"] == "overlap" else (4 if s else None))
+    )
     comp = analysis.compare_to_baseline(load_experiment_data(tmp_path, "pool"))
     row = comp[comp["metric"] == "epochs_to_train_target"].iloc[0]
     assert row["verdict"] == analysis.NOT_REACHED and "2/3" in row["note"] and "3/3 baseline" in row["note"]
@@ -111,7 +121,9 @@ def test_target_comparison_needs_every_paired_run_to_reach_it(tmp_path: Path) ->
 def test_baseline_choice_and_errors(tmp_path: Path) -> None:
     _pooling(tmp_path)
     assert load_experiment_data(tmp_path, "pool", baseline=NONOVERLAP).variants == [NONOVERLAP, BASE]
-    with pytest.raises(ReportError, match="unknown baseline 'relu-overlap-none'.*did you mean 'relu-overlap-none-drop'"):
+    with pytest.raises(
+        ReportError, match="unknown baseline 'relu-overlap-none'.*did you mean 'relu-overlap-none-drop'"
+    ):
         load_experiment_data(tmp_path, "pool", baseline="relu-overlap-none")
     with pytest.raises(ReportError, match="unknown experiment 'pol'.*found: pool.*did you mean 'pool'"):
         load_experiment_data(tmp_path, "pol")
@@ -161,8 +173,9 @@ def test_grid_main_effects_and_interactions_recover_planted_values(tmp_path: Pat
     assert (eff["p_holm"] >= eff["p"]).all()
 
     heat = analysis.cell_means(data, "final_val_acc", "pooling", "norm")
-    assert heat.loc["nonoverlap", "lrn"] - heat.loc["overlap", "lrn"] - heat.loc["nonoverlap", "none"] + \
-        heat.loc["overlap", "none"] == pytest.approx(0.03, abs=0.004)
+    assert heat.loc["nonoverlap", "lrn"] - heat.loc["overlap", "lrn"] - heat.loc["nonoverlap", "none"] + heat.loc[
+        "overlap", "none"
+    ] == pytest.approx(0.03, abs=0.004)
 
 
 def test_grid_effects_survive_a_failed_cell(tmp_path: Path) -> None:
@@ -183,7 +196,9 @@ def test_grid_effects_survive_a_failed_cell(tmp_path: Path) -> None:
     assert pooling["estimate"] == pytest.approx(0.04 + 0.03 / 2, abs=0.005)
     norm = eff.loc[("main", "norm", "lrn")]
     assert norm["note"] and norm["verdict"] == "better"
-    c = analysis.balanced_contrast({"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.5, 2: 1.0}}, [[(1.0, "a"), (-1.0, "b")]], [0, 1, 2])
+    c = analysis.balanced_contrast(
+        {"a": {0: 1.0, 1: 2.0, 2: 3.0}, "b": {0: 0.5, 2: 1.0}}, [[(1.0, "a"), (-1.0, "b")]], [0, 1, 2]
+    )
     assert c.seeds == [0, 2] and c.values == [0.5, 2.0] and "seed(s) 1 left out" in c.note
 
 
@@ -196,7 +211,9 @@ def test_matched_pairs_differ_in_one_axis_only(tmp_path: Path) -> None:
     write_planted(tmp_path, "g", {"activation": ["relu", "tanh"], "norm": ["none", "lrn"]}, [0], lambda a, s: Outcome())
     data = load_experiment_data(tmp_path, "g")
     assert sorted(analysis.matched_pairs(data, "activation", "relu", "tanh")) == [
-        ("relu-overlap-lrn-drop", "tanh-overlap-lrn-drop"), ("relu-overlap-none-drop", "tanh-overlap-none-drop")]
+        ("relu-overlap-lrn-drop", "tanh-overlap-lrn-drop"),
+        ("relu-overlap-none-drop", "tanh-overlap-none-drop"),
+    ]
     assert analysis.matched_pairs(data, "dropout", True, False) == []
 
 
@@ -222,8 +239,11 @@ def test_steps_frame_has_one_row_per_run_and_log_point(tmp_path: Path) -> None:
     from planted import STEPS_PER_EPOCH
 
     def outcome(axes: dict, seed: int) -> Outcome:
-        return Outcome(log_every=4, reach_train_target_step=22 if axes["pooling"] == "overlap" else None,
-                       status="failed" if (axes["pooling"], seed) == ("nonoverlap", 1) else "ok")
+        return Outcome(
+            log_every=4,
+            reach_train_target_step=22 if axes["pooling"] == "overlap" else None,
+            status="failed" if (axes["pooling"], seed) == ("nonoverlap", 1) else "ok",
+        )
 
     write_planted(tmp_path, "st", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], outcome, epochs=3)
     data = load_experiment_data(tmp_path, "st")
@@ -243,14 +263,24 @@ def test_steps_frame_has_one_row_per_run_and_log_point(tmp_path: Path) -> None:
 
 
 def test_records_without_steps_keep_epoch_resolution(tmp_path: Path) -> None:
-    write_planted(tmp_path, "old", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome(reach_train_target=3))
+    write_planted(
+        tmp_path, "old", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome(reach_train_target=3)
+    )
     data = load_experiment_data(tmp_path, "old")
     assert data.steps.empty and (data.ok_runs["train_target_resolution"] == "epoch").all()
     assert (data.ok_runs["epochs_to_train_target"] == 3).all()
 
 
-@pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"variants": "x"}', '{"variants": [{}], "seeds": ["a"]}',
-                                     '{"variants": [{}], "cells": [{"run_id": 1}]}'])
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[1, 2]",
+        '{"variants": "x"}',
+        '{"variants": [{}], "seeds": ["a"]}',
+        '{"variants": [{}], "cells": [{"run_id": 1}]}',
+    ],
+)
 def test_damaged_manifest_is_treated_as_absent_with_a_note(tmp_path: Path, content: str) -> None:
     write_planted(tmp_path, "dm", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
     path = tmp_path / "dm" / "experiment.json"
@@ -276,7 +306,9 @@ def test_damaged_run_record_is_left_out_with_a_note(tmp_path: Path) -> None:
 def test_variation_sources_follow_the_run_configs(tmp_path: Path) -> None:
     write_planted(tmp_path, "vs", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
     assert analysis.variation_sources(load_experiment_data(tmp_path, "vs")) == (
-        ["initialisation", "data order"], ["augmentation", "data sampling"])
+        ["initialisation", "data order"],
+        ["augmentation", "data sampling"],
+    )
 
     def augmented(axes: dict, seed: int) -> Outcome:
         return Outcome(extra={"config": {"variant": axes, "seed": seed, "data": {"augment": "flip", "resample": True}}})

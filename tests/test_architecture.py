@@ -99,8 +99,10 @@ def test_the_rule_catches_a_violation(tmp_path):
     """The check itself: a training module importing the report, or the store importing training,
     would be caught (the first by its row's list, the second by the order too)."""
     fake = tmp_path / "fake.py"
-    fake.write_text("import torch\nfrom ablate.report import build_report\nimport ablate.data.loader\n"
-                    "def f():\n    from ablate import stats, __version__\n    from ablate.train import train_cell\n")
+    fake.write_text(
+        "import torch\nfrom ablate.report import build_report\nimport ablate.data.loader\n"
+        "def f():\n    from ablate import stats, __version__\n    from ablate.train import train_cell\n"
+    )
     assert _imports(fake, "train.py") == {"report.py", "data/", "stats.py"}
     table = _table()
     order, listed = {m: i for i, (m, _) in enumerate(table)}, dict(table)

@@ -34,7 +34,9 @@ TINY = ["--device", "cpu", "-b", "2", "--warmup", "1", "--steps", "1", "--repeat
 
 def test_bench_command_writes_results_and_the_report_renders_them(cli, tmp_path):
     results = tmp_path / "results"
-    out = cli.invoke(app, ["bench", "relu-overlap-none-drop", "relu-overlap-lrn-drop", *TINY, "--results", str(results)])
+    out = cli.invoke(
+        app, ["bench", "relu-overlap-none-drop", "relu-overlap-lrn-drop", *TINY, "--results", str(results)]
+    )
     assert out.exit_code == 0, out.output
     (json_file,) = (results / "bench").glob("*.json")
     (csv_file,) = (results / "bench").glob("*.csv")
@@ -42,8 +44,10 @@ def test_bench_command_writes_results_and_the_report_renders_them(cli, tmp_path)
     assert payload["kind"] == "ablate-bench" and payload["env"]["torch"] == torch.__version__
     rows = payload["rows"]
     assert [(r["slug"], r["mode"]) for r in rows] == [
-        ("relu-overlap-none-drop", "train"), ("relu-overlap-none-drop", "infer"),
-        ("relu-overlap-lrn-drop", "train"), ("relu-overlap-lrn-drop", "infer"),
+        ("relu-overlap-none-drop", "train"),
+        ("relu-overlap-none-drop", "infer"),
+        ("relu-overlap-lrn-drop", "train"),
+        ("relu-overlap-lrn-drop", "infer"),
     ]
     for r in rows:
         assert r["status"] == "ok" and r["precision"] == "fp32" and r["batch_size"] == 2
@@ -71,7 +75,12 @@ def test_ablate_report_includes_the_bench_results(cli, tmp_path):
     results, reports = tmp_path / "results", tmp_path / "reports"
     missing = cli.invoke(app, ["report", "bench", "--results", str(results), "--out", str(reports)])
     assert missing.exit_code == 2 and "no results under" in missing.output
-    assert cli.invoke(app, ["bench", "relu-overlap-none-drop", *TINY, "--mode", "infer", "--results", str(results)]).exit_code == 0
+    assert (
+        cli.invoke(
+            app, ["bench", "relu-overlap-none-drop", *TINY, "--mode", "infer", "--results", str(results)]
+        ).exit_code
+        == 0
+    )
     for args in ([], ["bench"]):  # everything (here: only bench results), or bench by name
         shown = cli.invoke(app, ["report", *args, "--results", str(results), "--out", str(reports)])
         assert shown.exit_code == 0, shown.output
@@ -101,7 +110,9 @@ def broken_norm():
 def test_a_failing_variant_is_recorded_and_the_sweep_goes_on(broken_norm, tmp_path):
     settings = BenchSettings(batch_sizes=(2,), modes=("train",), warmup=0, steps=1, repeats=1)
     seen = []
-    rows = run_bench([Variant(norm=broken_norm), Variant()], torch.device("cpu"), settings, lambda r, i, n: seen.append((i, n)))
+    rows = run_bench(
+        [Variant(norm=broken_norm), Variant()], torch.device("cpu"), settings, lambda r, i, n: seen.append((i, n))
+    )
     assert [r["status"] for r in rows] == ["failed", "ok"]
     assert rows[0]["error"] == "RuntimeError: this layer always fails" and rows[0]["images_per_s"] is None
     assert rows[1]["images_per_s"] > 0 and seen == [(0, 2), (1, 2)]
@@ -113,7 +124,9 @@ def test_a_failing_variant_is_recorded_and_the_sweep_goes_on(broken_norm, tmp_pa
 
 
 def test_cli_exit_code_1_when_a_case_failed_but_results_are_saved(cli, broken_norm, tmp_path):
-    out = cli.invoke(app, ["bench", f"relu-overlap-{broken_norm}-drop", *TINY, "--mode", "infer", "--results", str(tmp_path)])
+    out = cli.invoke(
+        app, ["bench", f"relu-overlap-{broken_norm}-drop", *TINY, "--mode", "infer", "--results", str(tmp_path)]
+    )
     assert out.exit_code == 1, out.output
     assert "1 of 1 case(s) failed" in out.output
     assert len(list((tmp_path / "bench").glob("*.json"))) == 1
@@ -130,18 +143,29 @@ def test_newest_measurement_of_a_case_wins(tmp_path):
 
 def test_variant_selection(write_experiment):
     assert [v.slug() for v in single_axis_variants()] == [
-        "relu-overlap-none-drop", "tanh-overlap-none-drop", "sigmoid-overlap-none-drop",
-        "relu-nonoverlap-none-drop", "relu-overlap-lrn-drop", "relu-overlap-batchnorm-drop", "relu-overlap-none-nodrop",
+        "relu-overlap-none-drop",
+        "tanh-overlap-none-drop",
+        "sigmoid-overlap-none-drop",
+        "relu-nonoverlap-none-drop",
+        "relu-overlap-lrn-drop",
+        "relu-overlap-batchnorm-drop",
+        "relu-overlap-none-nodrop",
     ]
     assert select_variants([]) == single_axis_variants()
-    assert [v.slug() for v in select_variants(["tanh-*-lrn-nodrop"])] == ["tanh-overlap-lrn-nodrop", "tanh-nonoverlap-lrn-nodrop"]
+    assert [v.slug() for v in select_variants(["tanh-*-lrn-nodrop"])] == [
+        "tanh-overlap-lrn-nodrop",
+        "tanh-nonoverlap-lrn-nodrop",
+    ]
     assert len(select_variants(["*"])) == 72  # 36 per preset x 2 presets
     assert all(v.arch == "alexnet" for v in select_variants(["alexnet-*"]))
     path = write_experiment('name = "p"\nseeds = [0]\n[axes]\npooling = ["overlap", "nonoverlap"]\n', "p.toml")
     assert [v.slug() for v in select_variants([str(path), "relu-overlap-none-drop"])] == [
-        "relu-overlap-none-drop", "relu-nonoverlap-none-drop",
+        "relu-overlap-none-drop",
+        "relu-nonoverlap-none-drop",
     ]
-    with pytest.raises(BenchError, match="no variant slug matches 'relu-overlap-lrm-drop'.*did you mean 'relu-overlap-lrn-drop'"):
+    with pytest.raises(
+        BenchError, match="no variant slug matches 'relu-overlap-lrm-drop'.*did you mean 'relu-overlap-lrn-drop'"
+    ):
         select_variants(["relu-overlap-lrm-drop"])
 
 
@@ -173,8 +197,11 @@ def test_interleave_takes_turns_and_reverses_the_order_every_other_round():
     def measure(name: str, value: float):
         return lambda: calls.append(name) or value
 
-    got = interleave({"a": measure("a", 1.0), "b": measure("b", 2.0), "c": measure("c", 3.0)}, 3,
-                     lambda r, name, v: seen.append((r, name, v)))
+    got = interleave(
+        {"a": measure("a", 1.0), "b": measure("b", 2.0), "c": measure("c", 3.0)},
+        3,
+        lambda r, name, v: seen.append((r, name, v)),
+    )
     assert calls == ["a", "b", "c", "c", "b", "a", "a", "b", "c"]
     assert got == {"a": [1.0] * 3, "b": [2.0] * 3, "c": [3.0] * 3}
     assert seen[:4] == [(0, "a", 1.0), (0, "b", 2.0), (0, "c", 3.0), (1, "c", 3.0)]

@@ -15,7 +15,8 @@ from ablate.resume import CellHooks
 from ablate.train import Interrupted, train_cell
 
 RAW = {
-    "name": "ckpt", "seeds": [3],
+    "name": "ckpt",
+    "seeds": [3],
     "model": {"norm": "batchnorm"},  # running statistics are state too
     "data": {"train_size": 48, "val_size": 16, "augment": "paper"},  # augmentation draws from its own generator
     "train": {"epochs": 2, "batch_size": 16, "optimizer": "sgd", "lr": 0.01, "schedule": "cosine", "log_every": 1},
@@ -67,8 +68,9 @@ def test_stopped_cell_resumes_bit_identically(cell_and_data, tmp_path, kind, don
     resumed = train_cell(cell, splits, device, hooks=CellHooks(checkpoint=path, checkpoint_every_s=0))
     assert [r["done_steps"] for r in resumed["resumed"]] == [done_steps]
     assert epochs_of(resumed) == epochs_of(whole)
-    assert [(s["step"], s["train_loss"], s["train_acc"], s["lr"]) for s in resumed["steps"]] == \
-           [(s["step"], s["train_loss"], s["train_acc"], s["lr"]) for s in whole["steps"]]
+    assert [(s["step"], s["train_loss"], s["train_acc"], s["lr"]) for s in resumed["steps"]] == [
+        (s["step"], s["train_loss"], s["train_acc"], s["lr"]) for s in whole["steps"]
+    ]
     final = torch.load(path, weights_only=True)["model"]  # both end-of-run checkpoints
     ref = torch.load(ref_path, weights_only=True)["model"]
     assert final.keys() == ref.keys() and all(torch.equal(final[k], ref[k]) for k in ref)

@@ -124,8 +124,12 @@ def stepped(axes: dict, seed: int) -> Outcome:
     both within the first epochs, so at epoch resolution the ratio would be (1-2 epochs) / (3-6)."""
     v = Variant(**axes)
     reach = RELU_STEPS[seed] if v.activation == "relu" else int(RELU_STEPS[seed] * TANH_FACTOR[seed])
-    return Outcome(final_val_acc=0.6 + 0.01 * seed, reach_train_target=math.ceil(reach / 16), log_every=2,
-                   reach_train_target_step=reach)
+    return Outcome(
+        final_val_acc=0.6 + 0.01 * seed,
+        reach_train_target=math.ceil(reach / 16),
+        log_every=2,
+        reach_train_target_step=reach,
+    )
 
 
 def test_relu_tanh_ratio_uses_step_resolution_when_runs_log_steps(tmp_path: Path) -> None:

@@ -14,8 +14,11 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import cifar10, fashion_mnist, imagefolder, load_splits
 from ablate.data.cache import CacheKey, cache_root, load_or_build
-from data_support import (  # noqa: F401  (data_env is a fixture)
-    count_calls, data_env, write_cifar, write_fashion, write_imagefolder,
+from data_support import (
+    count_calls,
+    write_cifar,
+    write_fashion,
+    write_imagefolder,
 )
 
 pytestmark = pytest.mark.usefixtures("data_env")
@@ -34,8 +37,14 @@ def _cases(tmp_path: Path):
 
 
 def _same(a, b) -> bool:
-    return (torch.equal(a.train_x, b.train_x) and torch.equal(a.val_x, b.val_x) and torch.equal(a.train_y, b.train_y)
-            and a.mean == b.mean and a.std == b.std and a.classes == b.classes)
+    return (
+        torch.equal(a.train_x, b.train_x)
+        and torch.equal(a.val_x, b.val_x)
+        and torch.equal(a.train_y, b.train_y)
+        and a.mean == b.mean
+        and a.std == b.std
+        and a.classes == b.classes
+    )
 
 
 def test_second_load_does_not_decode(tmp_path, monkeypatch, data_env):
@@ -133,7 +142,7 @@ def test_cli_no_cache(tmp_path, cli, write_experiment, data_env):
         seeds = [0]
         [data]
         dataset = "fashion-mnist"
-        root = "{tmp_path / 'fm'}"
+        root = "{tmp_path / "fm"}"
         [train]
         epochs = 1
         batch_size = 10

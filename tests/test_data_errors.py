@@ -13,8 +13,14 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import DataError, load_splits
 from ablate.data import fashion_mnist as fm
-from data_support import (  # noqa: F401  (data_env is a fixture)
-    FOLDER_CLASSES, corrupt_jpeg, data_env, idx_bytes, write_cifar, write_class_images, write_fashion, write_imagefolder,
+from data_support import (
+    FOLDER_CLASSES,
+    corrupt_jpeg,
+    idx_bytes,
+    write_cifar,
+    write_class_images,
+    write_fashion,
+    write_imagefolder,
 )
 
 pytestmark = pytest.mark.usefixtures("data_env")
@@ -73,11 +79,14 @@ def test_download_needs_a_place_and_reports_failure(tmp_path, monkeypatch, datas
 
 
 # --- corrupt files -------------------------------------------------------------------------------
-@pytest.mark.parametrize("damage,expected", [
-    (lambda p: p.write_bytes(b"this is not gzip"), "cannot read"),
-    (lambda p: p.write_bytes(gzip.compress(b"\x01\x02\x03\x04junk")), "not an IDX file"),
-    (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-10])), "header promises"),
-])
+@pytest.mark.parametrize(
+    "damage,expected",
+    [
+        (lambda p: p.write_bytes(b"this is not gzip"), "cannot read"),
+        (lambda p: p.write_bytes(gzip.compress(b"\x01\x02\x03\x04junk")), "not an IDX file"),
+        (lambda p: p.write_bytes(gzip.compress(gzip.decompress(p.read_bytes())[:-10])), "header promises"),
+    ],
+)
 def test_corrupt_idx_file_is_named(tmp_path, damage, expected):
     write_fashion(tmp_path / "fm")
     damage(tmp_path / "fm" / "train-images-idx3-ubyte.gz")
@@ -142,7 +151,9 @@ def test_imagefolder_val_tree_must_match_training_classes(tmp_path):
     for name, colour in FOLDER_CLASSES.items():
         write_class_images(root / "train" / name, colour, 2, 0)
     write_class_images(root / "val" / "owl", (1, 2, 3), 2, 0)
-    assert "class folder(s) owl that the training folder lacks" in _error(DataConfig(dataset="imagefolder", root=str(root)))
+    assert "class folder(s) owl that the training folder lacks" in _error(
+        DataConfig(dataset="imagefolder", root=str(root))
+    )
 
 
 def test_imagefolder_settings_that_cannot_work(tmp_path):
@@ -177,14 +188,25 @@ def _cli_cases(tmp_path: Path) -> dict[str, tuple[str, str, str]]:
         "imagefolder without root": ("imagefolder", "", "data.root is not set"),
         "corrupt image": ("imagefolder", f'root = "{bad}"', f"cannot read image {bad / 'cat' / 'broken.jpg'}"),
         "one class": ("imagefolder", f'root = "{one}"', "a classifier needs at least 2"),
-        "val_fraction out of range": ("imagefolder", f'root = "{bad}"\nval_fraction = 1.5', "data.val_fraction: 1.5 is not allowed"),
+        "val_fraction out of range": (
+            "imagefolder",
+            f'root = "{bad}"\nval_fraction = 1.5',
+            "data.val_fraction: 1.5 is not allowed",
+        ),
     }
 
 
-@pytest.mark.parametrize("case", [
-    "missing fashion-mnist", "missing cifar10", "imagefolder without root", "corrupt image", "one class",
-    "val_fraction out of range",
-])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "missing fashion-mnist",
+        "missing cifar10",
+        "imagefolder without root",
+        "corrupt image",
+        "one class",
+        "val_fraction out of range",
+    ],
+)
 def test_cli_data_errors_exit_2_with_one_line(tmp_path, cli, write_experiment, case):
     dataset, extra, expected = _cli_cases(tmp_path)[case]
     exp = write_experiment(EXPERIMENT.format(dataset=dataset, extra=extra))

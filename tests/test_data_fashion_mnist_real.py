@@ -11,7 +11,6 @@ import pytest
 
 from ablate.cli import app
 from ablate.data import fashion_mnist as fm
-from data_support import data_env  # noqa: F401  (a fixture)
 
 pytestmark = [
     pytest.mark.usefixtures("data_env"),

@@ -142,8 +142,12 @@ def test_augment_paper_flips_and_shifts_about_as_often_as_designed():
     offsets = set()
     for row, flip in zip(rows, flipped):
         row = row.flip(0) if flip else row
-        offsets |= {(dy, dx) for dy in range(2 * pad + 1) for dx in range(2 * pad + 1)
-                    if torch.equal(padded[dy, dx : dx + 32], row)}
+        offsets |= {
+            (dy, dx)
+            for dy in range(2 * pad + 1)
+            for dx in range(2 * pad + 1)
+            if torch.equal(padded[dy, dx : dx + 32], row)
+        }
     assert {dx for _, dx in offsets} == set(range(2 * pad + 1))
 
 

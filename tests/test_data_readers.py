@@ -19,8 +19,14 @@ from ablate.data import DataError, channel_stats, load_splits
 from ablate.data import fashion_mnist as fm
 from ablate.data.common import balanced_subset
 from ablate.data.imagefolder import decode_image, split_by_fraction
-from data_support import (  # noqa: F401  (data_env is a fixture)
-    FOLDER_CLASSES, LEVELS, data_env, idx_bytes, write_cifar, write_class_images, write_fashion, write_imagefolder,
+from data_support import (
+    FOLDER_CLASSES,
+    LEVELS,
+    idx_bytes,
+    write_cifar,
+    write_class_images,
+    write_fashion,
+    write_imagefolder,
 )
 
 pytestmark = pytest.mark.usefixtures("data_env")

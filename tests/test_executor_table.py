@@ -37,7 +37,12 @@ def test_work_options_carry_force_and_its_start_time():
     assert SweepOptions().work(12.0, "w").forced_since is None
     work = SweepOptions(force=True, keep_checkpoints=True, use_cache=False).work(12.0, "cuda:0 #1")
     assert (work.force, work.forced_since, work.keep_checkpoints, work.use_cache, work.worker) == (
-        True, 12.0, True, False, "cuda:0 #1")
+        True,
+        12.0,
+        True,
+        False,
+        "cuda:0 #1",
+    )
 
 
 def test_executor_errors_share_one_type():

@@ -79,8 +79,15 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def ablate(folder: Path, *args: str, **kw) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
@@ -115,11 +122,17 @@ def test_two_concurrent_runs_train_every_cell_exactly_once(tmp_path):
 
 def test_two_workers_give_the_same_metrics_as_one(tmp_path):
     write(tmp_path, "six.toml", SIX_CELLS)
-    code, out = finish(ablate(tmp_path, "run", "six.toml", "--device", "cpu", "--results", "one", "--threads", "1",
-                              "--set", "seeds=[0,1]"))
+    code, out = finish(
+        ablate(
+            tmp_path, "run", "six.toml", "--device", "cpu", "--results", "one", "--threads", "1", "--set", "seeds=[0,1]"
+        )
+    )
     assert code == 0, out
-    code, out = finish(ablate(tmp_path, "run", "six.toml", "--device", "cpu", "--results", "two", "--workers", "2",
-                              "--set", "seeds=[0,1]"))
+    code, out = finish(
+        ablate(
+            tmp_path, "run", "six.toml", "--device", "cpu", "--results", "two", "--workers", "2", "--set", "seeds=[0,1]"
+        )
+    )
     assert code == 0, out
     assert "2 workers on cpu" in out
     one, two = metrics(tmp_path / "one", "six"), metrics(tmp_path / "two", "six")
@@ -184,7 +197,7 @@ def _claim_pids(claims: Path, n: int, timeout: float = 240) -> list[int]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = []
-        for path in (claims.iterdir() if claims.is_dir() else []):
+        for path in claims.iterdir() if claims.is_dir() else []:
             try:
                 found.append(json.loads(path.read_text())["pid"])
             except (OSError, ValueError, KeyError):
@@ -252,8 +265,23 @@ def test_a_second_ctrl_c_quits_a_pool_at_once(tmp_path):
     """Issue 19 item 9: the first Ctrl-C says "stopping"; the second does not wait for workers stuck in a step."""
     write(tmp_path, "sleepy.py", SLEEPY_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
-    proc = ablate(tmp_path, "--plugin", "sleepy", "run", "six.toml", "--device", "cpu", "--results", "res",
-                  "--workers", "2", "--set", "seeds=[0]", "--set", 'model.activation="sleepy"')
+    proc = ablate(
+        tmp_path,
+        "--plugin",
+        "sleepy",
+        "run",
+        "six.toml",
+        "--device",
+        "cpu",
+        "--results",
+        "res",
+        "--workers",
+        "2",
+        "--set",
+        "seeds=[0]",
+        "--set",
+        'model.activation="sleepy"',
+    )
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and not (tmp_path / "sleeping").exists():
         time.sleep(0.05)
@@ -269,8 +297,25 @@ def test_a_second_ctrl_c_quits_a_pool_at_once(tmp_path):
 def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
     write(tmp_path, "killer.py", KILLER_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
-    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
-                              "--workers", "2", "--set", "seeds=[0]", "--set", "model.activation=\"killonce\""))
+    code, out = finish(
+        ablate(
+            tmp_path,
+            "--plugin",
+            "killer",
+            "run",
+            "six.toml",
+            "--device",
+            "cpu",
+            "--results",
+            "res",
+            "--workers",
+            "2",
+            "--set",
+            "seeds=[0]",
+            "--set",
+            'model.activation="killonce"',
+        )
+    )
     assert code == 0, out
     assert (tmp_path / "killed-once").exists()
     events = read_events(tmp_path / "res", "six")
@@ -282,12 +327,36 @@ def test_pool_replaces_a_killed_worker_and_retries_its_cell(tmp_path):
 def test_pool_gives_up_on_a_cell_that_always_kills_its_worker(tmp_path):
     write(tmp_path, "killer.py", KILLER_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
-    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
-                              "--workers", "2", "--max-retries", "1", "--set", "seeds=[0]",
-                              "--set", "axes.pooling=[\"overlap\"]", "--set", "model.activation=\"killalways\""))
+    code, out = finish(
+        ablate(
+            tmp_path,
+            "--plugin",
+            "killer",
+            "run",
+            "six.toml",
+            "--device",
+            "cpu",
+            "--results",
+            "res",
+            "--workers",
+            "2",
+            "--max-retries",
+            "1",
+            "--set",
+            "seeds=[0]",
+            "--set",
+            'axes.pooling=["overlap"]',
+            "--set",
+            'model.activation="killalways"',
+        )
+    )
     assert code == 1, out
     (record,) = scan_runs(tmp_path / "res", "six").records
-    assert record["status"] == "failed" and "worker process died (signal 9)" in record["error"] and "2 time(s)" in record["error"]
+    assert (
+        record["status"] == "failed"
+        and "worker process died (signal 9)" in record["error"]
+        and "2 time(s)" in record["error"]
+    )
 
 
 # Kills the first pool worker that writes a run file, right after writing it (before it can
@@ -319,9 +388,27 @@ def test_a_worker_killed_after_writing_its_run_file_keeps_its_result(tmp_path):
     ok run file nor counted twice."""
     write(tmp_path, "killer.py", KILL_AFTER_WRITE_PLUGIN)
     write(tmp_path, "six.toml", SIX_CELLS)
-    code, out = finish(ablate(tmp_path, "--plugin", "killer", "run", "six.toml", "--device", "cpu", "--results", "res",
-                              "--workers", "2", "--max-retries", "0", "--set", "seeds=[0]",
-                              "--set", 'axes.pooling=["overlap"]'))
+    code, out = finish(
+        ablate(
+            tmp_path,
+            "--plugin",
+            "killer",
+            "run",
+            "six.toml",
+            "--device",
+            "cpu",
+            "--results",
+            "res",
+            "--workers",
+            "2",
+            "--max-retries",
+            "0",
+            "--set",
+            "seeds=[0]",
+            "--set",
+            'axes.pooling=["overlap"]',
+        )
+    )
     assert (tmp_path / "killed-after-write").exists()
     assert code == 0, out
     (record,) = scan_runs(tmp_path / "res", "six").records
@@ -343,10 +430,24 @@ def oom_activation():
 
 
 def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_path, oom_activation):
-    path = write_experiment(SIX_CELLS.replace('seeds = [0, 1, 2]', 'seeds = [0]'), "six.toml")
-    result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"),
-                              "--set", "model.activation=\"test-oom\"", "--set", "axes.activation=[\"test-oom\", \"relu\"]",
-                              "--set", "axes.pooling=[\"overlap\"]"])
+    path = write_experiment(SIX_CELLS.replace("seeds = [0, 1, 2]", "seeds = [0]"), "six.toml")
+    result = cli.invoke(
+        app,
+        [
+            "run",
+            str(path),
+            "--device",
+            "cpu",
+            "--results",
+            str(tmp_path / "res"),
+            "--set",
+            'model.activation="test-oom"',
+            "--set",
+            'axes.activation=["test-oom", "relu"]',
+            "--set",
+            'axes.pooling=["overlap"]',
+        ],
+    )
     assert result.exit_code == 1, result.output
     records = {r["slug"]: r for r in scan_runs(tmp_path / "res", "six").records}
     assert records["test-oom-overlap-none-drop"]["status"] == "failed"
@@ -358,8 +459,21 @@ def test_out_of_memory_is_a_failed_record_and_exit_1(cli, write_experiment, tmp_
 def test_precision_adds_seeds_until_the_rule_stops_and_a_rerun_trains_nothing(cli, write_experiment, tmp_path):
     # Two epochs: after one, both variants still predict one class (identical accuracies, and an
     # interval of width 0 would stop the rule at once).
-    path = write_experiment(SIX_CELLS.replace("seeds = [0, 1, 2]", "seeds = [0, 1]").replace("epochs = 1", "epochs = 2"), "six.toml")
-    args = ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"), "--precision", "0.001", "--max-seeds", "3"]
+    path = write_experiment(
+        SIX_CELLS.replace("seeds = [0, 1, 2]", "seeds = [0, 1]").replace("epochs = 1", "epochs = 2"), "six.toml"
+    )
+    args = [
+        "run",
+        str(path),
+        "--device",
+        "cpu",
+        "--results",
+        str(tmp_path / "res"),
+        "--precision",
+        "0.001",
+        "--max-seeds",
+        "3",
+    ]
     first = cli.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "max seeds reached" in first.output and "6 run(s)" in first.output.replace("\n", " ")

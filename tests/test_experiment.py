@@ -110,12 +110,15 @@ def test_overrides_apply_and_are_validated(write_experiment):
         load_experiment(path, ["train.lr"])
 
 
-GPU = BASE + """
+GPU = (
+    BASE
+    + """
 [gpu]
 seeds = [0, 1, 2]
 data.train_size = 5000
 train.epochs = 30
 """
+)
 
 
 def test_gpu_table_applies_only_on_cuda(write_experiment):

@@ -19,19 +19,43 @@ from tensorboard.plugins.hparams import api_pb2, metadata
 
 
 def steps_for(seed: int) -> list[dict]:
-    return [{"step": 8 * (i + 1), "epoch": 1 + i // 2, "images": 256 * (i + 1), "lr": 1e-3 * (i + 1),
-             "train_loss": 2.0 - 0.25 * i - 0.01 * seed, "train_acc": 0.1 * (i + 1), "time_s": 0.5 * (i + 1)}
-            for i in range(4)]
+    return [
+        {
+            "step": 8 * (i + 1),
+            "epoch": 1 + i // 2,
+            "images": 256 * (i + 1),
+            "lr": 1e-3 * (i + 1),
+            "train_loss": 2.0 - 0.25 * i - 0.01 * seed,
+            "train_acc": 0.1 * (i + 1),
+            "time_s": 0.5 * (i + 1),
+        }
+        for i in range(4)
+    ]
 
 
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    write_planted(root, "pool", {"pooling": ["overlap", "nonoverlap"]}, [0, 1],
-                  lambda a, s: Outcome(final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s,
-                                       images_per_s=900.0 + 10 * s, extra={"steps": steps_for(s)}), epochs=3)
-    write_planted(root, "act", {"activation": ["relu", "tanh"]}, [0],
-                  lambda a, s: Outcome(status="failed" if a["activation"] == "tanh" else "ok"), epochs=2)
+    write_planted(
+        root,
+        "pool",
+        {"pooling": ["overlap", "nonoverlap"]},
+        [0, 1],
+        lambda a, s: Outcome(
+            final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s,
+            images_per_s=900.0 + 10 * s,
+            extra={"steps": steps_for(s)},
+        ),
+        epochs=3,
+    )
+    write_planted(
+        root,
+        "act",
+        {"activation": ["relu", "tanh"]},
+        [0],
+        lambda a, s: Outcome(status="failed" if a["activation"] == "tanh" else "ok"),
+        epochs=2,
+    )
     return root
 
 
@@ -53,9 +77,12 @@ def test_one_tensorboard_run_per_ablate_run_with_epoch_step_and_run_scalars(resu
     done = export_tensorboard(results, out)
     names = sorted(r.name for r in done.runs)
     assert names == [
-        "act/relu-overlap-none-drop/seed0", "act/tanh-overlap-none-drop/seed0",
-        "pool/relu-nonoverlap-none-drop/seed0", "pool/relu-nonoverlap-none-drop/seed1",
-        "pool/relu-overlap-none-drop/seed0", "pool/relu-overlap-none-drop/seed1",
+        "act/relu-overlap-none-drop/seed0",
+        "act/tanh-overlap-none-drop/seed0",
+        "pool/relu-nonoverlap-none-drop/seed0",
+        "pool/relu-nonoverlap-none-drop/seed1",
+        "pool/relu-overlap-none-drop/seed0",
+        "pool/relu-overlap-none-drop/seed1",
     ]
     records = {(r["slug"], r["seed"]): r for r in iter_runs(results, "pool")}
     for (slug, seed), record in records.items():
@@ -77,8 +104,11 @@ def test_one_tensorboard_run_per_ablate_run_with_epoch_step_and_run_scalars(resu
     # Runs without steps get no step/ scalars; a failed run has no curves but is still there.
     no_steps = read(out / "act" / "relu-overlap-none-drop" / "seed0").Tags()["scalars"]
     assert no_steps and not [t for t in no_steps if t.startswith("step/")]
-    assert not [t for t in read(out / "act" / "tanh-overlap-none-drop" / "seed0").Tags()["scalars"]
-                if t.startswith(("epoch/", "step/"))]
+    assert not [
+        t
+        for t in read(out / "act" / "tanh-overlap-none-drop" / "seed0").Tags()["scalars"]
+        if t.startswith(("epoch/", "step/"))
+    ]
     assert sum(r.steps for r in done.runs) == 16 and sum(r.epochs for r in done.runs) == 4 * 3 + 2
 
 
@@ -121,7 +151,10 @@ def test_tensorboards_hparams_view_sees_every_axis_across_experiments(results, t
     assert len(found) == 6
     exp = backend.experiment_from_metadata(ctx, "", True, found, backend.hparams_from_data_provider(ctx, "", None))
     infos = {h.name: h for h in exp.hparam_infos}
-    values = lambda name: sorted(v.string_value for v in infos[name].domain_discrete.values)
+
+    def values(name: str) -> list[str]:
+        return sorted(v.string_value for v in infos[name].domain_discrete.values)
+
     assert values("pooling") == ["nonoverlap", "overlap"] and values("activation") == ["relu", "tanh"]
     assert values("experiment") == ["act", "pool"] and values("status") == ["failed", "ok"]
     assert infos["dropout"].type == api_pb2.DATA_TYPE_BOOL
@@ -141,8 +174,11 @@ def test_odd_names_stay_inside_out_and_duplicates_are_kept(results, tmp_path):
     out = tmp_path / "deep" / "tb"
     done = export_tensorboard(results, out, ["weird", "we ird name"])
     names = sorted(r.name for r in done.runs)
-    assert names == ["we_ird_name/relu-overlap-none-drop/seed3",
-                     "weird/.._.._.._escaped/seed0", "weird/.._.._.._escaped/seed0-bbbbbbbbbbbb"]
+    assert names == [
+        "we_ird_name/relu-overlap-none-drop/seed3",
+        "weird/.._.._.._escaped/seed0",
+        "weird/.._.._.._escaped/seed0-bbbbbbbbbbbb",
+    ]
     for r in done.runs:
         assert r.path.resolve().is_relative_to(out.resolve()) and list(r.path.glob("events.out.tfevents.*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["deep", "results"]

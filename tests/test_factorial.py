@@ -16,8 +16,12 @@ from ablate import factorial, stats
 from ablate.analysis import grid_effects, load_experiment_data
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"
-PAPER_GRID = {"activation": ["relu", "tanh", "sigmoid"], "pooling": ["overlap", "nonoverlap"],
-              "norm": ["none", "lrn", "batchnorm"], "dropout": [True, False]}
+PAPER_GRID = {
+    "activation": ["relu", "tanh", "sigmoid"],
+    "pooling": ["overlap", "nonoverlap"],
+    "norm": ["none", "lrn", "batchnorm"],
+    "dropout": [True, False],
+}
 
 
 def test_committed_factorial_calls_batchnorm_better_and_sigmoid_worse() -> None:
@@ -29,7 +33,9 @@ def test_committed_factorial_calls_batchnorm_better_and_sigmoid_worse() -> None:
     # With every cell complete the model's main effects are the raw marginal mean differences.
     ok = data.ok_runs
     for (kind, axis, level), row in eff[eff.index.get_level_values("kind") == "main"].iterrows():
-        values = pd.Series(ok["final_val_acc"].to_numpy(), index=[str(data.variant_axes[v][axis]) for v in ok["variant"]])
+        values = pd.Series(
+            ok["final_val_acc"].to_numpy(), index=[str(data.variant_axes[v][axis]) for v in ok["variant"]]
+        )
         assert row["estimate"] == pytest.approx(values[level].mean() - values[row["reference"]].mean(), abs=1e-12)
 
 
@@ -47,8 +53,10 @@ def test_null_factorials_keep_the_family_wise_error_at_5_percent() -> None:
     design = factorial.design_for_simulation(PAPER_GRID, [0, 1, 2])
     rng = np.random.default_rng(2026)
     sims = 1000
-    false = sum(bool((factorial.fit_design(design, _null_response(design, rng)).table["p_holm"] < 0.05).any())
-                for _ in range(sims))
+    false = sum(
+        bool((factorial.fit_design(design, _null_response(design, rng)).table["p_holm"] < 0.05).any())
+        for _ in range(sims)
+    )
     # 5% plus the simulation's own error (binomial sd at 1000 simulations: 0.7%) would be 6.4%;
     # the rule is to stay at or below 5% itself.
     assert false / sims <= 0.05, false / sims
@@ -69,8 +77,13 @@ def test_a_2_point_main_effect_at_sd_2_is_found_with_80_percent_power_at_3_seeds
 def test_missing_cells_fit_what_is_there_and_refuse_what_cannot_be_estimated() -> None:
     grid = {"a": ["x", "y"], "b": ["p", "q", "r"], "c": [True, False]}
     rng = np.random.default_rng(0)
-    rows = [{"seed": s, "a": a, "b": b, "c": c, "y": 1.0 * (a == "y") + rng.normal(0, 0.1)}
-            for s in range(3) for a in grid["a"] for b in grid["b"] for c in grid["c"]]
+    rows = [
+        {"seed": s, "a": a, "b": b, "c": c, "y": 1.0 * (a == "y") + rng.normal(0, 0.1)}
+        for s in range(3)
+        for a in grid["a"]
+        for b in grid["b"]
+        for c in grid["c"]
+    ]
     runs = pd.DataFrame(rows)
     one_cell_gone = runs[~((runs["a"] == "y") & (runs["b"] == "q") & (runs["c"] == False))]  # noqa: E712
     fit = factorial.fit_grid(one_cell_gone, grid, {"a": "x", "b": "p", "c": True}, "y")
@@ -98,5 +111,7 @@ def test_holm_equals_statsmodels_multipletests() -> None:
 def test_min_detectable_effect_matches_the_paired_formula() -> None:
     # A paired t over n seeds is a contrast with se = sd / sqrt(n) and n - 1 degrees of freedom.
     sd, n = 1.7, 5
-    assert stats.min_detectable_effect(sd / math.sqrt(n), n - 1) == pytest.approx(stats.min_detectable_difference(sd, n), rel=1e-9)
+    assert stats.min_detectable_effect(sd / math.sqrt(n), n - 1) == pytest.approx(
+        stats.min_detectable_difference(sd, n), rel=1e-9
+    )
     assert math.isnan(stats.min_detectable_effect(0.0, 10))

@@ -49,16 +49,22 @@ def finished(results: Path, cell, kept: bool = False) -> Path:
     from ablate.store import write_run
 
     record = failed_record(identity_of(cell), "planted")
-    record.update(status="ok", error=None, worker={"label": "B", "host": socket.gethostname(), "pid": os.getppid(),
-                                                   "kept_checkpoint": kept})
+    record.update(
+        status="ok",
+        error=None,
+        worker={"label": "B", "host": socket.gethostname(), "pid": os.getppid(), "kept_checkpoint": kept},
+    )
     return write_run(results, record)
 
 
 def take_over(results: Path, cell, token: str = "the-new-owner") -> None:
     """What a second runner does to a claim it judged stale: its own claim file in its place."""
     path = claim_path(results, cell.experiment, cell.run_id)
-    path.write_text(json.dumps({"host": socket.gethostname(), "pid": os.getppid(), "started": time.time(),
-                                "worker": "B", "token": token}))
+    path.write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getppid(), "started": time.time(), "worker": "B", "token": token}
+        )
+    )
 
 
 class TakenOverAt(RunObserver):
@@ -169,7 +175,8 @@ def test_a_full_disk_costs_no_training(tmp_path, data, disk_full):
 
 
 def test_a_stop_whose_checkpoint_cannot_be_saved_is_still_a_stop(tmp_path, data, disk_full):
-    """Item 4: a stop request whose checkpoint hits the full disk stops (exit 130 in the CLI), it is not a failed run."""
+    """Item 4: a stop request whose checkpoint hits the full disk stops (exit 130 in the CLI), it is
+    not a failed run."""
     from ablate.runner import run_cell
     from ablate.train import Interrupted
 
@@ -202,7 +209,7 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
         train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, [], stop_after=2))
     raw = bytearray(path.read_bytes())
     middle = len(raw) // 2
-    raw[middle:middle + 80_000] = os.urandom(80_000)
+    raw[middle : middle + 80_000] = os.urandom(80_000)
     path.write_bytes(bytes(raw))
     torch.load(path, weights_only=True)  # still loads: only a checksum can tell
     messages: list[str] = []
@@ -263,11 +270,17 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
     live_tmp = ckpts / ".0123456789abcdef.pt.wr1t1ng.tmp"  # being written by a live owner
     live_tmp.write_bytes(b"x")
     (tmp_path / "faults" / "claims").mkdir()
-    (tmp_path / "faults" / "claims" / "0123456789abcdef").write_text(json.dumps(
-        {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "worker": "me", "token": "t"}))
+    (tmp_path / "faults" / "claims" / "0123456789abcdef").write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time(), "worker": "me", "token": "t"}
+        )
+    )
     dead_claim = claim_path(tmp_path, "faults", plain.run_id)
-    dead_claim.write_text(json.dumps({"host": socket.gethostname(), "pid": dead_pid(), "started": time.time(),
-                                      "worker": "dead", "token": "t"}))
+    dead_claim.write_text(
+        json.dumps(
+            {"host": socket.gethostname(), "pid": dead_pid(), "started": time.time(), "worker": "dead", "token": "t"}
+        )
+    )
 
     path = write_experiment(tiny_sweep("faults"), "faults.toml")
     shown = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(tmp_path)])

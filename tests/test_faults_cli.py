@@ -4,7 +4,6 @@ problem the user can fix, never a traceback; user-given strings shown as they ar
 from __future__ import annotations
 
 import errno
-import os
 from pathlib import Path
 
 import pytest
@@ -93,10 +92,15 @@ def test_export_into_a_file_is_one_line(cli, tmp_path):
     assert "is a file, not a folder" in one_line_error(result)
 
 
-@pytest.mark.parametrize("change, why", [
-    ({"seed": 10**30}, "seed"), ({"seed": -1}, "seed"),
-    ({"config": {"train": "x"}}, "config.train"), ({"config": {"data": [1]}}, "config.data"),
-])
+@pytest.mark.parametrize(
+    "change, why",
+    [
+        ({"seed": 10**30}, "seed"),
+        ({"seed": -1}, "seed"),
+        ({"config": {"train": "x"}}, "config.train"),
+        ({"config": {"data": [1]}}, "config.data"),
+    ],
+)
 def test_hostile_run_files_are_damaged_files(tmp_path, change, why):
     """Item 12: a seed beyond 0..2**32-1 (OverflowError in report) or a config section that is not
     an object (AttributeError in export) make the record unusable, one warning like any damage."""
@@ -127,8 +131,10 @@ def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, t
     overrides = ["seeds=[0]", 'axes.pooling=["overlap"]']
     for cell in load_experiment(path, overrides).cells():  # finished: run prints its closing lines only
         write_run(results, {**failed_record(identity_of(cell), "planted"), "status": "ok", "error": None})
-    ran = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(results),
-                           "--set", overrides[0], "--set", overrides[1]])
+    ran = cli.invoke(
+        app,
+        ["run", str(path), "--device", "cpu", "--results", str(results), "--set", overrides[0], "--set", overrides[1]],
+    )
     assert ran.exit_code == 0, ran.output
     assert flat(f"results in {results / 'tiny' / 'runs'}") in flat(ran.output)
     shown = cli.invoke(app, ["show", str(path), "--device", "cpu", "--results", str(results)])
@@ -139,7 +145,9 @@ def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, t
     reported = cli.invoke(app, ["report", "planted", "--results", str(results), "--out", str(out)])
     assert reported.exit_code == 0, reported.output
     assert flat(f"report: {out / 'planted' / 'README.md'}") in flat(reported.output)
-    exported = cli.invoke(app, ["export", "tensorboard", "planted", "--results", str(results), "--out", str(out / "tb")])
+    exported = cli.invoke(
+        app, ["export", "tensorboard", "planted", "--results", str(results), "--out", str(out / "tb")]
+    )
     assert exported.exit_code == 0 and flat(f"--logdir {out / 'tb'}") in flat(exported.output), exported.output
 
 
@@ -159,7 +167,9 @@ def test_a_run_of_one_more_seed_does_not_hide_the_others(tmp_path):
     from ablate.analysis import load_experiment_data
 
     write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [0, 1, 2], lambda axes, seed: Outcome(), epochs=2)
-    write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [7], lambda axes, seed: Outcome(), epochs=3)  # other settings
+    write_planted(
+        tmp_path, "more", {"norm": ["none", "lrn"]}, [7], lambda axes, seed: Outcome(), epochs=3
+    )  # other settings
     write_planted(tmp_path, "more", {"norm": ["none", "lrn"]}, [3], lambda axes, seed: Outcome(), epochs=2)
     data = load_experiment_data(tmp_path, "more")
     assert data.seeds == [0, 1, 2, 3]
@@ -184,9 +194,13 @@ def test_an_experiment_of_millions_of_cells_is_refused_in_one_line(cli, write_ex
     """Item 14: 2,000 seeds x 2,000 dropout_p values (a 25 KB file) is refused at once, with the
     limit named; --max-cells raises it."""
     values = ", ".join(f"{i / 2000:.5f}" for i in range(2000))
-    path = write_experiment(f"name = \"huge\"\nseeds = {list(range(2000))}\n[axes]\ndropout_p = [{values}]\n", "huge.toml")
+    path = write_experiment(
+        f'name = "huge"\nseeds = {list(range(2000))}\n[axes]\ndropout_p = [{values}]\n', "huge.toml"
+    )
     result = cli.invoke(app, ["show", str(path), "--device", "cpu"])
     assert "4,000,000 cells" in one_line_error(result) and "--max-cells" in result.output
     small = write_experiment(tiny_sweep("small", seeds=(0, 1)), "small.toml")  # 4 cells
-    assert "limit of 3" in one_line_error(cli.invoke(app, ["run", str(small), "--dry-run", "--max-cells", "3", "--device", "cpu"]))
+    assert "limit of 3" in one_line_error(
+        cli.invoke(app, ["run", str(small), "--dry-run", "--max-cells", "3", "--device", "cpu"])
+    )
     assert cli.invoke(app, ["show", str(small), "--max-cells", "4", "--device", "cpu"]).exit_code == 0

@@ -10,7 +10,9 @@ from ablate.data import shapes
 
 
 def test_generated_set_larger_than_memory_is_refused_before_generating():
-    with pytest.raises(DataError, match=rf"shapes: data\.train_size = {INT_MAX} .* GiB of memory is available: use fewer images"):
+    with pytest.raises(
+        DataError, match=rf"shapes: data\.train_size = {INT_MAX} .* GiB of memory is available: use fewer images"
+    ):
         load_splits(DataConfig(train_size=INT_MAX), 65, use_cache=False)
 
 
@@ -123,7 +125,9 @@ def test_a_cache_folder_that_cannot_be_used_costs_only_the_cache(tmp_path, monke
         for method in ("is_file", "mkdir"):
             real = getattr(Path, method)
             monkeypatch.setattr(
-                Path, method, lambda self, *a, _real=real, **k: denied(self) if "locked" in self.parts else _real(self, *a, **k)
+                Path,
+                method,
+                lambda self, *a, _real=real, **k: denied(self) if "locked" in self.parts else _real(self, *a, **k),
             )
     cfg = DataConfig(dataset="imagefolder", root=str(tmp_path / "imgs"), val_fraction=0.5)
     splits = load_splits(cfg, 16)

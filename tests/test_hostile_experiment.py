@@ -26,12 +26,15 @@ epochs = 2
 lr = 0.1
 """
 
-GPU = BASE + """
+GPU = (
+    BASE
+    + """
 [gpu]
 seeds = [0, 1, 2]
 data.train_size = 5000
 train.epochs = 30
 """
+)
 
 
 def _raw(text: str) -> dict:
@@ -81,13 +84,16 @@ def test_set_gpu_values_are_validated_on_every_device(text, device_type, item, e
 
 # --- item 7: numbers that pass a rule but would crash later --------------------------------------
 _FLOAT_SETTINGS = [
-    f"{section}.{f.name}" for section, cls in (("data", DataConfig), ("train", TrainConfig))
-    for f in dataclasses.fields(cls) if "float" in str(f.type)
+    f"{section}.{f.name}"
+    for section, cls in (("data", DataConfig), ("train", TrainConfig))
+    for f in dataclasses.fields(cls)
+    if "float" in str(f.type)
 ] + ["model.dropout_p"]
 _INT_SETTINGS = [
     (f"{section}.{f.name}", f.metadata.get("max", INT_MAX))
     for section, cls in (("data", DataConfig), ("train", TrainConfig))
-    for f in dataclasses.fields(cls) if "int" in str(f.type)
+    for f in dataclasses.fields(cls)
+    if "int" in str(f.type)
 ]
 
 
@@ -111,7 +117,9 @@ def test_non_finite_floats_are_refused_everywhere(write_experiment, key, literal
 @pytest.mark.parametrize("key,maximum", _INT_SETTINGS)
 def test_integers_are_bounded_everywhere(write_experiment, key, maximum):
     path = write_experiment(BASE)
-    with pytest.raises(ExperimentError, match=rf"{key}: {maximum + 1} \(from --set\) is not allowed; expected .*{maximum}"):
+    with pytest.raises(
+        ExperimentError, match=rf"{key}: {maximum + 1} \(from --set\) is not allowed; expected .*{maximum}"
+    ):
         load_experiment(path, [f"{key}={maximum + 1}"])
     with pytest.raises(ExperimentError, match=rf"{key}: -{maximum + 1} \(from --set\) is not allowed"):
         load_experiment(path, [f"{key}=-{maximum + 1}"])
@@ -121,8 +129,14 @@ def test_absurd_sizes_and_seeds_are_refused_with_the_range(write_experiment):
     path = write_experiment(BASE)
     with pytest.raises(ExperimentError, match=r"data\.train_size: 10000000000 \(from --set\) .* at most 2147483647"):
         load_experiment(path, ["data.train_size=10000000000"])
-    for item, key in (("seeds=[0, 4294967296]", "seeds"), ("data.seed=4294967296", r"data\.seed"), ("seeds=[-1]", "seeds")):
-        with pytest.raises(ExperimentError, match=rf"{key}: .* in 0\.\.4294967295 \(the seeds NumPy and torch accept\)"):
+    for item, key in (
+        ("seeds=[0, 4294967296]", "seeds"),
+        ("data.seed=4294967296", r"data\.seed"),
+        ("seeds=[-1]", "seeds"),
+    ):
+        with pytest.raises(
+            ExperimentError, match=rf"{key}: .* in 0\.\.4294967295 \(the seeds NumPy and torch accept\)"
+        ):
             load_experiment(path, [item])
     exp = load_experiment(path, [f"seeds=[0, {SEED_MAX}]", f"data.seed={SEED_MAX}", f"data.train_size={INT_MAX}"])
     assert exp.seeds == (0, SEED_MAX) and exp.data.seed == SEED_MAX and exp.data.train_size == INT_MAX
@@ -131,7 +145,9 @@ def test_absurd_sizes_and_seeds_are_refused_with_the_range(write_experiment):
 def test_name_length_is_bounded(write_experiment):
     path = write_experiment(BASE)
     assert load_experiment(path, ["name=" + "a" * NAME_MAX]).name == "a" * NAME_MAX
-    with pytest.raises(ExperimentError, match=r"name: \"a{60}\.\.\.\" \(101 characters\) \(from --set\) is not allowed"):
+    with pytest.raises(
+        ExperimentError, match=r"name: \"a{60}\.\.\.\" \(101 characters\) \(from --set\) is not allowed"
+    ):
         load_experiment(path, ["name=" + "a" * (NAME_MAX + 1)])
 
 
@@ -167,8 +183,11 @@ def test_seeds_must_be_a_list(write_experiment, seeds):
 
 
 def test_bare_integer_seeds_suggest_the_list(write_experiment):
-    with pytest.raises(ExperimentError, match=r"seeds: 3 is an integer, not a list of seeds; write seeds = \[0, 1, 2\] "
-                       r"for three seeds, or seeds = \[3\] for the single seed 3"):
+    with pytest.raises(
+        ExperimentError,
+        match=r"seeds: 3 is an integer, not a list of seeds; write seeds = \[0, 1, 2\] "
+        r"for three seeds, or seeds = \[3\] for the single seed 3",
+    ):
         load_experiment(write_experiment(BASE.replace("seeds = [0, 1]", "seeds = 3")))
 
 
@@ -206,7 +225,8 @@ def test_data_root_home_and_absolute(tmp_path, monkeypatch, write_experiment):
 
 def test_run_ids_without_data_root_are_unchanged(write_experiment):
     # Pinned from the code before this change: results of earlier runs stay "done".
-    exp = load_experiment(write_experiment("""
+    exp = load_experiment(
+        write_experiment("""
         name = "demo"
         description = "a demo"
         seeds = [0, 1]
@@ -221,7 +241,8 @@ def test_run_ids_without_data_root_are_unchanged(write_experiment):
         [train]
         epochs = 2
         lr = 0.1
-    """))
+    """)
+    )
     assert [c.run_id for c in exp.cells()][:3] == ["30eb71142eb6e3cc", "1045db6a3e218e91", "006afa3f72228357"]
     absolute = load_experiment(exp.path, ["data.root=/abs/data", "data.dataset=imagefolder"])
     assert [c.run_id for c in absolute.cells()][:3] == ["7d6b4fb109adf5ce", "e3758040857c0072", "f6cef75e4c2b6ecb"]

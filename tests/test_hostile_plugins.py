@@ -38,7 +38,11 @@ def test_report_in_a_hostile_folder_imports_nothing_from_it(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONSAFEPATH")}
     done = subprocess.run(
         [str(script), "report", "--results", str(tmp_path / "results")],
-        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert "HOSTILE-RAN" not in done.stderr + done.stdout, done.stderr
     assert not list(tmp_path.glob("pwned-*"))
@@ -53,7 +57,9 @@ def test_commands_leave_sys_path_alone(cli, tmp_path, monkeypatch):
     assert sys.path == before and not _on_path(tmp_path)
 
 
-def test_plugin_is_imported_from_the_working_directory_and_the_path_restored(cli, tmp_path, monkeypatch, write_experiment):
+def test_plugin_is_imported_from_the_working_directory_and_the_path_restored(
+    cli, tmp_path, monkeypatch, write_experiment
+):
     (tmp_path / "probe_plugin.py").write_text(
         "from torch import nn\nfrom ablate import register_activation\n"
         "@register_activation('probe_act')\ndef probe_act():\n    return nn.Softplus()\n"

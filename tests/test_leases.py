@@ -21,7 +21,9 @@ def dead_pid() -> int:
 
 def write_claim(path, host, pid, age_s=0.0, token="theirs"):
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"host": host, "pid": pid, "started": time.time() - age_s, "worker": "other", "token": token}))
+    path.write_text(
+        json.dumps({"host": host, "pid": pid, "started": time.time() - age_s, "worker": "other", "token": token})
+    )
     os.utime(path, (time.time() - age_s, time.time() - age_s))
 
 

@@ -42,7 +42,15 @@ def test_hand_computed_paper_examples():
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last"])
 @pytest.mark.parametrize(
     "shape,size",
-    [((2, 48, 7, 9), 5), ((3, 7, 5, 4), 5), ((2, 3, 3, 5), 5), ((1, 1, 4, 4), 5), ((2, 13, 3, 3), 4), ((2, 9, 2, 3), 1), ((2, 9, 2, 3), 6)],
+    [
+        ((2, 48, 7, 9), 5),
+        ((3, 7, 5, 4), 5),
+        ((2, 3, 3, 5), 5),
+        ((1, 1, 4, 4), 5),
+        ((2, 13, 3, 3), 4),
+        ((2, 9, 2, 3), 1),
+        ((2, 9, 2, 3), 6),
+    ],
 )
 def test_matches_torch_forward_and_backward_fp32(shape, size, layout):
     g = torch.Generator().manual_seed(sum(shape) + size)

@@ -23,8 +23,13 @@ def alexnet65_variants() -> list[Variant]:
 def single_axis_variants(arch: str, axes: tuple[str, ...]) -> list[Variant]:
     """The baseline of ``arch`` plus each value of each listed axis alone."""
     base = Variant(arch=arch)
-    values = {"activation": ACTIVATIONS.names(), "pooling": POOLINGS.names(), "norm": NORMS.names(),
-              "dropout": [True, False], "init": INITS.names()}
+    values = {
+        "activation": ACTIVATIONS.names(),
+        "pooling": POOLINGS.names(),
+        "norm": NORMS.names(),
+        "dropout": [True, False],
+        "init": INITS.names(),
+    }
     found = {base.replace(**{axis: v}) for axis in axes for v in values[axis]}
     return sorted(found, key=Variant.slug)
 
@@ -68,10 +73,17 @@ def test_seed_network_parameter_count():
 def test_seed_network_layer_shapes():
     shapes = dict(layer_shapes(build_model(Variant(), num_classes=2)))
     expected = {
-        "conv1": (48, 55, 55), "pool1": (48, 27, 27),
-        "conv2": (128, 27, 27), "pool2": (128, 13, 13),
-        "conv3": (192, 13, 13), "conv4": (192, 13, 13), "conv5": (128, 13, 13),
-        "pool3": (128, 6, 6), "fc1": (2048,), "fc2": (2048,), "fc3": (2,),
+        "conv1": (48, 55, 55),
+        "pool1": (48, 27, 27),
+        "conv2": (128, 27, 27),
+        "pool2": (128, 13, 13),
+        "conv3": (192, 13, 13),
+        "conv4": (192, 13, 13),
+        "conv5": (128, 13, 13),
+        "pool3": (128, 6, 6),
+        "fc1": (2048,),
+        "fc2": (2048,),
+        "fc3": (2,),
     }
     assert {k: shapes[k] for k in expected} == expected
 
@@ -156,7 +168,12 @@ def test_same_seed_same_initial_weights_across_variants_where_shapes_match():
         return {k: v for k, v in build_model(variant, 10).state_dict().items() if "norm" not in k}
 
     base = weights(Variant())
-    for other in (Variant(pooling="nonoverlap"), Variant(norm="batchnorm"), Variant(dropout=False), Variant(activation="tanh")):
+    for other in (
+        Variant(pooling="nonoverlap"),
+        Variant(norm="batchnorm"),
+        Variant(dropout=False),
+        Variant(activation="tanh"),
+    ):
         w = weights(other)
         assert base.keys() == w.keys()
         assert all(torch.equal(base[k], w[k]) for k in base), other.slug()

@@ -40,7 +40,9 @@ def test_unreachable_cluster_address_is_one_line_not_a_hang(cli, tmp_path):
     # Runs before the module's cluster starts (an initialised Ray is used as it is).
     assert not ray.is_initialized()
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
-    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "127.0.0.1:1", "--results", str(tmp_path / "res")])
+    result = cli.invoke(
+        app, ["run", str(tmp_path / "cluster.toml"), "--ray", "127.0.0.1:1", "--results", str(tmp_path / "res")]
+    )
     assert result.exit_code == 2, result.output
     assert "no Ray cluster at '127.0.0.1:1'" in result.output.replace("\n", " ") and "Traceback" not in result.output
 
@@ -57,8 +59,23 @@ def test_sweep_through_ray_with_a_task_that_kills_itself_once(fake_gpu_cluster, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "killer_ray.py").write_text(textwrap.dedent(KILL_ONCE))
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
-    result = cli.invoke(app, ["--plugin", "killer_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res",
-                              "--set", "model.activation=\"killonce-ray\"", "--max-retries", "2"])
+    result = cli.invoke(
+        app,
+        [
+            "--plugin",
+            "killer_ray",
+            "run",
+            "cluster.toml",
+            "--ray",
+            "auto",
+            "--results",
+            "res",
+            "--set",
+            'model.activation="killonce-ray"',
+            "--max-retries",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "Ray tasks" in result.output
     assert (tmp_path / "killed-once").exists()  # one task did die
@@ -71,15 +88,30 @@ def test_sweep_through_ray_with_a_task_that_kills_itself_once(fake_gpu_cluster, 
     assert [e["event"] for e in events].count("take-over") == 1  # ...taking its dead claim over
     assert not list((tmp_path / "res" / "cluster" / "claims").iterdir())
     # Rerunning trains nothing: the results folder says every cell is done.
-    again = cli.invoke(app, ["--plugin", "killer_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res",
-                             "--set", "model.activation=\"killonce-ray\""])
+    again = cli.invoke(
+        app,
+        [
+            "--plugin",
+            "killer_ray",
+            "run",
+            "cluster.toml",
+            "--ray",
+            "auto",
+            "--results",
+            "res",
+            "--set",
+            'model.activation="killonce-ray"',
+        ],
+    )
     assert again.exit_code == 0 and "0 run(s)" in again.output and "4 already done" in again.output
 
 
 def test_results_folder_must_be_writable_before_ray_starts(cli, tmp_path):
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
     (tmp_path / "afile").write_text("x")
-    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "auto", "--results", str(tmp_path / "afile")])
+    result = cli.invoke(
+        app, ["run", str(tmp_path / "cluster.toml"), "--ray", "auto", "--results", str(tmp_path / "afile")]
+    )
     assert result.exit_code == 2 and "is a file, not a folder" in result.output
 
 
@@ -95,7 +127,9 @@ def test_missing_ray_is_one_line(cli, tmp_path, monkeypatch):
 
     monkeypatch.setattr(builtins, "__import__", no_ray)
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
-    result = cli.invoke(app, ["run", str(tmp_path / "cluster.toml"), "--ray", "local", "--results", str(tmp_path / "res")])
+    result = cli.invoke(
+        app, ["run", str(tmp_path / "cluster.toml"), "--ray", "local", "--results", str(tmp_path / "res")]
+    )
     assert result.exit_code == 2
     assert "pip install 'ablate[ray]'" in result.output and "Traceback" not in result.output
 
@@ -119,9 +153,14 @@ def test_ray_workers_ignore_the_drivers_folder_and_sigterm_stops_the_driver_like
         pytest.skip("no ablate console script next to this Python")
     (tmp_path / "torch.py").write_text('raise ImportError("this is ./torch.py, not torch")\n')
     (tmp_path / "long.toml").write_text(textwrap.dedent(tiny_sweep("long", seeds=(0,), epochs=200)))
-    proc = subprocess.Popen([script, "run", "long.toml", "--ray", "local", "--device", "cpu", "--results", "res"],
-                            cwd=tmp_path, env={**os.environ, "PYTHONUNBUFFERED": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(
+        [script, "run", "long.toml", "--ray", "local", "--device", "cpu", "--results", "res"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     claims = tmp_path / "res" / "long" / "claims"
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None and not (claims.is_dir() and list(claims.iterdir())):

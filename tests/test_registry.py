@@ -68,7 +68,7 @@ def test_user_norm_gets_channel_count():
 
 
 def test_pattern_listing():
-    assert ACTIVATIONS.names("*") [:3] == ["relu", "tanh", "sigmoid"]
+    assert ACTIVATIONS.names("*")[:3] == ["relu", "tanh", "sigmoid"]
     assert ACTIVATIONS.names("t*") == ["tanh"]
 
 

@@ -87,7 +87,11 @@ def test_fewer_than_two_seeds_gives_no_interval(cli, tmp_path: Path) -> None:
     readme = (folder / "README.md").read_text()
     base_line = next(line for line in readme.splitlines() if line.startswith(f"| `{BASE}` (baseline) |"))
     assert "(no CI, n=1)" in base_line and "[" not in base_line
-    assert _answer_rows(readme)[BETTER][2].startswith("+") and "(no CI, n=1)" in readme and "**not enough seeds**" in readme
+    assert (
+        _answer_rows(readme)[BETTER][2].startswith("+")
+        and "(no CI, n=1)" in readme
+        and "**not enough seeds**" in readme
+    )
 
 
 def test_missing_failed_and_diverged_runs_are_reported(cli, tmp_path: Path) -> None:
@@ -266,7 +270,11 @@ def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
         assert low <= planted <= high and cells[-1] == "**better**" and float(cells[3]) > 0, cells
     assert "**Interactions detected**: 0 of 1." in answer
     assert "one linear model over the 16 ok runs" in answer and "HC3 robust errors" in answer
-    assert answer.index("**Main effects**") < answer.index("**Interactions detected**") < answer.index("**Each variant against")
+    assert (
+        answer.index("**Main effects**")
+        < answer.index("**Interactions detected**")
+        < answer.index("**Each variant against")
+    )
     assert "](effects.png)" in answer and (rep.folder / "effects.png").read_bytes()[:8] == PNG_SIGNATURE
     assert "**Model checks.** 16 ok runs in 4 of 4 cells; 9 residual degrees of freedom" in readme
 
@@ -283,12 +291,19 @@ def test_grid_answer_names_detected_interactions_and_untestable_ones(tmp_path: P
     write_planted(tmp_path / "results", "inter", axes, [0, 1, 2, 3], outcome)
     answer = build_report(tmp_path / "results", "inter", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
     assert "**Interactions detected**: 1 of 1: `tanh x lrn` (activation x norm) -10." in answer
-    write_planted(tmp_path / "results", "one", axes, [0, 1],
-                  lambda ax, s: Outcome(status="failed" if s == 1 and ax["norm"] == "lrn" else "ok"))
+    write_planted(
+        tmp_path / "results",
+        "one",
+        axes,
+        [0, 1],
+        lambda ax, s: Outcome(status="failed" if s == 1 and ax["norm"] == "lrn" else "ok"),
+    )
     answer = build_report(tmp_path / "results", "one", tmp_path / "r").readme.read_text().split("\n## ", 2)[1]
     # the model fits around the failed runs: every effect still has an estimate, the note says what went in
     effects = pd.read_csv(tmp_path / "r" / "one" / "effects.csv")
-    assert effects["estimate"].notna().all() and effects["note"].str.contains("fit on the 6 of 8 runs that are ok").all()
+    assert (
+        effects["estimate"].notna().all() and effects["note"].str.contains("fit on the 6 of 8 runs that are ok").all()
+    )
 
 
 def test_single_axis_answer_has_no_main_effects_block(tmp_path: Path) -> None:
@@ -338,8 +353,13 @@ def test_every_report_says_what_it_could_detect(cli, tmp_path: Path) -> None:
     for v, cells in _answer_rows(readme).items():  # the Answer's MDD column is the table's
         assert cells[4] == f"{100 * acc.loc[v, 'mdd']:.2f}", cells
     # seeds needed for the paper's effect and P(better) are columns of the comparisons table
-    table = next(line for line in readme.split("## Paired comparisons")[1].splitlines() if line.startswith(f"| `{BETTER}`"))
-    assert f"{int(acc.loc[BETTER, 'seeds_needed'])} (0.40 pts)" in table and f"{acc.loc[BETTER, 'p_improve']:.2f} [" in table
+    table = next(
+        line for line in readme.split("## Paired comparisons")[1].splitlines() if line.startswith(f"| `{BETTER}`")
+    )
+    assert (
+        f"{int(acc.loc[BETTER, 'seeds_needed'])} (0.40 pts)" in table
+        and f"{acc.loc[BETTER, 'p_improve']:.2f} [" in table
+    )
     assert "Power: " not in answer and "P(variant beats" not in answer
     assert "**What the intervals cover.** Seed-to-seed variation from initialisation and data order" in answer
     assert "not from augmentation or data sampling" in answer
@@ -363,8 +383,13 @@ def test_bootstrap_intervals_on_request(cli, tmp_path: Path) -> None:
     assert "95% BCa bootstrap CI" in _answer(readme)
 
 
-@pytest.mark.parametrize("args,expected", [(["--ci", "normal"], "--ci normal: expected one of t, bootstrap"),
-                                           (["--effect", "-1"], "--effect -1: expected percentage points")])
+@pytest.mark.parametrize(
+    "args,expected",
+    [
+        (["--ci", "normal"], "--ci normal: expected one of t, bootstrap"),
+        (["--effect", "-1"], "--effect -1: expected percentage points"),
+    ],
+)
 def test_bad_power_and_interval_options(cli, tmp_path: Path, args: list[str], expected: str) -> None:
     _planted(tmp_path / "results", seeds=[0, 1])
     result = _cli_report(cli, tmp_path / "results", tmp_path / "reports", *args)
@@ -382,8 +407,14 @@ def _issue_like(axes: dict, seed: int) -> Outcome:
 def test_no_unexplained_interval_that_excludes_zero_next_to_no_difference(tmp_path: Path) -> None:
     from ablate.analysis import compare_to_baseline, load_experiment_data, metrics_for
 
-    write_planted(tmp_path / "results", "issue", {"activation": ["tanh"], "norm": ["lrn"]}, [0, 1, 2], _issue_like,
-                  design="one-at-a-time")
+    write_planted(
+        tmp_path / "results",
+        "issue",
+        {"activation": ["tanh"], "norm": ["lrn"]},
+        [0, 1, 2],
+        _issue_like,
+        design="one-at-a-time",
+    )
     rep = build_report(tmp_path / "results", "issue", tmp_path / "reports")
     acc = rep.comparisons[rep.comparisons["metric"] == "final_val_acc"].set_index("variant")
     row = acc.loc["tanh-overlap-none-drop"]
@@ -392,8 +423,13 @@ def test_no_unexplained_interval_that_excludes_zero_next_to_no_difference(tmp_pa
     assert row["sim_low"] <= 0 <= row["sim_high"] and "simultaneous" in row["interval_note"]
     readme = rep.readme.read_text()
     assert _answer_rows(readme)["tanh-overlap-none-drop"][-1].endswith("‡")
-    assert "‡ an interval seems to disagree with the verdict" in _answer(readme) and "*Paired comparisons* says why" in readme
-    line = next(x for x in readme.split("## Paired comparisons")[1].splitlines() if x.startswith("| `tanh-overlap-none-drop`"))
+    assert (
+        "‡ an interval seems to disagree with the verdict" in _answer(readme)
+        and "*Paired comparisons* says why" in readme
+    )
+    line = next(
+        x for x in readme.split("## Paired comparisons")[1].splitlines() if x.startswith("| `tanh-overlap-none-drop`")
+    )
     assert "simultaneous 97.5% interval" in line and "contains 0" in line
 
     # And in general: random planted studies (3-5 seeds, 1-4 variants, with and without effects).
@@ -406,12 +442,24 @@ def test_no_unexplained_interval_that_excludes_zero_next_to_no_difference(tmp_pa
 
         def outcome(axes: dict, seed: int, k=k) -> Outcome:
             v = Variant(**axes)
-            eff = effects.get(v.activation, 0.0) if v.activation != "relu" else effects.get(v.norm, 0.0) if v.norm != "none" else 0.0
+            eff = (
+                effects.get(v.activation, 0.0)
+                if v.activation != "relu"
+                else effects.get(v.norm, 0.0)
+                if v.norm != "none"
+                else 0.0
+            )
             return Outcome(final_val_acc=0.6 + eff + seeded_noise(k, v.slug(), seed).normal(0, noise))
 
         root = tmp_path / f"r{k}"
-        write_planted(root, "x", {"activation": levels, "norm": ["lrn", "batchnorm"]}, list(range(n_seeds)), outcome,
-                      design="one-at-a-time")
+        write_planted(
+            root,
+            "x",
+            {"activation": levels, "norm": ["lrn", "batchnorm"]},
+            list(range(n_seeds)),
+            outcome,
+            design="one-at-a-time",
+        )
         for ci in ("t", "bootstrap"):
             data = load_experiment_data(root, "x")
             comp = compare_to_baseline(data, metrics_for(data.targets)[:2], ci=ci)  # the accuracies: fast
@@ -438,12 +486,24 @@ def test_figures_have_alt_text_and_captions_and_headers_have_units(tmp_path: Pat
     _planted(tmp_path / "results")
     text = build_report(tmp_path / "results", "planted", tmp_path / "reports").readme.read_text()
     images = re.findall(r"!\[([^\]]*)\]\(([^)]+\.png)\)\n\n(.*)", text)
-    assert [name for _, name, _ in images] == ["effects.png", "learning_curves.png", "final_val_acc.png", "throughput.png"]
+    assert [name for _, name, _ in images] == [
+        "effects.png",
+        "learning_curves.png",
+        "final_val_acc.png",
+        "throughput.png",
+    ]
     for alt, name, caption in images:
         first = "*Estimates with their 95% intervals" if name == "effects.png" else "*Figure "
         assert len(alt) > 40 and caption.startswith(first) and caption.endswith("*"), (name, alt, caption)
-    for header in ("final val acc (%) [95% CI]", "final val loss (nats)", "gap (points) [95% CI]",
-                   "train throughput (images/s)", "diff [95% CI] (points)", "MDD (points)", "baseline (%)"):
+    for header in (
+        "final val acc (%) [95% CI]",
+        "final val loss (nats)",
+        "gap (points) [95% CI]",
+        "train throughput (images/s)",
+        "diff [95% CI] (points)",
+        "MDD (points)",
+        "baseline (%)",
+    ):
         assert header in text, header
 
 
@@ -472,11 +532,24 @@ def test_adaptive_seeds_and_damaged_manifest_are_reported(tmp_path: Path) -> Non
     path = tmp_path / "results" / "planted" / "experiment.json"
     manifest = json.loads(path.read_text())
     manifest["adaptive"] = {
-        "design": "group-sequential", "looks": [3, 4], "alpha": 0.05, "spending": "Lan-DeMets Pocock-type",
+        "design": "group-sequential",
+        "looks": [3, 4],
+        "alpha": 0.05,
+        "spending": "Lan-DeMets Pocock-type",
         "boundaries": [{"level": 0.05, "z": [2.2, 2.1], "t": [6.1, 3.9]}],
-        "variants": {"tanh-overlap-none-drop": {"seeds": 3, "stopped": "efficacy", "verdict": "worse", "mean": -20.0,
-                                                "rci_low": -25.0, "rci_high": -15.0, "t_by_look": [-17.3]}},
-        "stopped": "tanh: worse by efficacy at 3 seeds"}
+        "variants": {
+            "tanh-overlap-none-drop": {
+                "seeds": 3,
+                "stopped": "efficacy",
+                "verdict": "worse",
+                "mean": -20.0,
+                "rci_low": -25.0,
+                "rci_high": -15.0,
+                "t_by_look": [-17.3],
+            }
+        },
+        "stopped": "tanh: worse by efficacy at 3 seeds",
+    }
     path.write_text(json.dumps(manifest))
     text = build_report(tmp_path / "results", "planted", tmp_path / "reports").readme.read_text()
     answer = _answer(text)
@@ -502,8 +575,10 @@ def test_runs_trained_on_different_data_are_flagged(tmp_path: Path) -> None:
         record["data"].update(mean=[0.25] * 3, std=[0.5] * 3, info={"source": "/data/b" if i else "/data/a"})
         write_run(tmp_path / "results", record)
     readme = build_report(tmp_path / "results", "d", tmp_path / "r").readme.read_text()
-    assert ("ok runs were trained on different data (1 from /data/a (mean/std 0.25, 0.25, 0.25, 0.5, 0.5, 0.5); "
-            f"{len(runs) - 1} from /data/b") in readme
+    assert (
+        "ok runs were trained on different data (1 from /data/a (mean/std 0.25, 0.25, 0.25, 0.5, 0.5, 0.5); "
+        f"{len(runs) - 1} from /data/b"
+    ) in readme
     for path in runs:  # the same source and statistics everywhere: no note
         record = read_run(path)
         record["data"]["info"] = {"source": "/data/a"}

@@ -14,7 +14,10 @@ from ablate.store import write_run
 
 def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
     lines = [line for line in text.splitlines() if line.startswith("| ")]
-    split = lambda line: [c.strip() for c in line.strip("|").split(" | ")]
+
+    def split(line: str) -> list[str]:
+        return [c.strip() for c in line.strip("|").split(" | ")]
+
     rows = {}
     for line in lines[2:]:
         cells = split(line)
@@ -26,16 +29,31 @@ def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     # pooling: overlap 10 points better on every seed (with a little seed noise so the interval is real).
-    write_planted(root, "pool", {"pooling": ["overlap", "nonoverlap"]}, [0, 1, 2],
-                  lambda a, s: Outcome(final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0)
-                                       + [0.0, 0.013, -0.007][s] * (a["pooling"] == "overlap")))
+    write_planted(
+        root,
+        "pool",
+        {"pooling": ["overlap", "nonoverlap"]},
+        [0, 1, 2],
+        lambda a, s: Outcome(
+            final_val_acc=0.6
+            + (0.1 if a["pooling"] == "overlap" else 0.0)
+            + [0.0, 0.013, -0.007][s] * (a["pooling"] == "overlap")
+        ),
+    )
     # a 3x2 grid (5 variants besides the baseline): counted, with best and worst. sigmoid-lrn failed
     # on two seeds: its one paired seed gives no interval, so it is not named worst.
-    write_planted(root, "grid", {"activation": ["relu", "tanh", "sigmoid"], "norm": ["none", "lrn"]}, [0, 1, 2],
-                  lambda a, s: Outcome(status="failed" if (a["activation"], a["norm"]) == ("sigmoid", "lrn") and s
-                                       else "ok",
-                                       final_val_acc=0.6 - {"relu": 0.0, "tanh": 0.05, "sigmoid": 0.2}[a["activation"]]
-                                       + 0.01 * s * (a["activation"] != "relu")))
+    write_planted(
+        root,
+        "grid",
+        {"activation": ["relu", "tanh", "sigmoid"], "norm": ["none", "lrn"]},
+        [0, 1, 2],
+        lambda a, s: Outcome(
+            status="failed" if (a["activation"], a["norm"]) == ("sigmoid", "lrn") and s else "ok",
+            final_val_acc=0.6
+            - {"relu": 0.0, "tanh": 0.05, "sigmoid": 0.2}[a["activation"]]
+            + 0.01 * s * (a["activation"] != "relu"),
+        ),
+    )
     return root
 
 
@@ -64,8 +82,10 @@ def test_report_writes_an_index_row_per_experiment(cli, results, tmp_path):
     # interactions counted: tanh is 5, 4, 3 points below relu at every norm on seeds 0, 1, 2. The
     # grid's linear model uses all 16 ok runs (12 residual df), so that steady -4 is detected;
     # sigmoid's estimate is the least-squares mean around the two failed sigmoid-lrn runs.
-    assert ("main effects (mean over the other axes):<br>`activation=tanh` vs `relu`: worse "
-            "(-4.00 pts)<br>`activation=sigmoid` vs `relu`: worse (-19.20 pts)") in grid[1]
+    assert (
+        "main effects (mean over the other axes):<br>`activation=tanh` vs `relu`: worse "
+        "(-4.00 pts)<br>`activation=sigmoid` vs `relu`: worse (-19.20 pts)"
+    ) in grid[1]
     assert "`norm=lrn` vs `none`: " not in grid[1] and "1 other(s): 1 no detectable difference" in grid[1]
     assert "2 interactions: " in grid[1]
     assert "main effects" not in pool[1]  # one axis: the comparisons are the main effects

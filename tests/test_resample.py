@@ -9,8 +9,12 @@ from ablate.data import DataError
 from ablate.experiment import parse_experiment
 from ablate.runner import Datasets
 
-RAW = {"name": "rs", "seeds": [0, 1], "data": {"dataset": "shapes", "train_size": 40, "val_size": 16},
-       "train": {"batch_size": 8}}
+RAW = {
+    "name": "rs",
+    "seeds": [0, 1],
+    "data": {"dataset": "shapes", "train_size": 40, "val_size": 16},
+    "train": {"batch_size": 8},
+}
 
 
 def cells(**data):

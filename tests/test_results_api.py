@@ -18,20 +18,40 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 
 def steps_for(seed: int, n: int = 4) -> list[dict]:
-    return [{"step": 10 * (i + 1), "epoch": 1 + i // 2, "images": 320 * (i + 1), "lr": 3e-4,
-             "train_loss": 2.0 - 0.1 * i - 0.01 * seed, "train_acc": 0.2 + 0.05 * i, "time_s": 0.5 * (i + 1)}
-            for i in range(n)]
+    return [
+        {
+            "step": 10 * (i + 1),
+            "epoch": 1 + i // 2,
+            "images": 320 * (i + 1),
+            "lr": 3e-4,
+            "train_loss": 2.0 - 0.1 * i - 0.01 * seed,
+            "train_acc": 0.2 + 0.05 * i,
+            "time_s": 0.5 * (i + 1),
+        }
+        for i in range(n)
+    ]
 
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     """Two experiments: pooling with a planted 10-point effect and logged steps; a 2x2 grid with a failed run."""
     root = tmp_path / "results"
-    write_planted(root, "pool", {"pooling": ["overlap", "nonoverlap"]}, [0, 1, 2],
-                  lambda a, s: Outcome(final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s,
-                                       extra={"steps": steps_for(s)}))
-    write_planted(root, "grid", {"activation": ["relu", "tanh"], "norm": ["none", "lrn"]}, [0, 1],
-                  lambda a, s: Outcome(status="failed" if (a["norm"], s) == ("lrn", 1) else "ok"))
+    write_planted(
+        root,
+        "pool",
+        {"pooling": ["overlap", "nonoverlap"]},
+        [0, 1, 2],
+        lambda a, s: Outcome(
+            final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s, extra={"steps": steps_for(s)}
+        ),
+    )
+    write_planted(
+        root,
+        "grid",
+        {"activation": ["relu", "tanh"], "norm": ["none", "lrn"]},
+        [0, 1],
+        lambda a, s: Outcome(status="failed" if (a["norm"], s) == ("lrn", 1) else "ok"),
+    )
     return root
 
 
@@ -42,8 +62,9 @@ def test_frames_are_the_reports_frames_with_an_experiment_column(root):
         data = load_experiment_data(root, name)
         assert res.baselines[name] == data.baseline == "relu-overlap-none-drop"
         mine = res.runs[res.runs["experiment"] == name].drop(columns="experiment").dropna(axis=1, how="all")
-        pd.testing.assert_frame_equal(mine.reset_index(drop=True), data.runs.dropna(axis=1, how="all"),
-                                      check_dtype=False)
+        pd.testing.assert_frame_equal(
+            mine.reset_index(drop=True), data.runs.dropna(axis=1, how="all"), check_dtype=False
+        )
         epochs = res.epochs[res.epochs["experiment"] == name].reset_index(drop=True)
         pd.testing.assert_frame_equal(epochs[list(data.epochs.columns)], data.epochs, check_dtype=False)
     assert list(res.runs.columns[:5]) == ["experiment", "run_id", "variant", "seed", "status"]
@@ -106,7 +127,7 @@ def test_exported_from_the_package():
 def test_readme_example_runs(root, tmp_path, monkeypatch):
     """The README's notebook example runs as written, on a results folder with a pooling experiment."""
     text = README.read_text(encoding="utf-8")
-    section = text[text.index("## Results in Python and TensorBoard"):]
+    section = text[text.index("## Results in Python and TensorBoard") :]
     code = re.search(r"```python\n(.*?)```", section, re.DOTALL).group(1)
     (root / "pool").rename(root / "pooling")
     monkeypatch.chdir(root.parent)

@@ -38,7 +38,9 @@ def trained_once(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("trained")
     (folder / "tiny.toml").write_text(tiny_sweep())  # the cells of conftest's tiny_experiment
-    result = CliRunner().invoke(app, ["run", str(folder / "tiny.toml"), "--results", str(folder / "res"), "--device", "cpu"])
+    result = CliRunner().invoke(
+        app, ["run", str(folder / "tiny.toml"), "--results", str(folder / "res"), "--device", "cpu"]
+    )
     assert result.exit_code == 0, result.output
     return folder / "res"
 
@@ -175,8 +177,19 @@ def test_unwritable_report_or_export_out_is_one_line(cli, trained, tmp_path, com
 
 
 def test_batch_larger_than_the_training_set_is_refused_before_training(cli, tiny_experiment, tmp_path):
-    result = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(tmp_path / "res"), "--device", "cpu",
-                              "--set", "train.batch_size=100000"])
+    result = cli.invoke(
+        app,
+        [
+            "run",
+            str(tiny_experiment),
+            "--results",
+            str(tmp_path / "res"),
+            "--device",
+            "cpu",
+            "--set",
+            "train.batch_size=100000",
+        ],
+    )
     assert result.exit_code == 2, result.output
     flat = result.output.replace("\n", " ")
     assert "train.batch_size = 100000 is larger than the training set (64 images" in flat and "Traceback" not in flat
@@ -202,12 +215,20 @@ def test_the_documented_record_keys_are_exactly_the_schema():
         base = json_name[next(t for t in accepted if t is not type(None))]
         assert documented[key] == (f"{base} or null" if type(None) in accepted else base), key
     assert REQUIRED < set(hints)
-    minimal = {"run_id": "r", "experiment": "e", "variant": {}, "slug": "s", "seed": 0, "status": "failed",
-               "config": {}, "epochs": [], "summary": {}}
+    minimal = {
+        "run_id": "r",
+        "experiment": "e",
+        "variant": {},
+        "slug": "s",
+        "seed": 0,
+        "status": "failed",
+        "config": {},
+        "epochs": [],
+        "summary": {},
+    }
     assert set(minimal) == REQUIRED and problem(minimal) is None
     for key in REQUIRED:
         assert problem({k: v for k, v in minimal.items() if k != key}) == f"no {key!r}"
-
 
 
 def test_the_documented_epoch_and_step_keys_are_exactly_the_types():
@@ -232,11 +253,22 @@ def test_problem_checks_epoch_and_step_entries_against_their_types():
     record unreadable; a complete entry of either kind passes."""
     from ablate.record import EPOCH_KEYS, STEP_KEYS
 
-    record = {"run_id": "r", "experiment": "e", "variant": {}, "slug": "s", "seed": 0, "status": "ok",
-              "config": {}, "epochs": [dict.fromkeys(EPOCH_KEYS, 1)], "steps": [dict.fromkeys(STEP_KEYS, 0.5)],
-              "summary": {"epochs_done": 1}}
+    record = {
+        "run_id": "r",
+        "experiment": "e",
+        "variant": {},
+        "slug": "s",
+        "seed": 0,
+        "status": "ok",
+        "config": {},
+        "epochs": [dict.fromkeys(EPOCH_KEYS, 1)],
+        "steps": [dict.fromkeys(STEP_KEYS, 0.5)],
+        "summary": {"epochs_done": 1},
+    }
     assert problem(record) is None
-    assert problem({**record, "epochs": [{"epoch": 1, "val_accuracy": 0.5}]}) == \
-        "epochs[0].val_accuracy: not a key of epochs[] entries"
+    assert (
+        problem({**record, "epochs": [{"epoch": 1, "val_accuracy": 0.5}]})
+        == "epochs[0].val_accuracy: not a key of epochs[] entries"
+    )
     assert problem({**record, "steps": [{"step": "3"}]}) == "steps[0].step is str"
     assert problem({**record, "steps": [[1, 2]]}) == "steps[0] is list"

@@ -41,11 +41,33 @@ def test_run_writes_complete_result_files(cli, tiny_experiment, tmp_path):
     assert set(record["variant"]) == {"arch", "activation", "pooling", "norm", "dropout", "dropout_p", "init"}
     assert record["params"] == 14_601_930  # alexnet65, 10 shapes classes
     assert set(record["config"]) == {"variant", "seed", "data", "train"}
-    for key in ("ablate_version", "python", "torch", "cuda", "device", "device_name", "hostname", "started", "finished", "git_commit"):
+    for key in (
+        "ablate_version",
+        "python",
+        "torch",
+        "cuda",
+        "device",
+        "device_name",
+        "hostname",
+        "started",
+        "finished",
+        "git_commit",
+    ):
         assert key in record["env"], key
     (epoch,) = record["epochs"]
-    for key in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "train_eval_loss", "train_eval_acc",
-                "epoch_time_s", "train_images_per_s", "peak_memory_mb"):
+    for key in (
+        "epoch",
+        "train_loss",
+        "train_acc",
+        "val_loss",
+        "val_acc",
+        "val_top5",
+        "train_eval_loss",
+        "train_eval_acc",
+        "epoch_time_s",
+        "train_images_per_s",
+        "peak_memory_mb",
+    ):
         assert key in epoch, key
     assert epoch["train_images_per_s"] > 0 and 0 <= epoch["val_acc"] <= epoch["val_top5"] <= 1
     manifest = json.loads((tmp_path / "res" / "tiny" / "experiment.json").read_text())
@@ -159,5 +181,17 @@ def test_dry_run_and_show_list_cells_without_training(cli, tiny_experiment, tmp_
 def test_list_shows_axes_presets_and_datasets(cli):
     result = cli.invoke(app, ["list"])
     assert result.exit_code == 0, result.output
-    for word in ("relu", "tanh", "sigmoid", "overlap", "nonoverlap", "lrn", "batchnorm", "alexnet65", "alexnet", "shapes", "paper"):
+    for word in (
+        "relu",
+        "tanh",
+        "sigmoid",
+        "overlap",
+        "nonoverlap",
+        "lrn",
+        "batchnorm",
+        "alexnet65",
+        "alexnet",
+        "shapes",
+        "paper",
+    ):
         assert word in result.output, word

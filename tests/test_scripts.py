@@ -56,7 +56,8 @@ def keep_norms():
 
 SECTION_TABLES = {
     "loops": [
-        "| ablate (fp32, channels_last; train_epoch, its own clock) |", "| hand-written (fp32, channels_last) |",
+        "| ablate (fp32, channels_last; train_epoch, its own clock) |",
+        "| hand-written (fp32, channels_last) |",
         "| blog-style",
     ],
     "lrn": ["| norm = none |", "| norm = lrn (ablate.lrn) |", "| nn.LocalResponseNorm (before) |"],
@@ -77,8 +78,20 @@ def test_compare_loops_section(section, tiny_fashion, keep_norms, tmp_path, monk
     out_json = tmp_path / "out.json"
     # The smallest run: one epoch of 3 warm-up + 1 timed step per loop, one round (the order of
     # turns is tested in test_bench.py).
-    args = ["--device", "cpu", "--batch-size", "2", "--steps", "1", "--rounds", "1", "--sections", section,
-            "--json", str(out_json)]
+    args = [
+        "--device",
+        "cpu",
+        "--batch-size",
+        "2",
+        "--steps",
+        "1",
+        "--rounds",
+        "1",
+        "--sections",
+        section,
+        "--json",
+        str(out_json),
+    ]
     assert run_script("compare_loops.py", args, monkeypatch) == 0  # stored: the two clocks agree within 5%
     printed = capsys.readouterr().out
     for line in SECTION_TABLES[section]:
@@ -97,8 +110,18 @@ def test_compare_loops_section(section, tiny_fashion, keep_norms, tmp_path, monk
 def test_compare_input_pipeline(tiny_fashion, monkeypatch, capsys):
     import torch
 
-    args = ["--images", "32", "--batch-size", "16", "--rounds", "1", "--noop-rounds", "2",
-            "--threads", str(torch.get_num_threads())]
+    args = [
+        "--images",
+        "32",
+        "--batch-size",
+        "16",
+        "--rounds",
+        "1",
+        "--noop-rounds",
+        "2",
+        "--threads",
+        str(torch.get_num_threads()),
+    ]
     assert run_script("compare_input_pipeline.py", args, monkeypatch) == 0
     printed = capsys.readouterr().out
     assert "Fashion-MNIST 65x65, 32 training images/epoch, batch 16" in printed
@@ -133,10 +156,16 @@ def test_gpu_check_cpu_smoke_version(tmp_path):
     """Stages 1 (environment) and 4 (ablate bench + its report) of the CPU smoke version. Stage 2
     runs test files of this suite and stage 3 compare_loops.py, both tested above."""
     env = {
-        **os.environ, "CUDA_VISIBLE_DEVICES": "", "STAGES": "1 4", "OUT": str(tmp_path / "out"),
-        "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "STAGES": "1 4",
+        "OUT": str(tmp_path / "out"),
+        "VIRTUAL_ENV": sys.prefix,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    done = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh")], check=False, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        ["bash", str(SCRIPTS / "gpu_check.sh")], check=False, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "no CUDA device: running the CPU smoke version" in done.stdout
     assert "overall status 0" in done.stdout
@@ -147,10 +176,17 @@ def test_gpu_check_cpu_smoke_version(tmp_path):
 def test_gpu_check_reports_a_spent_budget(tmp_path):
     """A stage that cannot run is reported and makes the overall status 1 (the script goes on)."""
     env = {
-        **os.environ, "CUDA_VISIBLE_DEVICES": "", "STAGES": "4", "BUDGET": "0", "OUT": str(tmp_path / "out"),
-        "VIRTUAL_ENV": sys.prefix, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        **os.environ,
+        "CUDA_VISIBLE_DEVICES": "",
+        "STAGES": "4",
+        "BUDGET": "0",
+        "OUT": str(tmp_path / "out"),
+        "VIRTUAL_ENV": sys.prefix,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
     }
-    done = subprocess.run(["bash", str(SCRIPTS / "gpu_check.sh")], check=False, env=env, capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        ["bash", str(SCRIPTS / "gpu_check.sh")], check=False, env=env, capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 1, done.stdout + done.stderr
     assert "!! skipped (time budget of 0s spent): ablate bench" in done.stdout
     assert "overall status 1" in done.stdout
@@ -182,4 +218,7 @@ def test_publish_studies_runs_each_study_then_the_reports(tmp_path):
     log.unlink()
     failing = subprocess.run(["bash", script], env={**env, "FAIL_ON": studies[1]}, check=False, timeout=60)
     assert failing.returncode != 0
-    assert log.read_text().splitlines() == [f"run {studies[0]} --results results", f"run {studies[1]} --results results"]
+    assert log.read_text().splitlines() == [
+        f"run {studies[0]} --results results",
+        f"run {studies[1]} --results results",
+    ]

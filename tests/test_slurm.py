@@ -77,8 +77,14 @@ def write(folder: Path, name: str, text: str) -> Path:
 
 def ablate(folder: Path, *args: str) -> subprocess.Popen:
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, "-m", "ablate", *args], cwd=folder, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ablate", *args],
+        cwd=folder,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -122,8 +128,11 @@ def release_when_requeued(job: str) -> None:
     """Slurm holds a requeued job for 120 s (BeginTime); StartTime=now lets it start at once, but
     only once the node has cleaned up its previous run (else Slurm kills the restart at once:
     "Job credential revoked")."""
-    wait_until(lambda: any("PENDING" in line for line in squeue(job)) and node_idle(), 60,
-               f"job {job} requeued (pending) and the node idle")
+    wait_until(
+        lambda: any("PENDING" in line for line in squeue(job)) and node_idle(),
+        60,
+        f"job {job} requeued (pending) and the node idle",
+    )
     subprocess.run(["scontrol", "update", f"JobId={job}", "StartTime=now"], check=True, capture_output=True)
 
 
@@ -142,13 +151,26 @@ def uninterrupted(tmp_path_factory) -> Path:
     """The resumable cell trained in one go, in-process with 1 thread (as a 1-CPU Slurm task)."""
     folder = tmp_path_factory.mktemp("whole")
     write(folder, "resumable.toml", RESUMABLE)
-    code, out = finish(ablate(folder, "run", "resumable.toml", "--device", "cpu", "--threads", "1",
-                              "--keep-checkpoints", "--results", "res"))
+    code, out = finish(
+        ablate(
+            folder,
+            "run",
+            "resumable.toml",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--keep-checkpoints",
+            "--results",
+            "res",
+        )
+    )
     assert code == 0, out
     return folder / "res"
 
 
 # One-line errors: no cluster needed.
+
 
 def test_no_sbatch_is_one_line(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
@@ -180,16 +202,20 @@ def test_missing_submitit_is_one_line(cli, tmp_path, monkeypatch):
     write(tmp_path, "s.toml", FOUR_CELLS)
     result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--results", str(tmp_path / "res")])
     assert result.exit_code == 2, result.output
-    assert "--slurm needs submitit, which is not installed: pip install 'ablate[slurm]'" in result.output.replace("\n", " ")
+    assert "--slurm needs submitit, which is not installed: pip install 'ablate[slurm]'" in result.output.replace(
+        "\n", " "
+    )
     assert "Traceback" not in result.output
 
 
 def test_slurm_options_need_slurm_and_exclude_other_executors(cli, tmp_path):
     write(tmp_path, "s.toml", FOUR_CELLS)
-    for args, message in ((["--partition", "gpu"], "--partition is an option of --slurm"),
-                          (["--slurm", "--workers", "2"], "--slurm and --workers choose two executors"),
-                          (["--slurm", "--time", "soon"], "--time soon: expected minutes"),
-                          (["--slurm", "--slurm-opt", "=x"], "--slurm-opt =x: expected KEY=VALUE")):
+    for args, message in (
+        (["--partition", "gpu"], "--partition is an option of --slurm"),
+        (["--slurm", "--workers", "2"], "--slurm and --workers choose two executors"),
+        (["--slurm", "--time", "soon"], "--time soon: expected minutes"),
+        (["--slurm", "--slurm-opt", "=x"], "--slurm-opt =x: expected KEY=VALUE"),
+    ):
         result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--results", str(tmp_path / "res"), *args])
         assert result.exit_code == 2 and message in result.output.replace("\n", " "), (args, result.output)
         assert "Traceback" not in result.output
@@ -203,24 +229,53 @@ def test_slurm_time_formats():
 
 # Against the cluster.
 
+
 def test_unknown_partition_is_one_line(cluster, cli, tmp_path):
     write(tmp_path, "s.toml", FOUR_CELLS)
-    result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--partition", "nosuch",
-                              "--results", str(tmp_path / "res")])
+    result = cli.invoke(
+        app, ["run", str(tmp_path / "s.toml"), "--slurm", "--partition", "nosuch", "--results", str(tmp_path / "res")]
+    )
     assert result.exit_code == 2, result.output
     text = result.output.replace("\n", " ")
     assert "--partition nosuch: no such Slurm partition; this cluster has debug" in text and "Traceback" not in text
-    result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--slurm-opt", "nosuchoption=1",
-                              "--results", str(tmp_path / "res")])
+    result = cli.invoke(
+        app,
+        [
+            "run",
+            str(tmp_path / "s.toml"),
+            "--slurm",
+            "--slurm-opt",
+            "nosuchoption=1",
+            "--results",
+            str(tmp_path / "res"),
+        ],
+    )
     assert result.exit_code == 2, result.output
-    assert result.output.strip().splitlines()[-1] == "error: sbatch refused the job: unrecognized option '--nosuchoption=1'"
+    assert (
+        result.output.strip().splitlines()[-1]
+        == "error: sbatch refused the job: unrecognized option '--nosuchoption=1'"
+    )
 
 
 def test_wait_on_a_job_that_can_never_start_exits_1_at_once(cluster, tmp_path):
     """More CPUs per task than the node has: Slurm accepts the job and leaves it pending for ever."""
     write(tmp_path, "s.toml", FOUR_CELLS)
-    code, out = finish(ablate(tmp_path, "run", "s.toml", "--slurm", "--tasks", "1", "--cpus-per-task", "1024", "--wait",
-                              "--results", "res"), timeout=60)
+    code, out = finish(
+        ablate(
+            tmp_path,
+            "run",
+            "s.toml",
+            "--slurm",
+            "--tasks",
+            "1",
+            "--cpus-per-task",
+            "1024",
+            "--wait",
+            "--results",
+            "res",
+        ),
+        timeout=60,
+    )
     job = job_id(out)
     subprocess.run(["scancel", job], check=True)
     assert code == 1, out
@@ -234,8 +289,13 @@ def test_four_cells_on_a_two_task_array_each_trained_once_shown_while_running(cl
     shown = ""
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline:
-        show = subprocess.run([sys.executable, "-m", "ablate", "show", "s.toml", "--results", "res"], cwd=tmp_path,
-                              capture_output=True, text=True, env={**os.environ, "COLUMNS": "300"})
+        show = subprocess.run(
+            [sys.executable, "-m", "ablate", "show", "s.toml", "--results", "res"],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            env={**os.environ, "COLUMNS": "300"},
+        )
         assert show.returncode == 0, show.stderr
         if re.search(r"running on .*\(slurm \d+_[01] cpu\)", show.stdout):
             shown = show.stdout
@@ -264,15 +324,31 @@ def test_workers_per_device_packs_several_worker_processes_in_one_array_task(clu
     """--workers-per-device K: one array task runs K worker processes (Slurm tasks of one step;
     on a GPU they share it), each claiming cells. Here on CPUs: 2 cells, 1 array task, K = 2."""
     write(tmp_path, "p.toml", tiny_sweep("packed", seeds=(0,)))
-    code, out = finish(ablate(tmp_path, "run", "p.toml", "--slurm", "--tasks", "1", "--workers-per-device", "2", "--wait",
-                              "--results", "res"))
+    code, out = finish(
+        ablate(
+            tmp_path,
+            "run",
+            "p.toml",
+            "--slurm",
+            "--tasks",
+            "1",
+            "--workers-per-device",
+            "2",
+            "--wait",
+            "--results",
+            "res",
+        )
+    )
     assert code == 0, out
     assert "2 run(s): 2 ok" in out
     logs = sorted((tmp_path / "res" / "packed" / "slurm").glob("*_log.out"))
     assert len(logs) == 2 and all("Starting with JobEnvironment" in p.read_text() for p in logs)  # 2 processes
     finished = [e for e in events(tmp_path / "res", "packed") if e["event"] == "finish"]
     assert sorted(Counter(e["run_id"] for e in finished).values()) == [1, 1]
-    assert all(re.fullmatch(r"slurm \d+ #[01] cpu", r["worker"]["label"]) for r in scan_runs(tmp_path / "res", "packed").records)
+    assert all(
+        re.fullmatch(r"slurm \d+ #[01] cpu", r["worker"]["label"])
+        for r in scan_runs(tmp_path / "res", "packed").records
+    )
 
 
 def _requeued_cell_resumes(tmp_path: Path, uninterrupted: Path, interrupt) -> list[dict]:
@@ -295,7 +371,10 @@ def _requeued_cell_resumes(tmp_path: Path, uninterrupted: Path, interrupt) -> li
     (record,) = scan_runs(res, "resumable").records
     assert record["status"] == "ok" and len(record["resumed"]) == 1 and record["resumed"][0]["done_steps"] > 0
     assert metrics(res, "resumable") == metrics(uninterrupted, "resumable")
-    a, b = final_weights(uninterrupted, "resumable", record["run_id"]), final_weights(res, "resumable", record["run_id"])
+    a, b = (
+        final_weights(uninterrupted, "resumable", record["run_id"]),
+        final_weights(res, "resumable", record["run_id"]),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = events(res, "resumable")
     assert [e["event"] for e in log] == ["start", "interrupted", "start", "finish"]
@@ -304,8 +383,11 @@ def _requeued_cell_resumes(tmp_path: Path, uninterrupted: Path, interrupt) -> li
 
 
 def test_scontrol_requeue_mid_cell_resumes_from_the_checkpoint_bit_identical(cluster, tmp_path, uninterrupted):
-    _requeued_cell_resumes(tmp_path, uninterrupted,
-                           lambda job: subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True))
+    _requeued_cell_resumes(
+        tmp_path,
+        uninterrupted,
+        lambda job: subprocess.run(["scontrol", "requeue", job], check=True, capture_output=True),
+    )
 
 
 def test_preemption_signal_goes_through_submitits_checkpoint_and_requeue(cluster, tmp_path, uninterrupted):
@@ -345,13 +427,28 @@ def test_plain_sbatch_array_of_ablate_run_trains_each_cell_once(cluster, tmp_pat
     `ablate run`; the claims keep each cell trained once."""
     write(tmp_path, "s.toml", FOUR_CELLS)
     command = f"{sys.executable} -m ablate run s.toml --device cpu --threads 1 --results res"
-    out = subprocess.run(["sbatch", "--parsable", "--array=0-1", "--cpus-per-task=1", "-o", "plain-%A_%a.log",
-                          f"--export=ALL,PYTHONPATH={ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-                          "--wrap", f"srun {command}"],
-                         cwd=tmp_path, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--array=0-1",
+            "--cpus-per-task=1",
+            "-o",
+            "plain-%A_%a.log",
+            f"--export=ALL,PYTHONPATH={ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+            "--wrap",
+            f"srun {command}",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     job = out.stdout.strip().split(";")[0]
     wait_until(lambda: not squeue(job), 180, f"sbatch array {job}")
     records = scan_runs(tmp_path / "res", "slurm4").records
-    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}, [p.read_text() for p in tmp_path.glob("*.log")]
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}, [
+        p.read_text() for p in tmp_path.glob("*.log")
+    ]
     trained = Counter(e["run_id"] for e in events(tmp_path / "res", "slurm4") if e["event"] == "finish")
     assert sorted(trained.values()) == [1, 1, 1, 1]

@@ -10,7 +10,16 @@ import pytest
 from ablate import stats
 
 # Two-sided 95% critical values of Student's t (any statistics textbook table).
-T_975 = {1: 12.7062047, 2: 4.3026527, 3: 3.1824463, 4: 2.7764451, 5: 2.5705818, 9: 2.2621572, 29: 2.0452296, 1000: 1.9623391}
+T_975 = {
+    1: 12.7062047,
+    2: 4.3026527,
+    3: 3.1824463,
+    4: 2.7764451,
+    5: 2.5705818,
+    9: 2.2621572,
+    29: 2.0452296,
+    1000: 1.9623391,
+}
 
 
 @pytest.mark.parametrize("df,expected", sorted(T_975.items()))
@@ -144,10 +153,22 @@ def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
 # Values printed (repr) by the previous implementation (continued fraction + bisection, in
 # ablate/stats.py up to commit 34ff4a2) on this file's test cases.
 PREVIOUS = {
-    "t_ppf_975": {1: 12.706204736174659, 2: 4.302652729749456, 3: 3.1824463052837046, 4: 2.7764451051977908,
-                  5: 2.570581835636313, 9: 2.2621571627982027, 29: 2.0452296421327016, 1000: 1.9623390808264358},
-    "sf": [((3.4641016151377544, 2), 0.07417990022744857), ((2.1, 5), 0.08975324988459872),
-           ((0.7, 10), 0.4998875701728843), ((4.3, 40), 0.00010658818917651847)],
+    "t_ppf_975": {
+        1: 12.706204736174659,
+        2: 4.302652729749456,
+        3: 3.1824463052837046,
+        4: 2.7764451051977908,
+        5: 2.570581835636313,
+        9: 2.2621571627982027,
+        29: 2.0452296421327016,
+        1000: 1.9623390808264358,
+    },
+    "sf": [
+        ((3.4641016151377544, 2), 0.07417990022744857),
+        ((2.1, 5), 0.08975324988459872),
+        ((0.7, 10), 0.4998875701728843),
+        ((4.3, 40), 0.00010658818917651847),
+    ],
 }
 
 
@@ -243,7 +264,7 @@ def test_bootstrap_interval_follows_skew_and_handles_degenerate_input() -> None:
 def test_probability_of_improvement_by_hand() -> None:
     res = stats.probability_of_improvement([1.0, -1.0, 0.0, 2.0], higher_is_better=True)
     assert res.n == 4 and res.p == pytest.approx(0.625)
-    z, n, p = 1.959963984540054, 4, 0.625
+    z, p = 1.959963984540054, 0.625  # n = 4 seed pairs
     centre = (p + z * z / 8) / (1 + z * z / 4)
     half = z * math.sqrt(p * (1 - p) / 4 + z * z / 64) / (1 + z * z / 4)
     assert (res.ci_low, res.ci_high) == (pytest.approx(centre - half), pytest.approx(centre + half))

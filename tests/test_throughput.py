@@ -29,7 +29,10 @@ from ablate.prepare import WARMUP_STEPS
 from ablate.train import train_cell
 from ablate.variant import Variant
 
-DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available"))]
+DEVICES = [
+    "cpu",
+    pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")),
+]
 
 
 class SlowWarmupClock(HookClock):

@@ -22,7 +22,22 @@ from ablate.bench.timing import HookClock, interleave, seconds, time_steps
 from ablate.bench.variants import catalogue, select_variants, single_axis_variants
 
 __all__ = [
-    "BENCH_DIR", "MODES", "PRECISIONS", "BenchError", "BenchSettings", "HookClock", "bench_dir", "catalogue",
-    "default_settings", "interleave", "load_bench", "run_bench", "save_bench", "seconds", "select_variants", "single_axis_variants",
-    "time_steps", "write_bench_report",
+    "BENCH_DIR",
+    "MODES",
+    "PRECISIONS",
+    "BenchError",
+    "BenchSettings",
+    "HookClock",
+    "bench_dir",
+    "catalogue",
+    "default_settings",
+    "interleave",
+    "load_bench",
+    "run_bench",
+    "save_bench",
+    "seconds",
+    "select_variants",
+    "single_axis_variants",
+    "time_steps",
+    "write_bench_report",
 ]

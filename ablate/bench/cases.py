@@ -46,7 +46,9 @@ def _case(
     """Time one case; returns the measured fields (raises on failure)."""
     torch.manual_seed(0)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model, step_model = build_for_device(variant, settings.num_classes, device, settings.channels_last, settings.compile)
+    model, step_model = build_for_device(
+        variant, settings.num_classes, device, settings.channels_last, settings.compile
+    )
     size = arch_spec(variant.arch).input_size
     g = torch.Generator().manual_seed(0)
     x = torch.randn(batch, 3, size, size, generator=g).to(device).contiguous(memory_format=memory_format)
@@ -113,11 +115,20 @@ def run_bench(
     for index, (variant, batch, asked, mode) in enumerate(cases):
         precision = resolve_precision(TrainConfig(precision=asked), device)
         row: dict[str, Any] = {
-            "slug": variant.slug(), **{f"axis_{k}": v for k, v in variant.axes().items()},
-            "device": str(device), "batch_size": batch, "precision": precision, "mode": mode,
-            "channels_last": settings.channels_last, "compile": settings.compile,
-            "status": "ok", "error": None,
-            "step_time_ms": None, "step_times_ms": None, "images_per_s": None, "peak_memory_mb": None,
+            "slug": variant.slug(),
+            **{f"axis_{k}": v for k, v in variant.axes().items()},
+            "device": str(device),
+            "batch_size": batch,
+            "precision": precision,
+            "mode": mode,
+            "channels_last": settings.channels_last,
+            "compile": settings.compile,
+            "status": "ok",
+            "error": None,
+            "step_time_ms": None,
+            "step_times_ms": None,
+            "images_per_s": None,
+            "peak_memory_mb": None,
             "peak_memory_kind": peak_memory_kind(device),
         }
         try:
@@ -125,7 +136,9 @@ def run_bench(
                 model = build_model(variant, settings.num_classes)
                 flops = flops_per_image(model, arch_spec(variant.arch).input_size)
                 described[variant] = {
-                    "params": count_params(model), "flops_forward": flops["forward"], "flops_train": flops["train"],
+                    "params": count_params(model),
+                    "flops_forward": flops["forward"],
+                    "flops_train": flops["train"],
                 }
             row.update(described[variant])
             row.update(_case(variant, batch, precision, mode, device, settings))

@@ -26,7 +26,9 @@ def _plot(frame: Any, path: Path) -> Path:
     ok = frame[frame["status"] == "ok"].copy()
     ok["setting"] = ok["precision"] + ", batch " + ok["batch_size"].astype(str)
     if frame["device_name"].nunique() > 1:  # name the device only when there is a choice
-        ok["setting"] = ok["device_name"].str.replace(r"\s*\(.*\)$", "", regex=True).str.slice(0, 24) + ": " + ok["setting"]
+        ok["setting"] = (
+            ok["device_name"].str.replace(r"\s*\(.*\)$", "", regex=True).str.slice(0, 24) + ": " + ok["setting"]
+        )
     modes = [m for m in MODES if m in set(ok["mode"])] or ["train"]
     slugs = list(dict.fromkeys(frame["slug"]))
     height = max(3.0, 0.32 * len(slugs) * max(1, ok["setting"].nunique()) ** 0.5 + 1.5)
@@ -40,7 +42,9 @@ def _plot(frame: Any, path: Path) -> Path:
             else:
                 sns.barplot(data=part, y="slug", x="images_per_s", hue="setting", order=slugs, ax=ax, orient="h")
                 # Below the axes, so it never covers a bar.
-                ax.legend(fontsize=8, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False)
+                ax.legend(
+                    fontsize=8, title=None, loc="upper center", bbox_to_anchor=(0.5, -0.12), ncol=2, frameon=False
+                )
             ax.set_title(f"{mode}: images/s (median of repeats)")
             ax.set_xlabel("images / s")
             ax.set_ylabel("")
@@ -79,19 +83,43 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
     frame = frame.sort_values(["device_name", "mode_order", "precision", "batch_size"], kind="stable")
     for (device_name, mode), part in frame.groupby(["device_name", "mode"], sort=False):
         torch_versions = ", ".join(sorted(part["torch"].dropna().astype(str).unique())) if "torch" in part else "?"
-        lines += [f"## {device_name} · {mode}", "", f"torch {torch_versions}; measured {part['created'].max()[:19]} UTC.", ""]
-        headers = ["variant", "precision", "batch", "images/s", "step ms", "peak MB", "params", "GFLOP/img", "TFLOP/s", "status"]
+        lines += [
+            f"## {device_name} · {mode}",
+            "",
+            f"torch {torch_versions}; measured {part['created'].max()[:19]} UTC.",
+            "",
+        ]
+        headers = [
+            "variant",
+            "precision",
+            "batch",
+            "images/s",
+            "step ms",
+            "peak MB",
+            "params",
+            "GFLOP/img",
+            "TFLOP/s",
+            "status",
+        ]
         align = ["l", "l", "r", "r", "r", "r", "r", "r", "r", "l"]
         rows = []
         for r in part.to_dict("records"):
             flops = r.get("flops_train") if mode == "train" else r.get("flops_forward")
             status = r["status"] if r["status"] == "ok" else f"{r['status']}: {r.get('error') or ''}"
-            rows.append([
-                f"`{r['slug']}`", str(r["precision"]), str(r["batch_size"]), _fmt(r.get("images_per_s")),
-                _fmt(r.get("step_time_ms"), 2), _fmt(r.get("peak_memory_mb")), _fmt(r.get("params")),
-                _fmt(flops / 1e9 if isinstance(flops, (int, float)) and not math.isnan(flops) else None, 3),
-                _fmt(r.get("achieved_tflops"), 2), status,
-            ])
+            rows.append(
+                [
+                    f"`{r['slug']}`",
+                    str(r["precision"]),
+                    str(r["batch_size"]),
+                    _fmt(r.get("images_per_s")),
+                    _fmt(r.get("step_time_ms"), 2),
+                    _fmt(r.get("peak_memory_mb")),
+                    _fmt(r.get("params")),
+                    _fmt(flops / 1e9 if isinstance(flops, (int, float)) and not math.isnan(flops) else None, 3),
+                    _fmt(r.get("achieved_tflops"), 2),
+                    status,
+                ]
+            )
         lines += [md_table(headers, rows, align), ""]
     path = out / "README.md"
     path.write_text("\n".join(lines), encoding="utf-8")

@@ -50,7 +50,9 @@ class ImageSplits:
         for name in ("train", "val"):
             x, y = getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
             if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[1] != 3 or x.shape[0] != y.shape[0]:
-                raise DataError(f"{name} split must be N x 3 x S x S uint8 with N labels; got {tuple(x.shape)} {x.dtype}")
+                raise DataError(
+                    f"{name} split must be N x 3 x S x S uint8 with N labels; got {tuple(x.shape)} {x.dtype}"
+                )
 
 
 def channel_stats(x: torch.Tensor, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -84,8 +84,14 @@ class CacheKey:
     extra: Any = None
 
     def as_json(self) -> str:
-        doc = {"format": FORMAT, "dataset": self.dataset, "split": self.split, "size": self.size,
-               "sources": self.sources, "extra": self.extra}
+        doc = {
+            "format": FORMAT,
+            "dataset": self.dataset,
+            "split": self.split,
+            "size": self.size,
+            "sources": self.sources,
+            "extra": self.extra,
+        }
         return json.dumps(doc, sort_keys=True, separators=(",", ":"))
 
     def path(self) -> Path:

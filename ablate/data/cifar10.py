@@ -35,9 +35,13 @@ HOW_TO_GET = (
 # What a CIFAR batch pickle may construct: NumPy arrays (module names of NumPy 1 and 2), and the
 # bytes of protocol-2 pickles written by Python 3 (``_codecs.encode``). Nothing that runs code.
 _ALLOWED = {
-    ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
-    ("numpy.core.numeric", "_frombuffer"), ("numpy._core.numeric", "_frombuffer"),
-    ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("numpy._core.numeric", "_frombuffer"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),
 }
 
 
@@ -115,7 +119,8 @@ def cifar10(cfg: DataConfig, input_size: int) -> ImageSplits:
     folder, dirs = find_or_download(cfg, NAME, find_folder, download)
     if folder is None:
         raise DataError(
-            f"{NAME}: {FOLDER} (data_batch_1..5, test_batch) not found; looked in {looked_in(dirs)}; to get it, {HOW_TO_GET}"
+            f"{NAME}: {FOLDER} (data_batch_1..5, test_batch) not found; looked in {looked_in(dirs)}; to get it, "
+            f"{HOW_TO_GET}"
         )
     train, train_cache = _load_split("train", folder, input_size)
     val, val_cache = _load_split("test", folder, input_size)

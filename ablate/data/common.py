@@ -56,7 +56,10 @@ def download_dir(cfg: DataConfig, name: str) -> Path:
 
 
 def find_or_download(
-    cfg: DataConfig, name: str, find: Callable[[list[Path]], T | None], download: Callable[[Path], None],
+    cfg: DataConfig,
+    name: str,
+    find: Callable[[list[Path]], T | None],
+    download: Callable[[Path], None],
     system_dir: Path | None = None,
 ) -> tuple[T | None, list[Path]]:
     """Look for a dataset's files with ``find`` in :func:`search_dirs`; when they are missing and
@@ -87,8 +90,9 @@ def resize_square(images: torch.Tensor, size: int) -> torch.Tensor:
     for i in range(0, n, chunk):
         # uint8 in, uint8 out: PyTorch's integer kernel rounds like Pillow and is ~3x faster than
         # going through float32 (60000 Fashion-MNIST images to 65x65 in under a second).
-        out[i : i + chunk] = F.interpolate(images[i : i + chunk], size=(size, size), mode="bilinear",
-                                           align_corners=False, antialias=True)
+        out[i : i + chunk] = F.interpolate(
+            images[i : i + chunk], size=(size, size), mode="bilinear", align_corners=False, antialias=True
+        )
     return out
 
 
@@ -144,14 +148,18 @@ def _rgb_stat(values: torch.Tensor) -> tuple[float, float, float]:
     return (vals[0],) * 3 if len(vals) == 1 else (vals[0], vals[1], vals[2])
 
 
-def take(split: dict[str, torch.Tensor], size: int | None, seed: int, split_name: str, dataset: str) -> tuple[torch.Tensor, torch.Tensor]:
+def take(
+    split: dict[str, torch.Tensor], size: int | None, seed: int, split_name: str, dataset: str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """The split's images and labels, or a seeded class-balanced subset of ``size`` of them."""
     images, labels = split["images"], split["labels"]
     if size is None or size == labels.shape[0]:
         return images, labels
     if size > labels.shape[0]:
         key = "train_size" if split_name == "train" else "val_size"
-        raise DataError(f"{dataset}: data.{key} = {size} is more than the {labels.shape[0]} {split_name} images available")
+        raise DataError(
+            f"{dataset}: data.{key} = {size} is more than the {labels.shape[0]} {split_name} images available"
+        )
     idx = balanced_subset(labels, size, seed, split_name)
     return images.index_select(0, idx), labels.index_select(0, idx)
 
@@ -177,8 +185,14 @@ def assemble(
         "normalization": "per-channel mean/std of the whole training split at this size",
     }
     return ImageSplits(
-        as_rgb(train_x), train_y, as_rgb(val_x), val_y, list(classes),
-        _rgb_stat(train["mean"]), _rgb_stat(train["std"]), info=info,
+        as_rgb(train_x),
+        train_y,
+        as_rgb(val_x),
+        val_y,
+        list(classes),
+        _rgb_stat(train["mean"]),
+        _rgb_stat(train["std"]),
+        info=info,
     )
 
 

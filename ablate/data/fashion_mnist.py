@@ -19,7 +19,13 @@ from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits
 from ablate.data.cache import CacheKey, file_identity, load_or_build
 from ablate.data.common import (
-    assemble, available_memory, find_or_download, looked_in, one_line, resize_square, split_stats,
+    assemble,
+    available_memory,
+    find_or_download,
+    looked_in,
+    one_line,
+    resize_square,
+    split_stats,
 )
 from ablate.registry import register_dataset
 
@@ -51,7 +57,9 @@ def read_idx(path: Path) -> torch.Tensor:
         with opener(path, "rb") as f:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] != 0x08:
-                raise DataError(f"{path} is not an IDX file of unsigned bytes (bad header); replace it with a fresh copy")
+                raise DataError(
+                    f"{path} is not an IDX file of unsigned bytes (bad header); replace it with a fresh copy"
+                )
             ndim = head[3]
             sizes = f.read(4 * ndim)
             if ndim < 1 or len(sizes) < 4 * ndim:
@@ -60,15 +68,19 @@ def read_idx(path: Path) -> torch.Tensor:
             promised = math.prod(dims)
             have = available_memory()
             if have is not None and promised > have:
-                raise DataError(f"{path}: its header promises {promised:,} bytes of images, more than the "
-                                f"{have:,} bytes of memory available; replace it with a fresh copy")
+                raise DataError(
+                    f"{path}: its header promises {promised:,} bytes of images, more than the "
+                    f"{have:,} bytes of memory available; replace it with a fresh copy"
+                )
             payload = f.read(promised + 1)
     except (OSError, EOFError, zlib.error) as e:
         raise DataError(f"cannot read {path}: {one_line(e)}") from None
     header = 4 + 4 * ndim
     if len(payload) != promised:
         got = header + len(payload) if len(payload) <= promised else f"more than {header + promised}"
-        raise DataError(f"{path} holds {got} bytes but its header promises {header + promised}; replace it with a fresh copy")
+        raise DataError(
+            f"{path} holds {got} bytes but its header promises {header + promised}; replace it with a fresh copy"
+        )
     return torch.frombuffer(bytearray(payload), dtype=torch.uint8).view(*dims)
 
 
@@ -104,7 +116,10 @@ def decode_split(images_path: Path, labels_path: Path, size: int) -> dict[str, t
     """Read one split's IDX pair and resize it (grey, kept as 1 channel)."""
     images, labels = read_idx(images_path), read_idx(labels_path)
     if images.ndim != 3 or labels.ndim != 1:
-        raise DataError(f"{images_path} / {labels_path}: expected N x H x W images and N labels, got {tuple(images.shape)} and {tuple(labels.shape)}")
+        raise DataError(
+            f"{images_path} / {labels_path}: expected N x H x W images and N labels, got {tuple(images.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
     if images.shape[0] != labels.shape[0]:
         raise DataError(f"{images_path} holds {images.shape[0]} images but {labels_path} {labels.shape[0]} labels")
     if labels.numel() and int(labels.max()) >= len(CLASSES):
@@ -129,7 +144,10 @@ def fashion_mnist(cfg: DataConfig, input_size: int) -> ImageSplits:
     files, dirs = find_or_download(cfg, NAME, find_files, download, SYSTEM_DIR)
     if files is None:
         wanted = ", ".join(name + ".gz" for pair in FILES.values() for name in pair)
-        raise DataError(f"{NAME}: files not found ({wanted}, gzipped or not); looked in {looked_in(dirs)}; to get them, {HOW_TO_GET}")
+        raise DataError(
+            f"{NAME}: files not found ({wanted}, gzipped or not); looked in {looked_in(dirs)}; to get them, "
+            f"{HOW_TO_GET}"
+        )
     train, train_cache = _load_split("train", files["train"], input_size)
     val, val_cache = _load_split("test", files["test"], input_size)
     info = {

@@ -68,7 +68,9 @@ def to_rgb8(img: Image.Image) -> Image.Image:
             raise ValueError("float (F) image with nan or inf pixels")
         lo, hi = (float(pixels.min()), float(pixels.max())) if pixels.size else (0.0, 0.0)
         if lo < 0 or hi > 1:
-            raise ValueError(f"float (F) image with pixel values {lo:g}..{hi:g}; float images are read on the 0..1 scale")
+            raise ValueError(
+                f"float (F) image with pixel values {lo:g}..{hi:g}; float images are read on the 0..1 scale"
+            )
         return Image.fromarray((pixels * 255).round().astype(np.uint8)).convert("RGB")
     if mode in ("P", "PA"):
         img = img.convert("RGBA")
@@ -187,9 +189,15 @@ def _check_bad(entry: dict[str, Any], tree: Path, cfg: DataConfig, classes: list
             "fix or remove it, or set data.skip_bad_images = true to skip unreadable images"
         )
     counts = torch.bincount(entry["labels"], minlength=len(classes))
-    empty = [classes[i] for i in range(len(classes)) if counts[i] == 0 and any(Path(p).parts[0] == classes[i] for p, _ in bad)]
+    empty = [
+        classes[i]
+        for i in range(len(classes))
+        if counts[i] == 0 and any(Path(p).parts[0] == classes[i] for p, _ in bad)
+    ]
     if empty:
-        raise DataError(f"{NAME}: class folder {tree / empty[0]} has no readable images (all were skipped as unreadable)")
+        raise DataError(
+            f"{NAME}: class folder {tree / empty[0]} has no readable images (all were skipped as unreadable)"
+        )
 
 
 def load_tree(
@@ -198,7 +206,9 @@ def load_tree(
     """List, decode (or take from the cache) and check one tree: (classes, entry, cache status, key)."""
     classes, files, labels = list_tree(tree, classes)
     sources = {
-        "tree": str(tree.resolve()), "classes": classes, "files": file_identity(files, relative_to=tree),
+        "tree": str(tree.resolve()),
+        "classes": classes,
+        "files": file_identity(files, relative_to=tree),
         "decoder": DECODER_VERSION,
     }
 
@@ -246,7 +256,8 @@ def _skipped_info(*named: tuple[str, dict[str, Any]]) -> dict[str, Any]:
 
 @register_dataset(NAME)
 def imagefolder(cfg: DataConfig, input_size: int) -> ImageSplits:
-    """Your own images, one subfolder per class (JPEG/PNG/...) under data.root; train/+val/ or a seeded val_fraction split."""
+    """Your own images, one subfolder per class (JPEG/PNG/...) under data.root; train/+val/ or a
+    seeded val_fraction split."""
     if not cfg.root:
         raise DataError(f"{NAME}: data.root is not set; point it at a folder with one subfolder of images per class")
     if cfg.download:
@@ -290,8 +301,13 @@ def _split(entry: dict[str, Any], tree_key: CacheKey, cfg: DataConfig) -> tuple[
     train_idx, val_idx = split_by_fraction(entry["labels"], cfg.val_fraction, cfg.seed)
     train = {k: entry[k].index_select(0, train_idx) for k in ("images", "labels")}
     val = {k: entry[k].index_select(0, val_idx) for k in ("images", "labels")}
-    key = CacheKey(NAME, "train-stats", tree_key.size, tree_key.as_json(),
-                   extra={"val_fraction": cfg.val_fraction, "seed": cfg.seed})
+    key = CacheKey(
+        NAME,
+        "train-stats",
+        tree_key.size,
+        tree_key.as_json(),
+        extra={"val_fraction": cfg.val_fraction, "seed": cfg.seed},
+    )
     stats, _ = load_or_build(key, lambda: split_stats(train["images"]))
     train.update(stats)
     train["bad"] = val["bad"] = entry["bad"]

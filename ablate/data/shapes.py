@@ -6,9 +6,9 @@ random colour gradient with clutter (thin lines and dots in other colours) and p
 Like real classes, each class has a typical colour: 70% of its figures are drawn in a hue near
 the class's own, the rest in any colour. Colour alone therefore caps accuracy near 73%, and it
 gives a network a first foothold within a few dozen steps (without it, AlexNet-65 stays at chance
-for the whole of a few-minute CPU study). Several classes differ only in fine outline (circle / hexagon / ring, diamond / square at some
-angles), small figures are a few pixels across and clutter can touch them, so the set is not
-solved in one epoch and architecture choices show.
+for the whole of a few-minute CPU study). Several classes differ only in fine outline (circle /
+hexagon / ring, diamond / square at some angles), small figures are a few pixels across and
+clutter can touch them, so the set is not solved in one epoch and architecture choices show.
 
 Images are rendered with anti-aliased signed distances, vectorized over the batch, and depend
 only on ``data.seed`` and the split, never on the run seed.
@@ -193,6 +193,12 @@ def shapes(cfg: DataConfig, input_size: int) -> ImageSplits:
     val_x, val_y = make_split(n_val, input_size, cfg.seed, "val")
     mean, std = channel_stats(train_x)
     return ImageSplits(
-        train_x, train_y, val_x, val_y, list(CLASSES), mean, std,
+        train_x,
+        train_y,
+        val_x,
+        val_y,
+        list(CLASSES),
+        mean,
+        std,
         info={"source": "generated", "generator": "ablate.data.shapes", "seed": cfg.seed},
     )

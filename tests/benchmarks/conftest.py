@@ -23,7 +23,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
 
 MEASURE_OPTIONS = (
-    "benchmark_only", "benchmark_enable", "benchmark_save", "benchmark_autosave", "benchmark_json", "benchmark_compare",
+    "benchmark_only",
+    "benchmark_enable",
+    "benchmark_save",
+    "benchmark_autosave",
+    "benchmark_json",
+    "benchmark_compare",
 )
 
 

@@ -45,8 +45,12 @@ def test_claim_overhead_per_cell(benchmark, tmp_path):
 @pytest.fixture(scope="module")
 def alexnet65_run():
     """A prepared AlexNet-65 cell (10 classes, Adam) one epoch in, so the optimizer holds state."""
-    raw = {"name": "cost", "seeds": [0], "data": {"train_size": 256, "val_size": 32},
-           "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 3e-4}}
+    raw = {
+        "name": "cost",
+        "seeds": [0],
+        "data": {"train_size": 256, "val_size": 32},
+        "train": {"epochs": 2, "batch_size": 32, "optimizer": "adam", "lr": 3e-4},
+    }
     cell = parse_experiment(raw, "cost.toml").cells()[0]
     splits = Datasets()(cell)
     run = prepare(cell, splits, torch.device("cpu"))
@@ -64,8 +68,15 @@ def test_checkpoint_cost_per_epoch(benchmark, alexnet65_run, tmp_path):
     benchmark.pedantic(lambda: save_checkpoint(run, hooks, "epoch", None), rounds=5, warmup_rounds=1, iterations=1)
     state = checkpoint.load(tmp_path / "c.pt", cell.run_id, torch.device("cpu"))
     assert state is not None and state["done_steps"] == run.done_steps
-    benchmark.extra_info.update({"kind": "checkpoint per epoch", "variant": cell.variant.slug(), "optimizer": "adam",
-                                 "megabytes": sizes[-1] / 2**20, "params": sum(p.numel() for p in run.model.parameters())})
+    benchmark.extra_info.update(
+        {
+            "kind": "checkpoint per epoch",
+            "variant": cell.variant.slug(),
+            "optimizer": "adam",
+            "megabytes": sizes[-1] / 2**20,
+            "params": sum(p.numel() for p in run.model.parameters()),
+        }
+    )
 
 
 def test_log_every_costs_under_two_percent(benchmark, alexnet65_run):
@@ -73,7 +84,9 @@ def test_log_every_costs_under_two_percent(benchmark, alexnet65_run):
     cell, splits, _ = alexnet65_run
     runs = {
         "default": prepare(cell, splits, torch.device("cpu")),
-        "off": prepare(dataclasses.replace(cell, train=dataclasses.replace(cell.train, log_every=0)), splits, torch.device("cpu")),
+        "off": prepare(
+            dataclasses.replace(cell, train=dataclasses.replace(cell.train, log_every=0)), splits, torch.device("cpu")
+        ),
     }
     assert runs["default"].log_every > 0 and runs["off"].log_every == 0
     epochs = {name: 0 for name in runs}
@@ -90,6 +103,13 @@ def test_log_every_costs_under_two_percent(benchmark, alexnet65_run):
     benchmark.group = "executor bookkeeping"
     got = benchmark.pedantic(lambda: interleave({n: epoch_of(n) for n in runs}, rounds), rounds=1, iterations=1)
     ratios = [a / b for a, b in zip(got["default"][1:], got["off"][1:])] or [float("nan")]  # first round warms up
-    benchmark.extra_info.update({"kind": "log_every default vs 0", "images_per_s": got, "ratio per round": ratios,
-                                 "median ratio": statistics.median(ratios), "log_every": runs["default"].log_every})
+    benchmark.extra_info.update(
+        {
+            "kind": "log_every default vs 0",
+            "images_per_s": got,
+            "ratio per round": ratios,
+            "median ratio": statistics.median(ratios),
+            "log_every": runs["default"].log_every,
+        }
+    )
     assert runs["default"].steps and not runs["off"].steps

@@ -48,7 +48,9 @@ CPU = Setting("cpu", batch=8, precision="fp32", rounds=5, warmup_rounds=2, loop_
 CUDA = Setting("cuda", batch=256, precision="bf16", rounds=20, warmup_rounds=3, loop_steps=20, blog_workers=4)
 SETTINGS = [
     pytest.param(CPU, id=CPU.id),
-    pytest.param(CUDA, id=CUDA.id, marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")),
+    pytest.param(
+        CUDA, id=CUDA.id, marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+    ),
 ]
 VARIANTS = [pytest.param(v, id=v.slug()) for v in single_axis_variants()]
 NUM_CLASSES = 10
@@ -68,8 +70,16 @@ def _model_and_batch(variant: Variant, s: Setting):
 def _describe(benchmark, kind: str, variant: str, s: Setting, **more) -> None:
     benchmark.group = f"{kind} {s.device} b{s.batch} {s.precision}"
     benchmark.extra_info.update(
-        {"kind": kind, "variant": variant, "device": s.device, "batch": s.batch, "precision": s.precision,
-         "channels_last": True, "torch": torch.__version__, **more}
+        {
+            "kind": kind,
+            "variant": variant,
+            "device": s.device,
+            "batch": s.batch,
+            "precision": s.precision,
+            "channels_last": True,
+            "torch": torch.__version__,
+            **more,
+        }
     )
 
 
@@ -151,9 +161,18 @@ def test_training_loop(benchmark, loop: str, setting: Setting, splits_by_size):
 
     benchmark.group = f"loop {setting.device} b{setting.batch}"
     benchmark.extra_info.update(
-        {"kind": "loop", "loop": loop, "variant": variant.slug(), "device": setting.device, "batch": setting.batch,
-         "precision": precision, "layout": layout, "steps_per_round": setting.loop_steps,
-         "images_per_round": setting.batch * setting.loop_steps, "torch": torch.__version__}
+        {
+            "kind": "loop",
+            "loop": loop,
+            "variant": variant.slug(),
+            "device": setting.device,
+            "batch": setting.batch,
+            "precision": precision,
+            "layout": layout,
+            "steps_per_round": setting.loop_steps,
+            "images_per_round": setting.batch * setting.loop_steps,
+            "torch": torch.__version__,
+        }
     )
     benchmark.pedantic(run, rounds=max(5, setting.rounds // 4), warmup_rounds=1)
     sync(device)
@@ -185,8 +204,17 @@ def test_loops_taking_turns(benchmark, setting: Setting, splits_by_size):
     got = benchmark.pedantic(compare, rounds=1, iterations=1)
     assert all(len(v) == rounds and all(math.isfinite(x) and x > 0 for x in v) for v in got.values()), got
     benchmark.extra_info.update(
-        {"kind": "loops-interleaved", "variant": variant.slug(), "device": setting.device, "batch": setting.batch,
-         "precision": setting.precision, "rounds": rounds, "images_per_s": got,
-         **{f"{name}/hand per round": [a / b for a, b in zip(got[name], got["hand"])] for name in ("ablate", "blog")},
-         "torch": torch.__version__}
+        {
+            "kind": "loops-interleaved",
+            "variant": variant.slug(),
+            "device": setting.device,
+            "batch": setting.batch,
+            "precision": setting.precision,
+            "rounds": rounds,
+            "images_per_s": got,
+            **{
+                f"{name}/hand per round": [a / b for a, b in zip(got[name], got["hand"])] for name in ("ablate", "blog")
+            },
+            "torch": torch.__version__,
+        }
     )
