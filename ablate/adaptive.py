@@ -120,22 +120,6 @@ def paired_matrix(
     return out
 
 
-def differences_for(
-    root: Any,
-    experiment: str,
-    baseline: str,
-    variants: Sequence[str],
-    seeds: Sequence[int],
-    metric: str = PRIMARY_METRIC,
-) -> np.ndarray:
-    """:func:`paired_matrix` of the results folder ``root/<experiment>/`` (manifest + run records,
-    read by :func:`ablate.analysis.load_experiment_data`), in percentage points."""
-    from ablate.analysis import load_experiment_data
-
-    data = load_experiment_data(root, experiment, baseline=baseline)
-    return paired_matrix(data.runs, baseline, variants, seeds, metric)
-
-
 def _moments(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(n, mean, sd) over the last axis, NaN left out; mean NaN where n = 0, sd NaN where n < 2."""
     ok = np.isfinite(d)

@@ -15,6 +15,7 @@ import numpy as np
 from scipy import stats as sps
 
 from ablate import adaptive as ad
+from ablate.analysis import load_experiment_data
 from ablate.experiment import Experiment
 from ablate.record import finite  # NaN and infinities as null: the manifest stays strict JSON
 from ablate.runner import RunSummary, now
@@ -101,7 +102,9 @@ class _Stages:
 
     def differences(self, seeds: list[int]) -> Any:
         """Paired differences (points), shape (variants, seeds), NaN where a pair is not ok."""
-        return ad.differences_for(self.results, self.exp.name, self.baseline, self.others, seeds)
+        # Read through the analysis side (manifest + run records), as the report will read them.
+        data = load_experiment_data(self.results, self.exp.name, baseline=self.baseline)
+        return ad.paired_matrix(data.runs, self.baseline, self.others, seeds, ad.PRIMARY_METRIC)
 
 
 def _run_stein(st: _Stages, *, precision: float, pilot: int, max_seeds: int) -> dict[str, Any] | None:

@@ -41,7 +41,7 @@ from ablate.analysis import (
     metrics_for,
     summary_table,
 )
-from ablate.answer import FOREST, forest_rows
+from ablate.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.paper_claims import check_claims, paper_effects
 from ablate.report_sections import render_markdown
 
@@ -151,6 +151,7 @@ def build_report(
     }
     written += [p for p in figures.values() if p is not None]
 
+    drawn = [name for name, p in figures.items() if p is not None]
     text = render_markdown(
         data,
         summary,
@@ -158,8 +159,9 @@ def build_report(
         effects,
         claims,
         metrics,
-        figures=[name for name, p in figures.items() if p is not None],
+        figures=drawn,
         tables=list(tables),
+        answer=answer(data, comparisons, effects, forest=FOREST in drawn) + adaptive_section(data),
     )
     readme = folder / "README.md"
     readme.write_text(text, encoding="utf-8")

@@ -3,7 +3,8 @@ for runs that are not ok, the per-variant summary, the comparisons with the base
 and interactions, the paper's claims, the figures and the method, and the list of files.
 
 Every function turns tables already computed (by :mod:`ablate.report`, from :mod:`ablate.analysis`)
-into text with :mod:`ablate.textfmt`; the Answer at the top is :mod:`ablate.answer`.
+into text with :mod:`ablate.textfmt`; the Answer at the top is :mod:`ablate.answer`, handed in by
+:mod:`ablate.report`.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import pandas as pd
 
 from ablate import stats
 from ablate.analysis import ALL_EQUAL_NOTE, NOT_REACHED, ExperimentData, Metric, status_counts, variation_sources
-from ablate.answer import FOREST, adaptive_section, answer
 from ablate.textfmt import _isnan, fmt, fmt_ci, fmt_p, fmt_sd, md_table
 
 
@@ -52,16 +52,17 @@ def render_markdown(
     metrics: Sequence[Metric],
     figures: Sequence[str],
     tables: Sequence[str],
+    answer: Sequence[str],
 ) -> str:
-    """The report's README.md text."""
+    """The report's README.md text; ``answer``: the lines of the Answer (and adaptive seeds)
+    sections, from :mod:`ablate.answer`, which go right after the overview."""
     parts = [f"# Ablation report: {data.name}", ""]
     if data.description:
         parts += [data.description, ""]
     parts += [_overview(data), ""]
     if data.notes:
         parts += ["> **Notes**", *[f"> - {n}" for n in data.notes], ""]
-    parts += answer(data, comparisons, effects, forest=FOREST in figures)
-    parts += adaptive_section(data)
+    parts += answer
     parts += _not_ok(data)
     parts += _summary_section(data, summary)
     parts += _comparison_section(data, comparisons, metrics)
@@ -527,7 +528,7 @@ def _plots_section(data: ExperimentData, figures: Sequence[str]) -> list[str]:
         if not steps
         else ""
     )
-    for i, name in enumerate([f for f in figures if f != FOREST], start=1):  # the forest plot is in the Answer
+    for i, name in enumerate([f for f in figures if f in _PLOT_TEXTS], start=1):  # the forest plot is in the Answer
         title, alt, caption = _PLOT_TEXTS[name]
         out += [
             f"### {title}",
