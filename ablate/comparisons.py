@@ -15,17 +15,10 @@ from ablate.frames import ALL_EQUAL_NOTE, NOT_REACHED, ExperimentData, ReportErr
 from ablate.metrics import TARGET_METRICS, Metric, metrics_for
 from ablate.tables import per_seed
 
-COMPARISON_COLUMNS = [
-    "variant",
-    "baseline",
-    "metric",
-    "higher_is_better",
-    "n",
-    "seeds",
-    "baseline_mean",
-    "variant_mean",
-    "diff",
-    "sd_diff",
+# The columns of one tested estimate, in both comparisons.csv and effects.csv (defined once: they are
+# what :func:`interval_note` reads, whichever of the two tables the row comes from): its 95% interval,
+# t test, Holm-adjusted p, verdict and the simultaneous interval over the m tests of its family.
+TEST_COLUMNS = [
     "ci_low",
     "ci_high",
     "t",
@@ -38,6 +31,19 @@ COMPARISON_COLUMNS = [
     "sim_level",
     "sim_low",
     "sim_high",
+]
+COMPARISON_COLUMNS = [
+    "variant",
+    "baseline",
+    "metric",
+    "higher_is_better",
+    "n",
+    "seeds",
+    "baseline_mean",
+    "variant_mean",
+    "diff",
+    "sd_diff",
+    *TEST_COLUMNS,
     "ci_method",
     "boot_low",
     "boot_high",

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ablate import stats
-from ablate.comparisons import interval_note
+from ablate.comparisons import TEST_COLUMNS, interval_note
 from ablate.factorial import GridFit, fit_grid
 from ablate.frames import ExperimentData
 from ablate.metrics import Metric, metrics_for
@@ -29,18 +29,7 @@ EFFECT_COLUMNS = [
     "seeds",
     "estimate",
     "se",
-    "ci_low",
-    "ci_high",
-    "t",
-    "df",
-    "p",
-    "p_holm",
-    "verdict",
-    "note",
-    "m",
-    "sim_level",
-    "sim_low",
-    "sim_high",
+    *TEST_COLUMNS,
     "interval_note",
     "mdd",
     "model",

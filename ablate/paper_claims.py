@@ -322,20 +322,11 @@ def _ratio_claim(data: ExperimentData, claim: PaperClaim, pairs: list[tuple[str,
     return rows
 
 
-def _factor_row(
-    claim: PaperClaim,
-    pairs: list[tuple[str, str]],
-    quantity: str,
-    seeds: list[int],
-    est: float,
-    lo: float,
-    hi: float,
-    verdict: str,
-    detail: str,
-) -> dict[str, Any]:
-    row = _row(claim, pairs, quantity, seeds, est, lo, hi, verdict, detail, claim.paper)
+def _factor_row(claim: PaperClaim, *row_args: Any) -> dict[str, Any]:
+    """The second row of a claim with a factor (``_row``'s arguments but ``paper``): the paper's
+    size, ``claim.factor``, checked on the same ratio and interval."""
+    row = _row(claim, *row_args, f"{claim.factor:g}x")
     row["claim"] = f"... by a factor of about {claim.factor:g}"
-    row["paper"] = f"{claim.factor:g}x"
     return row
 
 

@@ -1,4 +1,6 @@
-"""Seaborn figures for a report, written as PNG files.
+"""Seaborn figures of a report's runs per variant, written as PNG files: learning curves, final
+accuracy and generalization gap, speed. The grid and effects figures (forest plot, interaction
+heatmaps) are in :mod:`ablate.effect_plots`.
 
 Figures are built on :class:`matplotlib.figure.Figure` objects (rendered by the Agg canvas), never
 through ``pyplot``: no global figure state, no GUI backend, safe to call from any process. Styling
@@ -12,7 +14,6 @@ curves use the runs' step logs (x = training images seen) when the records have 
 
 from __future__ import annotations
 
-import itertools
 import math
 from pathlib import Path
 from typing import Any, Sequence
@@ -24,10 +25,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from ablate import stats
-from ablate.analysis import ExperimentData, cell_means
+from ablate.analysis import ExperimentData
+from ablate.figures import STYLE, legend_below, save
 
-DPI = 120
-STYLE = "whitegrid"
 BASELINE_MARK = " (baseline)"
 
 
@@ -42,19 +42,8 @@ def _label(data: ExperimentData, variant: str) -> str:
     return variant + (BASELINE_MARK if variant == data.baseline else "")
 
 
-def _save(fig: Figure, path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=DPI, format="png", metadata={"Software": None})
-    return path
-
-
 def _no_data(ax: Axes, text: str) -> None:
     ax.text(0.5, 0.5, text, ha="center", va="center", transform=ax.transAxes, fontsize=10, color="0.35", wrap=True)
-
-
-def _legend_below(fig: Figure, handles: list[Any], labels: list[str]) -> None:
-    if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncol=min(3, len(labels)), frameon=False, fontsize=9)
 
 
 OVERLAY_MAX = 6  # more variants than this: one small panel per variant instead of one crowded panel
@@ -123,7 +112,7 @@ def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) ->
                 ax.set(xlabel=x, ylabel=ylabel, title=panel_title)
             markers = ep[panels[0][1]].nunique() <= 12 if not ep.empty else True
             handles = [_line_handle(colors[v], v == data.baseline, markers) for v in present]
-            _legend_below(fig, handles, [_label(data, v) for v in present])
+            legend_below(fig, handles, [_label(data, v) for v in present])
         else:
             cols = 4
             rows = math.ceil(len(present) / cols)
@@ -148,7 +137,7 @@ def learning_curves(data: ExperimentData, colors: dict[str, Any], path: Path) ->
                 sub.supylabel(ylabel, fontsize=10)
                 sub.suptitle(f"{panel_title} (dashed grey: baseline mean)", fontsize=11)
         fig.suptitle(title, fontsize=12)
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def _curve(ax: Axes, frame: pd.DataFrame, x: str, y: str, color: Any, thick: bool) -> None:
@@ -318,7 +307,7 @@ def final_accuracy(data: ExperimentData, colors: dict[str, Any], path: Path) -> 
             f"{data.name}: per variant, mean with 95% CI over seeds (dots: single runs; dashed: baseline mean)",
             fontsize=12,
         )
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path:
@@ -370,7 +359,7 @@ def throughput(data: ExperimentData, colors: dict[str, Any], path: Path) -> Path
             )
         device = _device(data)
         fig.suptitle(f"{data.name}: speed per variant, mean with 95% CI over seeds{device}", fontsize=12)
-        return _save(fig, path)
+        return save(fig, path)
 
 
 def _device(data: ExperimentData) -> str:
@@ -379,97 +368,3 @@ def _device(data: ExperimentData) -> str:
     if len(names) == 1:
         return f" on {names[0]}"
     return " (runs on several devices: speeds do not compare)" if names else ""
-
-
-def interaction_heatmaps(data: ExperimentData, path: Path, metric: str = "final_val_acc") -> Path | None:
-    """For grid designs with two or more varying axes: mean final validation accuracy (%) over
-    each pair of axes, averaged over the other axes. None when the design has no such pair."""
-    grid = data.varying_axes()
-    if data.design != "grid" or len(grid) < 2:
-        return None
-    pairs = list(itertools.combinations(list(grid), 2))
-    cols = min(3, len(pairs))
-    rows = math.ceil(len(pairs) / cols)
-    tables = [100.0 * cell_means(data, metric, a, b) for a, b in pairs]
-    finite = [t.to_numpy(dtype=float) for t in tables]
-    values = np.concatenate([f[np.isfinite(f)] for f in finite]) if finite else np.array([])
-    vmin, vmax = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
-    with sns.axes_style("white"):
-        fig = Figure(figsize=(4.8 * cols + 1.2, 4.0 * rows), layout="constrained")
-        axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False)).ravel()
-        for ax, table, (a, b) in zip(axes, tables, pairs):
-            sns.heatmap(
-                table.astype(float),
-                annot=True,
-                fmt=".1f",
-                cmap="viridis",
-                vmin=vmin,
-                vmax=vmax,
-                ax=ax,
-                cbar=ax is axes[len(pairs) - 1],
-                cbar_kws={"label": "mean final validation accuracy (%)"},
-                linewidths=0.5,
-                linecolor="white",
-                square=False,
-            )
-            ax.set(xlabel=b, ylabel=a, title=f"{a} x {b}")
-            ax.tick_params(axis="y", rotation=0)
-            base = data.variant_axes[data.baseline]
-            ra, rb = str(base.get(a)), str(base.get(b))
-            if ra in list(table.index) and rb in list(table.columns):
-                i, j = list(table.index).index(ra), list(table.columns).index(rb)
-                ax.add_patch(_rect(j, i))
-        for ax in axes[len(pairs) :]:
-            ax.set_visible(False)
-        fig.suptitle(
-            f"{data.name}: mean final validation accuracy (%), averaged over seeds and the other axes "
-            "(red box: baseline's levels)",
-            fontsize=11,
-        )
-        return _save(fig, path)
-
-
-def _rect(x: int, y: int) -> Any:
-    from matplotlib.patches import Rectangle
-
-    return Rectangle((x, y), 1, 1, fill=False, edgecolor="red", linewidth=2.5)
-
-
-# Verdict -> colour of the forest plot (good direction green, bad red, nothing detected grey).
-VERDICT_COLORS = {
-    "better": "#1a9850",
-    "positive interaction": "#1a9850",
-    "worse": "#d73027",
-    "negative interaction": "#d73027",
-}
-NEUTRAL = "0.55"
-
-
-def forest(rows: pd.DataFrame, path: Path, xlabel: str, title: str) -> Path | None:
-    """Forest plot: one row per effect (``label``, ``estimate``, ``ci_low``, ``ci_high``, ``verdict``,
-    in the units to draw), top to bottom in the frame's order, its 95% interval as a bar, coloured
-    by verdict; a line at 0. None when no row has an estimate."""
-    rows = rows[rows["estimate"].notna()].reset_index(drop=True)
-    if rows.empty:
-        return None
-    with sns.axes_style(STYLE):
-        fig = Figure(figsize=(8.0, 1.2 + 0.32 * len(rows)), layout="constrained")
-        ax = fig.add_subplot()
-        for i, r in rows.iterrows():
-            color = VERDICT_COLORS.get(str(r["verdict"]), NEUTRAL)
-            if not (pd.isna(r["ci_low"]) or pd.isna(r["ci_high"])):
-                ax.plot(
-                    [r["ci_low"], r["ci_high"]], [i, i], color=color, linewidth=2.4, solid_capstyle="butt", zorder=2
-                )
-            ax.scatter([r["estimate"]], [i], s=40, color=color, edgecolors="black", linewidths=0.6, zorder=3)
-        ax.axvline(0.0, color="0.25", linewidth=1, zorder=1)
-        ax.set_yticks(range(len(rows)), list(rows["label"]), fontsize=8)
-        ax.set_ylim(len(rows) - 0.5, -0.5)
-        ax.set(xlabel=xlabel, title=title)
-        seen = list(dict.fromkeys(str(v) for v in rows["verdict"]))
-        handles = [
-            ax.scatter([], [], s=40, color=VERDICT_COLORS.get(v, NEUTRAL), edgecolors="black", linewidths=0.6)
-            for v in seen
-        ]
-        _legend_below(fig, handles, seen)
-        return _save(fig, path)

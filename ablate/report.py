@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate import plots
+from ablate import effect_plots, plots
 from ablate.analysis import (
     CI_METHODS,
     Effect,
@@ -44,6 +44,7 @@ from ablate.analysis import (
 from ablate.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.paper_claims import check_claims, paper_effects
 from ablate.report_sections import render_markdown
+from ablate.report_statistics import statistics_sections
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
@@ -138,7 +139,7 @@ def build_report(
 
     colors = plots.variant_colors(data.variants)
     figures = {
-        FOREST: plots.forest(
+        FOREST: effect_plots.forest(
             forest_rows(comparisons, effects),
             folder / FOREST,
             "difference in final validation accuracy (percentage points, 95% CI)",
@@ -147,7 +148,7 @@ def build_report(
         "learning_curves.png": plots.learning_curves(data, colors, folder / "learning_curves.png"),
         "final_val_acc.png": plots.final_accuracy(data, colors, folder / "final_val_acc.png"),
         "throughput.png": plots.throughput(data, colors, folder / "throughput.png"),
-        "interaction.png": plots.interaction_heatmaps(data, folder / "interaction.png"),
+        "interaction.png": effect_plots.interaction_heatmaps(data, folder / "interaction.png"),
     }
     written += [p for p in figures.values() if p is not None]
 
@@ -155,13 +156,10 @@ def build_report(
     text = render_markdown(
         data,
         summary,
-        comparisons,
-        effects,
-        claims,
-        metrics,
         figures=drawn,
         tables=list(tables),
         answer=answer(data, comparisons, effects, forest=FOREST in drawn) + adaptive_section(data),
+        statistics=statistics_sections(data, comparisons, effects, claims, metrics),
     )
     readme = folder / "README.md"
     readme.write_text(text, encoding="utf-8")

@@ -162,18 +162,23 @@ STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "tim
 STEP_FRAME_COLUMNS = ["run_id", "variant", "seed", "status", *STEP_COLUMNS, "train_error"]
 
 
+def _run_keys(record: dict[str, Any]) -> dict[str, Any]:
+    """The columns that tie a step or epoch row to its run (run id, variant, seed, status)."""
+    return {
+        "run_id": record.get("run_id"),
+        "variant": record.get("slug") or slug_of(record.get("variant") or {}),
+        "seed": int(record.get("seed", -1)),
+        "status": record.get("status") or "unknown",
+    }
+
+
 def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per step log point of a record (``record["steps"]``; none for older records)."""
     rows = []
     for p in record.get("steps") or []:
         if not isinstance(p, dict):
             continue
-        row = {
-            "run_id": record.get("run_id"),
-            "variant": record.get("slug") or slug_of(record.get("variant") or {}),
-            "seed": int(record.get("seed", -1)),
-            "status": record.get("status") or "unknown",
-        }
+        row = _run_keys(record)
         row.update({k: number(p.get(k)) for k in STEP_COLUMNS})
         row["train_error"] = 1.0 - row["train_acc"]
         rows.append(row)
@@ -201,12 +206,7 @@ def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per finished epoch of a record (none for a failed run)."""
     rows, wall, train = [], 0.0, 0.0
     for e in record.get("epochs") or []:
-        row = {
-            "run_id": record.get("run_id"),
-            "variant": record.get("slug") or slug_of(record.get("variant") or {}),
-            "seed": int(record.get("seed", -1)),
-            "status": record.get("status") or "unknown",
-        }
+        row = _run_keys(record)
         row.update({k: number(e.get(k)) for k in EPOCH_COLUMNS})
         row["epoch"] = int(e.get("epoch", len(rows) + 1))
         row["train_error"] = 1.0 - row["train_acc"]

@@ -85,6 +85,11 @@ def level_text(value: Any) -> str:
     return text.lower() if text in ("True", "False") else text
 
 
+def code(value: Any) -> str:
+    """``value`` as inline markdown code (variant names, file names)."""
+    return f"`{value}`"
+
+
 def _md_escape(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
