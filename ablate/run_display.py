@@ -12,7 +12,7 @@ from rich.markup import escape
 from rich.progress import Progress, TaskID
 
 from ablate.experiment import Cell
-from ablate.sweep_options import SweepObserver
+from ablate.sweep_observer import SweepObserver
 
 
 class RunDisplay(SweepObserver):

@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
-from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, train_claimed
+from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, start_sweep, train_claimed
 from ablate.store import append_event, read_events, read_run, run_path
 from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 from ablate.train import Interrupted
@@ -480,7 +480,7 @@ def run_slurm(
     check_cluster(target)
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
-    todo, summary = options.start(exp, results, observer)
+    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
     if not todo:
         return summary
     if target.tasks is None:
@@ -490,7 +490,7 @@ def run_slurm(
         todo,
         results,
         target,
-        opts=options.work(),
+        opts=WorkOptions(**options.work_fields()),
         plugins=list(options.plugins),
         use_gpu=options.device != "cpu",
         name=f"ablate-{exp.name}",
