@@ -15,11 +15,11 @@ from typing import Any, List, Optional
 
 import torch
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 import ablate
+from ablate.cli_console import announce_stop, console, err, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli_help import HelpGroup
 from ablate.cli_options import (
     DeviceOption,
@@ -45,6 +45,22 @@ from ablate.cli_options import (
     split_list,
     workers_option,
 )
+from ablate.cli_run_options import (
+    CpusPerTaskOption,
+    DryRunOption,
+    ForceOption,
+    GpusPerTaskOption,
+    KeepCheckpointsOption,
+    LimitOption,
+    MaxRetriesOption,
+    PartitionOption,
+    SlurmOption,
+    SlurmOptOption,
+    TasksOption,
+    TimeOption,
+    WaitOption,
+    WorkersPerDeviceOption,
+)
 from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table, run_outcome_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
@@ -53,7 +69,7 @@ from ablate.plugins import PluginError, load_plugins
 from ablate.registry import RegistryError
 from ablate.run_display import RunDisplay
 from ablate.runner import is_finished
-from ablate.store import RunScan, StoreError, check_layout, check_writable, scan_runs
+from ablate.store import StoreError, check_layout, check_writable
 from ablate.sweep_options import ExecutorError, SweepOptions
 from ablate.device import DeviceError, resolve_device
 
@@ -66,29 +82,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 # Modules given with --plugin, for worker processes and Ray tasks to import as well.
 _PLUGINS: list[str] = []
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    # One line, whatever the message holds (a plugin's exception text may span several).
-    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
 
 
 def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
@@ -99,15 +94,6 @@ def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CE
         return exp, dev
     except (ExperimentError, DeviceError) as e:
         raise fail(str(e)) from None
-
-
-def _warn_unreadable(results: Path, name: str) -> RunScan:
-    """One warning line per run file that is not a valid record (never a traceback); returns
-    the scan, for callers that show the cells."""
-    scan = scan_runs(results, name)
-    for line in scan.warnings():
-        err.print(f"[yellow]warning[/]: {escape(line)}", highlight=False, soft_wrap=True)
-    return scan
 
 
 @app.command()
@@ -133,7 +119,7 @@ def show(
         console.print(
             f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False
         )
-    console.print(cells_table(exp, results, _warn_unreadable(results, exp.name)))
+    console.print(cells_table(exp, results, warn_unreadable(results, exp.name)))
     files, size = checkpoint_disk(results, exp.name)
     if files:
         left = find_leftovers(results, exp.name)
@@ -145,78 +131,31 @@ def show(
         )
 
 
-def _announce_stop(what: str) -> None:
-    err.print(f"[yellow]stopping[/]: {what}", soft_wrap=True)
-
-
-def _interrupted(head: str, text: str) -> typer.Exit:
-    err.print(f"[yellow]{head}[/]: {text}", soft_wrap=True)
-    return typer.Exit(130)
-
-
 @app.command()
 def run(
     file: ExperimentFile,
     set_: SetOption = [],  # noqa: B006 - typer copies defaults
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
-    force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."
-    ),
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    limit: LimitOption = None,
     no_cache: NoCacheOption = False,
     workers: WorkersOption = None,
     devices: DevicesOption = None,
-    workers_per_device: int = typer.Option(
-        1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."
-    ),
+    workers_per_device: WorkersPerDeviceOption = 1,
     threads: ThreadsOption = None,
     ray: RayOption = None,
-    slurm: bool = typer.Option(
-        False,
-        "--slurm",
-        help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs "
-        "ablate[slurm]).",
-    ),
-    partition: Optional[str] = typer.Option(
-        None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."
-    ),
-    tasks: Optional[int] = typer.Option(
-        None,
-        "--tasks",
-        min=1,
-        metavar="N",
-        help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8).",
-    ),
-    gpus_per_task: int = typer.Option(
-        0, "--gpus-per-task", min=0, metavar="G", help="With --slurm: GPUs per array task (0: train on CPUs)."
-    ),
-    cpus_per_task: int = typer.Option(
-        1, "--cpus-per-task", min=1, metavar="C", help="With --slurm: CPUs per worker process (its torch threads)."
-    ),
-    time_limit: str = typer.Option(
-        "60",
-        "--time",
-        metavar="TIME",
-        help="With --slurm: time limit per array task, minutes or Slurm's 1:30:00 / 2-00:00:00; checkpointed and "
-        "requeued when it runs out.",
-    ),
-    slurm_opt: List[str] = typer.Option(
-        [],
-        "--slurm-opt",
-        metavar="KEY=VALUE",
-        help="With --slurm: any other sbatch option, e.g. --slurm-opt account=mylab (repeatable).",
-    ),
-    wait: bool = typer.Option(
-        False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."
-    ),
-    max_retries: int = typer.Option(
-        2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."
-    ),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."
-    ),
+    slurm: SlurmOption = False,
+    partition: PartitionOption = None,
+    tasks: TasksOption = None,
+    gpus_per_task: GpusPerTaskOption = 0,
+    cpus_per_task: CpusPerTaskOption = 1,
+    time_limit: TimeOption = "60",
+    slurm_opt: SlurmOptOption = [],  # noqa: B006 - typer copies defaults
+    wait: WaitOption = False,
+    max_retries: MaxRetriesOption = 2,
+    keep_checkpoints: KeepCheckpointsOption = False,
     precision: PrecisionOption = None,
     pilot: PilotOption = None,
     until_decided: UntilDecidedOption = False,
@@ -253,7 +192,7 @@ def run(
         check_layout(results, exp.name)
     except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
-    scan = _warn_unreadable(results, exp.name)
+    scan = warn_unreadable(results, exp.name)
     if dry_run:
         console.print(cells_table(exp, results, scan))
         return
@@ -285,7 +224,7 @@ def run(
         """One pass over ``exp``'s cells with the chosen executor."""
         display = RunDisplay(progress, exp.train.epochs, executor.workers(where), show=show, waits=wait)
         try:
-            return run_sweep(executor, exp, results, where, options, display, _announce_stop)
+            return run_sweep(executor, exp, results, where, options, display, announce_stop)
         except ExecutorError as e:  # Ray or Slurm refused: said while the progress display is up, as always
             raise fail(str(e)) from None
 
@@ -301,7 +240,7 @@ def run(
     except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise _interrupted(*executor.interrupted) from None
+        raise interrupted(*executor.interrupted) from None
     if summary is None:  # --slurm without --wait: submitted, and said so
         return
     if outcome is not None:
@@ -313,7 +252,7 @@ def run(
             soft_wrap=True,
         )
     if summary.interrupted:
-        raise _interrupted(*executor.interrupted)
+        raise interrupted(*executor.interrupted)
     # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
     summary.busy = [c for c in summary.busy if not is_finished(results, c)]
     for line in summary.errors:
