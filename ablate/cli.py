@@ -61,14 +61,13 @@ from ablate.cli_run_options import (
     WaitOption,
     WorkersPerDeviceOption,
 )
-from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table, run_outcome_table
+from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
 from ablate.experiment import MAX_CELLS, Experiment, ExperimentError, load_experiment
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import RegistryError
-from ablate.run_display import RunDisplay
-from ablate.runner import is_finished
+from ablate.run_display import RunDisplay, print_outcome
 from ablate.store import StoreError, check_layout, check_writable
 from ablate.sweep_options import ExecutorError, SweepOptions
 from ablate.device import DeviceError, resolve_device
@@ -253,21 +252,7 @@ def run(
         )
     if summary.interrupted:
         raise interrupted(*executor.interrupted)
-    # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
-    summary.busy = [c for c in summary.busy if not is_finished(results, c)]
-    for line in summary.errors:
-        err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
-    console.print(run_outcome_table(exp, results))
-    counts = summary.counts()
-    console.print(
-        f"{len(summary.records)} run(s): {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged; "
-        f"{len(summary.skipped)} already done"
-        + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
-        + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
-        + f"; results in {escape(str(results / exp.name / 'runs'))}",
-        highlight=False,
-        soft_wrap=True,
-    )
+    counts = print_outcome(exp, results, summary)
     if counts["failed"]:
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
     if summary.errors:
