@@ -19,6 +19,18 @@ from rich.markup import escape
 from rich.progress import Progress
 
 import ablate
+from ablate.cli_bench import (
+    BatchSizeOption,
+    BenchPrecisionOption,
+    BenchTargets,
+    ChannelsLastOption,
+    CompileOption,
+    ModeOption,
+    RepeatsOption,
+    StepsOption,
+    WarmupOption,
+    measure,
+)
 from ablate.cli_console import announce_stop, console, err, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli_help import HelpGroup
 from ablate.cli_options import (
@@ -61,7 +73,7 @@ from ablate.cli_run_options import (
     WaitOption,
     WorkersPerDeviceOption,
 )
-from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table
+from ablate.cli_tables import cells_table, registry_tables, report_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
 from ablate.experiment import MAX_CELLS, Experiment, ExperimentError, load_experiment
@@ -399,33 +411,20 @@ def report(
 
 @app.command()
 def bench(
-    targets: Optional[List[str]] = typer.Argument(
-        None,
-        metavar="[FILE.toml | PATTERN]...",
-        help="Experiment files (their variants) or shell patterns on variant slugs, e.g. 'relu-*-lrn-*'. "
-        "Default: the alexnet65 baseline and each single-axis change of it.",
-    ),
-    batch_size: List[str] = typer.Option(
-        [], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."
-    ),
-    precision: List[str] = typer.Option(
-        [], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."
-    ),
-    mode: List[str] = typer.Option([], "--mode", help="train | infer, repeatable or comma-separated (default both)."),
+    targets: BenchTargets = None,
+    batch_size: BatchSizeOption = [],  # noqa: B006 - typer copies defaults
+    precision: BenchPrecisionOption = [],  # noqa: B006
+    mode: ModeOption = [],  # noqa: B006
     device: DeviceOption = "auto",
-    warmup: Optional[int] = typer.Option(None, min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA)."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA)."),
-    repeats: Optional[int] = typer.Option(
-        None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."
-    ),
-    channels_last: bool = typer.Option(
-        True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."
-    ),
-    compile_: str = typer.Option("off", "--compile", help="torch.compile mode: off | default | max-autotune."),
+    warmup: WarmupOption = None,
+    steps: StepsOption = None,
+    repeats: RepeatsOption = None,
+    channels_last: ChannelsLastOption = True,
+    compile_: CompileOption = "off",
     results: ResultsOption = Path("results"),
 ) -> None:
     """Steady-state speed of variants: train-step and inference images/s, step time, peak memory, params, FLOPs."""
-    from ablate.bench import BenchError, default_settings, run_bench, save_bench, select_variants
+    from ablate.bench import BenchError, default_settings, select_variants
 
     try:
         dev = resolve_device(device)
@@ -443,30 +442,7 @@ def bench(
         )
     except (BenchError, DeviceError, ExperimentError, OptionError) as e:
         raise fail(str(e)) from None
-    cases = len(variants) * len(settings.batch_sizes) * len(settings.precisions) * len(settings.modes)
-    console.print(
-        f"[bold]bench[/]: {len(variants)} variant(s), {cases} case(s) on {dev}; warm-up {settings.warmup}, "
-        f"{settings.repeats} x {settings.steps} timed steps per case",
-        highlight=False,
-    )
-    try:
-        with progress_bar() as progress:
-            task = progress.add_task("cases", total=cases)
-
-            def on_case(row: dict[str, Any], index: int, total: int) -> None:
-                progress.update(task, advance=1, description=f"{row['slug']} · {row['mode']} · b{row['batch_size']}")
-
-            rows = run_bench(variants, dev, settings, on_case)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: nothing saved.")
-        raise typer.Exit(130) from None
-    json_path, csv_path = save_bench(rows, dev, settings, results)
-
-    console.print(bench_table(rows, dev, settings.repeats))
-    console.print(f"saved {escape(str(json_path))} and {escape(str(csv_path))}", highlight=False)
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
+    measure(variants, dev, settings, results)
 
 
 export_app = typer.Typer(help="Export results to other tools (TensorBoard).", no_args_is_help=True)
