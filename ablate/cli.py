@@ -3,17 +3,18 @@ library, render.
 
 Errors a user can fix (bad experiment file, missing data, unknown device) print one line to
 stderr and exit with code 2, never a traceback. Elsewhere: the options' declarations and checks
-(``cli_options``), the tables it prints (``cli_tables``), how help reads (``cli_help``), and the
-executors ``run`` chooses from (``executors``).
+(``cli_options``; a command's own options in ``cli_run_options``, ``cli_report_options`` and
+``cli_bench``, which also measures), where it writes (``cli_console``), how it loads the experiment
+(``cli_load``), the tables it prints (``cli_tables``), what ``run`` shows (``run_display``), how
+help reads (``cli_help``), and the executors ``run`` chooses from (``executors``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List
 
-import torch
 import typer
 from rich.markup import escape
 from rich.progress import Progress
@@ -33,6 +34,7 @@ from ablate.cli_bench import (
 )
 from ablate.cli_console import announce_stop, console, err, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli_help import HelpGroup
+from ablate.cli_load import load, load_for_cuda
 from ablate.cli_options import (
     DeviceOption,
     DevicesOption,
@@ -57,6 +59,18 @@ from ablate.cli_options import (
     split_list,
     workers_option,
 )
+from ablate.cli_report_options import (
+    BaselineOption,
+    CiOption,
+    EffectOption,
+    ExportNames,
+    ExportOutOption,
+    ReportNames,
+    ReportOutOption,
+    TargetAccOption,
+    TargetTrainErrorOption,
+    check_out,
+)
 from ablate.cli_run_options import (
     CpusPerTaskOption,
     DryRunOption,
@@ -76,7 +90,7 @@ from ablate.cli_run_options import (
 from ablate.cli_tables import cells_table, registry_tables, report_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
-from ablate.experiment import MAX_CELLS, Experiment, ExperimentError, load_experiment
+from ablate.experiment import MAX_CELLS, Experiment, ExperimentError
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import RegistryError
 from ablate.run_display import RunDisplay, print_outcome
@@ -97,16 +111,6 @@ app = typer.Typer(
 _PLUGINS: list[str] = []
 
 
-def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
-    try:
-        dev = resolve_device(device)
-        exp = load_experiment(file, overrides, dev.type)
-        exp.check_size(max_cells)
-        return exp, dev
-    except (ExperimentError, DeviceError) as e:
-        raise fail(str(e)) from None
-
-
 @app.command()
 def show(
     file: ExperimentFile,
@@ -124,7 +128,7 @@ def show(
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
     from ablate.leftovers import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
 
-    exp, _ = _load(file, set_, device, max_cells)
+    exp, _ = load(file, set_, device, max_cells)
     if clean:
         removed = clean_leftovers(results, exp.name)
         console.print(
@@ -193,9 +197,9 @@ def run(
         )
         # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
         if slurm and gpus_per_task and device != "cpu":
-            exp, dev = _load_for_cuda(file, set_, max_cells)
+            exp, dev = load_for_cuda(file, set_, max_cells)
         else:
-            exp, dev = _load(file, set_, "cpu" if slurm else device, max_cells)
+            exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         n_workers = workers_option(workers)
         check_precision(precision)
         adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
@@ -271,17 +275,6 @@ def run(
         raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
 
 
-def _load_for_cuda(file: Path, overrides: list[str], max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
-    """The experiment as GPU tasks will train it ([gpu] overrides applied), from a login node
-    that may have no GPU itself."""
-    try:
-        exp = load_experiment(file, overrides, "cuda")
-        exp.check_size(max_cells)
-        return exp, torch.device("cuda")
-    except ExperimentError as e:
-        raise fail(str(e)) from None
-
-
 @app.command(name="list")
 def list_() -> None:
     """Print the axes and their values, the architecture presets, init schemes and datasets."""
@@ -321,43 +314,14 @@ def main(
 
 @app.command()
 def report(
-    names: Optional[List[str]] = typer.Argument(
-        None, metavar="[EXPERIMENT]...", help="Experiments to report on (default: every experiment under --results)."
-    ),
+    names: ReportNames = None,
     results: ResultsOption = Path("results"),
-    out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<experiment>/ (README.md, CSVs, PNGs)."),
-    baseline: Optional[str] = typer.Option(
-        None,
-        "--baseline",
-        metavar="VARIANT",
-        help="Variant slug to compare against (default: the experiment's [model]).",
-    ),
-    target_acc: Optional[float] = typer.Option(
-        None,
-        "--target-acc",
-        metavar="X",
-        help="Also report epochs/time to reach this validation accuracy (0-1, e.g. 0.6).",
-    ),
-    target_train_error: float = typer.Option(
-        0.25,
-        "--target-train-error",
-        metavar="E",
-        help="Training error for epochs/time to target (0-1; the paper's 0.25).",
-    ),
-    effect: Optional[float] = typer.Option(
-        None,
-        "--effect",
-        metavar="POINTS",
-        help="Difference (percentage points) each comparison should detect: seeds "
-        "needed for 80% power (default: the paper's effect where a comparison matches one of its claims, else 1).",
-    ),
-    ci: str = typer.Option(
-        "t",
-        "--ci",
-        metavar="t|bootstrap",
-        help="Interval shown: t (Student's t) or bootstrap (BCa, paired; for "
-        "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test.",
-    ),
+    out: ReportOutOption = Path("reports"),
+    baseline: BaselineOption = None,
+    target_acc: TargetAccOption = None,
+    target_train_error: TargetTrainErrorOption = 0.25,
+    effect: EffectOption = None,
+    ci: CiOption = "t",
 ) -> None:
     """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
     from ablate.analysis import ReportError, Targets
@@ -372,10 +336,7 @@ def report(
         check_report_options(ci, effect)
     except ReportError as e:
         raise fail(str(e)) from None
-    try:  # before any result is read: an unwritable --out fails now, in one line
-        check_writable(out)
-    except StoreError as e:
-        raise fail(str(e).replace("--results", "--out")) from None
+    check_out(out)
     found = experiments(results)
     # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
     with_bench = not names or BENCH_DIR in names
@@ -451,22 +412,15 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("tensorboard")
 def export_tensorboard_command(
-    names: Optional[List[str]] = typer.Argument(
-        None, metavar="[EXPERIMENT]...", help="Experiments to export (default: every experiment under --results)."
-    ),
+    names: ExportNames = None,
     results: ResultsOption = Path("results"),
-    out: Path = typer.Option(
-        ..., "--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."
-    ),
+    out: ExportOutOption = ...,
 ) -> None:
     """TensorBoard event files from the run files: curves per epoch and step, HParams by axis
     (needs ablate[tensorboard])."""
     from ablate.export import ExportError, export_tensorboard
 
-    try:
-        check_writable(out)
-    except StoreError as e:
-        raise fail(str(e).replace("--results", "--out")) from None
+    check_out(out)
 
     try:
         done = export_tensorboard(results, out, names or None)
