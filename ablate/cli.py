@@ -3,24 +3,38 @@ library, render.
 
 Errors a user can fix (bad experiment file, missing data, unknown device) print one line to
 stderr and exit with code 2, never a traceback. Elsewhere: the options' declarations and checks
-(``cli_options``), the tables it prints (``cli_tables``), how help reads (``cli_help``), and the
-executors ``run`` chooses from (``executors``).
+(``cli_options``; a command's own options in ``cli_run_options``, ``cli_report_options`` and
+``cli_bench``, which also measures), where it writes (``cli_console``), how it loads the experiment
+(``cli_load``), the tables it prints (``cli_tables``), what ``run`` shows (``run_display``), how
+help reads (``cli_help``), and the executors ``run`` chooses from (``executors``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any, List, Optional
+from typing import Any, List
 
-import torch
 import typer
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import Progress
 
 import ablate
+from ablate.cli_bench import (
+    BatchSizeOption,
+    BenchPrecisionOption,
+    BenchTargets,
+    ChannelsLastOption,
+    CompileOption,
+    ModeOption,
+    RepeatsOption,
+    StepsOption,
+    WarmupOption,
+    measure,
+)
+from ablate.cli_console import announce_stop, console, err, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli_help import HelpGroup
+from ablate.cli_load import load, load_for_cuda
 from ablate.cli_options import (
     DeviceOption,
     DevicesOption,
@@ -45,15 +59,42 @@ from ablate.cli_options import (
     split_list,
     workers_option,
 )
-from ablate.cli_tables import bench_table, cells_table, registry_tables, report_table, run_outcome_table
+from ablate.cli_report_options import (
+    BaselineOption,
+    CiOption,
+    EffectOption,
+    ExportNames,
+    ExportOutOption,
+    ReportNames,
+    ReportOutOption,
+    TargetAccOption,
+    TargetTrainErrorOption,
+    check_out,
+)
+from ablate.cli_run_options import (
+    CpusPerTaskOption,
+    DryRunOption,
+    ForceOption,
+    GpusPerTaskOption,
+    KeepCheckpointsOption,
+    LimitOption,
+    MaxRetriesOption,
+    PartitionOption,
+    SlurmOption,
+    SlurmOptOption,
+    TasksOption,
+    TimeOption,
+    WaitOption,
+    WorkersPerDeviceOption,
+)
+from ablate.cli_tables import cells_table, registry_tables, report_table
 from ablate.data import DataError
 from ablate.executors import EXECUTORS, run_sweep
-from ablate.experiment import MAX_CELLS, Experiment, ExperimentError, load_experiment
+from ablate.experiment import MAX_CELLS, Experiment, ExperimentError
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import RegistryError
-from ablate.run_display import RunDisplay
-from ablate.runner import is_finished
-from ablate.store import RunScan, StoreError, check_layout, check_writable, scan_runs
+from ablate.run_display import RunDisplay, print_outcome
+from ablate.store import StoreError, check_layout, check_writable
 from ablate.sweep_options import ExecutorError, SweepOptions
 from ablate.device import DeviceError, resolve_device
 
@@ -66,48 +107,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-console = Console()
-err = Console(stderr=True)
 # Modules given with --plugin, for worker processes and Ray tasks to import as well.
 _PLUGINS: list[str] = []
-
-
-def progress_bar() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        transient=True,
-    )
-
-
-def fail(message: str, code: int = 2) -> typer.Exit:
-    # One line, whatever the message holds (a plugin's exception text may span several).
-    message = "; ".join(line.strip() for line in message.splitlines() if line.strip())
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(code)
-
-
-def _load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
-    try:
-        dev = resolve_device(device)
-        exp = load_experiment(file, overrides, dev.type)
-        exp.check_size(max_cells)
-        return exp, dev
-    except (ExperimentError, DeviceError) as e:
-        raise fail(str(e)) from None
-
-
-def _warn_unreadable(results: Path, name: str) -> RunScan:
-    """One warning line per run file that is not a valid record (never a traceback); returns
-    the scan, for callers that show the cells."""
-    scan = scan_runs(results, name)
-    for line in scan.warnings():
-        err.print(f"[yellow]warning[/]: {escape(line)}", highlight=False, soft_wrap=True)
-    return scan
 
 
 @app.command()
@@ -127,13 +128,13 @@ def show(
     """Print the experiment's cells (variant x seed): done, running (where, since when), failed or to run."""
     from ablate.leftovers import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
 
-    exp, _ = _load(file, set_, device, max_cells)
+    exp, _ = load(file, set_, device, max_cells)
     if clean:
         removed = clean_leftovers(results, exp.name)
         console.print(
             f"removed {escape(removed.describe())}" if removed.paths() else "nothing to clean", highlight=False
         )
-    console.print(cells_table(exp, results, _warn_unreadable(results, exp.name)))
+    console.print(cells_table(exp, results, warn_unreadable(results, exp.name)))
     files, size = checkpoint_disk(results, exp.name)
     if files:
         left = find_leftovers(results, exp.name)
@@ -145,78 +146,31 @@ def show(
         )
 
 
-def _announce_stop(what: str) -> None:
-    err.print(f"[yellow]stopping[/]: {what}", soft_wrap=True)
-
-
-def _interrupted(head: str, text: str) -> typer.Exit:
-    err.print(f"[yellow]{head}[/]: {text}", soft_wrap=True)
-    return typer.Exit(130)
-
-
 @app.command()
 def run(
     file: ExperimentFile,
     set_: SetOption = [],  # noqa: B006 - typer copies defaults
     device: DeviceOption = "auto",
     results: ResultsOption = Path("results"),
-    force: bool = typer.Option(False, "--force", help="Rerun cells that already have a finished result."),
-    dry_run: bool = typer.Option(False, "--dry-run", help="Print the cells that would run, train nothing."),
-    limit: Optional[int] = typer.Option(
-        None, "--limit", min=1, help="Run at most this many cells now; rerun to continue."
-    ),
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    limit: LimitOption = None,
     no_cache: NoCacheOption = False,
     workers: WorkersOption = None,
     devices: DevicesOption = None,
-    workers_per_device: int = typer.Option(
-        1, "--workers-per-device", min=1, metavar="K", help="Workers sharing each GPU (small models leave a GPU idle)."
-    ),
+    workers_per_device: WorkersPerDeviceOption = 1,
     threads: ThreadsOption = None,
     ray: RayOption = None,
-    slurm: bool = typer.Option(
-        False,
-        "--slurm",
-        help="Submit the cells as one Slurm job array; each array task claims cells until none is left (needs "
-        "ablate[slurm]).",
-    ),
-    partition: Optional[str] = typer.Option(
-        None, "--partition", metavar="NAME", help="With --slurm: the partition (default: the cluster's default)."
-    ),
-    tasks: Optional[int] = typer.Option(
-        None,
-        "--tasks",
-        min=1,
-        metavar="N",
-        help="With --slurm: array tasks, i.e. workers (default: one per cell to do, at most 8).",
-    ),
-    gpus_per_task: int = typer.Option(
-        0, "--gpus-per-task", min=0, metavar="G", help="With --slurm: GPUs per array task (0: train on CPUs)."
-    ),
-    cpus_per_task: int = typer.Option(
-        1, "--cpus-per-task", min=1, metavar="C", help="With --slurm: CPUs per worker process (its torch threads)."
-    ),
-    time_limit: str = typer.Option(
-        "60",
-        "--time",
-        metavar="TIME",
-        help="With --slurm: time limit per array task, minutes or Slurm's 1:30:00 / 2-00:00:00; checkpointed and "
-        "requeued when it runs out.",
-    ),
-    slurm_opt: List[str] = typer.Option(
-        [],
-        "--slurm-opt",
-        metavar="KEY=VALUE",
-        help="With --slurm: any other sbatch option, e.g. --slurm-opt account=mylab (repeatable).",
-    ),
-    wait: bool = typer.Option(
-        False, "--wait", help="With --slurm: wait for the cells and print the summary (default: return once submitted)."
-    ),
-    max_retries: int = typer.Option(
-        2, "--max-retries", min=0, help="Retries of a cell whose worker process died (killed, crashed)."
-    ),
-    keep_checkpoints: bool = typer.Option(
-        False, "--keep-checkpoints", help="Keep each finished cell's last checkpoint (its final weights)."
-    ),
+    slurm: SlurmOption = False,
+    partition: PartitionOption = None,
+    tasks: TasksOption = None,
+    gpus_per_task: GpusPerTaskOption = 0,
+    cpus_per_task: CpusPerTaskOption = 1,
+    time_limit: TimeOption = "60",
+    slurm_opt: SlurmOptOption = [],  # noqa: B006 - typer copies defaults
+    wait: WaitOption = False,
+    max_retries: MaxRetriesOption = 2,
+    keep_checkpoints: KeepCheckpointsOption = False,
     precision: PrecisionOption = None,
     pilot: PilotOption = None,
     until_decided: UntilDecidedOption = False,
@@ -243,9 +197,9 @@ def run(
         )
         # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
         if slurm and gpus_per_task and device != "cpu":
-            exp, dev = _load_for_cuda(file, set_, max_cells)
+            exp, dev = load_for_cuda(file, set_, max_cells)
         else:
-            exp, dev = _load(file, set_, "cpu" if slurm else device, max_cells)
+            exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         n_workers = workers_option(workers)
         check_precision(precision)
         adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
@@ -253,7 +207,7 @@ def run(
         check_layout(results, exp.name)
     except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
-    scan = _warn_unreadable(results, exp.name)
+    scan = warn_unreadable(results, exp.name)
     if dry_run:
         console.print(cells_table(exp, results, scan))
         return
@@ -285,7 +239,7 @@ def run(
         """One pass over ``exp``'s cells with the chosen executor."""
         display = RunDisplay(progress, exp.train.epochs, executor.workers(where), show=show, waits=wait)
         try:
-            return run_sweep(executor, exp, results, where, options, display, _announce_stop)
+            return run_sweep(executor, exp, results, where, options, display, announce_stop)
         except ExecutorError as e:  # Ray or Slurm refused: said while the progress display is up, as always
             raise fail(str(e)) from None
 
@@ -301,7 +255,7 @@ def run(
     except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:
-        raise _interrupted(*executor.interrupted) from None
+        raise interrupted(*executor.interrupted) from None
     if summary is None:  # --slurm without --wait: submitted, and said so
         return
     if outcome is not None:
@@ -313,37 +267,12 @@ def run(
             soft_wrap=True,
         )
     if summary.interrupted:
-        raise _interrupted(*executor.interrupted)
-    # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
-    summary.busy = [c for c in summary.busy if not is_finished(results, c)]
-    for line in summary.errors:
-        err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
-    console.print(run_outcome_table(exp, results))
-    counts = summary.counts()
-    console.print(
-        f"{len(summary.records)} run(s): {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged; "
-        f"{len(summary.skipped)} already done"
-        + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
-        + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
-        + f"; results in {escape(str(results / exp.name / 'runs'))}",
-        highlight=False,
-        soft_wrap=True,
-    )
+        raise interrupted(*executor.interrupted)
+    counts = print_outcome(exp, results, summary)
     if counts["failed"]:
         raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
     if summary.errors:
         raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
-
-
-def _load_for_cuda(file: Path, overrides: list[str], max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:
-    """The experiment as GPU tasks will train it ([gpu] overrides applied), from a login node
-    that may have no GPU itself."""
-    try:
-        exp = load_experiment(file, overrides, "cuda")
-        exp.check_size(max_cells)
-        return exp, torch.device("cuda")
-    except ExperimentError as e:
-        raise fail(str(e)) from None
 
 
 @app.command(name="list")
@@ -385,43 +314,14 @@ def main(
 
 @app.command()
 def report(
-    names: Optional[List[str]] = typer.Argument(
-        None, metavar="[EXPERIMENT]...", help="Experiments to report on (default: every experiment under --results)."
-    ),
+    names: ReportNames = None,
     results: ResultsOption = Path("results"),
-    out: Path = typer.Option(Path("reports"), "--out", help="Reports go to OUT/<experiment>/ (README.md, CSVs, PNGs)."),
-    baseline: Optional[str] = typer.Option(
-        None,
-        "--baseline",
-        metavar="VARIANT",
-        help="Variant slug to compare against (default: the experiment's [model]).",
-    ),
-    target_acc: Optional[float] = typer.Option(
-        None,
-        "--target-acc",
-        metavar="X",
-        help="Also report epochs/time to reach this validation accuracy (0-1, e.g. 0.6).",
-    ),
-    target_train_error: float = typer.Option(
-        0.25,
-        "--target-train-error",
-        metavar="E",
-        help="Training error for epochs/time to target (0-1; the paper's 0.25).",
-    ),
-    effect: Optional[float] = typer.Option(
-        None,
-        "--effect",
-        metavar="POINTS",
-        help="Difference (percentage points) each comparison should detect: seeds "
-        "needed for 80% power (default: the paper's effect where a comparison matches one of its claims, else 1).",
-    ),
-    ci: str = typer.Option(
-        "t",
-        "--ci",
-        metavar="t|bootstrap",
-        help="Interval shown: t (Student's t) or bootstrap (BCa, paired; for "
-        "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test.",
-    ),
+    out: ReportOutOption = Path("reports"),
+    baseline: BaselineOption = None,
+    target_acc: TargetAccOption = None,
+    target_train_error: TargetTrainErrorOption = 0.25,
+    effect: EffectOption = None,
+    ci: CiOption = "t",
 ) -> None:
     """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
     from ablate.analysis import ReportError, Targets
@@ -436,10 +336,7 @@ def report(
         check_report_options(ci, effect)
     except ReportError as e:
         raise fail(str(e)) from None
-    try:  # before any result is read: an unwritable --out fails now, in one line
-        check_writable(out)
-    except StoreError as e:
-        raise fail(str(e).replace("--results", "--out")) from None
+    check_out(out)
     found = experiments(results)
     # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
     with_bench = not names or BENCH_DIR in names
@@ -475,33 +372,20 @@ def report(
 
 @app.command()
 def bench(
-    targets: Optional[List[str]] = typer.Argument(
-        None,
-        metavar="[FILE.toml | PATTERN]...",
-        help="Experiment files (their variants) or shell patterns on variant slugs, e.g. 'relu-*-lrn-*'. "
-        "Default: the alexnet65 baseline and each single-axis change of it.",
-    ),
-    batch_size: List[str] = typer.Option(
-        [], "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."
-    ),
-    precision: List[str] = typer.Option(
-        [], "--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."
-    ),
-    mode: List[str] = typer.Option([], "--mode", help="train | infer, repeatable or comma-separated (default both)."),
+    targets: BenchTargets = None,
+    batch_size: BatchSizeOption = [],  # noqa: B006 - typer copies defaults
+    precision: BenchPrecisionOption = [],  # noqa: B006
+    mode: ModeOption = [],  # noqa: B006
     device: DeviceOption = "auto",
-    warmup: Optional[int] = typer.Option(None, min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA)."),
-    steps: Optional[int] = typer.Option(None, min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA)."),
-    repeats: Optional[int] = typer.Option(
-        None, min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA)."
-    ),
-    channels_last: bool = typer.Option(
-        True, "--channels-last/--no-channels-last", help="NHWC layout, as training uses by default."
-    ),
-    compile_: str = typer.Option("off", "--compile", help="torch.compile mode: off | default | max-autotune."),
+    warmup: WarmupOption = None,
+    steps: StepsOption = None,
+    repeats: RepeatsOption = None,
+    channels_last: ChannelsLastOption = True,
+    compile_: CompileOption = "off",
     results: ResultsOption = Path("results"),
 ) -> None:
     """Steady-state speed of variants: train-step and inference images/s, step time, peak memory, params, FLOPs."""
-    from ablate.bench import BenchError, default_settings, run_bench, save_bench, select_variants
+    from ablate.bench import BenchError, default_settings, select_variants
 
     try:
         dev = resolve_device(device)
@@ -519,30 +403,7 @@ def bench(
         )
     except (BenchError, DeviceError, ExperimentError, OptionError) as e:
         raise fail(str(e)) from None
-    cases = len(variants) * len(settings.batch_sizes) * len(settings.precisions) * len(settings.modes)
-    console.print(
-        f"[bold]bench[/]: {len(variants)} variant(s), {cases} case(s) on {dev}; warm-up {settings.warmup}, "
-        f"{settings.repeats} x {settings.steps} timed steps per case",
-        highlight=False,
-    )
-    try:
-        with progress_bar() as progress:
-            task = progress.add_task("cases", total=cases)
-
-            def on_case(row: dict[str, Any], index: int, total: int) -> None:
-                progress.update(task, advance=1, description=f"{row['slug']} · {row['mode']} · b{row['batch_size']}")
-
-            rows = run_bench(variants, dev, settings, on_case)
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/]: nothing saved.")
-        raise typer.Exit(130) from None
-    json_path, csv_path = save_bench(rows, dev, settings, results)
-
-    console.print(bench_table(rows, dev, settings.repeats))
-    console.print(f"saved {escape(str(json_path))} and {escape(str(csv_path))}", highlight=False)
-    failed = [r for r in rows if r["status"] != "ok"]
-    if failed:
-        raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
+    measure(variants, dev, settings, results)
 
 
 export_app = typer.Typer(help="Export results to other tools (TensorBoard).", no_args_is_help=True)
@@ -551,22 +412,15 @@ app.add_typer(export_app, name="export")
 
 @export_app.command("tensorboard")
 def export_tensorboard_command(
-    names: Optional[List[str]] = typer.Argument(
-        None, metavar="[EXPERIMENT]...", help="Experiments to export (default: every experiment under --results)."
-    ),
+    names: ExportNames = None,
     results: ResultsOption = Path("results"),
-    out: Path = typer.Option(
-        ..., "--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."
-    ),
+    out: ExportOutOption = ...,
 ) -> None:
     """TensorBoard event files from the run files: curves per epoch and step, HParams by axis
     (needs ablate[tensorboard])."""
     from ablate.export import ExportError, export_tensorboard
 
-    try:
-        check_writable(out)
-    except StoreError as e:
-        raise fail(str(e).replace("--results", "--out")) from None
+    check_out(out)
 
     try:
         done = export_tensorboard(results, out, names or None)

@@ -284,7 +284,7 @@ def slurm_target(
         raise OptionError(
             "--precision or --until-decided with --slurm needs --wait (each round of seeds waits for the one before)"
         )
-    from ablate.slurm_executor import SlurmOptions, check_cluster, parse_slurm_opts, parse_time
+    from ablate.slurm_cluster import SlurmOptions, check_cluster, parse_slurm_opts, parse_time
 
     options = SlurmOptions(
         tasks=tasks,

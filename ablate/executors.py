@@ -17,7 +17,8 @@ from typing import Any, Callable
 from ablate.experiment import Experiment
 from ablate.runner import RunSummary
 from ablate.stop_signal import StopOnSignal
-from ablate.sweep_options import SweepObserver, SweepOptions
+from ablate.sweep_observer import SweepObserver
+from ablate.sweep_options import SweepOptions
 
 StopRequest = Callable[[], bool]
 # What a row's runner does: (exp, results, where, options, observer, should_stop) -> summary, or

@@ -36,6 +36,7 @@ from ablate.runner import (
     is_finished,
     record_worker_death,
     running_elsewhere,
+    start_sweep,
     train_claimed,
 )
 from ablate.stop_signal import StopOnSignal, watch_parent
@@ -220,7 +221,7 @@ def run_pool(
     now, and killed if they do not), else once they checkpointed (at most 30 s)."""
     observer = observer or RunObserver()
     started = time.time()
-    todo, summary = options.start(exp, results, observer)
+    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
@@ -236,7 +237,7 @@ def run_pool(
             slot,
             cells,
             str(results),
-            options.work(started, slot.label),
+            WorkOptions(**options.work_fields(started, slot.label)),
             list(options.plugins),
             events,
             stop,

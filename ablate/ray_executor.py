@@ -31,6 +31,7 @@ from ablate.runner import (
     WorkOptions,
     is_finished,
     record_worker_death,
+    start_sweep,
     train_claimed,
 )
 from ablate.store import read_run, run_path
@@ -203,14 +204,14 @@ def run_ray(
         signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
     started = time.time()
-    todo, summary = options.start(exp, results, observer)
+    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
     per_device, threads = options.per_device, options.threads or 1
     gpus = ray.cluster_resources().get("GPU", 0) if options.device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
     task = ray.remote(_cell_task).options(max_retries=options.max_retries, retry_exceptions=False, **resources)
-    opts = options.work(started)
+    opts = WorkOptions(**options.work_fields(started))
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S

@@ -1,4 +1,5 @@
-"""What `ablate run` shows while it trains: one bar for the sweep, one per running cell.
+"""What `ablate run` shows while it trains (one bar for the sweep, one per running cell), and the
+outcome it prints once the sweep is over.
 
 A :class:`~ablate.runner.RunObserver` that draws with rich; the same for one process and for a
 pool of workers (one line per worker slot), so the display does not depend on the executor.
@@ -6,13 +7,17 @@ pool of workers (one line per worker slot), so the display does not depend on th
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
-from ablate.experiment import Cell
-from ablate.sweep_options import SweepObserver
+from ablate.cli_console import console, err
+from ablate.cli_tables import run_outcome_table
+from ablate.experiment import Cell, Experiment
+from ablate.runner import RunSummary, is_finished
+from ablate.sweep_observer import SweepObserver
 
 
 class RunDisplay(SweepObserver):
@@ -101,3 +106,24 @@ class RunDisplay(SweepObserver):
             highlight=False,
             soft_wrap=True,
         )
+
+
+def print_outcome(exp: Experiment, results: Path, summary: RunSummary) -> dict[str, int]:
+    """What ``ablate run`` prints once the sweep is over: worker errors, each cell's outcome and one
+    line of counts; returns the counts by status, from which the command's exit code follows."""
+    # Cells busy elsewhere when this run reached them may have finished since: say what holds now.
+    summary.busy = [c for c in summary.busy if not is_finished(results, c)]
+    for line in summary.errors:
+        err.print(f"[red]worker error[/]: {escape(line)}", highlight=False, soft_wrap=True)
+    console.print(run_outcome_table(exp, results))
+    counts = summary.counts()
+    console.print(
+        f"{len(summary.records)} run(s): {counts['ok']} ok, {counts['failed']} failed, {counts['diverged']} diverged; "
+        f"{len(summary.skipped)} already done"
+        + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
+        + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
+        + f"; results in {escape(str(results / exp.name / 'runs'))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    return counts

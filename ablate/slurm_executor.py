@@ -29,8 +29,6 @@ import contextlib
 import dataclasses
 import io
 import os
-import re
-import shutil
 import signal
 import site
 import socket
@@ -38,14 +36,14 @@ import subprocess
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 from ablate.experiment import Cell, Experiment
-from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, train_claimed
+from ablate.runner import Datasets, RunObserver, RunSummary, WorkOptions, start_sweep, train_claimed
 from ablate.store import append_event, read_events, read_run, run_path
-from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
+from ablate.slurm_cluster import DEFAULT_MAX_TASKS, SlurmError, SlurmOptions, Submission, check_cluster, submitit_module
+from ablate.sweep_options import SweepOptions
 from ablate.train import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
@@ -60,107 +58,6 @@ POLL_S = 1.0
 # After SIGTERM (training checkpointed, claim released) a task waits this long for Slurm's SIGKILL
 # or submitit's preemption signal (Slurm's KillWait is 30 s by default) before it ends on its own.
 LINGER_AFTER_SIGTERM_S = 120.0
-# Array tasks when --tasks is not given: one per cell to do, at most this many.
-DEFAULT_MAX_TASKS = 8
-
-
-class SlurmError(ExecutorError, RuntimeError):
-    """Slurm or submitit missing, a bad option, a refused submission; ``str()`` is one line."""
-
-
-@dataclass(frozen=True)
-class SlurmOptions:
-    """What each array task asks Slurm for, and whether the driver waits for the job."""
-
-    tasks: int | None = (
-        None  # array tasks = workers, each claims cells until none is left (None: one per cell, at most 8)
-    )
-    partition: str | None = None  # None: the cluster's default partition
-    gpus_per_task: int = 0  # GPUs per array task
-    cpus_per_task: int = 1  # CPUs per worker process (its torch threads)
-    time_min: int = 60  # time limit of each array task, minutes
-    per_device: int = 1  # workers sharing each GPU (--workers-per-device): processes per array task
-    extra: dict[str, Any] = field(default_factory=dict)  # --slurm-opt key=value, passed to sbatch as is
-    wait: bool = False  # the driver follows the job to the end (--wait) instead of returning once submitted
-
-    @property
-    def processes(self) -> int:
-        """Worker processes (Slurm tasks of one step) per array task: K per GPU, or K on CPUs."""
-        return max(1, self.gpus_per_task) * self.per_device
-
-
-def parse_time(text: str) -> int:
-    """A Slurm time limit in whole minutes (rounded up): ``90``, ``45:30`` (min:s), ``1:30:00``,
-    ``2-00``, ``2-12:00``, ``2-12:00:00`` (days-hours[:min[:s]])."""
-    m = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", text.strip())
-    if not m:
-        raise SlurmError(f"--time {text}: expected minutes or a Slurm time such as 90, 1:30:00 or 2-00:00:00")
-    days, a, b, c = (int(g) if g is not None else None for g in m.groups())
-    if days is not None:  # days-hours[:minutes[:seconds]]
-        seconds = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
-    elif c is not None:  # hours:minutes:seconds
-        seconds = a * 3600 + b * 60 + c
-    elif b is not None:  # minutes:seconds
-        seconds = a * 60 + b
-    else:
-        seconds = a * 60
-    if seconds <= 0:
-        raise SlurmError(f"--time {text}: expected a time limit above zero")
-    return -(-seconds // 60)
-
-
-def parse_slurm_opts(values: list[str]) -> dict[str, Any]:
-    """``["account=lab", "qos=high", "exclusive"]`` -> sbatch parameters (a bare key is a flag)."""
-    out: dict[str, Any] = {}
-    for value in values:
-        key, eq, val = value.partition("=")
-        key = key.strip().lstrip("-")
-        if not re.fullmatch(r"[A-Za-z][\w-]*", key) or (eq and not val.strip()):
-            raise SlurmError(
-                f"--slurm-opt {value}: expected KEY=VALUE (an sbatch option without its dashes, "
-                "e.g. --slurm-opt account=mylab --slurm-opt qos=high) or a bare flag such as exclusive"
-            )
-        out[key.replace("-", "_")] = val.strip() if eq else True
-    return out
-
-
-def _submitit() -> Any:
-    return import_extra("submitit", SlurmError, "--slurm needs submitit", "slurm")
-
-
-def check_cluster(options: SlurmOptions) -> None:
-    """Fail in one line before anything is loaded when Slurm cannot take the job: no ``sbatch``,
-    no answer from the controller, or a partition it does not have."""
-    for tool in ("sbatch", "squeue", "sinfo"):
-        if shutil.which(tool) is None:
-            raise SlurmError(
-                f"--slurm needs Slurm's {tool}, which is not on PATH; run on a Slurm login node "
-                "(or start a test cluster with tests/slurm/start.sh)"
-            )
-    _submitit()
-    try:
-        out = subprocess.run(["sinfo", "-h", "-o", "%P"], capture_output=True, text=True, timeout=30)
-    except subprocess.TimeoutExpired:
-        raise SlurmError("sinfo did not answer within 30 s; is slurmctld up? (scontrol ping)") from None
-    if out.returncode != 0:
-        why = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise SlurmError(f"Slurm does not answer (sinfo: {why}); is slurmctld up? (scontrol ping)")
-    partitions = [p.rstrip("*") for p in out.stdout.split()]
-    if options.partition is not None and options.partition not in partitions:
-        raise SlurmError(
-            f"--partition {options.partition}: no such Slurm partition; this cluster has "
-            f"{', '.join(partitions) or 'none'}"
-        )
-
-
-@dataclass(frozen=True)
-class Submission:
-    """A submitted array job: what the user needs to follow it."""
-
-    job_id: str
-    tasks: int
-    folder: Path  # submitit's logs and pickles: results/<exp>/slurm/
-    cells: int
 
 
 def _job_label() -> str:
@@ -318,7 +215,7 @@ def submit(
 ) -> tuple[Submission, float]:
     """Submit one array of ``options.tasks`` worker tasks for ``todo``; returns the submission and
     the sweep's start time on the results filesystem's clock."""
-    submitit = _submitit()
+    submitit = submitit_module()
     experiment = todo[0].experiment
     folder = results / experiment / "slurm"
     folder.mkdir(parents=True, exist_ok=True)
@@ -480,7 +377,7 @@ def run_slurm(
     check_cluster(target)
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
-    todo, summary = options.start(exp, results, observer)
+    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
     if not todo:
         return summary
     if target.tasks is None:
@@ -490,7 +387,7 @@ def run_slurm(
         todo,
         results,
         target,
-        opts=options.work(),
+        opts=WorkOptions(**options.work_fields()),
         plugins=list(options.plugins),
         use_gpu=options.device != "cpu",
         name=f"ablate-{exp.name}",

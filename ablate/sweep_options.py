@@ -5,30 +5,21 @@ list of keyword options, so an option added here reaches every executor. Where t
 device, worker slots, a Ray address, Slurm resources) is not here: it is the executor's own
 argument (see ``executors.py``).
 
-Also here: the error type of every executor, the import of an executor's optional extra, and the
-observer hook a batch scheduler adds.
+Also here: the error type of every executor and the import of an executor's optional extra. This
+module imports nothing that trains (no ``ablate.runner``) so that the executors, which do, sit one
+layer above the runner and not two: they turn :meth:`SweepOptions.work_fields` and
+:meth:`SweepOptions.start_fields` into ``runner.WorkOptions(...)`` and ``runner.start_sweep(...)``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
-
-from ablate.experiment import Cell, Experiment
-from ablate.runner import RunObserver, RunSummary, WorkOptions, start_sweep
 
 
 class ExecutorError(Exception):
     """An executor cannot run the sweep (bad worker settings, Ray or Slurm missing or refusing);
     ``str()`` is one line for the user."""
-
-
-class SweepObserver(RunObserver):
-    """A :class:`~ablate.runner.RunObserver` that also hears what only a batch scheduler does."""
-
-    def on_submit(self, submission: Any) -> None:
-        """The sweep went to the scheduler as one job (Slurm: a ``Submission``, its id and logs)."""
 
 
 def import_extra(module: str, error: type[ExecutorError], needs: str, extra: str) -> Any:
@@ -54,19 +45,19 @@ class SweepOptions:
     threads: int | None = None  # torch threads per worker (None: the executor's default)
     plugins: tuple[str, ...] = ()  # --plugin modules, imported again by every worker process or task
 
-    def work(self, started: float | None = None, worker: str = "") -> WorkOptions:
-        """How each cell is treated; ``started``: when this sweep began (``time.time()``), which
-        ``--force`` needs to tell a cell retrained by a concurrent forced run from an old one."""
-        return WorkOptions(
-            force=self.force,
-            forced_since=started if self.force else None,
-            keep_checkpoints=self.keep_checkpoints,
-            use_cache=self.use_cache,
-            worker=worker,
-        )
+    def work_fields(self, started: float | None = None, worker: str = "") -> dict[str, Any]:
+        """The keyword arguments of ``runner.WorkOptions``: how each cell is treated. ``started``:
+        when this sweep began (``time.time()``), which ``--force`` needs to tell a cell retrained by
+        a concurrent forced run from an old one."""
+        return {
+            "force": self.force,
+            "forced_since": started if self.force else None,
+            "keep_checkpoints": self.keep_checkpoints,
+            "use_cache": self.use_cache,
+            "worker": worker,
+        }
 
-    def start(self, exp: Experiment, results: str | Path, observer: RunObserver) -> tuple[list[Cell], RunSummary]:
-        """The cells to train and the summary to fill (:func:`ablate.runner.start_sweep`)."""
-        return start_sweep(
-            exp, results, force=self.force, limit=self.limit, observer=observer, use_cache=self.use_cache
-        )
+    def start_fields(self) -> dict[str, Any]:
+        """The keyword arguments of ``runner.start_sweep`` besides the experiment, the results folder
+        and the observer: which cells to train now."""
+        return {"force": self.force, "limit": self.limit, "use_cache": self.use_cache}

@@ -6,7 +6,8 @@ import dataclasses
 import pytest
 
 from ablate.executors import EXECUTORS, Executor, run_sweep
-from ablate.sweep_options import ExecutorError, SweepObserver, SweepOptions
+from ablate.sweep_observer import SweepObserver
+from ablate.sweep_options import ExecutorError, SweepOptions
 
 
 def test_every_executor_is_a_row():
@@ -34,8 +35,12 @@ def test_a_row_gets_the_one_options_object_and_a_stop_request(tmp_path):
 
 
 def test_work_options_carry_force_and_its_start_time():
-    assert SweepOptions().work(12.0, "w").forced_since is None
-    work = SweepOptions(force=True, keep_checkpoints=True, use_cache=False).work(12.0, "cuda:0 #1")
+    from ablate.runner import WorkOptions
+
+    assert WorkOptions(**SweepOptions().work_fields(12.0, "w")).forced_since is None
+    work = WorkOptions(
+        **SweepOptions(force=True, keep_checkpoints=True, use_cache=False).work_fields(12.0, "cuda:0 #1")
+    )
     assert (work.force, work.forced_since, work.keep_checkpoints, work.use_cache, work.worker) == (
         True,
         12.0,

@@ -222,7 +222,7 @@ def test_slurm_options_need_slurm_and_exclude_other_executors(cli, tmp_path):
 
 
 def test_slurm_time_formats():
-    from ablate.slurm_executor import parse_time
+    from ablate.slurm_cluster import parse_time
 
     assert [parse_time(t) for t in ("90", "45:30", "1:30:00", "2-00", "1-00:01:01")] == [90, 46, 90, 2880, 1442]
 
