@@ -40,7 +40,9 @@ fi
 
 sed -e "s|@STATE@|$state|g" -e "s|@CPUS@|$(nproc)|g" "$here/slurm.conf.in" > "$conf"
 
-slurmctld
+# -c: start with no jobs. A test cluster's saved jobs are those of killed sessions and runs whose
+# folders are gone; recovered, they would hold the node while the tests wait for it.
+slurmctld -c
 echo slurmctld >> "$state/started"
 # The node is called localhost in slurm.conf, whatever the hostname is.
 slurmd -N localhost
