@@ -6,15 +6,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from ablate_process import ablate, finish, write
 from tiny_sweeps import tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
@@ -69,30 +67,6 @@ class KillAlways(nn.ReLU):
 register_activation("killonce")(KillOnce)
 register_activation("killalways")(KillAlways)
 """
-
-
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def ablate(folder: Path, *args: str, **kw) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate", *args],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
-
-
-def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
 
 
 def metrics(results: Path, experiment: str) -> dict[str, list[dict]]:

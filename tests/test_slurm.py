@@ -13,13 +13,14 @@ import re
 import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
+from ablate_process import ablate, write
+from ablate_process import finish as finish_process
 from tiny_sweeps import tiny_sweep
 
 from ablate.cli import app
@@ -69,27 +70,8 @@ def cluster() -> None:
         _unavailable("no Slurm controller answers `scontrol ping` (start one with tests/slurm/start.sh)")
 
 
-def write(folder: Path, name: str, text: str) -> Path:
-    path = folder / name
-    path.write_text(textwrap.dedent(text), encoding="utf-8")
-    return path
-
-
-def ablate(folder: Path, *args: str) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "ablate", *args],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-
-
 def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
-    out, _ = proc.communicate(timeout=timeout)
-    return proc.returncode, out
+    return finish_process(proc, timeout)  # a Slurm job of these tiny cells ends well within 240 s
 
 
 def job_id(output: str) -> str:
