@@ -27,6 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ablate.metrics import Targets
+from ablate.record import EPOCH_KEYS, STEP_KEYS
 from ablate.variant import Variant
 
 
@@ -158,7 +159,8 @@ def _step_target(record: dict[str, Any], steps: list[dict[str, Any]], goal: floa
     }
 
 
-STEP_COLUMNS = ("step", "epoch", "images", "lr", "train_loss", "train_acc", "time_s")
+# The record's own keys, in the order record.py declares them: a key added there is a column here.
+STEP_COLUMNS: tuple[str, ...] = STEP_KEYS
 STEP_FRAME_COLUMNS = ["run_id", "variant", "seed", "status", *STEP_COLUMNS, "train_error"]
 
 
@@ -185,21 +187,7 @@ def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-EPOCH_COLUMNS = (
-    "epoch",
-    "lr",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "val_top5",
-    "train_eval_loss",
-    "train_eval_acc",
-    "epoch_time_s",
-    "train_time_s",
-    "train_images_per_s",
-    "peak_memory_mb",
-)
+EPOCH_COLUMNS: tuple[str, ...] = EPOCH_KEYS
 
 
 def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:

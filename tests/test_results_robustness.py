@@ -248,6 +248,22 @@ def test_the_documented_epoch_and_step_keys_are_exactly_the_types():
         assert len(documented) == len(set(documented)), heading
 
 
+def test_the_readmes_summary_of_epochs_and_steps_names_exactly_the_types_keys():
+    """README.md's results-format table summarizes ``epochs`` and ``steps`` in one row each: those
+    rows name every key of EpochMetrics and StepPoint and nothing else (it once lacked a key)."""
+    import re
+    from pathlib import Path
+
+    from ablate.record import EPOCH_KEYS, STEP_KEYS
+
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    for name, keys in (("epochs", EPOCH_KEYS), ("steps", STEP_KEYS)):
+        row = re.search(rf"^\| `{name}` \| (.*) \|$", text, re.M)
+        assert row, name
+        named = set(re.findall(r"`(\w+)`", row[1]))
+        assert named == set(keys), name
+
+
 def test_problem_checks_epoch_and_step_entries_against_their_types():
     """An entry with a key its type does not declare, or a value that is not a number, makes the
     record unreadable; a complete entry of either kind passes."""
