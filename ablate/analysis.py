@@ -20,9 +20,6 @@ from ablate.comparisons import (
 )
 from ablate.effects import (
     EFFECT_COLUMNS,
-    NEGATIVE_INTERACTION,
-    NO_INTERACTION,
-    POSITIVE_INTERACTION,
     Contrast,
     balanced_contrast,
     cell_means,
@@ -44,6 +41,7 @@ from ablate.frames import (
     variation_sources,
 )
 from ablate.metrics import TARGET_METRICS, Metric, Targets, metrics_for
+from ablate.stats import NEGATIVE_INTERACTION, NO_INTERACTION, POSITIVE_INTERACTION
 from ablate.rows import EPOCH_COLUMNS, STEP_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, step_rows
 from ablate.tables import SUMMARY_INTERVALS, SUMMARY_SPREADS, per_seed, status_counts, summary_table
 

@@ -41,11 +41,6 @@ EFFECT_COLUMNS = [
     "cells_used",
     "cells_total",
 ]
-POSITIVE_INTERACTION = "positive interaction"
-NEGATIVE_INTERACTION = "negative interaction"
-NO_INTERACTION = "no detectable interaction"
-NOT_ESTIMABLE = "not estimable"
-NO_SPREAD = "no spread to test with"
 
 
 def reference_level(data: ExperimentData, axis: str) -> Any:
@@ -160,13 +155,15 @@ def _effect_rows(fit: GridFit, metric: Metric, seeds: list[int], expected_runs: 
     rows = []
     for r in fit.table.to_dict("records"):
         n = fit.n_runs if r["estimable"] else 0
-        v = stats.verdict(r["estimate"], r["p_holm"], n, metric.higher_is_better) if r["estimable"] else NOT_ESTIMABLE
         note = [coverage] if coverage else []
         if not r["estimable"]:
+            v = stats.NOT_ESTIMABLE
             note.append("not estimable: the cells it needs have no ok run")
         elif r["se"] == 0:
-            v = NO_SPREAD
+            v = stats.NO_SPREAD
             note.append("the model fits every run exactly: no spread to test with")
+        else:
+            v = stats.verdict(r["estimate"], r["p_holm"], n, metric.higher_is_better)
         row = {
             **r,
             "metric": metric.name,
@@ -178,9 +175,9 @@ def _effect_rows(fit: GridFit, metric: Metric, seeds: list[int], expected_runs: 
         }
         row["interval_note"] = interval_note(row, scale=scale)
         if r["kind"] == "interaction" and v in (stats.BETTER, stats.WORSE):
-            v = POSITIVE_INTERACTION if r["estimate"] > 0 else NEGATIVE_INTERACTION
+            v = stats.POSITIVE_INTERACTION if r["estimate"] > 0 else stats.NEGATIVE_INTERACTION
         elif r["kind"] == "interaction" and v == stats.NO_DIFFERENCE:
-            v = NO_INTERACTION
+            v = stats.NO_INTERACTION
         row["verdict"] = v
         row["mdd"] = stats.min_detectable_effect(r["se"], r["df"]) if r["estimable"] else math.nan
         row.update(

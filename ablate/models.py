@@ -8,6 +8,7 @@ that init schemes and tests can address it.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -41,27 +42,26 @@ class ArchSpec:
     description: str
 
 
-register_arch("alexnet65")(
-    ArchSpec(
-        input_size=65,
-        channels=(48, 128, 192, 192, 128),
-        conv1_kernel=11,
-        conv1_stride=1,
-        conv1_padding=0,
-        fc_width=2048,
-        final_size=6,
-        description="the seed network: 3x65x65, convs 48-128-192-192-128, FC 2048-2048",
-    )
+ALEXNET65 = ArchSpec(
+    input_size=65,
+    channels=(48, 128, 192, 192, 128),
+    conv1_kernel=11,
+    conv1_stride=1,
+    conv1_padding=0,
+    fc_width=2048,
+    final_size=6,
+    description="the seed network: 3x65x65, convs 48-128-192-192-128, FC 2048-2048",
 )
+register_arch("alexnet65")(ALEXNET65)
+# The paper's geometry is the seed network scaled up: what differs is written out, the rest is shared
+# (an 11x11 conv1 without padding, a 6x6 last feature map).
 register_arch("alexnet")(
-    ArchSpec(
+    dataclasses.replace(
+        ALEXNET65,
         input_size=227,
         channels=(96, 256, 384, 384, 256),
-        conv1_kernel=11,
         conv1_stride=4,
-        conv1_padding=0,
         fc_width=4096,
-        final_size=6,
         description="Krizhevsky et al. 2012 geometry (one GPU): 3x227x227, convs 96-256-384-384-256, FC 4096-4096",
     )
 )

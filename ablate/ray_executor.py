@@ -22,18 +22,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
+from ablate import runner
 from ablate.experiment import Cell, Experiment
 from ablate.leases import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
-from ablate.runner import (
-    Datasets,
-    RunObserver,
-    RunSummary,
-    WorkOptions,
-    is_finished,
-    record_worker_death,
-    start_sweep,
-    train_claimed,
-)
 from ablate.store import read_run, run_path
 from ablate.sweep_options import ExecutorError, SweepOptions, import_extra
 
@@ -142,11 +133,11 @@ def check_shared_folder(ray: Any, results: Path) -> int:
     return len(nodes)
 
 
-_DATASETS: Datasets | None = None  # per Ray worker process, reused by the tasks it runs
+_DATASETS: runner.Datasets | None = None  # per Ray worker process, reused by the tasks it runs
 
 
 def _cell_task(
-    cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
+    cell: Cell, results: str, opts: runner.WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
 ) -> dict[str, Any]:
     """One cell on a Ray worker: claim, train (resume), write, release. ``wait_s``: how long to
     wait for a claim whose owner may be dead on another node (its heartbeat has to expire)."""
@@ -162,14 +153,14 @@ def _cell_task(
     # Ray sets CUDA_VISIBLE_DEVICES to the GPU it assigned; with none (or fake ones) train on the CPU.
     device = torch.device("cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
     if _DATASETS is None:
-        _DATASETS = Datasets(use_cache=opts.use_cache)
+        _DATASETS = runner.Datasets(use_cache=opts.use_cache)
     deadline = time.monotonic() + wait_s
-    opts = WorkOptions(**{**opts.__dict__, "worker": f"ray {socket.gethostname()} {device}"})
+    opts = runner.WorkOptions(**{**opts.__dict__, "worker": f"ray {socket.gethostname()} {device}"})
     while True:
-        record = train_claimed(cell, results, device, _DATASETS, opts)
+        record = runner.train_claimed(cell, results, device, _DATASETS, opts)
         if record is not None:
             return {"status": record["status"], "trained": True}
-        if is_finished(results, cell):
+        if runner.is_finished(results, cell):
             return {"status": "done", "trained": False}
         claim = read_claim(claim_path(results, cell.experiment, cell.run_id))
         if claim is None or time.monotonic() >= deadline:
@@ -183,17 +174,17 @@ def run_ray(
     address: str,
     options: SweepOptions,
     *,
-    observer: RunObserver | None = None,
+    observer: runner.RunObserver | None = None,
     in_flight: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
-) -> RunSummary:
+) -> runner.RunSummary:
     """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``options.device``
     ``cpu`` asks Ray for ``options.threads`` CPUs per task (default 1); otherwise tasks ask for
     ``1/options.per_device`` GPU when the cluster has GPUs (CPUs when it has none). When
     ``should_stop`` turns True (the CLI's
     Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
     last checkpoints kept) and the summary says ``interrupted``."""
-    observer = observer or RunObserver()
+    observer = observer or runner.RunObserver()
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
     # ray.init installs a SIGTERM handler that exits mid-loop (and Ray's core then aborts with a
@@ -204,14 +195,14 @@ def run_ray(
         signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
     started = time.time()
-    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
+    todo, summary = runner.start_sweep(exp, results, observer=observer, **options.start_fields())
     per_device, threads = options.per_device, options.threads or 1
     gpus = ray.cluster_resources().get("GPU", 0) if options.device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
     task = ray.remote(_cell_task).options(max_retries=options.max_retries, retry_exceptions=False, **resources)
-    opts = WorkOptions(**options.work_fields(started))
+    opts = runner.WorkOptions(**options.work_fields(started))
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
@@ -259,8 +250,8 @@ def _collect(
     outcome: dict[str, Any],
     cell: Cell,
     results: Path,
-    summary: RunSummary,
-    observer: RunObserver,
+    summary: runner.RunSummary,
+    observer: runner.RunObserver,
     total: int,
     max_retries: int,
 ) -> None:
@@ -274,8 +265,8 @@ def _collect(
     elif outcome["status"] == "died":
         # Retries used up: its workers kept dying. Recorded as failed, like the local pool does,
         # unless the last one died after writing the run file: then the cell is done.
-        record = record_worker_death(cell, results, outcome["error"], max_retries + 1)
-        if record is None and is_finished(results, cell):
+        record = runner.record_worker_death(cell, results, outcome["error"], max_retries + 1)
+        if record is None and runner.is_finished(results, cell):
             record = read_run(run_path(results, cell.experiment, cell.run_id))
         if record is not None:
             summary.records.append(record)

@@ -89,6 +89,12 @@ WORSE = "worse"
 NO_DIFFERENCE = "no detectable difference"
 NOT_ENOUGH_SEEDS = "not enough seeds"
 NO_PAIRS = "no paired runs"
+# A grid's main effects can also be these (ablate.effects); its interactions are one of the last three.
+NOT_ESTIMABLE = "not estimable"
+NO_SPREAD = "no spread to test with"
+POSITIVE_INTERACTION = "positive interaction"
+NEGATIVE_INTERACTION = "negative interaction"
+NO_INTERACTION = "no detectable interaction"
 
 
 # --- Student's t distribution ---------------------------------------------------------------------
