@@ -182,6 +182,7 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float 
     Holm over the family."""
     import statsmodels.api as sm
     from statsmodels.stats.diagnostic import het_breuschpagan
+    from statsmodels.tools.sm_exceptions import SingularMatrixWarning
 
     y = design.frame["y"].to_numpy(dtype=float) if y is None else np.asarray(y, dtype=float)
     X = design.exog
@@ -191,10 +192,14 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float 
     cov_type, resid_sd, het_p = ROBUST, math.nan, math.nan
     if resid_df >= 1:
         ols = sm.OLS(y, X)
-        plain = ols.fit()
-        leverage = np.einsum("ij,ji->i", X, np.linalg.pinv(X))  # diagonal of the hat matrix
-        cov_type = ROBUST if np.all(leverage < 1 - 1e-8) else FALLBACK
-        res = ols.fit(cov_type=cov_type, use_t=True)
+        # A grid with missing cells has a rank-deficient design: statsmodels says so in a warning
+        # (printed by the CLI), but only the estimable contrasts are tested, each checked above.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SingularMatrixWarning)
+            plain = ols.fit()
+            leverage = np.einsum("ij,ji->i", X, np.linalg.pinv(X))  # diagonal of the hat matrix
+            cov_type = ROBUST if np.all(leverage < 1 - 1e-8) else FALLBACK
+            res = ols.fit(cov_type=cov_type, use_t=True)
         resid_sd = float(math.sqrt(max(plain.ssr, 0.0) / resid_df))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
