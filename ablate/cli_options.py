@@ -171,7 +171,6 @@ def adaptive_plan(
 ) -> Optional[dict[str, Any]]:
     """The adaptive design the options ask for, as keyword arguments of ``run_adaptively`` (None:
     a plain run)."""
-    from ablate import adaptive as ad
     from ablate.config import SEED_MAX
 
     if precision is not None and until_decided:
@@ -183,6 +182,8 @@ def adaptive_plan(
         if looks is not None:
             raise OptionError("--looks goes with --until-decided")
         return None
+    from ablate import adaptive as ad  # here: its statistics take a second to import, which a plain run need not pay
+
     if max_seeds is not None and max_seeds > ad.MAX_SEEDS_LIMIT:
         raise OptionError(f"--max-seeds {max_seeds}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
     if precision is not None:
