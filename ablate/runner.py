@@ -149,18 +149,15 @@ def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
 _Data = Callable[[Cell], ImageSplits]
 
 
-def run_cell(
-    cell: Cell,
-    splits: ImageSplits,
-    device: torch.device,
-    observer: TrainObserver | None = None,
-    hooks: CellHooks | None = None,
-) -> RunRecord:
-    """Train one cell and wrap any failure into a ``failed`` record instead of raising
-    (a stop request, :class:`~ablate.train.Interrupted`, still propagates)."""
+def run_cell(cell: Cell, device: torch.device, train: Callable[[], RunRecord]) -> RunRecord:
+    """Run ``train`` (a training of ``cell`` on ``device``, e.g. a :func:`~ablate.train.train_cell`
+    call) and wrap any failure into a ``failed`` record instead of raising (a stop request,
+    :class:`~ablate.train.Interrupted`, still propagates); the record gets the run's environment.
+
+    It takes the training as a call so that what a training needs is said once, by ``train_cell``."""
     started = now()
     try:
-        record = train_cell(cell, splits, device, observer, hooks)
+        record = train()
     except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
     except CellOutOfMemory as e:
@@ -233,7 +230,8 @@ def train_claimed(
             )
 
         try:
-            record = run_cell(cell, data(cell), device, observer, hooks)
+            splits = data(cell)  # outside run_cell: data that cannot be loaded stops the sweep, it is no failed run
+            record = run_cell(cell, device, lambda: train_cell(cell, splits, device, observer, hooks))
         except Interrupted:
             if lease.lost or not lease.held():  # another worker owns it now: leave the cell to it
                 left_to_new_owner()

@@ -132,3 +132,40 @@ def test_a_checkpoint_that_cannot_be_written_does_not_cost_the_run(cell_and_data
     assert record["status"] == "ok" and len(record["epochs"]) == 2
     assert len(messages) == 1 and "could not save a checkpoint" in messages[0]
     assert record["runtime"]["checkpoints_saved"] == 0
+
+
+def test_crcs_are_written_even_where_torch_was_told_not_to_and_damage_is_found(tmp_path):
+    """The check on load relies on torch's zip CRC-32s: a save writes them even with
+    ``set_crc32_options(False)`` (the option is put back afterwards), and one flipped byte in a
+    tensor is then named as damage, where ``torch.load`` alone reads the file."""
+    if not hasattr(torch.serialization, "set_crc32_options"):
+        pytest.skip("this torch always writes CRC-32s")
+    path = tmp_path / "c.pt"
+    torch.serialization.set_crc32_options(False)
+    try:
+        checkpoint.save(path, "r", {"w": torch.arange(50_000, dtype=torch.float32)})
+        assert torch.serialization.get_crc32_options() is False
+    finally:
+        torch.serialization.set_crc32_options(True)
+    assert checkpoint.damaged_entry(path) is None
+    assert checkpoint.load(path, "r", torch.device("cpu"))["w"].equal(torch.arange(50_000, dtype=torch.float32))
+    raw = bytearray(path.read_bytes())
+    at = raw.index(torch.arange(10_000, 10_010, dtype=torch.float32).numpy().tobytes())
+    raw[at] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    assert not torch.load(path, weights_only=True)["w"].equal(torch.arange(50_000, dtype=torch.float32))
+    with pytest.raises(checkpoint.CheckpointError, match=r"damaged checkpoint \(its entry .* does not match"):
+        checkpoint.load(path, "r", torch.device("cpu"))
+
+
+def test_checkpoints_of_earlier_formats_are_read_and_format_2s_sha256_is_dropped(tmp_path):
+    """Cells stopped by an older ablate resume after the upgrade: formats 1 and 2 carry torch's
+    CRCs as well; a format this ablate does not know is refused."""
+    path = tmp_path / "c.pt"
+    for fmt, extra in ((1, {}), (2, {"sha256": "0" * 64})):
+        torch.save({"format": fmt, "run_id": "r", "w": torch.ones(3), **extra}, path)
+        state = checkpoint.load(path, "r", torch.device("cpu"))
+        assert state["format"] == fmt and "sha256" not in state and state["w"].equal(torch.ones(3))
+    torch.save({"format": 99, "run_id": "r"}, path)
+    with pytest.raises(checkpoint.CheckpointError, match="not an ablate checkpoint"):
+        checkpoint.load(path, "r", torch.device("cpu"))

@@ -178,29 +178,36 @@ def test_a_stop_whose_checkpoint_cannot_be_saved_is_still_a_stop(tmp_path, data,
     """Item 4: a stop request whose checkpoint hits the full disk stops (exit 130 in the CLI), it is
     not a failed run."""
     from ablate.runner import run_cell
-    from ablate.train import Interrupted
+    from ablate.train import Interrupted, train_cell
 
     cell = tiny_cells().cells()[0]
     messages: list[str] = []
     with pytest.raises(Interrupted):
-        run_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", messages, stop_after=2))
+        run_cell(
+            cell,
+            CPU,
+            lambda: train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", messages, stop_after=2)),
+        )
     assert len(messages) == 1
 
 
 def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_full):
     """Item 4: Ctrl-C inside torch.save surfaces as a RuntimeError; it is still the user's Ctrl-C."""
     from ablate.runner import run_cell
+    from ablate.train import train_cell
 
     cell = tiny_cells().cells()[0]
     disk_full["error"] = KeyboardInterrupt()
     with pytest.raises(KeyboardInterrupt):
-        run_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", [], stop_after=2))
+        run_cell(
+            cell, CPU, lambda: train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(tmp_path / "c.pt", [], stop_after=2))
+        )
     assert not list(tmp_path.iterdir())
 
 
 def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_path, data):
     """Item 5: bytes overwritten inside a tensor of a valid checkpoint (torch.load still reads it)
-    are caught by the checkpoint's sha256: one warning, and the cell trains from the start."""
+    are caught by the CRC-32s of its zip entries: one warning, and the cell trains from the start."""
     from ablate.train import Interrupted, train_cell
 
     cell = tiny_cells().cells()[0]
@@ -211,7 +218,7 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
     middle = len(raw) // 2
     raw[middle : middle + 80_000] = os.urandom(80_000)
     path.write_bytes(bytes(raw))
-    torch.load(path, weights_only=True)  # still loads: only a checksum can tell
+    torch.load(path, weights_only=True)  # still loads: torch does not check the CRCs
     messages: list[str] = []
     record = train_cell(cell, data(cell), CPU, hooks=ckpt_hooks(path, messages))
     assert len(messages) == 1 and "damaged checkpoint" in messages[0] and "from the start" in messages[0], messages
