@@ -1,8 +1,8 @@
 """Run many cells: claim each one, train it (resuming a checkpoint), store it, release it.
 
 :func:`train_claimed` is the one way a cell gets trained, whatever the executor: in this process
-(:func:`run_experiment`), in local worker processes (:mod:`ablate.pool`) or as Ray tasks
-(:mod:`ablate.ray_executor`). It goes through the results folder only: a cell is done when its
+(:func:`run_experiment`), in local worker processes (:mod:`ablate.pool`), as Ray tasks
+(:mod:`ablate.ray_executor`) or in Slurm array tasks (:mod:`ablate.slurm_executor`). It goes through the results folder only: a cell is done when its
 run file exists, running while a live claim exists, resumable while a checkpoint exists, so any
 mix of executors agrees on what is left to do.
 
