@@ -2,9 +2,10 @@
 
 :func:`train_claimed` is the one way a cell gets trained, whatever the executor: in this process
 (:func:`run_experiment`), in local worker processes (:mod:`ablate.pool`), as Ray tasks
-(:mod:`ablate.ray_executor`) or in Slurm array tasks (:mod:`ablate.slurm_executor`). It goes through the results folder only: a cell is done when its
-run file exists, running while a live claim exists, resumable while a checkpoint exists, so any
-mix of executors agrees on what is left to do.
+(:mod:`ablate.ray_executor`) or in Slurm array tasks (:mod:`ablate.slurm_executor`). It goes
+through the results folder only: a cell is done when its run file exists, running while a live
+claim exists, resumable while a checkpoint exists, so any mix of executors agrees on what is left
+to do.
 
 The runner never prints: it reports through a :class:`RunObserver` (the CLI draws progress bars
 from it) and returns a :class:`RunSummary`.
