@@ -62,6 +62,16 @@ _TABLE_NOTES = {
 }
 
 
+def _seed_count(manifest: dict, data: ExperimentData) -> str:
+    """ "5 seeds"; with seeds chosen per variant (adaptive designs), the range the variants used."""
+    per_variant = manifest.get("variant_seeds")
+    per_variant = per_variant if isinstance(per_variant, dict) else {}
+    counts = sorted({len(v) for v in per_variant.values() if isinstance(v, list)})
+    if len(counts) > 1:
+        return f"{counts[0]} to {counts[-1]} seeds, chosen per variant"
+    return f"{len(data.seeds)} seeds"
+
+
 def _overview(data: ExperimentData) -> str:
     counts = status_counts(data)
     n_cells = int(counts["n_cells"].sum())
@@ -70,7 +80,7 @@ def _overview(data: ExperimentData) -> str:
     axes = ", ".join(f"{a} ({', '.join(str(x) for x in v)})" for a, v in data.axes.items()) or "-"
     seeds = ", ".join(str(s) for s in data.seeds)
     rows = [
-        ("design", f"{data.design} over {axes}: {len(data.variants)} variants x {len(data.seeds)} seeds ({seeds})"),
+        ("design", f"{data.design} over {axes}: {len(data.variants)} variants x {_seed_count(m, data)} ({seeds})"),
         (
             "baseline",
             code(data.baseline)

@@ -415,6 +415,9 @@ def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment
     assert again.exit_code == 0 and "0 run(s)" in again.output, again.output
     report = cli.invoke(app, ["report", "act", "--results", str(results), "--out", str(tmp_path / "rep")])
     assert report.exit_code == 0, report.output
+    readme = (tmp_path / "rep" / "act" / "README.md").read_text()
+    assert "3 variants x 3 to 4 seeds, chosen per variant (0, 1, 2, 3)" in readme
+    assert "| runs | 11 cells: 11 ok, 0 diverged, 0 failed, 0 missing |" in readme
     text = (tmp_path / "rep" / "act" / "README.md").read_text()
     assert "group-sequential tests" in text and "| `tanh-overlap-none-drop` | 3 | efficacy | **worse** |" in text
 
