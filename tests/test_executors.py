@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from ablate_process import ablate, finish, write
-from tiny_sweeps import tiny_sweep
+from tiny_sweeps import RESUMABLE, tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
@@ -25,21 +25,6 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "
 
 # Six tiny cells (2 variants x 3 seeds), one epoch of 4 steps each.
 SIX_CELLS = tiny_sweep("six", seeds=(0, 1, 2))
-
-# One cell, two epochs of 6 steps, checkpointed after every step (checkpoint_minutes ~ 0).
-RESUMABLE = """
-name = "resumable"
-seeds = [0]
-[data]
-train_size = 96
-val_size = 32
-[train]
-epochs = 2
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-checkpoint_minutes = 0.0001
-"""
 
 # Registers activations that kill their own process: "killonce" the first time only (a marker
 # file beside the module remembers), "killalways" every time.

@@ -59,23 +59,9 @@ def test_sweep_through_ray_with_a_task_that_kills_itself_once(fake_gpu_cluster, 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "killer_ray.py").write_text(textwrap.dedent(KILL_ONCE))
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
-    result = cli.invoke(
-        app,
-        [
-            "--plugin",
-            "killer_ray",
-            "run",
-            "cluster.toml",
-            "--ray",
-            "auto",
-            "--results",
-            "res",
-            "--set",
-            'model.activation="killonce-ray"',
-            "--max-retries",
-            "2",
-        ],
-    )
+    args = ["--plugin", "killer_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res"]
+    args += ["--set", 'model.activation="killonce-ray"']
+    result = cli.invoke(app, [*args, "--max-retries", "2"])
     assert result.exit_code == 0, result.output
     assert "Ray tasks" in result.output
     assert (tmp_path / "killed-once").exists()  # one task did die
@@ -88,21 +74,7 @@ def test_sweep_through_ray_with_a_task_that_kills_itself_once(fake_gpu_cluster, 
     assert [e["event"] for e in events].count("take-over") == 1  # ...taking its dead claim over
     assert not list((tmp_path / "res" / "cluster" / "claims").iterdir())
     # Rerunning trains nothing: the results folder says every cell is done.
-    again = cli.invoke(
-        app,
-        [
-            "--plugin",
-            "killer_ray",
-            "run",
-            "cluster.toml",
-            "--ray",
-            "auto",
-            "--results",
-            "res",
-            "--set",
-            'model.activation="killonce-ray"',
-        ],
-    )
+    again = cli.invoke(app, args)
     assert again.exit_code == 0 and "0 run(s)" in again.output and "4 already done" in again.output
 
 

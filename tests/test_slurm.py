@@ -21,7 +21,7 @@ import pytest
 import torch
 from ablate_process import ablate, write
 from ablate_process import finish as finish_process
-from tiny_sweeps import tiny_sweep
+from tiny_sweeps import RESUMABLE, tiny_sweep
 
 from ablate.cli import app
 from ablate.store import read_events, scan_runs
@@ -33,21 +33,6 @@ ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "lr")
 
 FOUR_CELLS = tiny_sweep("slurm4", seeds=(0, 1))  # 2 variants x 2 seeds, one epoch of 4 steps each
-
-# One cell, two epochs of 6 steps, checkpointed after every step: a stop lands mid-cell.
-RESUMABLE = """
-name = "resumable"
-seeds = [0]
-[data]
-train_size = 96
-val_size = 32
-[train]
-epochs = 2
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-checkpoint_minutes = 0.0001
-"""
 
 
 def _unavailable(why: str) -> None:

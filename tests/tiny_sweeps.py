@@ -25,3 +25,20 @@ batch_size = 16
 optimizer = "adam"
 lr = 3e-4
 """
+
+
+# One cell, two epochs of 6 steps, checkpointed after every step (checkpoint_minutes ~ 0): a stop
+# lands mid-cell. For the tests that stop, kill or requeue a cell and resume it.
+RESUMABLE = """
+name = "resumable"
+seeds = [0]
+[data]
+train_size = 96
+val_size = 32
+[train]
+epochs = 2
+batch_size = 16
+optimizer = "adam"
+lr = 3e-4
+checkpoint_minutes = 0.0001
+"""
