@@ -26,6 +26,11 @@ def fmt(x: Any, digits: int = 2, signed: bool = False) -> str:
     x = float(x)
     if math.isinf(x):
         return "inf" if x > 0 else "-inf"
+    # Accuracies are multiples of 1/val_size, so means and differences of them often sit exactly on
+    # a rounding boundary (0.875 points); the last bits of the float then depend on the order of the
+    # arithmetic (numpy's or a BLAS's), and would flip the printed digit. Rounded first to 9
+    # decimals, the boundary case rounds one way on every machine (half to even).
+    x = round(x, 9) + 0.0  # + 0.0: no "-0.00"
     return f"{x:+.{digits}f}" if signed else f"{x:.{digits}f}"
 
 

@@ -285,3 +285,14 @@ def test_bonferroni_interval_excluding_zero_implies_holm_rejects() -> None:
             if w.ci_low > 0 or w.ci_high < 0:
                 assert p_holm < 0.05
     assert stats.simultaneous_confidence(4) == pytest.approx(1 - 0.0125)
+
+
+def test_a_number_on_a_rounding_boundary_prints_the_same_whatever_its_last_bits() -> None:
+    # Means of accuracies over a few seeds often sit exactly on a boundary (0.875 points): the two
+    # floats below differ only in the order their sums were taken, and must print the same.
+    from ablate.textfmt import fmt, fmt_ci
+
+    assert 0.00875 * 100 != 0.875 and round(0.00875 * 100, 9) == 0.875
+    assert fmt(0.8749999999999999) == fmt(0.8750000000000001) == fmt(0.875) == "0.88"
+    assert fmt_ci(0.00875, 0.0, 0.02, 3, 100.0, signed=True) == "+0.88 [+0.00, +2.00]"
+    assert fmt(-0.0004, 2, signed=True) == "-0.00" and fmt(1e-12, 2, signed=True) == "+0.00"
