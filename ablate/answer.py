@@ -74,15 +74,21 @@ def answer(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataFram
 
 
 def _model_sentence(r: dict[str, Any], m: int) -> str:
+    errors = (
+        "HC2 robust errors with Bell–McCaffrey df"
+        if r["cov_type"] == "HC2"
+        else f"{r['cov_type']} robust errors on the residual df"
+    )
     return (
         f"one linear model over the {int(r['runs_used'])} ok runs (seed as a block, main effects and two-way "
-        f"interactions, {r['cov_type']} robust errors, {fmt(r['resid_df'], 0)} residual df), Holm over its {m} effects"
+        f"interactions, {errors}, {fmt(r['resid_df'], 0)} residual df), Holm over its {m} main effects "
+        "(the interactions are a family of their own)"
     )
 
 
 def _main_effects(main: pd.DataFrame, inter: pd.DataFrame) -> list[str]:
     first = main.iloc[0].to_dict()
-    m = int(first["m"]) if not _isnan(first["m"]) else len(main) + len(inter)
+    m = int(first["m"]) if not _isnan(first["m"]) else len(main)
     out = [
         f"**Main effects** on final validation accuracy: each level against the baseline's level of its axis, "
         f"averaged over every combination of the other axes; {_model_sentence(first, m)}. MDD: the smallest "

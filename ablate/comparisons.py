@@ -218,8 +218,14 @@ def interval_note(row: dict[str, Any], scale: float = 1.0) -> str:
                 f"about uncertainty; the verdict uses the exact sign-flip p-value 2^(1-{n}) = {2.0 ** (1 - n):.3g}"
             )
         elif not _excludes_zero(row["sim_low"], row["sim_high"]):
+            family = {"main": "main effects", "interaction": "interactions"}.get(str(row.get("kind")))
+            tested = (
+                f"{row['m']} {family} are tested as one family"
+                if family
+                else (f"{row['m']} comparisons are tested on this metric")
+            )
             notes.append(
-                f"the unadjusted 95% interval excludes 0, but {row['m']} comparisons are tested on this metric: "
+                f"the unadjusted 95% interval excludes 0, but {tested}: "
                 f"Holm-adjusted p = {float(row['p_holm']):.3g} >= 0.05, and the simultaneous "
                 f"{100 * float(row['sim_level']):.4g}% interval [{float(row['sim_low']) * scale:+.4g}, "
                 f"{float(row['sim_high']) * scale:+.4g}] contains 0"

@@ -109,8 +109,9 @@ def balanced_contrast(
 def grid_effects(data: ExperimentData, metrics: Sequence[Metric] | None = None) -> pd.DataFrame:
     """Main effects and two-way interactions for grid designs with two or more varying axes,
     from one linear model per metric over every ok run (:mod:`ablate.factorial`: seed as a block,
-    all main effects and two-way interactions, HC3 robust errors, t tests on the residual degrees
-    of freedom, Holm over the metric's effects).
+    all main effects and two-way interactions, HC2 robust errors, t tests on each effect's
+    Bell–McCaffrey degrees of freedom, Holm within the main effects and, separately, within the
+    interactions).
 
     Main effect of ``axis = level``: the mean over every combination of the other axes of the
     difference between ``level`` and the reference level. Interaction of ``A = a`` with ``B = b``:

@@ -303,9 +303,11 @@ def _method_section(data: ExperimentData) -> list[str]:
         "epochs and elapsed training seconds; without them, the first epoch whose recorded training error or "
         "validation accuracy meets it. Runs that never get there are counted, not averaged.",
         "- Grids of two or more axes: main effects and interactions from one linear model over every ok run "
-        "(`ablate/factorial.py`, statsmodels OLS with HC3 errors; see *Main effects and interactions*): a full "
-        "factorial estimates each main effect from all of its runs, not from per-seed means.",
+        "(`ablate/factorial.py`, least squares with HC2 errors and Bell–McCaffrey degrees of freedom; see *Main "
+        "effects and interactions*): a full factorial estimates each main effect from all of its runs, not from "
+        "per-seed means. Holm runs within the main effects (the primary family) and, separately, within the "
+        "interactions (the secondary family).",
         "- Statistics code: `ablate/stats.py` (formulas in its docstring) and `ablate/factorial.py`; "
-        "distributions from `scipy.stats`, the linear model from `statsmodels`.",
+        "distributions from `scipy.stats`, the grid model's design matrix and Breusch–Pagan test from `statsmodels`.",
         "",
     ]

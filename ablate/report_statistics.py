@@ -210,6 +210,7 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
                 f"{r.level} (vs {r.reference})",
                 fmt_ci(r.estimate, r.ci_low, r.ci_high, 2 if r.n else 0, 100.0, 2, signed=True) if r.n else "-",
                 fmt(r.se * 100, 2) if not _isnan(r.se) else "-",
+                fmt(r.df, 1) if r.n and not _isnan(r.df) else "-",
                 sim,
                 fmt_p(r.p),
                 fmt_p(r.p_holm),
@@ -225,10 +226,11 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
         else "Breusch–Pagan test: not computable (no residual spread)"
     )
     robust = (
-        "HC3 heteroscedasticity-robust standard errors (valid whether or not cells differ in spread; cells at "
-        "chance have none)"
-        if first["cov_type"] == "HC3"
-        else f"{first['cov_type']} robust standard errors (HC3 cannot be used: a run has leverage 1)"
+        "HC2 heteroscedasticity-robust standard errors with Bell–McCaffrey degrees of freedom per effect (the df "
+        "column; cells whose runs are all identical count as having no spread)"
+        if first["cov_type"] == "HC2"
+        else f"{first['cov_type']} robust standard errors on the residual degrees of freedom (HC2 cannot be used: "
+        "a run has leverage 1)"
     )
     return [
         "## Main effects and interactions",
@@ -240,10 +242,11 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
         "that level - at the reference level); with every cell present this is the raw marginal mean difference. "
         "Interaction of two levels a, b: the mean over the remaining axes of y(a,b) - y(a0,b) - y(a,b0) + "
         "y(a0,b0), i.e. how much the effect of a changes when the other axis moves from its reference to b "
-        "(0 = the effects add up). t tests on the model's residual degrees of freedom; Holm over all effects "
-        "listed; the simultaneous (Bonferroni) interval over those effects is the one that matches the verdict; "
-        "MDD: the smallest effect detected with 80% power at alpha 0.05 (noncentral t, the model's standard "
-        "error).",
+        "(0 = the effects add up). Each effect's t test and interval use its HC2 standard error on its "
+        "Bell–McCaffrey degrees of freedom (df). Holm runs within two families: the main effects (the questions "
+        "the grid was built for) and, separately, the interactions; each family's simultaneous (Bonferroni) "
+        "interval is the one that matches its verdicts; MDD: the smallest effect detected with 80% power at "
+        "alpha 0.05 (noncentral t, the effect's standard error and df).",
         "",
         f"**Model checks.** {int(first['runs_used'])} ok runs in {int(first['cells_used'])} of "
         f"{int(first['cells_total'])} cells; {fmt(first['resid_df'], 0)} residual degrees of freedom; residual sd "
@@ -256,6 +259,7 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
                 "level",
                 "estimate [95% CI] (points)",
                 "se (points)",
+                "df",
                 "simultaneous CI (points)",
                 "p",
                 "p_holm",
@@ -263,7 +267,7 @@ def _effects_section(data: ExperimentData, effects: pd.DataFrame) -> list[str]:
                 "verdict",
             ],
             rows,
-            ["l", "l", "l", "r", "r", "r", "r", "r", "r", "l"],
+            ["l", "l", "l", "r", "r", "r", "r", "r", "r", "r", "l"],
         ),
         "",
     ]

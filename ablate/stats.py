@@ -114,6 +114,20 @@ def t_sf_two_sided(t: float, df: float) -> float:
     return float(min(1.0, 2.0 * sps.t.sf(abs(t), df)))
 
 
+def t_sf_two_sided_array(t: np.ndarray, df: np.ndarray) -> np.ndarray:
+    """:func:`t_sf_two_sided` elementwise (NaN in, NaN out): for the many contrasts of one model."""
+    t, df = np.asarray(t, dtype=float), np.asarray(df, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.minimum(1.0, 2.0 * sps.t.sf(np.abs(t), df))
+
+
+def t_ppf_array(q: float, df: np.ndarray) -> np.ndarray:
+    """:func:`t_ppf` at one level for many degrees of freedom (NaN df gives NaN)."""
+    if not 0.0 < q < 1.0:
+        raise ValueError(f"quantile level must be in (0, 1), got {q}")
+    return np.asarray(sps.t.ppf(q, np.asarray(df, dtype=float)), dtype=float)
+
+
 def t_ppf(q: float, df: float) -> float:
     """Quantile of Student's t: the ``t`` with ``t_cdf(t, df) = q``."""
     if not 0.0 < q < 1.0:

@@ -269,7 +269,7 @@ def test_grid_report_has_effects_and_heatmap(tmp_path: Path) -> None:
         low, high = (float(x) for x in re.search(r"\[([-+.\d]+), ([-+.\d]+)\]", cells[1]).groups())
         assert low <= planted <= high and cells[-1] == "**better**" and float(cells[3]) > 0, cells
     assert "**Interactions detected**: 0 of 1." in answer
-    assert "one linear model over the 16 ok runs" in answer and "HC3 robust errors" in answer
+    assert "one linear model over the 16 ok runs" in answer and "HC2 robust errors with Bell–McCaffrey df" in answer
     assert (
         answer.index("**Main effects**")
         < answer.index("**Interactions detected**")

@@ -143,8 +143,10 @@ def test_compare_input_pipeline_without_data_says_how_to_get_it(tmp_path, monkey
 def test_simulate_factorial_prints_its_table(monkeypatch, capsys):
     assert run_script("simulate_factorial.py", ["--sims", "10"], monkeypatch) == 0
     printed = capsys.readouterr().out
-    rows = [line for line in printed.splitlines() if line.startswith("| null") or line.startswith("| +2 points")]
-    assert len(rows) == 4 and "linear model (HC3)" in printed and "per-seed paired t (before)" in printed, printed
+    null = [line for line in printed.splitlines() if " effects | 10 | " in line]
+    power = [line for line in printed.splitlines() if line.startswith(("| 2x2 | +4", "| 36 cells | +2"))]
+    assert len(null) == 4 * 5 * 2 and len(power) == 4, printed  # grids x noise patterns x families
+    assert "HC2 + Bell–McCaffrey, Holm per family (today)" in printed and "HC3, one Holm family (before)" in printed
 
 
 def test_gpu_check_is_valid_bash():
