@@ -5,15 +5,15 @@ Public API::
     from ablate import Variant, build_model
     model = build_model(Variant(norm="lrn"), num_classes=10)
 
-    from ablate import load_results          # results as pandas frames (see ablate.results)
+    from ablate import load_results          # results as pandas frames (see ablate.analysis.results)
     runs = load_results("results", ["pooling"]).runs
 """
 
 from typing import Any
 
-from ablate import layers as _layers  # noqa: F401  (registers the built-in axis values)
+from ablate.models import layers as _layers  # noqa: F401  (registers the built-in axis values)
 from ablate import data as _data  # noqa: F401  (registers the built-in datasets)
-from ablate.models import AlexNet, ArchSpec, build_model, count_params, layer_shapes
+from ablate.models.alexnet import AlexNet, ArchSpec, build_model, count_params, layer_shapes
 from ablate.registry import (
     ACTIVATIONS,
     ARCHS,
@@ -31,6 +31,7 @@ from ablate.registry import (
     register_norm,
     register_pooling,
 )
+from ablate._version import __version__
 from ablate.variant import AXES, Variant
 
 
@@ -38,13 +39,11 @@ def __getattr__(name: str) -> Any:
     # Loaded on first use: the frames API pulls in pandas and the analysis code, which
     # `import ablate` (training, the CLI's other commands) does not need.
     if name in ("load_results", "Results"):
-        from ablate import results
+        from ablate.analysis import results
 
         return getattr(results, name)
     raise AttributeError(f"module 'ablate' has no attribute {name!r}")
 
-
-__version__ = "0.1.0"
 
 __all__ = [
     "ACTIVATIONS",

@@ -1,7 +1,7 @@
 """Data and training settings: the ``[data]`` and ``[train]`` tables of an experiment file.
 
 Each field carries a comment saying what it controls (nanoGPT's ``GPTConfig`` style) and, in its
-metadata, the rule it must satisfy. :mod:`ablate.experiment` reads those rules to validate a file,
+metadata, the rule it must satisfy. :mod:`ablate.experiment.experiment` reads those rules to validate a file,
 so adding a setting means adding one field here and nothing else.
 """
 

@@ -3,10 +3,10 @@
 
 Both sides train the same model (``ablate.build_model(Variant(), 10)``, same seed, same memory
 layout, same optimizer) on the same images (ablate's seeded class-balanced subset) with the same
-batch size, one step per batch exactly as ``ablate.train`` does it, and both hand the model the
+batch size, one step per batch exactly as ``ablate.train.loop`` does it, and both hand the model the
 same thing: a normalized float32 batch of 3 x 65 x 65 images in the default (NCHW) layout. With a
 channels-last model (ablate's default) the first conv converts that layout on both sides alike.
-(``ablate.train`` asks the loader for channels-last batches instead: the same conversion, done
+(``ablate.train.loop`` asks the loader for channels-last batches instead: the same conversion, done
 one step earlier; here it would be counted as input cost on one side only.)
 
 - **ablate**: ``load_splits`` (decoded once, resized uint8 tensors from the cache) +
@@ -19,7 +19,7 @@ Measured per epoch: the full training epoch, and the input cost alone (the same 
 model replaced by a no-op). Measurements are interleaved (``ablate.bench.timing.interleave``:
 ablate, torchvision, torchvision, ablate, ...: each round reverses the order) and medians
 reported, so that load from other processes on a shared machine hits both sides alike; every
-epoch and one-time cost is read on training's clock (``ablate.clock.StepTimer``). The CPU load
+epoch and one-time cost is read on training's clock (``ablate.runtime.clock.StepTimer``). The CPU load
 average is printed with the results; on a busy machine rerun, or raise ``--rounds``.
 
 torchvision's FashionMNIST reads uncompressed files from ``<root>/FashionMNIST/raw``; they are
@@ -104,7 +104,7 @@ def main() -> int:
     from ablate.data import fashion_mnist as fm
     from ablate.data.common import balanced_subset, search_dirs
     from ablate.data.loader import DeviceBatches
-    from ablate.optim import make_optimizer
+    from ablate.train.optim import make_optimizer
 
     device = torch.device("cpu")
 
@@ -168,7 +168,7 @@ def main() -> int:
             optimizer = make_optimizer(model, TrainConfig())
             loss_sum = torch.zeros((), dtype=torch.float64)
 
-            def step(x: torch.Tensor, y: torch.Tensor) -> None:  # as in ablate.train.train_cell
+            def step(x: torch.Tensor, y: torch.Tensor) -> None:  # as in ablate.train.loop.train_cell
                 nonlocal loss_sum
                 out = model(x)
                 loss = F.cross_entropy(out.float(), y)

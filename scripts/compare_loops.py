@@ -5,7 +5,7 @@ variant against the no-norm one, and the throughput ablate stores against an ind
 Sections (``--sections``, default all three):
 
 ``loops``  The baseline alexnet65, same batch size, same data, in one process:
-           - ``ablate``: ablate's epoch loop (``ablate.train.train_epoch``, which ``train_cell``
+           - ``ablate``: ablate's epoch loop (``ablate.train.loop.train_epoch``, which ``train_cell``
              runs) on a prepared cell, timed by its own clock (the numbers ``train_cell`` stores);
            - ``hand``: a plain PyTorch loop with identical settings (``reference_loops.HandLoop``:
              device-resident uint8 data, seeded permutation, on-device normalization, same
@@ -31,7 +31,7 @@ Sections (``--sections``, default all three):
 In ``loops`` and ``lrn`` every loop is built and warmed up once, then timed one epoch at a time;
 the loops take turns (``ablate.bench.timing.interleave``: A, B, C, then C, B, A, ...) and
 medians and best runs are reported, so that load from other processes hits all sides alike.
-Every clock read here is training's (``ablate.clock.StepTimer``: device synchronized first).
+Every clock read here is training's (``ablate.runtime.clock.StepTimer``: device synchronized first).
 
 The images are random uint8 pixels with random labels by default (``--data shapes`` uses the
 built-in generated set): throughput does not depend on pixel values, and generating tens of
@@ -65,12 +65,12 @@ from ablate import NORMS, Variant, register_norm
 from ablate.bench.timing import HookClock, interleave, seconds
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import ImageSplits, load_splits
-from ablate.env import device_name
-from ablate.experiment import Cell
-from ablate.precision import precision_dtype
-from ablate.device import resolve_device, resolve_precision
-from ablate.prepare import WARMUP_STEPS
-from ablate.train import train_cell
+from ablate.runtime.provenance import device_name
+from ablate.experiment.experiment import Cell
+from ablate.runtime.precision import precision_dtype
+from ablate.runtime.device import resolve_device, resolve_precision
+from ablate.train.setup import WARMUP_STEPS
+from ablate.train.loop import train_cell
 
 TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
 
@@ -242,7 +242,7 @@ def main() -> int:
             "norm = none (target >= 0.80)",
             ROW_HEAD.format("variant"),
             row("norm = none", got["none"], got["none"]),
-            row("norm = lrn (ablate.lrn)", got["lrn"], got["none"]),
+            row("norm = lrn (ablate.models.lrn)", got["lrn"], got["none"]),
         ]
         if "torch-lrn" in got:
             tables.append(row("nn.LocalResponseNorm (before)", got["torch-lrn"], got["none"]))
@@ -251,7 +251,7 @@ def main() -> int:
 
     if "lrn-op" in sections:
         log("lrn-op: forward + backward of both LRN layers (conv1 and conv2 outputs), channels_last")
-        from ablate.lrn import local_response_norm, resolve_impl
+        from ablate.models.lrn import local_response_norm, resolve_impl
 
         g = torch.Generator().manual_seed(0)
         shapes = [(args.batch_size, 48, 55, 55), (args.batch_size, 128, 27, 27)]

@@ -52,7 +52,7 @@ if want 1; then
 stage "1. environment"
 python - <<'EOF'
 import torch
-from ablate.env import device_name
+from ablate.runtime.provenance import device_name
 from torch.utils._triton import has_triton
 dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 print(f"torch {torch.__version__}, CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}")

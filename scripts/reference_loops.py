@@ -3,10 +3,10 @@ part of the installed package).
 
 * :class:`HandLoop`: a loop written by hand in plain PyTorch with ablate's settings - the floor;
 * :class:`BlogLoop`: the loop of a typical tutorial or blog post - what people start from;
-* :class:`AblateLoop`: ablate's own epoch loop (:func:`ablate.train.train_epoch` on a prepared
+* :class:`AblateLoop`: ablate's own epoch loop (:func:`ablate.train.loop.train_epoch` on a prepared
   cell), so that it can be timed beside the other two.
 
-Each has ``timed_epoch()``: one epoch's images/s on training's clock (:class:`ablate.clock.StepTimer`),
+Each has ``timed_epoch()``: one epoch's images/s on training's clock (:class:`ablate.runtime.clock.StepTimer`),
 which :func:`ablate.bench.timing.interleave` takes turns over. Used by ``scripts/compare_loops.py``
 and the pytest-benchmark suite (``tests/benchmarks``, which puts this folder on ``sys.path``).
 """
@@ -21,13 +21,13 @@ from torch import nn
 
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import ImageSplits, channel_stats
-from ablate.experiment import Cell
-from ablate.models import build_model
-from ablate.precision import autocast_for
-from ablate.clock import StepTimer, sync
-from ablate.optim import make_optimizer
-from ablate.prepare import WARMUP_STEPS, Training, prepare
-from ablate.train import train_epoch
+from ablate.experiment.experiment import Cell
+from ablate.models.alexnet import build_model
+from ablate.runtime.precision import autocast_for
+from ablate.runtime.clock import StepTimer, sync
+from ablate.train.optim import make_optimizer
+from ablate.train.setup import WARMUP_STEPS, Training, prepare
+from ablate.train.loop import train_epoch
 from ablate.variant import Variant
 
 # The optimizer all three loops train with (the blog loop builds its own, unfused, from the same numbers).
@@ -200,7 +200,7 @@ class BlogLoop(_StepsLoop):
 
 
 class AblateLoop:
-    """ablate's own training loop (:func:`ablate.train.train_epoch` on a :func:`prepare`-d cell),
+    """ablate's own training loop (:func:`ablate.train.loop.train_epoch` on a :func:`prepare`-d cell),
     one epoch = ``steps_per_epoch`` steps, so that it can be timed beside the reference loops."""
 
     def __init__(

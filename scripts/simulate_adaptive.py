@@ -4,7 +4,7 @@
 Each simulated study draws per-run values for a baseline and ``m`` variants over the seeds
 (variant ``i`` = baseline + effect ``i``; each run has its own noise, so the paired differences
 share the baseline's noise, as in a real study), then applies the production rules of
-:mod:`ablate.adaptive` (the functions the runner calls) to the paired differences:
+:mod:`ablate.analysis.adaptive` (the functions the runner calls) to the paired differences:
 
 ``stein``   ``--precision P`` (Stein's two-stage procedure) with a pilot of ``n0`` seeds: coverage
             of the interval, its mean half-width, the seeds a comparison used (mean and 95th
@@ -37,7 +37,7 @@ from scipy import stats as sps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ablate import adaptive  # noqa: E402
+from ablate.analysis import adaptive  # noqa: E402
 
 SD = 2.0  # points: sd of a paired difference
 SECTIONS = ("stein", "null", "power")

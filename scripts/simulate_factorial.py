@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Error rate and power of a grid's verdicts, by simulation: today's error model against the one before.
 
-Each simulated study is fitted by ablate's own code (``ablate.factorial.fit_design``, the model the
+Each simulated study is fitted by ablate's own code (``ablate.analysis.factorial.fit_design``, the model the
 reports use: seed block, main effects and two-way interactions, HC2 errors with Bell–McCaffrey
 degrees of freedom, Holm within the main effects and, separately, within the interactions).
 Beside it, from the same design and residuals:
@@ -51,7 +51,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ablate import factorial, stats
+from ablate.analysis import factorial
+from ablate.analysis import stats
 
 GRIDS = {
     "2x2": {"activation": ["relu", "sigmoid"], "norm": ["none", "batchnorm"]},

@@ -1,8 +1,8 @@
 """Write result folders with planted effects: realistic run records and a manifest, as ``ablate run``
 would write them, but with per-epoch numbers chosen by the test (no training).
 
-A record is assembled by the code that assembles real ones (:func:`ablate.record.build_record`,
-:func:`ablate.record.summarize`), from a configuration made of ``[data]`` and ``[train]``'s own
+A record is assembled by the code that assembles real ones (:func:`ablate.store.record.build_record`,
+:func:`ablate.store.record.summarize`), from a configuration made of ``[data]`` and ``[train]``'s own
 dataclasses, so the report code sees exactly the shapes it sees on real results.
 """
 
@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ablate.config import DataConfig, TrainConfig
-from ablate.record import EpochMetrics, Identity, RunRecord, StepPoint, build_record, summarize
-from ablate.store import write_manifest, write_run
+from ablate.store.record import EpochMetrics, Identity, RunRecord, StepPoint, build_record, summarize
+from ablate.store.folder import write_manifest, write_run
 from ablate.variant import Variant
 
 # Every key of [data] and [train], as a resolved cell's config has them (defaults for the rest).
@@ -54,7 +54,7 @@ STEPS_PER_EPOCH = DATA["train_size"] // TRAIN["batch_size"]  # 16: drop_last bat
 
 
 def make_steps(outcome: Outcome, epochs: int, seed: int) -> list[StepPoint]:
-    """Step log points as ``ablate.train`` writes them with ``log_every = outcome.log_every``."""
+    """Step log points as ``ablate.train.loop`` writes them with ``log_every = outcome.log_every``."""
     assert outcome.log_every is not None
     out = []
     for step in range(outcome.log_every, epochs * STEPS_PER_EPOCH + 1, outcome.log_every):
@@ -83,7 +83,7 @@ def _curve(final: float, start: float, n: int) -> list[float]:
 
 
 def make_record(experiment: str, axes: dict[str, Any], seed: int, outcome: Outcome) -> RunRecord:
-    """A run record in the format of ``ablate.train`` for ``axes`` x ``seed`` showing ``outcome``."""
+    """A run record in the format of ``ablate.train.loop`` for ``axes`` x ``seed`` showing ``outcome``."""
     slug = Variant(**axes).slug()
     n = outcome.epochs
     val = _curve(outcome.final_val_acc, 0.15, n)

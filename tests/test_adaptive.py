@@ -14,15 +14,15 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from ablate import adaptive as ad
-from ablate import sequential
+from ablate.analysis import adaptive as ad
+from ablate.analysis import sequential
 from ablate.analysis import load_experiment_data
-from ablate.cli import app
+from ablate.cli.app import app
 from ablate.config import SEED_MAX
-from ablate.experiment import load_experiment
-from ablate.adaptive_run import run_adaptively
-from ablate.runner import RunSummary, plan
-from ablate.store import scan_runs, write_run
+from ablate.experiment.experiment import load_experiment
+from ablate.execute.adaptive import run_adaptively
+from ablate.execute.runner import RunSummary, plan
+from ablate.store.folder import scan_runs, write_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 import simulate_adaptive as sim  # noqa: E402
@@ -218,7 +218,7 @@ def test_seed_counts_give_cells_manifest_and_frames_per_variant_seeds(write_expe
     assert all(full[(c.variant.slug(), c.seed)] == c.run_id for c in cells)  # run ids unchanged
     manifest = cut.manifest()
     assert manifest["variant_seeds"] == {base: [0, 1, 2, 3], other: [0, 1]} and "variant_seeds" not in exp.manifest()
-    from ablate.store import write_manifest
+    from ablate.store.folder import write_manifest
 
     write_manifest(tmp_path / "res", manifest)
     record = make_record(exp.name, cells[0].variant.axes(), 0, Outcome())
@@ -235,7 +235,7 @@ def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[
 
     def execute(exp):
         todo, skipped = plan(exp, results, False)
-        from ablate.store import write_manifest
+        from ablate.store.folder import write_manifest
 
         write_manifest(results, exp.manifest())
         summary = RunSummary(exp.name, skipped=skipped)

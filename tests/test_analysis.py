@@ -10,7 +10,7 @@ import pytest
 
 from ablate import analysis
 from ablate.analysis import ReportError, Targets, load_experiment_data
-from ablate.store import manifest_path, write_run
+from ablate.store.folder import manifest_path, write_run
 from planted import Outcome, make_record, seeded_noise, write_planted
 
 BASE = "relu-overlap-none-drop"

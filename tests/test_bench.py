@@ -26,8 +26,8 @@ from ablate.bench import (
     time_steps,
     write_bench_report,
 )
-from ablate.cli import app
-from ablate.memory import peak_memory_kind
+from ablate.cli.app import app
+from ablate.runtime.memory import peak_memory_kind
 
 TINY = ["--device", "cpu", "-b", "2", "--warmup", "1", "--steps", "1", "--repeats", "2"]
 
@@ -220,7 +220,7 @@ def test_a_newly_registered_axis_value_joins_the_catalogue(broken_norm):
 
 def test_flops_per_image_match_a_hand_count_and_ignore_the_lrn_matmul():
     from ablate import build_model
-    from ablate.flops import flops_per_image
+    from ablate.models.flops import flops_per_image
 
     # alexnet65, 2 FLOPs per multiply-add: conv k x k x c_in per output value, then the FC layers.
     convs = [(55, 48, 3, 11), (27, 128, 48, 5), (13, 192, 128, 3), (13, 192, 192, 3), (13, 128, 192, 3)]

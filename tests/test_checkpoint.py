@@ -8,11 +8,11 @@ import pickle
 import pytest
 import torch
 
-from ablate import checkpoint
-from ablate.experiment import parse_experiment
-from ablate.runner import Datasets
-from ablate.resume import CellHooks
-from ablate.train import Interrupted, train_cell
+from ablate.store import checkpoints as checkpoint
+from ablate.experiment.experiment import parse_experiment
+from ablate.execute.runner import Datasets
+from ablate.train.resume import CellHooks
+from ablate.train.loop import Interrupted, train_cell
 
 RAW = {
     "name": "ckpt",

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from ablate.analysis import load_experiment_data
-from ablate.paper_claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, check_claims
+from ablate.analysis.paper_claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, check_claims
 from ablate.variant import Variant
 from planted import Outcome, seeded_noise, write_planted
 

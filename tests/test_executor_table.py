@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import pytest
 
-from ablate.executors import EXECUTORS, Executor, run_sweep
-from ablate.sweep_observer import SweepObserver
-from ablate.sweep_options import ExecutorError, SweepOptions
+from ablate.execute.executors import EXECUTORS, Executor, run_sweep
+from ablate.execute.observer import SweepObserver
+from ablate.execute.options import SweepOptions
+from ablate.execute.errors import ExecutorError
 
 
 def test_every_executor_is_a_row():
@@ -35,7 +36,7 @@ def test_a_row_gets_the_one_options_object_and_a_stop_request(tmp_path):
 
 
 def test_work_options_carry_force_and_its_start_time():
-    from ablate.runner import WorkOptions
+    from ablate.execute.runner import WorkOptions
 
     assert WorkOptions(**SweepOptions().work_fields(12.0, "w")).forced_since is None
     work = WorkOptions(
@@ -51,9 +52,9 @@ def test_work_options_carry_force_and_its_start_time():
 
 
 def test_executor_errors_share_one_type():
-    from ablate.pool import PoolError
-    from ablate.ray_executor import RayError
-    from ablate.slurm_executor import SlurmError
+    from ablate.execute.local import PoolError
+    from ablate.execute.ray import RayError
+    from ablate.execute.slurm.array import SlurmError
 
     for error in (PoolError, RayError, SlurmError):
         assert issubclass(error, ExecutorError)
@@ -61,8 +62,8 @@ def test_executor_errors_share_one_type():
 
 
 def test_describe_names_where_the_cells_go():
-    from ablate.pool import Slot
-    from ablate.slurm_executor import SlurmOptions
+    from ablate.execute.local import Slot
+    from ablate.execute.slurm.array import SlurmOptions
 
     slots = [Slot(0, "cpu", 1), Slot(1, "cpu", 1)]
     assert EXECUTORS["pool"].describe(slots) == "2 workers on cpu"
@@ -76,7 +77,7 @@ def test_describe_names_where_the_cells_go():
 def test_a_missing_extra_is_one_line(module, monkeypatch):
     import builtins
 
-    from ablate.sweep_options import import_extra
+    from ablate.execute.errors import import_extra
 
     real = builtins.__import__
 

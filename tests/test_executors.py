@@ -16,8 +16,8 @@ from ablate_process import ablate, finish, write
 from tiny_sweeps import RESUMABLE, tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
-from ablate.cli import app
-from ablate.store import read_events, scan_runs
+from ablate.cli.app import app
+from ablate.store.folder import read_events, scan_runs
 
 pytestmark = pytest.mark.slow
 
@@ -323,10 +323,10 @@ def test_pool_gives_up_on_a_cell_that_always_kills_its_worker(tmp_path):
 KILL_AFTER_WRITE_PLUGIN = """
 import multiprocessing, os, signal
 from pathlib import Path
-import ablate.runner
+import ablate.execute.runner
 
 MARK = Path(__file__).with_name("killed-after-write")
-_write_run = ablate.runner.write_run
+_write_run = ablate.execute.runner.write_run
 
 def write_run(root, record, *args, **kw):
     path = _write_run(root, record, *args, **kw)
@@ -338,7 +338,7 @@ def write_run(root, record, *args, **kw):
         os.kill(os.getpid(), signal.SIGKILL)
     return path
 
-ablate.runner.write_run = write_run
+ablate.execute.runner.write_run = write_run
 """
 
 

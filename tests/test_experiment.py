@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from ablate import Variant
-from ablate.experiment import ExperimentError, load_experiment, parse_override
+from ablate.experiment.experiment import load_experiment, parse_override
+from ablate.experiment.errors import ExperimentError
 
 EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").rglob("*.toml"))
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from planted import Outcome, make_record, write_planted
 
-from ablate.cli import app
-from ablate.export import INSTALL_HINT, ExportError, export_tensorboard, run_name
-from ablate.store import iter_runs, write_run
+from ablate.cli.app import app
+from ablate.report.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
+from ablate.store.folder import iter_runs, write_run
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -1,4 +1,4 @@
-"""The grid's linear model (ablate/factorial.py): verdicts on the committed factorial, each family's
+"""The grid's linear model (ablate/analysis/factorial.py): verdicts on the committed factorial, each family's
 error rate over simulated null grids (equal spreads, cells without spread, heavy tails), power for
 a planted main effect, missing cells, and the pieces it is built from: HC2 errors, Bell–McCaffrey
 degrees of freedom, Holm per family."""
@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from ablate import factorial, stats
+from ablate.analysis import factorial
+from ablate.analysis import stats
 from ablate.analysis import grid_effects, load_experiment_data
 
 RESULTS = Path(__file__).resolve().parents[1] / "results"

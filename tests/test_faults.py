@@ -14,10 +14,10 @@ import pytest
 import torch
 from tiny_sweeps import tiny_sweep
 
-from ablate.experiment import parse_experiment
-from ablate.leases import claim_path
-from ablate.runner import Datasets, RunObserver, WorkOptions, train_claimed
-from ablate.store import checkpoint_path, read_events, run_path
+from ablate.experiment.experiment import parse_experiment
+from ablate.store.claims import claim_path
+from ablate.execute.runner import Datasets, RunObserver, WorkOptions, train_claimed
+from ablate.store.folder import checkpoint_path, read_events, run_path
 
 CPU = torch.device("cpu")
 
@@ -45,8 +45,8 @@ def data():
 
 def finished(results: Path, cell, kept: bool = False) -> Path:
     """Write an ``ok`` run file for ``cell`` without training it (what another runner leaves)."""
-    from ablate.record import failed_record, identity_of
-    from ablate.store import write_run
+    from ablate.store.record import failed_record, identity_of
+    from ablate.store.folder import write_run
 
     record = failed_record(identity_of(cell), "planted")
     record.update(
@@ -108,7 +108,7 @@ def test_an_owner_that_lost_its_claim_writes_nothing_and_keeps_the_new_owners_ch
 
 def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp):
     """Item 2: the executor's "worker died" record does not replace a result written before the death."""
-    from ablate.runner import record_worker_death
+    from ablate.execute.runner import record_worker_death
 
     cell = exp.cells()[0]
     before = finished(tmp_path, cell).read_bytes()
@@ -138,7 +138,7 @@ def disk_full(monkeypatch):
     the OSError(ENOSPC) of the write into a RuntimeError ('[enforce fail at inline_container.cc]')."""
     import errno
 
-    from ablate import checkpoint
+    from ablate.store import checkpoints as checkpoint
 
     real = torch.save
     state = {"error": OSError(errno.ENOSPC, "No space left on device")}
@@ -151,7 +151,7 @@ def disk_full(monkeypatch):
 
 
 def ckpt_hooks(path: Path, warnings: list, stop_after: int | None = None):
-    from ablate.resume import CellHooks
+    from ablate.train.resume import CellHooks
 
     polls = {"n": 0}
 
@@ -164,7 +164,7 @@ def ckpt_hooks(path: Path, warnings: list, stop_after: int | None = None):
 
 def test_a_full_disk_costs_no_training(tmp_path, data, disk_full):
     """Item 4: torch.save's RuntimeError on a full disk is one warning; the cell trains on and ends ok."""
-    from ablate.train import train_cell
+    from ablate.train.loop import train_cell
 
     cell = tiny_cells().cells()[0]
     messages: list[str] = []
@@ -177,8 +177,8 @@ def test_a_full_disk_costs_no_training(tmp_path, data, disk_full):
 def test_a_stop_whose_checkpoint_cannot_be_saved_is_still_a_stop(tmp_path, data, disk_full):
     """Item 4: a stop request whose checkpoint hits the full disk stops (exit 130 in the CLI), it is
     not a failed run."""
-    from ablate.runner import run_cell
-    from ablate.train import Interrupted, train_cell
+    from ablate.execute.runner import run_cell
+    from ablate.train.loop import Interrupted, train_cell
 
     cell = tiny_cells().cells()[0]
     messages: list[str] = []
@@ -193,8 +193,8 @@ def test_a_stop_whose_checkpoint_cannot_be_saved_is_still_a_stop(tmp_path, data,
 
 def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_full):
     """Item 4: Ctrl-C inside torch.save surfaces as a RuntimeError; it is still the user's Ctrl-C."""
-    from ablate.runner import run_cell
-    from ablate.train import train_cell
+    from ablate.execute.runner import run_cell
+    from ablate.train.loop import train_cell
 
     cell = tiny_cells().cells()[0]
     disk_full["error"] = KeyboardInterrupt()
@@ -208,7 +208,7 @@ def test_a_second_ctrl_c_inside_the_checkpoint_write_quits(tmp_path, data, disk_
 def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_path, data):
     """Item 5: bytes overwritten inside a tensor of a valid checkpoint (torch.load still reads it)
     are caught by the CRC-32s of its zip entries: one warning, and the cell trains from the start."""
-    from ablate.train import Interrupted, train_cell
+    from ablate.train.loop import Interrupted, train_cell
 
     cell = tiny_cells().cells()[0]
     path = tmp_path / "c.pt"
@@ -228,7 +228,7 @@ def test_a_checkpoint_with_damaged_bytes_is_refused_and_the_cell_restarts(tmp_pa
 def test_two_concurrent_force_runs_train_each_cell_once(tmp_path):
     """Item 3: a --force run that finds a cell retrained (by a concurrent --force run) since it
     started does not train it a second time."""
-    from ablate.runner import run_experiment
+    from ablate.execute.runner import run_experiment
 
     exp2 = tiny_cells(seeds=(0,))
     assert len(exp2.cells()) == 2
@@ -259,8 +259,8 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
     """Item 6: temporary checkpoint files of dead writers, a finished cell's checkpoint and its dead
     claim go at the next run; a live writer's temporary file and a checkpoint kept on purpose stay.
     `ablate show` reports the disk checkpoints hold; `ablate show --clean` removes leftovers."""
-    from ablate.cli import app
-    from ablate.runner import run_experiment
+    from ablate.cli.app import app
+    from ablate.execute.runner import run_experiment
 
     exp2 = tiny_cells(seeds=(0,))
     plain, kept = exp2.cells()
@@ -317,7 +317,7 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
 def test_a_resume_trains_on_with_the_checkpoints_thread_count(tmp_path, data):
     """Item 16: started with 1 thread, resumed in a process with 2: the rest runs on 1 thread, the
     record says 1 and matches an uninterrupted 1-thread run; the process keeps its 2 threads."""
-    from ablate.train import Interrupted, train_cell
+    from ablate.train.loop import Interrupted, train_cell
 
     cell = tiny_cells().cells()[0]
     before = torch.get_num_threads()

@@ -10,8 +10,8 @@ import pytest
 from planted import Outcome, write_planted
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli import app
-from ablate.record import problem
+from ablate.cli.app import app
+from ablate.store.record import problem
 
 
 def one_line_error(result, code: int = 2) -> str:
@@ -40,22 +40,22 @@ def test_something_in_the_way_in_the_results_folder_is_one_line(cli, write_exper
 
 def test_a_full_disk_at_the_start_is_one_line(cli, write_experiment, tmp_path, monkeypatch):
     """Item 12: ENOSPC while writing the manifest is one line, not OSError's traceback."""
-    import ablate.store
+    import ablate.store.folder
 
     path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
 
     def full(fd: int) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ablate.store.os, "fsync", full)
+    monkeypatch.setattr(ablate.store.folder.os, "fsync", full)
     result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res")])
     assert "No space left on device" in one_line_error(result)
 
 
 def test_a_claim_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Item 12: a claim written on a full disk fails in one line (StoreError) and leaves nothing."""
-    from ablate.leases import Lease
-    from ablate.store import StoreError
+    from ablate.store.claims import Lease
+    from ablate.store.folder import StoreError
 
     real = Path.write_text
 
@@ -122,9 +122,9 @@ def flat(text: str) -> str:
 def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, tmp_path, name):
     """Item 11: a results or output folder whose name reads as rich markup is text: no MarkupError
     (after training, in show, report, export), no wrong path."""
-    from ablate.experiment import load_experiment
-    from ablate.record import failed_record, identity_of
-    from ablate.store import write_run
+    from ablate.experiment.experiment import load_experiment
+    from ablate.store.record import failed_record, identity_of
+    from ablate.store.folder import write_run
 
     results = tmp_path / name
     path = write_experiment(tiny_sweep("tiny"), "tiny.toml")

@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from ablate.cli import app
+from ablate.cli.app import app
 from ablate.config import INT_MAX, SEED_MAX, DataConfig, TrainConfig
-from ablate.experiment import NAME_MAX, ExperimentError, load_experiment, parse_experiment
+from ablate.experiment.experiment import NAME_MAX, load_experiment, parse_experiment
+from ablate.experiment.errors import ExperimentError
 
 BASE = """
 name = "demo"
@@ -298,7 +299,7 @@ def test_cli_refuses_with_one_line(cli, write_experiment, tmp_path, args, expect
     ids=["two-statements", "deeply-nested", "comment"],
 )
 def test_override_values_are_one_toml_literal(item, value):
-    from ablate.experiment import parse_override
+    from ablate.experiment.experiment import parse_override
 
     assert parse_override(item)[1] == value
 

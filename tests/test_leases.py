@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ablate.leases import Lease, list_claims, pid_alive, read_claim
+from ablate.store.claims import Lease, list_claims, pid_alive, read_claim
 
 
 def dead_pid() -> int:

@@ -1,4 +1,4 @@
-"""The fast LRN (ablate.lrn): the paper's formula, torch's module, gradients, layouts, dtypes, speed."""
+"""The fast LRN (ablate.models.lrn): the paper's formula, torch's module, gradients, layouts, dtypes, speed."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from ablate.lrn import LocalResponseNorm, _lrn_math, local_response_norm, lrn_reference
+from ablate.models.lrn import LocalResponseNorm, _lrn_math, local_response_norm, lrn_reference
 
 CL = torch.channels_last
 
@@ -130,7 +130,7 @@ def test_much_faster_than_torch_in_channels_last():
 
 
 def test_a_broken_compiler_falls_back_to_eager_with_one_warning(monkeypatch):
-    import ablate.lrn as lrn_mod
+    import ablate.models.lrn as lrn_mod
 
     def broken(*args, **kwargs):
         raise RuntimeError("no compiler here")

@@ -1,4 +1,4 @@
-"""Peak memory: one definition for training and ``ablate bench`` (:mod:`ablate.memory`)."""
+"""Peak memory: one definition for training and ``ablate bench`` (:mod:`ablate.runtime.memory`)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate import memory
-from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
+from ablate.runtime import memory
+from ablate.runtime.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 
 CPU = torch.device("cpu")
 linux_proc = pytest.mark.skipif(

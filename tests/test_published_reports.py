@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from ablate.report_index import write_report_index
-from ablate.store import experiments
+from ablate.report.index import write_report_index
+from ablate.store.folder import experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS, REPORTS = ROOT / "results", ROOT / "reports"
@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.mark.skipif(not PUBLISHED, reason="no published studies under results/ and reports/")
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_committed_report_is_regenerated_identically(name, tmp_path):
-    from ablate.report import build_report
+    from ablate.report.build import build_report
 
     build_report(RESULTS, name, tmp_path)
     made, committed = tmp_path / name, REPORTS / name
@@ -74,7 +74,7 @@ def test_no_published_interval_excludes_zero_unexplained(name):
 @pytest.mark.parametrize("name", PUBLISHED)
 def test_published_answer_fits_on_one_screen(name):
     """At most 40 lines, one table row per main effect or variant, and the forest plot in it."""
-    from ablate.answer import MAX_LINES
+    from ablate.report.answer import MAX_LINES
 
     answer = _answer((REPORTS / name / "README.md").read_text(encoding="utf-8"))
     assert 0 < len(answer.strip("\n").splitlines()) <= MAX_LINES

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli import app
-from ablate.store import read_events, scan_runs
+from ablate.cli.app import app
+from ablate.store.folder import read_events, scan_runs
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

@@ -12,8 +12,8 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ablate.cli import app
-from ablate.report import build_report
+from ablate.cli.app import app
+from ablate.report.build import build_report
 from ablate.variant import Variant
 from planted import Outcome, seeded_noise, write_planted
 
@@ -169,7 +169,7 @@ def test_no_results_is_an_error_and_non_experiment_folders_are_skipped(cli, tmp_
     _planted(tmp_path / "results", seeds=[0, 1])
     result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
     assert result.exit_code == 0, result.output
-    # README.md at the top: the index of reports (ablate.report_index), no folder for bench/
+    # README.md at the top: the index of reports (ablate.report.index), no folder for bench/
     assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["README.md", "planted"]
 
 
@@ -196,8 +196,8 @@ def real_results(tmp_path_factory) -> Path:
     """Train 2 variants x 2 seeds x 2 epochs of one step on 16 generated images (~10 s on 2 busy cores)."""
     import torch
 
-    from ablate.experiment import load_experiment
-    from ablate.runner import run_experiment
+    from ablate.experiment.experiment import load_experiment
+    from ablate.execute.runner import run_experiment
 
     folder = tmp_path_factory.mktemp("real")
     (folder / "real.toml").write_text(REAL, encoding="utf-8")
@@ -334,7 +334,7 @@ def _answer_rows(readme: str) -> dict[str, list[str]]:
 
 
 def test_every_report_says_what_it_could_detect(cli, tmp_path: Path) -> None:
-    from ablate import stats
+    from ablate.analysis import stats
 
     _planted(tmp_path / "results")
     result = _cli_report(cli, tmp_path / "results", tmp_path / "reports")
@@ -566,7 +566,7 @@ def test_adaptive_seeds_and_damaged_manifest_are_reported(tmp_path: Path) -> Non
 def test_runs_trained_on_different_data_are_flagged(tmp_path: Path) -> None:
     """Runs of one experiment whose recorded data source or normalization differ (e.g. $ABLATE_DATA
     changed between runs: not part of the run id) get a note in the report; the same data, none."""
-    from ablate.store import read_run, write_run
+    from ablate.store.folder import read_run, write_run
 
     write_planted(tmp_path / "results", "d", {"pooling": ["overlap", "nonoverlap"]}, [0, 1], lambda a, s: Outcome())
     runs = sorted((tmp_path / "results" / "d" / "runs").glob("*.json"))

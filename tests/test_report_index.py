@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from planted import Outcome, make_record, write_planted
 
-from ablate.cli import app
-from ablate.report_index import render_index, write_report_index
-from ablate.store import write_run
+from ablate.cli.app import app
+from ablate.report.index import render_index, write_report_index
+from ablate.store.folder import write_run
 
 
 def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
@@ -144,8 +144,8 @@ def test_no_reports_no_index(results, tmp_path):
 
 def test_reports_just_built_are_indexed_without_reading_their_runs_again(results, tmp_path, monkeypatch):
     """``loaded``: the data the reports read is passed on, and the index is the same as when it reads."""
-    from ablate import report_index
-    from ablate.report import build_report
+    from ablate.report import index as report_index
+    from ablate.report.build import build_report
 
     out = tmp_path / "reports"
     loaded = {name: build_report(results, name, out).data for name in ("grid", "pool")}

@@ -11,8 +11,8 @@ from planted import Outcome, make_record, write_planted
 
 import ablate
 from ablate.analysis import ReportError, load_experiment_data
-from ablate.results import load_results
-from ablate.store import write_run
+from ablate.analysis.results import load_results
+from ablate.store.folder import write_run
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -141,7 +141,7 @@ def test_readme_example_runs(root, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_real_tiny_run(cli, tiny_experiment, tmp_path):
-    from ablate.cli import app
+    from ablate.cli.app import app
 
     res = tmp_path / "res"
     ran = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(res), "--device", "cpu"])

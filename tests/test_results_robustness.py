@@ -11,9 +11,9 @@ import stat
 import pytest
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli import app
-from ablate.record import problem
-from ablate.store import StoreError, check_writable, scan_runs, write_run
+from ablate.cli.app import app
+from ablate.store.record import problem
+from ablate.store.folder import StoreError, check_writable, scan_runs, write_run
 
 DAMAGE = {
     "truncated": lambda good: good[: len(good) // 2],
@@ -126,7 +126,7 @@ def test_unwritable_results_folder_is_one_line_before_training(cli, tiny_experim
 
 
 def test_write_failure_mid_sweep_rescues_the_record(tmp_path, monkeypatch):
-    import ablate.store as store
+    import ablate.store.folder as store
 
     record = {"run_id": "0123456789abcdef", "experiment": "exp", "status": "ok", "seed": 0}
     results = tmp_path / "results"
@@ -203,7 +203,7 @@ def test_the_documented_record_keys_are_exactly_the_schema():
     import typing
     from pathlib import Path
 
-    from ablate.record import REQUIRED, RunRecord, _json_types
+    from ablate.store.record import REQUIRED, RunRecord, _json_types
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
     documented = dict(re.findall(r"^\| `(\w+)` \| (str|int|object|list|str or null|int or null) \|", text, re.M))
@@ -237,7 +237,7 @@ def test_the_documented_epoch_and_step_keys_are_exactly_the_types():
     import re
     from pathlib import Path
 
-    from ablate.record import EPOCH_KEYS, STEP_KEYS
+    from ablate.store.record import EPOCH_KEYS, STEP_KEYS
 
     text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
     for heading, keys in (("epochs[]", EPOCH_KEYS), ("steps[]", STEP_KEYS)):
@@ -254,7 +254,7 @@ def test_the_readmes_summary_of_epochs_and_steps_names_exactly_the_types_keys():
     import re
     from pathlib import Path
 
-    from ablate.record import EPOCH_KEYS, STEP_KEYS
+    from ablate.store.record import EPOCH_KEYS, STEP_KEYS
 
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     for name, keys in (("epochs", EPOCH_KEYS), ("steps", STEP_KEYS)):
@@ -267,7 +267,7 @@ def test_the_readmes_summary_of_epochs_and_steps_names_exactly_the_types_keys():
 def test_problem_checks_epoch_and_step_entries_against_their_types():
     """An entry with a key its type does not declare, or a value that is not a number, makes the
     record unreadable; a complete entry of either kind passes."""
-    from ablate.record import EPOCH_KEYS, STEP_KEYS
+    from ablate.store.record import EPOCH_KEYS, STEP_KEYS
 
     record = {
         "run_id": "r",

@@ -60,7 +60,7 @@ SECTION_TABLES = {
         "| hand-written (fp32, channels_last) |",
         "| blog-style",
     ],
-    "lrn": ["| norm = none |", "| norm = lrn (ablate.lrn) |", "| nn.LocalResponseNorm (before) |"],
+    "lrn": ["| norm = none |", "| norm = lrn (ablate.models.lrn) |", "| nn.LocalResponseNorm (before) |"],
     "lrn-op": ["| eager |", "| torch |"],
     "real-data": ["| Fashion-MNIST (cached, 1-channel storage) |"],
     "stored": ["| 1 |"],
@@ -212,7 +212,7 @@ def test_publish_studies_runs_each_study_then_the_reports(tmp_path):
     studies = [c.split()[1] for c in calls[:-1]]
     assert [c.split()[0] for c in calls[:-1]] == ["run"] * 5 and calls[-1] == "report --results results --out reports"
     assert all(c.endswith("--device cpu") for c in calls[:-1])
-    from ablate.experiment import load_experiment
+    from ablate.experiment.experiment import load_experiment
 
     for study in studies:  # every file it names exists and is a valid experiment
         assert load_experiment(SCRIPTS.parent / study, (), "cpu").name

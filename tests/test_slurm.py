@@ -23,8 +23,8 @@ from ablate_process import ablate, write
 from ablate_process import finish as finish_process
 from tiny_sweeps import RESUMABLE, tiny_sweep
 
-from ablate.cli import app
-from ablate.store import read_events, scan_runs
+from ablate.cli.app import app
+from ablate.store.folder import read_events, scan_runs
 
 pytestmark = pytest.mark.slow
 
@@ -189,7 +189,7 @@ def test_slurm_options_need_slurm_and_exclude_other_executors(cli, tmp_path):
 
 
 def test_slurm_time_formats():
-    from ablate.slurm_cluster import parse_time
+    from ablate.execute.slurm.cluster import parse_time
 
     assert [parse_time(t) for t in ("90", "45:30", "1:30:00", "2-00", "1-00:01:01")] == [90, 46, 90, 2880, 1442]
 

@@ -1,4 +1,4 @@
-"""ablate.stats against hand-computed values, published t tables, scipy (when installed) and simulation."""
+"""ablate.analysis.stats against hand-computed values, published t tables, scipy (when installed) and simulation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from ablate import stats
+from ablate.analysis import stats
 
 # Two-sided 95% critical values of Student's t (any statistics textbook table).
 T_975 = {
@@ -151,7 +151,7 @@ def test_t_interval_covers_the_mean_95_percent_of_the_time() -> None:
 
 # --- scipy-based functions against the hand-written Student-t code they replaced -------------------
 # Values printed (repr) by the previous implementation (continued fraction + bisection, in
-# ablate/stats.py up to commit 34ff4a2) on this file's test cases.
+# ablate/analysis/stats.py up to commit 34ff4a2) on this file's test cases.
 PREVIOUS = {
     "t_ppf_975": {
         1: 12.706204736174659,
@@ -290,7 +290,7 @@ def test_bonferroni_interval_excluding_zero_implies_holm_rejects() -> None:
 def test_a_number_on_a_rounding_boundary_prints_the_same_whatever_its_last_bits() -> None:
     # Means of accuracies over a few seeds often sit exactly on a boundary (0.875 points): the two
     # floats below differ only in the order their sums were taken, and must print the same.
-    from ablate.textfmt import fmt, fmt_ci
+    from ablate.report.text import fmt, fmt_ci
 
     assert 0.00875 * 100 != 0.875 and round(0.00875 * 100, 9) == 0.875
     assert fmt(0.8749999999999999) == fmt(0.8750000000000001) == fmt(0.875) == "0.88"

@@ -1,4 +1,4 @@
-"""Ctrl-C / SIGTERM as a stop request (ablate.stop_signal), as the run process and pool workers use it."""
+"""Ctrl-C / SIGTERM as a stop request (ablate.runtime.stop_signal), as the run process and pool workers use it."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from ablate.stop_signal import StopOnSignal
+from ablate.runtime.stop_signal import StopOnSignal
 
 
 def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts():

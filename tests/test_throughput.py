@@ -20,13 +20,13 @@ from typing import Any
 import pytest
 import torch
 
-import ablate.train as train_mod
+import ablate.train.loop as train_mod
 from ablate.bench.timing import HookClock
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import load_splits
-from ablate.experiment import Cell
-from ablate.prepare import WARMUP_STEPS
-from ablate.train import train_cell
+from ablate.experiment.experiment import Cell
+from ablate.train.setup import WARMUP_STEPS
+from ablate.train.loop import train_cell
 from ablate.variant import Variant
 
 DEVICES = [

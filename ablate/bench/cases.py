@@ -4,15 +4,15 @@
 For every case it builds the model, feeds it one synthetic batch that already sits on the
 device, and times one of two things:
 
-* ``train``: :func:`ablate.train.train_step` (forward, loss, backward, fused optimizer step) -
+* ``train``: :func:`ablate.train.loop.train_step` (forward, loss, backward, fused optimizer step) -
   the very function ``ablate run`` trains with;
 * ``infer``: a forward pass under ``torch.inference_mode``.
 
 Each case runs ``warmup`` untimed steps (cuDNN autotuning, torch.compile, allocator growth),
 then ``repeats`` stretches of ``steps`` steps (:func:`ablate.bench.timing.time_steps`); the
-reported step time is the median stretch's. Peak memory comes from :mod:`ablate.memory`, reset
+reported step time is the median stretch's. Peak memory comes from :mod:`ablate.runtime.memory`, reset
 at the start of each case (the kind it names is recorded with the figure). Parameters and FLOPs
-per image come from :mod:`ablate.flops`. A case that raises (out of memory, a broken user layer)
+per image come from :mod:`ablate.models.flops`. A case that raises (out of memory, a broken user layer)
 becomes a row with ``status`` ``oom`` or ``failed`` and the error, and the sweep goes on.
 """
 
@@ -29,14 +29,14 @@ import torch
 from ablate.bench.settings import BenchSettings
 from ablate.bench.timing import time_steps
 from ablate.config import TrainConfig
-from ablate.flops import flops_per_image
-from ablate.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
-from ablate.models import arch_spec, build_model, count_params
-from ablate.precision import autocast_for
-from ablate.device import resolve_precision
-from ablate.optim import make_optimizer
-from ablate.prepare import build_for_device
-from ablate.train import train_step
+from ablate.models.flops import flops_per_image
+from ablate.runtime.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
+from ablate.models.alexnet import arch_spec, build_model, count_params
+from ablate.runtime.precision import autocast_for
+from ablate.runtime.device import resolve_precision
+from ablate.train.optim import make_optimizer
+from ablate.train.setup import build_for_device
+from ablate.train.loop import train_step
 from ablate.variant import Variant
 
 

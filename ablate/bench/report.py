@@ -9,7 +9,7 @@ from typing import Any
 
 from ablate.bench.settings import MODES
 from ablate.bench.storage import BENCH_DIR, load_bench
-from ablate.textfmt import md_table  # the experiment reports' table format
+from ablate.report.text import md_table  # the experiment reports' table format
 
 
 def _fmt(value: Any, digits: int = 0) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from ablate.precision import PRECISION_DTYPES
+from ablate.runtime.precision import PRECISION_DTYPES
 
 MODES = ("train", "infer")
 PRECISIONS = ("auto", *PRECISION_DTYPES)

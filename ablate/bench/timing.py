@@ -1,4 +1,4 @@
-"""How things are timed outside a training run, on the clock training uses (:class:`ablate.clock.StepTimer`).
+"""How things are timed outside a training run, on the clock training uses (:class:`ablate.runtime.clock.StepTimer`).
 
 * :func:`time_steps`: seconds per call over repeated stretches of calls (``ablate bench``);
 * :func:`seconds`: one call, between device-synchronized clock reads;
@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ablate.clock import StepTimer
+from ablate.runtime.clock import StepTimer
 
 
 def time_steps(fn: Callable[[], Any], device: torch.device, warmup: int, steps: int, repeats: int) -> list[float]:
@@ -73,7 +73,7 @@ def interleave(
 
 class HookClock:
     """An independent check of a run's stored throughput: a training observer
-    (:class:`ablate.train.TrainObserver`) that times steps ``warmup + 1 .. last`` of epoch 1 from
+    (:class:`ablate.train.loop.TrainObserver`) that times steps ``warmup + 1 .. last`` of epoch 1 from
     the loop's progress hook, with a ``StepTimer`` of its own.
 
     Its marks sit where the hook is called (after each optimizer step), not where the training

@@ -3,7 +3,12 @@
 Every dataset is a registered function ``(DataConfig, input_size) -> ImageSplits``: uint8 images
 already at the model's input size, integer labels, class names and the training set's
 per-channel statistics. Normalization and augmentation happen later, on the training device
-(:mod:`ablate.data.loader`), so a dataset never does per-batch work.
+(:mod:`ablate.data.loader`), so a dataset never does per-batch work. :mod:`ablate.data.sweep`
+holds the decoded splits a sweep trains on, each dataset loaded once per process.
+
+May import: ``store`` (the decode cache's place), ``models`` (a preset's input size), ``experiment``
+and the vocabulary.
+Exports: ``ImageSplits``, ``DataError``, ``load_splits`` and the registered datasets.
 """
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import torch
 
-from ablate.store import write_atomic
+from ablate.store.folder import write_atomic
 
 CACHE_ENV = "ABLATE_CACHE"
 # Bump whenever decoding, resizing or the entry layout changes: old entries are then ignored.

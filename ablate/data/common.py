@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
-from ablate.seeding import named_generator
+from ablate.runtime.seeding import named_generator
 
 T = TypeVar("T")
 

@@ -22,7 +22,7 @@ from typing import Iterator
 
 import torch
 
-from ablate.seeding import generator
+from ablate.runtime.seeding import generator
 
 # Keep this share of free device memory for the model, activations and optimizer state.
 DEVICE_MEMORY_SHARE = 0.5

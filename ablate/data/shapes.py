@@ -23,7 +23,7 @@ import torch
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
 from ablate.data.common import available_memory
-from ablate.seeding import named_generator
+from ablate.runtime.seeding import named_generator
 from ablate.registry import register_dataset
 
 CLASSES = ["circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "ellipse", "crescent"]

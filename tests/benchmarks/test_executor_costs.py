@@ -13,15 +13,15 @@ import statistics
 import pytest
 import torch
 
-from ablate import checkpoint
+from ablate.store import checkpoints as checkpoint
 from ablate.bench.timing import interleave
-from ablate.experiment import parse_experiment
-from ablate.leases import Lease
-from ablate.runner import Datasets
-from ablate.store import append_event
-from ablate.prepare import prepare
-from ablate.resume import CellHooks, save_checkpoint
-from ablate.train import train_epoch
+from ablate.experiment.experiment import parse_experiment
+from ablate.store.claims import Lease
+from ablate.execute.runner import Datasets
+from ablate.store.folder import append_event
+from ablate.train.setup import prepare
+from ablate.train.resume import CellHooks, save_checkpoint
+from ablate.train.loop import train_epoch
 
 
 def test_claim_overhead_per_cell(benchmark, tmp_path):

@@ -23,9 +23,9 @@ from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warme
 
 from ablate.bench.timing import interleave
 from ablate.bench.variants import single_axis_variants
-from ablate.models import build_model
-from ablate.precision import autocast_for
-from ablate.clock import sync
+from ablate.models.alexnet import build_model
+from ablate.runtime.precision import autocast_for
+from ablate.runtime.clock import sync
 from ablate.variant import Variant
 
 

@@ -1,0 +1,80 @@
+"""``ablate bench`` on the command line: its options, declared for typer, and the measuring run
+(progress, saving, the table of speeds) once ``cli.py`` has checked the options.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, List, Optional
+
+import typer
+from rich.markup import escape
+
+from ablate.cli.console import console, err, fail, progress_bar
+from ablate.cli.render import bench_table
+
+BenchTargets = Annotated[
+    Optional[List[str]],
+    typer.Argument(
+        metavar="[FILE.toml | PATTERN]...",
+        help="Experiment files (their variants) or shell patterns on variant slugs, e.g. 'relu-*-lrn-*'. "
+        "Default: the alexnet65 baseline and each single-axis change of it.",
+    ),
+]
+BatchSizeOption = Annotated[
+    List[str],
+    typer.Option(
+        "--batch-size", "-b", help="Batch sizes, repeatable or comma-separated (default 32 on CPU, 256 on CUDA)."
+    ),
+]
+BenchPrecisionOption = Annotated[
+    List[str],
+    typer.Option("--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
+]
+ModeOption = Annotated[
+    List[str], typer.Option("--mode", help="train | infer, repeatable or comma-separated (default both).")
+]
+WarmupOption = Annotated[
+    Optional[int], typer.Option(min=0, help="Untimed steps per case (default 2 on CPU, 10 on CUDA).")
+]
+StepsOption = Annotated[
+    Optional[int], typer.Option(min=1, help="Steps per timed repeat (default 3 on CPU, 20 on CUDA).")
+]
+RepeatsOption = Annotated[
+    Optional[int], typer.Option(min=1, help="Timed repeats; the median is reported (default 3 on CPU, 5 on CUDA).")
+]
+ChannelsLastOption = Annotated[
+    bool, typer.Option("--channels-last/--no-channels-last", help="NHWC layout, as training uses by default.")
+]
+CompileOption = Annotated[str, typer.Option("--compile", help="torch.compile mode: off | default | max-autotune.")]
+
+
+def measure(variants: list[Any], dev: Any, settings: Any, results: Path) -> None:
+    """Time every case of ``variants`` x ``settings`` on ``dev`` with a progress bar, save the rows
+    under ``results`` and print them; exits 1 when a case failed, 130 (nothing saved) on Ctrl-C."""
+    from ablate.bench import run_bench, save_bench
+
+    cases = len(variants) * len(settings.batch_sizes) * len(settings.precisions) * len(settings.modes)
+    console.print(
+        f"[bold]bench[/]: {len(variants)} variant(s), {cases} case(s) on {dev}; warm-up {settings.warmup}, "
+        f"{settings.repeats} x {settings.steps} timed steps per case",
+        highlight=False,
+    )
+    try:
+        with progress_bar() as progress:
+            task = progress.add_task("cases", total=cases)
+
+            def on_case(row: dict[str, Any], index: int, total: int) -> None:
+                progress.update(task, advance=1, description=f"{row['slug']} · {row['mode']} · b{row['batch_size']}")
+
+            rows = run_bench(variants, dev, settings, on_case)
+    except KeyboardInterrupt:
+        err.print("[yellow]interrupted[/]: nothing saved.")
+        raise typer.Exit(130) from None
+    json_path, csv_path = save_bench(rows, dev, settings, results)
+
+    console.print(bench_table(rows, dev, settings.repeats))
+    console.print(f"saved {escape(str(json_path))} and {escape(str(csv_path))}", highlight=False)
+    failed = [r for r in rows if r["status"] != "ok"]
+    if failed:
+        raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)

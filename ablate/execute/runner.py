@@ -1,0 +1,371 @@
+"""Run many cells: claim each one, train it (resuming a checkpoint), store it, release it.
+
+:func:`train_claimed` is the one way a cell gets trained, whatever the executor: in this process
+(:func:`run_experiment`), in local worker processes (:mod:`ablate.execute.local`), as Ray tasks
+(:mod:`ablate.execute.ray`) or in Slurm array tasks (:mod:`ablate.execute.slurm.array`). It goes
+through the results folder only: a cell is done when its run file exists, running while a live
+claim exists, resumable while a checkpoint exists, so any mix of executors agrees on what is left
+to do.
+
+The runner never prints: it reports through a :class:`RunObserver` (the CLI draws progress bars
+from it) and returns a :class:`RunSummary`.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ablate.store import checkpoints as checkpoint
+from ablate.data import ImageSplits
+from ablate.data.sweep import Datasets
+from ablate.runtime.provenance import environment
+from ablate.experiment.experiment import Cell, Experiment
+from ablate.store.claims import Lease, list_claims
+
+from ablate.store.leftovers import clean_leftovers
+from ablate.store.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
+from ablate.train.resume import CellHooks
+from ablate.store.folder import (
+    append_event,
+    check_run_file,
+    checkpoint_path,
+    finished_run_ids,
+    run_path,
+    set_aside,
+    write_manifest,
+    write_run,
+)
+from ablate.train.loop import CellOutOfMemory, Interrupted, TrainObserver, train_cell
+
+
+class RunObserver(TrainObserver):
+    """Hooks for a whole experiment; every method is optional to override."""
+
+    def on_data(self, dataset: str, input_size: int) -> None:
+        """A dataset is about to be loaded or generated."""
+
+    def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
+        """Training is about to start: ``todo`` will run, ``skipped`` are already finished."""
+
+    def on_cell_start(self, slot: int, total: int, cell: Cell) -> None:
+        """Worker ``slot`` (0 in-process) starts (or resumes) ``cell``; ``total`` cells to do."""
+
+    def on_cell_end(self, slot: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
+        pass
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        self.on_worker_batch(0, epoch, step, steps)
+
+    def on_epoch(self, metrics: dict[str, Any]) -> None:
+        self.on_worker_epoch(0, metrics)
+
+    def on_worker_batch(self, slot: int, epoch: int, step: int, steps: int) -> None:
+        """Progress inside an epoch of the cell worker ``slot`` trains."""
+
+    def on_worker_epoch(self, slot: int, metrics: dict[str, Any]) -> None:
+        """Worker ``slot`` finished an epoch (its metrics)."""
+
+    def on_warning(self, message: str) -> None:
+        """Something the user should know that does not stop the run (one line)."""
+
+    def on_resume(self, cell: Cell, resumed: dict[str, Any]) -> None:
+        """A cell continues from its checkpoint."""
+
+
+@dataclass
+class RunSummary:
+    experiment: str
+    records: list[dict[str, Any]] = field(default_factory=list)  # runs done in this invocation
+    skipped: list[Cell] = field(default_factory=list)  # already finished before
+    remaining: list[Cell] = field(default_factory=list)  # left for later (--limit)
+    busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
+    errors: list[str] = field(default_factory=list)  # executor errors (a worker's, a task's), one line each
+    interrupted: bool = False
+
+    def counts(self) -> dict[str, int]:
+        """Runs done now by status: {"ok": 3, "failed": 1, "diverged": 0}."""
+        out = {"ok": 0, "failed": 0, "diverged": 0}
+        for r in self.records:
+            out[r["status"]] = out.get(r["status"], 0) + 1
+        return out
+
+
+@dataclass(frozen=True)
+class WorkOptions:
+    """How :func:`train_claimed` treats each cell (the same for every executor)."""
+
+    force: bool = False  # retrain cells that already have a finished result
+    # With force: when this sweep started (time.time()). A cell whose finished run file was
+    # written since then was retrained by a concurrent --force run: done, not trained again.
+    forced_since: float | None = None
+    keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
+    use_cache: bool = True  # read/write the on-disk cache of decoded datasets
+    worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def plan(exp: Experiment, results: str | Path, force: bool = False) -> tuple[list[Cell], list[Cell]]:
+    """Split the experiment's cells into (to run, already finished). A damaged run file does
+    not count as finished (see :func:`ablate.store.folder.scan_runs`)."""
+    done = set() if force else finished_run_ids(results, exp.name)
+    cells = exp.cells()
+    return [c for c in cells if c.run_id not in done], [c for c in cells if c.run_id in done]
+
+
+def start_sweep(
+    exp: Experiment, results: str | Path, *, force: bool, limit: int | None, observer: RunObserver, use_cache: bool
+) -> tuple[list[Cell], RunSummary]:
+    """What every executor that hands cells out does first: the unfinished cells (at most
+    ``limit``; the rest are ``remaining``), their data loaded once here so that a data error
+    stops the run before any cell starts (and the disk cache is warm for the workers), the
+    manifest written, the observer told. Returns the cells to train and the summary to fill."""
+    todo, skipped = plan(exp, results, force)
+    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    _clean(results, exp, observer)
+    Datasets(observer, use_cache).preload(todo)
+    write_manifest(results, {**exp.manifest(), "updated": now()})
+    observer.on_start(todo, skipped)
+    return todo, RunSummary(exp.name, skipped=skipped, remaining=remaining)
+
+
+def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
+    """Remove what killed runs left behind (see :class:`ablate.store.leftovers.Leftovers`), and say so in one line."""
+    removed = clean_leftovers(results, exp.name)
+    if removed.paths():
+        observer.on_warning(f"removed {removed.describe()} from {Path(results) / exp.name}")
+
+
+_Data = Callable[[Cell], ImageSplits]
+
+
+def run_cell(cell: Cell, device: torch.device, train: Callable[[], RunRecord]) -> RunRecord:
+    """Run ``train`` (a training of ``cell`` on ``device``, e.g. a :func:`~ablate.train.loop.train_cell`
+    call) and wrap any failure into a ``failed`` record instead of raising (a stop request,
+    :class:`~ablate.train.loop.Interrupted`, still propagates); the record gets the run's environment.
+
+    It takes the training as a call so that what a training needs is said once, by ``train_cell``."""
+    started = now()
+    try:
+        record = train()
+    except (KeyboardInterrupt, SystemExit, Interrupted):
+        raise
+    except CellOutOfMemory as e:
+        record = failed_record(identity_of(cell), str(e))
+        _free(device)
+    except Exception as e:  # noqa: BLE001 - one bad cell must not end the sweep
+        if isinstance(e, torch.OutOfMemoryError):
+            e = CellOutOfMemory(f"out of memory on {device} (outside the training loop)")
+        record = failed_record(identity_of(cell), e)
+        _free(device)
+    return with_parts(record, env={**environment(device), "started": started, "finished": now()})
+
+
+def _free(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+def train_claimed(
+    cell: Cell,
+    results: str | Path,
+    device: torch.device,
+    data: _Data,
+    opts: WorkOptions = WorkOptions(),
+    observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunRecord | None:
+    """Claim ``cell``, train it (from its checkpoint when one is usable), write its run file,
+    release the claim. Returns the record, or None when the cell is finished already or a live
+    claim of another worker holds it. Raises :class:`~ablate.train.loop.Interrupted` when
+    ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
+    observer = observer or RunObserver()
+    if _done(results, cell, opts):
+        return None
+    lease = Lease(results, cell.experiment, cell.run_id, opts.worker)
+    if not lease.acquire():
+        return None
+    try:
+        if _done(results, cell, opts):  # finished while we were claiming
+            return None
+        path = run_path(results, cell.experiment, cell.run_id)
+        if path.exists() and check_run_file(path)[0] is None:
+            moved = set_aside(path)  # never overwrite evidence of what went wrong
+            observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
+        if lease.took_over is not None:
+            old = lease.took_over
+            append_event(
+                results,
+                cell.experiment,
+                "take-over",
+                cell.run_id,
+                previous={"host": old.host, "pid": old.pid, "worker": old.worker},
+            )
+        ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
+        append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
+        hooks = CellHooks(
+            checkpoint=ckpt,
+            checkpoint_every_s=cell.train.checkpoint_minutes * 60,
+            should_stop=lambda: should_stop() or lease.lost,
+            # A trainer that lost its claim must not save over the checkpoint its successor uses.
+            may_save=lambda: not lease.lost and lease.held(),
+            on_warning=observer.on_warning,
+            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+        )
+
+        def left_to_new_owner() -> None:
+            append_event(results, cell.experiment, "lost-claim", cell.run_id)
+            observer.on_warning(
+                f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
+            )
+
+        try:
+            splits = data(cell)  # outside run_cell: data that cannot be loaded stops the sweep, it is no failed run
+            record = run_cell(cell, device, lambda: train_cell(cell, splits, device, observer, hooks))
+        except Interrupted:
+            if lease.lost or not lease.held():  # another worker owns it now: leave the cell to it
+                left_to_new_owner()
+                return None
+            append_event(results, cell.experiment, "interrupted", cell.run_id)
+            raise
+        # The heartbeat only notices a lost claim every few seconds, and a process paused during
+        # the last epoch wakes up here: ask the claim file itself before writing anything.
+        if not lease.held():
+            left_to_new_owner()
+            return None
+        # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
+        # (--keep-checkpoints), so that a clean-up removes only leftovers.
+        record = with_parts(
+            record,
+            worker={
+                "label": opts.worker,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "kept_checkpoint": opts.keep_checkpoints,
+            },
+        )
+        write_run(results, record)
+        append_event(
+            results,
+            cell.experiment,
+            "finish",
+            cell.run_id,
+            status=record["status"],
+            resumed=len(record.get("resumed", [])),
+        )
+        # Paused between the run file and here? Then the checkpoint may be the new owner's.
+        if record["status"] in FINISHED and not opts.keep_checkpoints and lease.held():
+            checkpoint.remove(ckpt)
+        return record
+    finally:
+        lease.release()
+
+
+def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
+    """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
+    ``failed``, under its claim; None when a live worker holds the cell meanwhile, or when the
+    cell has a valid run file (the worker died after writing it: a result is never overwritten)."""
+    lease = Lease(results, cell.experiment, cell.run_id, "executor")
+    if not lease.acquire():
+        return None
+    try:
+        if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
+            return None
+        record = failed_record(
+            identity_of(cell),
+            f"worker process died ({how}) while training this cell, {deaths} "
+            "time(s); see the system log (e.g. the out-of-memory killer)",
+        )
+        record = with_parts(record, env={**environment(torch.device("cpu")), "started": now(), "finished": now()})
+        write_run(results, record)
+        append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths, how=how)
+        return record
+    finally:
+        lease.release()
+
+
+def _done(results: str | Path, cell: Cell, opts: WorkOptions) -> bool:
+    """Whether ``cell`` needs no training: finished, or with ``--force``, finished since the
+    sweep started (by another --force run on the same folder)."""
+    if not opts.force:
+        return is_finished(results, cell)
+    if opts.forced_since is None:
+        return False
+    try:
+        written = run_path(results, cell.experiment, cell.run_id).stat().st_mtime
+    except OSError:
+        return False
+    return written >= opts.forced_since and is_finished(results, cell)
+
+
+def is_finished(results: str | Path, cell: Cell) -> bool:
+    """Whether ``cell`` has a valid run file with a finished status (ok, diverged)."""
+    record, _ = check_run_file(run_path(results, cell.experiment, cell.run_id))
+    return record is not None and record["status"] in FINISHED
+
+
+def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -> list[Cell]:
+    """The cells among ``cells`` that a live claim holds."""
+    claims = list_claims(results, exp.name)
+    return [c for c in cells if c.run_id in claims and not claims[c.run_id].stale()]
+
+
+def run_experiment(
+    exp: Experiment,
+    device: torch.device,
+    results: str | Path = "results",
+    *,
+    force: bool = False,
+    limit: int | None = None,
+    observer: RunObserver | None = None,
+    use_cache: bool = True,
+    keep_checkpoints: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunSummary:
+    """Train every unfinished cell of ``exp`` in this process (at most ``limit`` of them) and
+    store each result. Cells that another live worker is training are left to it (``busy``).
+    ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
+    observer = observer or RunObserver()
+    started = time.time()
+    todo, skipped = plan(exp, results, force)
+    summary = RunSummary(exp.name, skipped=skipped)
+    _clean(results, exp, observer)
+    data = Datasets(observer, use_cache)
+    data.preload(todo[:limit] if limit is not None else todo)
+    write_manifest(results, {**exp.manifest(), "updated": now()})
+    observer.on_start(todo[:limit] if limit is not None else todo, skipped)
+    opts = WorkOptions(
+        force=force,
+        forced_since=started if force else None,
+        keep_checkpoints=keep_checkpoints,
+        use_cache=use_cache,
+        worker=f"{device} (in-process)",
+    )
+    for i, cell in enumerate(todo):
+        if limit is not None and len(summary.records) >= limit:
+            summary.remaining = [c for c in todo[i:] if c not in summary.busy]
+            break
+        observer.on_cell_start(0, len(todo), cell)
+        try:
+            record = train_claimed(cell, results, device, data, opts, observer, should_stop)
+        except Interrupted:
+            summary.interrupted = True
+            return summary
+        if record is None:
+            if not is_finished(results, cell):
+                summary.busy.append(cell)
+            continue
+        summary.records.append(record)
+        observer.on_cell_end(0, len(todo), cell, record)
+    return summary
