@@ -17,7 +17,7 @@ from scipy import stats as sps
 from ablate.analysis import adaptive as ad
 from ablate.analysis import sequential
 from ablate.analysis import load_experiment_data
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.config import SEED_MAX
 from ablate.experiment.experiment import load_experiment
 from ablate.execute.adaptive import run_adaptively

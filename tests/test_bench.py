@@ -26,7 +26,7 @@ from ablate.bench import (
     time_steps,
     write_bench_report,
 )
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.runtime.memory import peak_memory_kind
 
 TINY = ["--device", "cpu", "-b", "2", "--warmup", "1", "--steps", "1", "--repeats", "2"]

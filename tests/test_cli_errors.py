@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ablate.cli.app import app
+from ablate.cli import app
 
 GOOD = """
 name = "ok"

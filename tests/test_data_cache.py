@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import cifar10, fashion_mnist, imagefolder, load_splits
 from ablate.data.cache import CacheKey, cache_root, load_or_build

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import DataError, load_splits
 from ablate.data import fashion_mnist as fm

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.data import fashion_mnist as fm
 
 pytestmark = [

@@ -16,7 +16,7 @@ from ablate_process import ablate, finish, write
 from tiny_sweeps import RESUMABLE, tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from planted import Outcome, make_record, write_planted
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.report.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
 from ablate.store.folder import iter_runs, write_run
 

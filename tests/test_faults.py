@@ -259,7 +259,7 @@ def test_leftovers_of_killed_runs_are_removed_at_the_next_run_and_by_show_clean(
     """Item 6: temporary checkpoint files of dead writers, a finished cell's checkpoint and its dead
     claim go at the next run; a live writer's temporary file and a checkpoint kept on purpose stay.
     `ablate show` reports the disk checkpoints hold; `ablate show --clean` removes leftovers."""
-    from ablate.cli.app import app
+    from ablate.cli import app
     from ablate.execute.runner import run_experiment
 
     exp2 = tiny_cells(seeds=(0,))

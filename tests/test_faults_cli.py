@@ -10,7 +10,7 @@ import pytest
 from planted import Outcome, write_planted
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.record import problem
 
 

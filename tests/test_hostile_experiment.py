@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.config import INT_MAX, SEED_MAX, DataConfig, TrainConfig
 from ablate.experiment.experiment import NAME_MAX, load_experiment, parse_experiment
 from ablate.experiment.errors import ExperimentError

@@ -9,7 +9,7 @@ import pytest
 import typer.main
 
 import ablate
-from ablate.cli.app import app
+from ablate.cli import app
 
 # typer's type placeholders (``--force <bool>``, ``--set <list[str]>``, ``<int range>``); text such
 # as OUT/<experiment>/ in a help string is not one of them.

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.plugins import PluginError, load_plugins
 from ablate.registry import ACTIVATIONS
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
 
 ray = pytest.importorskip("ray")

@@ -73,7 +73,7 @@ def test_pattern_listing():
 
 
 def test_plugin_module_registers_a_value_used_from_the_cli(cli, write_experiment, tmp_path, monkeypatch):
-    from ablate.cli.app import app
+    from ablate.cli import app
 
     (tmp_path / "my_layers.py").write_text(
         "from torch import nn\nfrom ablate import register_activation\n"

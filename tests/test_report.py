@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.report.build import build_report
 from ablate.variant import Variant
 from planted import Outcome, seeded_noise, write_planted

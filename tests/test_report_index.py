@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from planted import Outcome, make_record, write_planted
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.report.index import render_index, write_report_index
 from ablate.store.folder import write_run
 

@@ -141,7 +141,7 @@ def test_readme_example_runs(root, tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_a_real_tiny_run(cli, tiny_experiment, tmp_path):
-    from ablate.cli.app import app
+    from ablate.cli import app
 
     res = tmp_path / "res"
     ran = cli.invoke(app, ["run", str(tiny_experiment), "--results", str(res), "--device", "cpu"])

@@ -11,7 +11,7 @@ import stat
 import pytest
 from tiny_sweeps import tiny_sweep
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.record import problem
 from ablate.store.folder import StoreError, check_writable, scan_runs, write_run
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from ablate import ACTIVATIONS, register_activation
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.folder import iter_runs
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "train_eval_acc", "lr")

@@ -23,7 +23,7 @@ from ablate_process import ablate, write
 from ablate_process import finish as finish_process
 from tiny_sweeps import RESUMABLE, tiny_sweep
 
-from ablate.cli.app import app
+from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
 
 pytestmark = pytest.mark.slow

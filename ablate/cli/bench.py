@@ -1,5 +1,5 @@
-"""``ablate bench`` on the command line: its options, declared for typer, and the measuring run
-(progress, saving, the table of speeds) once ``cli.py`` has checked the options.
+"""``ablate bench``: its options, declared for typer, the command, and the measuring run (progress,
+saving, the table of speeds) once the options are checked.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ import typer
 from rich.markup import escape
 
 from ablate.cli.console import console, err, fail, progress_bar
+from ablate.cli.options import DeviceOption, OptionError, ResultsOption, split_list
 from ablate.cli.render import bench_table
+from ablate.experiment.errors import ExperimentError
+from ablate.runtime.device import DeviceError, resolve_device
 
 BenchTargets = Annotated[
     Optional[List[str]],
@@ -78,3 +81,38 @@ def measure(variants: list[Any], dev: Any, settings: Any, results: Path) -> None
     failed = [r for r in rows if r["status"] != "ok"]
     if failed:
         raise fail(f"{len(failed)} of {len(rows)} case(s) failed; their errors are recorded in {json_path}", code=1)
+
+
+def bench(
+    targets: BenchTargets = None,
+    batch_size: BatchSizeOption = [],  # noqa: B006 - typer copies defaults
+    precision: BenchPrecisionOption = [],  # noqa: B006
+    mode: ModeOption = [],  # noqa: B006
+    device: DeviceOption = "auto",
+    warmup: WarmupOption = None,
+    steps: StepsOption = None,
+    repeats: RepeatsOption = None,
+    channels_last: ChannelsLastOption = True,
+    compile_: CompileOption = "off",
+    results: ResultsOption = Path("results"),
+) -> None:
+    """Steady-state speed of variants: train-step and inference images/s, step time, peak memory, params, FLOPs."""
+    from ablate.bench import BenchError, default_settings, select_variants
+
+    try:
+        dev = resolve_device(device)
+        variants = select_variants(list(targets or []), dev.type)
+        settings = default_settings(
+            dev,
+            batch_sizes=split_list(batch_size, "--batch-size", int),
+            precisions=split_list(precision, "--precision"),
+            modes=split_list(mode, "--mode"),
+            warmup=warmup,
+            steps=steps,
+            repeats=repeats,
+            channels_last=channels_last,
+            compile=compile_,
+        )
+    except (BenchError, DeviceError, ExperimentError, OptionError) as e:
+        raise fail(str(e)) from None
+    measure(variants, dev, settings, results)

@@ -1,7 +1,7 @@
 """Where the command line writes: the rich consoles (results to stdout, errors and warnings to
 stderr), its progress bar, and the one-line error that ends a command.
 
-Shared by ``cli.py`` and the modules that print for it (``run_display``), so that every line goes
+Shared by the commands and the modules that print for them (``progress``), so that every line goes
 through the same two consoles.
 """
 

@@ -3,7 +3,7 @@
 The declarations of the options several commands share, and the checks of ``ablate run``'s and
 ``ablate bench``'s options that typer cannot express (which options go together, what a list
 reads as, which executor they choose). A mistake raises :class:`OptionError` (or the executor's
-own ``ExecutorError``), whose ``str()`` is the one line ``cli.py`` prints before exiting with 2.
+own ``ExecutorError``), whose ``str()`` is the one line a command prints before exiting with 2.
 """
 
 from __future__ import annotations
@@ -22,8 +22,19 @@ class OptionError(ValueError):
     """Options that do not go together or do not parse; ``str()`` is one line for the user."""
 
 
+# Where the app's callback keeps the --plugin modules in the click context: worker processes and
+# Ray tasks import them too.
+PLUGINS = "plugins"
+
+
+def plugin_modules(ctx: typer.Context) -> list[str]:
+    """The modules given with ``--plugin``, as the app's callback stored them."""
+    obj = ctx.find_root().obj
+    return list(obj.get(PLUGINS, [])) if isinstance(obj, dict) else []
+
+
 # Options shared by several commands, declared once.
-# Help texts are plain text (rich markup is off, see cli_help.plain_help): write [gpu], not \\[gpu].
+# Help texts are plain text (rich markup is off, see help.plain_help): write [gpu], not \\[gpu].
 ExperimentFile = Annotated[Path, typer.Argument(metavar="FILE", help="Experiment file (TOML).")]
 SetOption = Annotated[
     List[str],
@@ -102,7 +113,7 @@ RayOption = Annotated[
         ),
     ),
 ]
-# The adaptive designs (docs/report.md); cli_options.adaptive_plan checks how they combine.
+# The adaptive designs (docs/report.md); adaptive_plan below checks how they combine.
 PrecisionOption = Annotated[
     Optional[float],
     typer.Option(

@@ -1,4 +1,4 @@
-"""The rich tables the command line prints: built here from library results, printed by ``cli.py``.
+"""The rich tables the command line prints: built here from library results, printed by the commands.
 
 One function per table: the cells of an experiment and their states (``ablate show``, ``run
 --dry-run``), the per-variant summary after ``ablate run``, the verdicts after ``ablate report``,

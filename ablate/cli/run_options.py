@@ -2,7 +2,7 @@
 GPUs, ``--slurm`` and its resources, retries and checkpoints.
 
 The options several commands share (``--device``, ``--results``, the executor choice, the adaptive
-designs) and the checks of how options combine are in ``cli_options``; this module only declares.
+designs) and the checks of how options combine are in ``options``; this module only declares.
 """
 
 from __future__ import annotations

@@ -1,0 +1,80 @@
+"""``ablate report``: statistics, plots and a markdown report per experiment, and the index of reports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from rich.markup import escape
+
+from ablate.cli.console import console, err, fail
+from ablate.cli.options import (
+    ResultsOption,
+)
+from ablate.cli.report_options import (
+    BaselineOption,
+    CiOption,
+    EffectOption,
+    ReportNames,
+    ReportOutOption,
+    TargetAccOption,
+    TargetTrainErrorOption,
+    check_out,
+)
+from ablate.cli.render import report_table
+
+
+def report(
+    names: ReportNames = None,
+    results: ResultsOption = Path("results"),
+    out: ReportOutOption = Path("reports"),
+    baseline: BaselineOption = None,
+    target_acc: TargetAccOption = None,
+    target_train_error: TargetTrainErrorOption = 0.25,
+    effect: EffectOption = None,
+    ci: CiOption = "t",
+) -> None:
+    """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
+    from ablate.analysis import ReportError, Targets
+    from ablate.bench import BENCH_DIR, write_bench_report
+    from ablate.report.build import build_report, check_report_options
+    from ablate.store.folder import experiments
+
+    for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):
+        if value is not None and not 0 < value < 1:
+            raise fail(f"{flag} {value:g}: expected a fraction between 0 and 1, e.g. 0.6")
+    try:
+        check_report_options(ci, effect)
+    except ReportError as e:
+        raise fail(str(e)) from None
+    check_out(out)
+    found = experiments(results)
+    # results/bench/ holds `ablate bench` measurements: reported with everything else, or by name.
+    with_bench = not names or BENCH_DIR in names
+    bench_readme = write_bench_report(results, out) if with_bench else None
+    if not found and bench_readme is None:
+        raise fail(f"no results under {results} (no <experiment>/runs/ folders); run 'ablate run FILE' first")
+    chosen = [n for n in (names or found) if n != BENCH_DIR]
+    targets = Targets(train_error=target_train_error, val_acc=target_acc)
+    loaded = {}  # the data each report read: the index takes it instead of reading the run files again
+    for name in chosen:
+        try:
+            rep = build_report(results, name, out, baseline=baseline, targets=targets, ci=ci, effect_points=effect)
+        except ReportError as e:
+            if names:
+                raise fail(str(e)) from None
+            err.print(f"[yellow]skipped[/] {escape(name)}: {escape(str(e))}", highlight=False)
+            continue
+        loaded[name] = rep.data
+        console.print(report_table(rep))
+        for note in rep.data.notes:
+            console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
+        console.print(f"  report: {escape(str(rep.readme))} ({len(rep.files)} files)", highlight=False)
+    from ablate.report.index import write_report_index
+
+    index = write_report_index(results, out, loaded=loaded)
+    if index is not None:
+        console.print(f"index of reports: {escape(str(index))}", highlight=False)
+    if bench_readme is not None:
+        console.print(f"speed benchmark report: {escape(str(bench_readme))}", highlight=False)
+    elif names and BENCH_DIR in names:
+        raise fail(f"no benchmark results under {results / BENCH_DIR}; run 'ablate bench' first")

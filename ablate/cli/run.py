@@ -1,0 +1,192 @@
+"""``ablate run FILE``: train every variant x seed of an experiment with the executor the options choose."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.markup import escape
+from rich.progress import Progress
+
+from ablate.cli.console import announce_stop, console, fail, interrupted, progress_bar, warn_unreadable
+from ablate.cli.load import load, load_for_cuda
+from ablate.cli.options import (
+    DeviceOption,
+    DevicesOption,
+    ExperimentFile,
+    LooksOption,
+    MaxCellsOption,
+    MaxSeedsOption,
+    NoCacheOption,
+    OptionError,
+    PilotOption,
+    PrecisionOption,
+    RayOption,
+    ResultsOption,
+    SetOption,
+    ThreadsOption,
+    UntilDecidedOption,
+    WorkersOption,
+    adaptive_plan,
+    check_precision,
+    choose_executor,
+    slurm_target,
+    workers_option,
+)
+from ablate.cli.run_options import (
+    CpusPerTaskOption,
+    DryRunOption,
+    ForceOption,
+    GpusPerTaskOption,
+    KeepCheckpointsOption,
+    LimitOption,
+    MaxRetriesOption,
+    PartitionOption,
+    SlurmOption,
+    SlurmOptOption,
+    TasksOption,
+    TimeOption,
+    WaitOption,
+    WorkersPerDeviceOption,
+)
+from ablate.cli.render import cells_table
+from ablate.data import DataError
+from ablate.execute.executors import EXECUTORS, run_sweep
+from ablate.experiment.experiment import MAX_CELLS, Experiment
+from ablate.registry import RegistryError
+from ablate.cli.progress import RunDisplay, print_outcome
+from ablate.store.folder import StoreError, check_layout, check_writable
+from ablate.execute.options import SweepOptions
+from ablate.execute.errors import ExecutorError
+from ablate.cli.options import plugin_modules
+
+
+def run(
+    ctx: typer.Context,
+    file: ExperimentFile,
+    set_: SetOption = [],  # noqa: B006 - typer copies defaults
+    device: DeviceOption = "auto",
+    results: ResultsOption = Path("results"),
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    limit: LimitOption = None,
+    no_cache: NoCacheOption = False,
+    workers: WorkersOption = None,
+    devices: DevicesOption = None,
+    workers_per_device: WorkersPerDeviceOption = 1,
+    threads: ThreadsOption = None,
+    ray: RayOption = None,
+    slurm: SlurmOption = False,
+    partition: PartitionOption = None,
+    tasks: TasksOption = None,
+    gpus_per_task: GpusPerTaskOption = 0,
+    cpus_per_task: CpusPerTaskOption = 1,
+    time_limit: TimeOption = "60",
+    slurm_opt: SlurmOptOption = [],  # noqa: B006 - typer copies defaults
+    wait: WaitOption = False,
+    max_retries: MaxRetriesOption = 2,
+    keep_checkpoints: KeepCheckpointsOption = False,
+    precision: PrecisionOption = None,
+    pilot: PilotOption = None,
+    until_decided: UntilDecidedOption = False,
+    looks: LooksOption = None,
+    max_seeds: MaxSeedsOption = None,
+    max_cells: MaxCellsOption = MAX_CELLS,
+) -> None:
+    """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
+    try:
+        target = slurm_target(
+            slurm,
+            ray,
+            workers,
+            devices,
+            partition,
+            tasks,
+            gpus_per_task,
+            cpus_per_task,
+            time_limit,
+            slurm_opt,
+            workers_per_device,
+            wait,
+            adaptive=precision is not None or until_decided,
+        )
+        # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
+        if slurm and gpus_per_task and device != "cpu":
+            exp, dev = load_for_cuda(file, set_, max_cells)
+        else:
+            exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
+        n_workers = workers_option(workers)
+        check_precision(precision)
+        adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
+        check_writable(results)
+        check_layout(results, exp.name)
+    except (OptionError, ExecutorError, StoreError) as e:
+        raise fail(str(e)) from None
+    scan = warn_unreadable(results, exp.name)
+    if dry_run:
+        console.print(cells_table(exp, results, scan))
+        return
+    try:
+        name, where = choose_executor(
+            target, ray, dev, device, n_workers, workers, devices, workers_per_device, threads
+        )
+    except ExecutorError as e:
+        raise fail(str(e)) from None
+    executor = EXECUTORS[name]
+    options = SweepOptions(
+        device=device,
+        force=force,
+        limit=limit,
+        use_cache=not no_cache,
+        keep_checkpoints=keep_checkpoints,
+        max_retries=max_retries,
+        per_device=workers_per_device,
+        threads=threads,
+        plugins=tuple(plugin_modules(ctx)),
+    )
+    note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
+    about = f": {escape(exp.description)}" if exp.description else ""
+    console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
+
+    show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
+
+    def execute(exp: Experiment, progress: Progress) -> Any:
+        """One pass over ``exp``'s cells with the chosen executor."""
+        display = RunDisplay(progress, exp.train.epochs, executor.workers(where), show=show, waits=wait)
+        try:
+            return run_sweep(executor, exp, results, where, options, display, announce_stop)
+        except ExecutorError as e:  # Ray or Slurm refused: said while the progress display is up, as always
+            raise fail(str(e)) from None
+
+    outcome = None
+    try:
+        with progress_bar() as progress:
+            if adaptive is None:
+                summary = execute(exp, progress)
+            else:
+                from ablate.execute.adaptive import run_adaptively
+
+                summary, outcome = run_adaptively(exp, results, lambda e: execute(e, progress), **adaptive)
+    except (DataError, RegistryError, StoreError) as e:
+        raise fail(str(e)) from None
+    except KeyboardInterrupt:
+        raise interrupted(*executor.interrupted) from None
+    if summary is None:  # --slurm without --wait: submitted, and said so
+        return
+    if outcome is not None:
+        exp = dataclasses.replace(exp, seeds=tuple(outcome.seeds), seed_counts=outcome.seed_counts or None)
+        console.print(
+            f"adaptive seeds ({len(outcome.seeds)}: {outcome.seeds[0]}..{outcome.seeds[-1]}): "
+            f"{escape(outcome.stopped)}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if summary.interrupted:
+        raise interrupted(*executor.interrupted)
+    counts = print_outcome(exp, results, summary)
+    if counts["failed"]:
+        raise fail(f"{counts['failed']} run(s) failed; see 'error' and 'traceback' in their result files", code=1)
+    if summary.errors:
+        raise fail(f"{len(summary.errors)} worker error(s); see above", code=1)
