@@ -6,13 +6,13 @@ import dataclasses
 import pytest
 
 from ablate.execute.executors import EXECUTORS, Executor, run_sweep
-from ablate.execute.observer import SweepObserver
+from ablate.execute.observer import RunObserver
 from ablate.execute.options import SweepOptions
 from ablate.execute.errors import ExecutorError
 
 
 def test_every_executor_is_a_row():
-    assert set(EXECUTORS) == {"in-process", "pool", "ray", "slurm"}
+    assert set(EXECUTORS) == {"in-process", "local", "ray", "slurm"}
     assert all(isinstance(row, Executor) for row in EXECUTORS.values())
     # Slurm's driver does not catch signals: Ctrl-C stops waiting, the job goes on.
     assert EXECUTORS["slurm"].stopping is None and EXECUTORS["slurm"].interrupted[0] == "stopped waiting"
@@ -26,7 +26,7 @@ def test_a_row_gets_the_one_options_object_and_a_stop_request(tmp_path):
         return "summary"
 
     options = SweepOptions(force=True, limit=3, plugins=("mine",))
-    observer = SweepObserver()
+    observer = RunObserver()
     row = Executor(fake, lambda where: f"fake {where}", "stopping the fake")
     said = []
     assert run_sweep(row, None, tmp_path, "here", options, observer, said.append) == "summary"
@@ -36,12 +36,8 @@ def test_a_row_gets_the_one_options_object_and_a_stop_request(tmp_path):
 
 
 def test_work_options_carry_force_and_its_start_time():
-    from ablate.execute.runner import WorkOptions
-
-    assert WorkOptions(**SweepOptions().work_fields(12.0, "w")).forced_since is None
-    work = WorkOptions(
-        **SweepOptions(force=True, keep_checkpoints=True, use_cache=False).work_fields(12.0, "cuda:0 #1")
-    )
+    assert SweepOptions().work(12.0, "w").forced_since is None
+    work = SweepOptions(force=True, keep_checkpoints=True, use_cache=False).work(12.0, "cuda:0 #1")
     assert (work.force, work.forced_since, work.keep_checkpoints, work.use_cache, work.worker) == (
         True,
         12.0,
@@ -63,12 +59,13 @@ def test_executor_errors_share_one_type():
 
 def test_describe_names_where_the_cells_go():
     from ablate.execute.local import Slot
+    from ablate.execute.ray import RayOptions
     from ablate.execute.slurm.array import SlurmOptions
 
     slots = [Slot(0, "cpu", 1), Slot(1, "cpu", 1)]
-    assert EXECUTORS["pool"].describe(slots) == "2 workers on cpu"
-    assert EXECUTORS["pool"].workers(slots) == {0: "cpu #0", 1: "cpu #1"}
-    assert EXECUTORS["ray"].describe("auto") == "Ray tasks (auto)"
+    assert EXECUTORS["local"].describe(slots) == "2 workers on cpu"
+    assert EXECUTORS["local"].workers(slots) == {0: "cpu #0", 1: "cpu #1"}
+    assert EXECUTORS["ray"].describe(RayOptions("auto")) == "Ray tasks (auto)"
     assert EXECUTORS["slurm"].describe(SlurmOptions()) == "Slurm array (default partition)"
     assert EXECUTORS["in-process"].describe("cpu") == "device cpu"
 

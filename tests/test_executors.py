@@ -442,3 +442,14 @@ def test_precision_adds_seeds_until_the_rule_stops_and_a_rerun_trains_nothing(cl
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and "0 run(s)" in again.output, again.output
     assert Counter(starts(tmp_path / "res", "six").values()) == Counter({1: 6})  # nothing trained twice
+
+
+def test_limit_with_two_local_workers_trains_exactly_that_many_cells(tmp_path):
+    write(tmp_path, "six.toml", SIX_CELLS)
+    code, out = finish(
+        ablate(tmp_path, "run", "six.toml", "--device", "cpu", "--results", "res", "--workers", "2", "--limit", "2")
+    )
+    assert code == 0, out
+    assert "2 workers on cpu" in out and "4 left for a later run" in out.replace("\n", " "), out
+    assert len(scan_runs(tmp_path / "res", "six").records) == 2
+    assert sum(starts(tmp_path / "res", "six").values()) == 2

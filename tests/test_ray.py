@@ -147,3 +147,13 @@ def test_ray_workers_ignore_the_drivers_folder_and_sigterm_stops_the_driver_like
     assert "Traceback" not in out and "stack" not in out.lower() and "stopping" in out, out
     assert not list(claims.iterdir()), [json.loads(p.read_text()) for p in claims.iterdir()]  # released
     assert "finish" not in {e["event"] for e in read_events(tmp_path / "res", "long")}
+
+
+def test_limit_with_ray_local_trains_exactly_that_many_cells(fake_gpu_cluster, cli, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    result = cli.invoke(app, ["run", "cluster.toml", "--ray", "local", "--results", "res", "--limit", "2"])
+    assert result.exit_code == 0, result.output
+    assert "Ray tasks (local)" in result.output and "2 left for a later run" in result.output.replace("\n", " ")
+    assert len(scan_runs(tmp_path / "res", "cluster").records) == 2
+    assert [e["event"] for e in read_events(tmp_path / "res", "cluster")].count("start") == 2

@@ -11,7 +11,7 @@ from torch import nn
 
 from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
-from ablate.store.folder import iter_runs
+from ablate.store.folder import iter_runs, read_events, scan_runs
 
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "train_eval_acc", "lr")
 
@@ -195,3 +195,23 @@ def test_list_shows_axes_presets_and_datasets(cli):
         "paper",
     ):
         assert word in result.output, word
+
+
+def test_limit_trains_at_most_n_cells_and_skips_a_cell_another_worker_holds(cli, tiny_experiment, tmp_path):
+    """--limit N in this process: the first N unfinished cells that no live claim holds."""
+    from ablate.experiment import load_experiment
+    from ablate.store.claims import Lease
+
+    res = tmp_path / "res"
+    cells = load_experiment(tiny_experiment, ["seeds=[0,1]"]).cells()
+    held = Lease(res, "tiny", cells[0].run_id, "another worker")  # alive: this test's own process
+    assert held.acquire()
+    try:
+        result = run(cli, tiny_experiment, res, "--set", "seeds=[0,1]", "--limit", "2")
+    finally:
+        held.release()
+    assert result.exit_code == 0, result.output
+    trained = {r["run_id"] for r in scan_runs(res, "tiny").records}
+    assert trained == {cells[1].run_id, cells[2].run_id}, result.output
+    starts = [e["run_id"] for e in read_events(res, "tiny") if e["event"] == "start"]
+    assert sorted(starts) == sorted(trained)

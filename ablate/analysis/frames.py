@@ -28,6 +28,7 @@ from typing import Any
 
 import pandas as pd
 
+from ablate.store.record import RunRecord
 from ablate.analysis.errors import ReportError
 from ablate.config import DataConfig, TrainConfig
 from ablate.analysis.metrics import Targets
@@ -66,7 +67,7 @@ class ExperimentData:
     steps: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=STEP_FRAME_COLUMNS))
     # The run records the frames were built from (the current configuration's), kept so that a
     # caller such as the index of reports need not read the run files again.
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
 
     @property
     def ok_runs(self) -> pd.DataFrame:
@@ -279,7 +280,7 @@ def load_experiment_data(
     )
 
 
-def _data_identity(record: dict[str, Any]) -> tuple[str, str] | None:
+def _data_identity(record: RunRecord) -> tuple[str, str] | None:
     """Where a run's images came from and their normalization statistics, as recorded: two runs of
     one experiment whose identities differ trained on different files (e.g. ``$ABLATE_DATA``
     pointed elsewhere, which is not part of the run id when ``data.root`` is unset)."""
@@ -293,7 +294,7 @@ def _data_identity(record: dict[str, Any]) -> tuple[str, str] | None:
     return str(info.get("source", "?")), stats
 
 
-def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
+def _mixed_data_note(records: list[RunRecord]) -> list[str]:
     seen: dict[tuple[str, str], int] = {}
     for r in records:
         identity = _data_identity(r)
@@ -309,8 +310,8 @@ def _mixed_data_note(records: list[dict[str, Any]]) -> list[str]:
 
 
 def current_and_extra(
-    records: list[dict[str, Any]], manifest: dict[str, Any] | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    records: list[RunRecord], manifest: dict[str, Any] | None
+) -> tuple[list[RunRecord], list[RunRecord]]:
     """(the records of the experiment's current configuration, those of them that the manifest does
     not list but that belong to it: other seeds with the same settings). Current: run ids in the
     manifest, plus those other seeds; every record when there is no usable manifest (no variants)
@@ -327,8 +328,8 @@ def current_and_extra(
 
 
 def _other_seeds(
-    records: list[dict[str, Any]], current: set[str], variants: set[str], seeds: list[int], manifest: dict[str, Any]
-) -> list[dict[str, Any]]:
+    records: list[RunRecord], current: set[str], variants: set[str], seeds: list[int], manifest: dict[str, Any]
+) -> list[RunRecord]:
     """Records that belong to the experiment although the manifest does not list them: a variant
     of it, a seed it does not list, and the same data and training settings. The manifest holds
     the seeds of the latest run only, and a run of one more seed (``--set seeds=[3]``) must not
@@ -381,7 +382,7 @@ def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str
     return manifest
 
 
-def _readable(records: list[dict[str, Any]], targets: Targets, notes: list[str]) -> list[dict[str, Any]]:
+def _readable(records: list[RunRecord], targets: Targets, notes: list[str]) -> list[RunRecord]:
     """Records whose fields analysis can read; the others are left out with a note each."""
     out = []
     for r in records:

@@ -19,10 +19,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 
+from ablate.store.record import RunRecord
 from ablate.analysis.errors import ReportError
 from ablate.analysis.frames import ExperimentData, available_experiments, current_and_extra, load_experiment_data
 from ablate.analysis.metrics import Targets
@@ -94,7 +94,7 @@ def load_results(
     )
 
 
-def current_records(root: str | Path, experiment: str) -> tuple[list[dict[str, Any]], int]:
+def current_records(root: str | Path, experiment: str) -> tuple[list[RunRecord], int]:
     """Run records of the experiment's current configuration, chosen as the report chooses them
     (:func:`ablate.analysis.frames.current_and_extra`), and how many other records the folder holds (older
     configurations)."""

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ablate.analysis.metrics import Targets
-from ablate.store.record import EPOCH_KEYS, STEP_KEYS
+from ablate.store.record import EPOCH_KEYS, STEP_KEYS, RunRecord
 from ablate.variant import Variant
 
 
@@ -60,7 +60,7 @@ def _first_reaching(epochs: list[dict[str, Any]], ok: Callable[[dict[str, Any]],
     return math.nan, math.nan
 
 
-def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
+def run_row(record: RunRecord, targets: Targets) -> dict[str, Any]:
     """The per-run numbers of one result record (see the module docstring for the derived ones)."""
     epochs = [e for e in record.get("epochs") or [] if isinstance(e, dict)]
     summary = record.get("summary") or {}
@@ -124,7 +124,7 @@ def run_row(record: dict[str, Any], targets: Targets) -> dict[str, Any]:
     return row
 
 
-def _images_per_epoch(record: dict[str, Any], steps: list[dict[str, Any]]) -> float:
+def _images_per_epoch(record: RunRecord, steps: list[dict[str, Any]]) -> float:
     """Training images per epoch: batches of ``batch_size`` over the training split, the last
     partial batch dropped (as ablate trains); else read off the step log."""
     train = (record.get("config") or {}).get("train") or {}
@@ -136,7 +136,7 @@ def _images_per_epoch(record: dict[str, Any], steps: list[dict[str, Any]]) -> fl
     return max(first) if first else math.nan
 
 
-def _step_target(record: dict[str, Any], steps: list[dict[str, Any]], goal: float) -> dict[str, Any]:
+def _step_target(record: RunRecord, steps: list[dict[str, Any]], goal: float) -> dict[str, Any]:
     """Time to a training-error target at step resolution: the first log point whose training
     error (1 - mean training accuracy over the steps since the previous point) is <= ``goal``.
     Epochs are fractional (images seen / images per epoch); seconds are elapsed training time."""
@@ -164,7 +164,7 @@ STEP_COLUMNS: tuple[str, ...] = STEP_KEYS
 STEP_FRAME_COLUMNS = ["run_id", "variant", "seed", "status", *STEP_COLUMNS, "train_error"]
 
 
-def _run_keys(record: dict[str, Any]) -> dict[str, Any]:
+def _run_keys(record: RunRecord) -> dict[str, Any]:
     """The columns that tie a step or epoch row to its run (run id, variant, seed, status)."""
     return {
         "run_id": record.get("run_id"),
@@ -174,7 +174,7 @@ def _run_keys(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def step_rows(record: RunRecord) -> list[dict[str, Any]]:
     """One row per step log point of a record (``record["steps"]``; none for older records)."""
     rows = []
     for p in record.get("steps") or []:
@@ -190,7 +190,7 @@ def step_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
 EPOCH_COLUMNS: tuple[str, ...] = EPOCH_KEYS
 
 
-def epoch_rows(record: dict[str, Any]) -> list[dict[str, Any]]:
+def epoch_rows(record: RunRecord) -> list[dict[str, Any]]:
     """One row per finished epoch of a record (none for a failed run)."""
     rows, wall, train = [], 0.0, 0.0
     for e in record.get("epochs") or []:

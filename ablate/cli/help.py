@@ -3,14 +3,15 @@
 Typer writes ``{file}`` in a usage line, a ``<path>`` type after an argument's name and
 ``<bool>`` / ``<list[str]>`` placeholders after options, and reads help texts as rich markup (so a
 ``[model]`` in a help text would vanish). :class:`HelpGroup`, the app's class, hands out every
-command with :func:`plain_help` applied: plain text, click's metavars.
+command with :func:`plain_help` applied: plain text, click's metavars, and the options of a
+command that groups them (``ablate run``) under their groups' titles.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from typer.core import TyperArgument, TyperGroup, TyperOption
+from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 
 class PlainArgument(TyperArgument):
@@ -27,6 +28,29 @@ class PlainArgument(TyperArgument):
         return None
 
 
+class GroupedCommand(TyperCommand):
+    """A command whose help lists its options in the groups they declare (``rich_help_panel``),
+    in the order the groups first appear, as rich help would, in click's plain layout; options
+    without a group stay under "Options"."""
+
+    def format_options(self, ctx: Any, formatter: Any) -> None:
+        args, groups = [], {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if param.param_type_name == "argument":
+                args.append(record)
+            elif param.param_type_name == "option":
+                groups.setdefault(getattr(param, "rich_help_panel", None) or "Options", []).append(record)
+        if args:
+            with formatter.section("Arguments"):
+                formatter.write_dl(args)
+        for title, records in groups.items():
+            with formatter.section(title):
+                formatter.write_dl(records)
+
+
 def plain_help(command: Any) -> None:
     """Help without rich markup (a ``[model]`` in a help text is text, not a style tag, so no
     text can vanish from help) and without typer's ``<bool>`` / ``<list[str]>`` placeholders:
@@ -34,6 +58,8 @@ def plain_help(command: Any) -> None:
     command.rich_markup_mode = None
     if isinstance(command, TyperGroup) and not isinstance(command, HelpGroup):
         command.__class__ = HelpGroup  # sub-apps (ablate export ...) get the same help
+    if type(command) is TyperCommand:
+        command.__class__ = GroupedCommand
     if command.help:  # "\\[gpu]", written for rich markup, reads "[gpu]" here too
         command.help = command.help.replace("\\[", "[")
     for p in command.params:

@@ -13,14 +13,15 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
+from ablate.store.record import RunRecord
 from ablate.cli.console import console, err
 from ablate.cli.render import run_outcome_table
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.execute.runner import RunSummary, is_finished
-from ablate.execute.observer import SweepObserver
+from ablate.execute.observer import RunObserver
 
 
-class RunDisplay(SweepObserver):
+class RunDisplay(RunObserver):
     """Draws the sweep's progress (cells done of cells to do) and each running cell's epoch; for
     a job handed to Slurm, where to follow it (``show``: the ``ablate show`` command of this
     sweep) and whether this command waits for it (``waits``)."""
@@ -76,7 +77,7 @@ class RunDisplay(SweepObserver):
             highlight=False,
         )
 
-    def on_cell_end(self, slot: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
+    def on_cell_end(self, slot: int, total: int, cell: Cell, record: RunRecord) -> None:
         self.progress.advance(self.cells)
         if slot in self.bars:
             self.progress.update(self.bars[slot], visible=False)

@@ -12,72 +12,70 @@ from rich.progress import Progress
 
 from ablate.cli.console import announce_stop, console, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli.load import load, load_for_cuda
-from ablate.cli.options import (
-    DeviceOption,
-    DevicesOption,
-    ExperimentFile,
-    LooksOption,
-    MaxCellsOption,
-    MaxSeedsOption,
-    NoCacheOption,
-    OptionError,
-    PilotOption,
-    PrecisionOption,
-    RayOption,
-    ResultsOption,
-    SetOption,
-    ThreadsOption,
-    UntilDecidedOption,
-    WorkersOption,
+from ablate.cli.options import OptionError, plugin_modules
+from ablate.cli.progress import RunDisplay, print_outcome
+from ablate.cli.render import cells_table
+from ablate.cli.run_checks import (
+    ExecutorRequest,
     adaptive_plan,
     check_precision,
     choose_executor,
-    slurm_target,
+    slurm_options,
     workers_option,
 )
 from ablate.cli.run_options import (
     CpusPerTaskOption,
+    DevicesOption,
     DryRunOption,
     ForceOption,
     GpusPerTaskOption,
     KeepCheckpointsOption,
     LimitOption,
+    LooksOption,
     MaxRetriesOption,
+    MaxSeedsOption,
+    NoCacheOption,
     PartitionOption,
+    PilotOption,
+    PrecisionOption,
+    RayOption,
+    RunDeviceOption,
+    RunExperimentFile,
+    RunMaxCellsOption,
+    RunResultsOption,
+    RunSetOption,
     SlurmOption,
     SlurmOptOption,
     TasksOption,
+    ThreadsOption,
     TimeOption,
+    UntilDecidedOption,
     WaitOption,
+    WorkersOption,
     WorkersPerDeviceOption,
 )
-from ablate.cli.render import cells_table
 from ablate.data import DataError
+from ablate.execute.errors import ExecutorError
 from ablate.execute.executors import EXECUTORS, run_sweep
+from ablate.execute.options import SweepOptions
 from ablate.experiment.experiment import MAX_CELLS, Experiment
 from ablate.registry import RegistryError
-from ablate.cli.progress import RunDisplay, print_outcome
 from ablate.store.folder import StoreError, check_layout, check_writable
-from ablate.execute.options import SweepOptions
-from ablate.execute.errors import ExecutorError
-from ablate.cli.options import plugin_modules
 
 
 def run(
     ctx: typer.Context,
-    file: ExperimentFile,
-    set_: SetOption = [],  # noqa: B006 - typer copies defaults
-    device: DeviceOption = "auto",
-    results: ResultsOption = Path("results"),
-    force: ForceOption = False,
-    dry_run: DryRunOption = False,
-    limit: LimitOption = None,
+    file: RunExperimentFile,
+    set_: RunSetOption = [],  # noqa: B006 - typer copies defaults
+    device: RunDeviceOption = "auto",
     no_cache: NoCacheOption = False,
+    max_cells: RunMaxCellsOption = MAX_CELLS,
     workers: WorkersOption = None,
     devices: DevicesOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
     threads: ThreadsOption = None,
     ray: RayOption = None,
+    max_retries: MaxRetriesOption = 2,
     slurm: SlurmOption = False,
     partition: PartitionOption = None,
     tasks: TasksOption = None,
@@ -86,38 +84,52 @@ def run(
     time_limit: TimeOption = "60",
     slurm_opt: SlurmOptOption = [],  # noqa: B006 - typer copies defaults
     wait: WaitOption = False,
-    max_retries: MaxRetriesOption = 2,
-    keep_checkpoints: KeepCheckpointsOption = False,
     precision: PrecisionOption = None,
     pilot: PilotOption = None,
     until_decided: UntilDecidedOption = False,
     looks: LooksOption = None,
     max_seeds: MaxSeedsOption = None,
-    max_cells: MaxCellsOption = MAX_CELLS,
+    results: RunResultsOption = Path("results"),
+    force: ForceOption = False,
+    dry_run: DryRunOption = False,
+    limit: LimitOption = None,
+    keep_checkpoints: KeepCheckpointsOption = False,
 ) -> None:
     """Train every variant x seed of an experiment; finished cells are skipped, so reruns resume."""
+    request = ExecutorRequest(
+        device=device,
+        workers=workers,
+        devices=devices,
+        per_device=workers_per_device,
+        threads=threads,
+        ray=ray,
+        slurm=slurm,
+        partition=partition,
+        tasks=tasks,
+        gpus_per_task=gpus_per_task,
+        cpus_per_task=cpus_per_task,
+        time_limit=time_limit,
+        slurm_opt=tuple(slurm_opt),
+        wait=wait,
+    )
+    options = SweepOptions(
+        device=device,
+        force=force,
+        limit=limit,
+        use_cache=not no_cache,
+        keep_checkpoints=keep_checkpoints,
+        max_retries=max_retries,
+        threads=threads,
+        plugins=tuple(plugin_modules(ctx)),
+    )
     try:
-        target = slurm_target(
-            slurm,
-            ray,
-            workers,
-            devices,
-            partition,
-            tasks,
-            gpus_per_task,
-            cpus_per_task,
-            time_limit,
-            slurm_opt,
-            workers_per_device,
-            wait,
-            adaptive=precision is not None or until_decided,
-        )
+        target = slurm_options(request, adaptive=precision is not None or until_decided)
         # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
         if slurm and gpus_per_task and device != "cpu":
             exp, dev = load_for_cuda(file, set_, max_cells)
         else:
             exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
-        n_workers = workers_option(workers)
+        workers_option(workers)
         check_precision(precision)
         adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
         check_writable(results)
@@ -129,23 +141,10 @@ def run(
         console.print(cells_table(exp, results, scan))
         return
     try:
-        name, where = choose_executor(
-            target, ray, dev, device, n_workers, workers, devices, workers_per_device, threads
-        )
+        name, where = choose_executor(request, dev, target)
     except ExecutorError as e:
         raise fail(str(e)) from None
     executor = EXECUTORS[name]
-    options = SweepOptions(
-        device=device,
-        force=force,
-        limit=limit,
-        use_cache=not no_cache,
-        keep_checkpoints=keep_checkpoints,
-        max_retries=max_retries,
-        per_device=workers_per_device,
-        threads=threads,
-        plugins=tuple(plugin_modules(ctx)),
-    )
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)

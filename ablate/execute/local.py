@@ -27,22 +27,21 @@ from typing import Any, Callable
 
 import torch
 
-from ablate.experiment.experiment import Cell, Experiment
+from ablate.data.sweep import Datasets
+from ablate.execute.errors import ExecutorError
+from ablate.execute.observer import RunObserver
+from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.execute.runner import (
-    Datasets,
-    RunObserver,
     RunSummary,
-    WorkOptions,
     is_finished,
     record_worker_death,
     running_elsewhere,
     start_sweep,
     train_claimed,
 )
+from ablate.experiment.experiment import Cell, Experiment
 from ablate.runtime.stop_signal import StopOnSignal, watch_parent
 from ablate.store.folder import append_event, read_run, run_path
-from ablate.execute.options import SweepOptions
-from ablate.execute.errors import ExecutorError
 from ablate.train.loop import Interrupted
 
 # Progress updates per second a worker sends at most (batch ticks are many and cheap to drop).
@@ -222,7 +221,7 @@ def run_pool(
     now, and killed if they do not), else once they checkpointed (at most 30 s)."""
     observer = observer or RunObserver()
     started = time.time()
-    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
+    todo, summary = start_sweep(exp, results, options, observer)
     crashes: dict[str, int] = {}  # run id -> worker deaths while on it
     by_id = {c.run_id: c for c in todo}
     ctx = mp.get_context("spawn")
@@ -238,7 +237,7 @@ def run_pool(
             slot,
             cells,
             str(results),
-            WorkOptions(**options.work_fields(started, slot.label)),
+            options.work(started, slot.label),
             list(options.plugins),
             events,
             stop,

@@ -13,21 +13,25 @@ other executors. Ray's own bookkeeping is never consulted to decide what is done
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import socket
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ablate.data.sweep import Datasets
 from ablate.execute import runner
+from ablate.execute.errors import ExecutorError, import_extra
+from ablate.execute.observer import RunObserver
+from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.store.claims import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
 from ablate.store.folder import read_run, run_path
-from ablate.execute.options import SweepOptions
-from ablate.execute.errors import ExecutorError, import_extra
 
 
 class RayError(ExecutorError, RuntimeError):
@@ -134,11 +138,11 @@ def check_shared_folder(ray: Any, results: Path) -> int:
     return len(nodes)
 
 
-_DATASETS: runner.Datasets | None = None  # per Ray worker process, reused by the tasks it runs
+_DATASETS: Datasets | None = None  # per Ray worker process, reused by the tasks it runs
 
 
 def _cell_task(
-    cell: Cell, results: str, opts: runner.WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
+    cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
 ) -> dict[str, Any]:
     """One cell on a Ray worker: claim, train (resume), write, release. ``wait_s``: how long to
     wait for a claim whose owner may be dead on another node (its heartbeat has to expire)."""
@@ -154,9 +158,9 @@ def _cell_task(
     # Ray sets CUDA_VISIBLE_DEVICES to the GPU it assigned; with none (or fake ones) train on the CPU.
     device = torch.device("cuda:0" if ray.get_gpu_ids() and torch.cuda.is_available() else "cpu")
     if _DATASETS is None:
-        _DATASETS = runner.Datasets(use_cache=opts.use_cache)
+        _DATASETS = Datasets(use_cache=opts.use_cache)
     deadline = time.monotonic() + wait_s
-    opts = runner.WorkOptions(**{**opts.__dict__, "worker": f"ray {socket.gethostname()} {device}"})
+    opts = dataclasses.replace(opts, worker=f"ray {socket.gethostname()} {device}")
     while True:
         record = runner.train_claimed(cell, results, device, _DATASETS, opts)
         if record is not None:
@@ -169,41 +173,50 @@ def _cell_task(
         time.sleep(HEARTBEAT_S / 2)
 
 
+@dataclass(frozen=True)
+class RayOptions:
+    """Where ``--ray`` sends the cells: the cluster, and how many tasks share a GPU."""
+
+    address: str  # auto (the running cluster) | local (start Ray here) | a cluster's address
+    per_device: int = 1  # tasks sharing each GPU (--workers-per-device): each asks for 1/K of one
+
+
 def run_ray(
     exp: Experiment,
     results: str | Path,
-    address: str,
+    target: RayOptions,
     options: SweepOptions,
     *,
-    observer: runner.RunObserver | None = None,
+    observer: RunObserver | None = None,
     in_flight: int | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> runner.RunSummary:
-    """Train the unfinished cells of ``exp`` as Ray tasks; see the module doc. ``options.device``
-    ``cpu`` asks Ray for ``options.threads`` CPUs per task (default 1); otherwise tasks ask for
-    ``1/options.per_device`` GPU when the cluster has GPUs (CPUs when it has none). When
+    """Train the unfinished cells of ``exp`` as Ray tasks on ``target``'s cluster; see the module
+    doc. ``options.device`` ``cpu`` asks Ray for ``options.threads`` CPUs per task (default 1);
+    otherwise tasks ask for ``1/target.per_device`` GPU when the cluster has GPUs (CPUs when it
+    has none). When
     ``should_stop`` turns True (the CLI's
     Ctrl-C / SIGTERM handler), the tasks in flight are cancelled (their claims released, their
     last checkpoints kept) and the summary says ``interrupted``."""
-    observer = observer or runner.RunObserver()
+    observer = observer or RunObserver()
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
     # ray.init installs a SIGTERM handler that exits mid-loop (and Ray's core then aborts with a
     # C++ stack, leaving claims behind): keep the caller's, which asks this loop to stop.
     sigterm = signal.getsignal(signal.SIGTERM) if threading.current_thread() is threading.main_thread() else None
-    ray = connect(address)
+    ray = connect(target.address)
     if sigterm is not None:
         signal.signal(signal.SIGTERM, sigterm)
     check_shared_folder(ray, results)
     started = time.time()
-    todo, summary = runner.start_sweep(exp, results, observer=observer, **options.start_fields())
-    per_device, threads = options.per_device, options.threads or 1
+    todo, summary = runner.start_sweep(exp, results, options, observer)
+    per_device, threads = target.per_device, options.threads or 1
     gpus = ray.cluster_resources().get("GPU", 0) if options.device != "cpu" else 0
     resources = {"num_gpus": 1 / per_device, "num_cpus": 1} if gpus else {"num_cpus": threads}
     slots = int(gpus * per_device) if gpus else max(1, int(ray.cluster_resources().get("CPU", 1) // threads))
     in_flight = in_flight or 2 * slots
     task = ray.remote(_cell_task).options(max_retries=options.max_retries, retry_exceptions=False, **resources)
-    opts = runner.WorkOptions(**options.work_fields(started))
+    opts = options.work(started)
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
@@ -252,7 +265,7 @@ def _collect(
     cell: Cell,
     results: Path,
     summary: runner.RunSummary,
-    observer: runner.RunObserver,
+    observer: RunObserver,
     total: int,
     max_retries: int,
 ) -> None:

@@ -5,7 +5,9 @@
 (:mod:`ablate.execute.ray`) or in Slurm array tasks (:mod:`ablate.execute.slurm.array`). It goes
 through the results folder only: a cell is done when its run file exists, running while a live
 claim exists, resumable while a checkpoint exists, so any mix of executors agrees on what is left
-to do.
+to do. :func:`start_sweep` is the one way a sweep starts, whatever the executor: it decides which
+cells this command trains (``--limit N``: the first N unfinished cells no live claim holds),
+loads their data once and writes the manifest.
 
 The runner never prints: it reports through a :class:`RunObserver` (the CLI draws progress bars
 from it) and returns a :class:`RunSummary`.
@@ -20,15 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from ablate.store import checkpoints as checkpoint
 from ablate.data import ImageSplits
 from ablate.data.sweep import Datasets
-from ablate.runtime.provenance import environment
+from ablate.execute.observer import RunObserver
+from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.experiment.experiment import Cell, Experiment
+from ablate.runtime.provenance import environment
+from ablate.store import checkpoints as checkpoint
 from ablate.store.claims import Lease, list_claims
 
 from ablate.store.leftovers import clean_leftovers
@@ -44,49 +47,15 @@ from ablate.store.folder import (
     write_manifest,
     write_run,
 )
-from ablate.train.loop import CellOutOfMemory, Interrupted, TrainObserver, train_cell
-
-
-class RunObserver(TrainObserver):
-    """Hooks for a whole experiment; every method is optional to override."""
-
-    def on_data(self, dataset: str, input_size: int) -> None:
-        """A dataset is about to be loaded or generated."""
-
-    def on_start(self, todo: list[Cell], skipped: list[Cell]) -> None:
-        """Training is about to start: ``todo`` will run, ``skipped`` are already finished."""
-
-    def on_cell_start(self, slot: int, total: int, cell: Cell) -> None:
-        """Worker ``slot`` (0 in-process) starts (or resumes) ``cell``; ``total`` cells to do."""
-
-    def on_cell_end(self, slot: int, total: int, cell: Cell, record: dict[str, Any]) -> None:
-        pass
-
-    def on_batch(self, epoch: int, step: int, steps: int) -> None:
-        self.on_worker_batch(0, epoch, step, steps)
-
-    def on_epoch(self, metrics: dict[str, Any]) -> None:
-        self.on_worker_epoch(0, metrics)
-
-    def on_worker_batch(self, slot: int, epoch: int, step: int, steps: int) -> None:
-        """Progress inside an epoch of the cell worker ``slot`` trains."""
-
-    def on_worker_epoch(self, slot: int, metrics: dict[str, Any]) -> None:
-        """Worker ``slot`` finished an epoch (its metrics)."""
-
-    def on_warning(self, message: str) -> None:
-        """Something the user should know that does not stop the run (one line)."""
-
-    def on_resume(self, cell: Cell, resumed: dict[str, Any]) -> None:
-        """A cell continues from its checkpoint."""
+from ablate.train.loop import CellOutOfMemory, Interrupted, train_cell
 
 
 @dataclass
 class RunSummary:
     experiment: str
-    records: list[dict[str, Any]] = field(default_factory=list)  # runs done in this invocation
+    records: list[RunRecord] = field(default_factory=list)  # runs done in this invocation
     skipped: list[Cell] = field(default_factory=list)  # already finished before
-    remaining: list[Cell] = field(default_factory=list)  # left for later (--limit)
+    remaining: list[Cell] = field(default_factory=list)  # left for a later command (--limit)
     busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
     errors: list[str] = field(default_factory=list)  # executor errors (a worker's, a task's), one line each
     interrupted: bool = False
@@ -97,19 +66,6 @@ class RunSummary:
         for r in self.records:
             out[r["status"]] = out.get(r["status"], 0) + 1
         return out
-
-
-@dataclass(frozen=True)
-class WorkOptions:
-    """How :func:`train_claimed` treats each cell (the same for every executor)."""
-
-    force: bool = False  # retrain cells that already have a finished result
-    # With force: when this sweep started (time.time()). A cell whose finished run file was
-    # written since then was retrained by a concurrent --force run: done, not trained again.
-    forced_since: float | None = None
-    keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
-    use_cache: bool = True  # read/write the on-disk cache of decoded datasets
-    worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
 
 
 def now() -> str:
@@ -125,19 +81,28 @@ def plan(exp: Experiment, results: str | Path, force: bool = False) -> tuple[lis
 
 
 def start_sweep(
-    exp: Experiment, results: str | Path, *, force: bool, limit: int | None, observer: RunObserver, use_cache: bool
+    exp: Experiment, results: str | Path, options: SweepOptions, observer: RunObserver
 ) -> tuple[list[Cell], RunSummary]:
-    """What every executor that hands cells out does first: the unfinished cells (at most
-    ``limit``; the rest are ``remaining``), their data loaded once here so that a data error
-    stops the run before any cell starts (and the disk cache is warm for the workers), the
-    manifest written, the observer told. Returns the cells to train and the summary to fill."""
-    todo, skipped = plan(exp, results, force)
-    todo, remaining = (todo[:limit], todo[limit:]) if limit is not None else (todo, [])
+    """What every executor does first, the in-process one included: the cells this command is to
+    train, their data loaded once here so that a data error stops the run before any cell starts
+    (and the disk cache is warm for the workers), the manifest written, the observer told.
+
+    With ``options.limit`` N: the first N unfinished cells that no live claim of another worker
+    holds (those are ``busy``; the rest are ``remaining``), so that ``--limit N`` trains at most N
+    cells in this command whichever executor runs it. Returns the cells to train and the summary
+    to fill."""
+    todo, skipped = plan(exp, results, options.force)
+    summary = RunSummary(exp.name, skipped=skipped)
+    if options.limit is not None:
+        busy = {c.run_id for c in running_elsewhere(exp, results, todo)}
+        free = [c for c in todo if c.run_id not in busy]
+        summary.busy = [c for c in todo if c.run_id in busy]
+        todo, summary.remaining = free[: options.limit], free[options.limit :]
     _clean(results, exp, observer)
-    Datasets(observer, use_cache).preload(todo)
+    Datasets(observer, options.use_cache).preload(todo)
     write_manifest(results, {**exp.manifest(), "updated": now()})
     observer.on_start(todo, skipped)
-    return todo, RunSummary(exp.name, skipped=skipped, remaining=remaining)
+    return todo, summary
 
 
 def _clean(results: str | Path, exp: Experiment, observer: RunObserver) -> None:
@@ -321,41 +286,24 @@ def running_elsewhere(exp: Experiment, results: str | Path, cells: list[Cell]) -
     return [c for c in cells if c.run_id in claims and not claims[c.run_id].stale()]
 
 
-def run_experiment(
+def run_in_process(
     exp: Experiment,
+    results: str | Path,
     device: torch.device,
-    results: str | Path = "results",
-    *,
-    force: bool = False,
-    limit: int | None = None,
+    options: SweepOptions,
     observer: RunObserver | None = None,
-    use_cache: bool = True,
-    keep_checkpoints: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunSummary:
-    """Train every unfinished cell of ``exp`` in this process (at most ``limit`` of them) and
-    store each result. Cells that another live worker is training are left to it (``busy``).
-    ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
+    """Train the cells :func:`start_sweep` hands out, one after the other in this process, and
+    store each result. Cells that another live worker holds are left to it (``busy``)."""
     observer = observer or RunObserver()
+    if options.threads:
+        torch.set_num_threads(options.threads)
     started = time.time()
-    todo, skipped = plan(exp, results, force)
-    summary = RunSummary(exp.name, skipped=skipped)
-    _clean(results, exp, observer)
-    data = Datasets(observer, use_cache)
-    data.preload(todo[:limit] if limit is not None else todo)
-    write_manifest(results, {**exp.manifest(), "updated": now()})
-    observer.on_start(todo[:limit] if limit is not None else todo, skipped)
-    opts = WorkOptions(
-        force=force,
-        forced_since=started if force else None,
-        keep_checkpoints=keep_checkpoints,
-        use_cache=use_cache,
-        worker=f"{device} (in-process)",
-    )
-    for i, cell in enumerate(todo):
-        if limit is not None and len(summary.records) >= limit:
-            summary.remaining = [c for c in todo[i:] if c not in summary.busy]
-            break
+    todo, summary = start_sweep(exp, results, options, observer)
+    data = Datasets(observer, options.use_cache)
+    opts = options.work(started, worker=f"{device} (in-process)")
+    for cell in todo:
         observer.on_cell_start(0, len(todo), cell)
         try:
             record = train_claimed(cell, results, device, data, opts, observer, should_stop)
@@ -369,3 +317,24 @@ def run_experiment(
         summary.records.append(record)
         observer.on_cell_end(0, len(todo), cell, record)
     return summary
+
+
+def run_experiment(
+    exp: Experiment,
+    device: torch.device,
+    results: str | Path = "results",
+    *,
+    force: bool = False,
+    limit: int | None = None,
+    observer: RunObserver | None = None,
+    use_cache: bool = True,
+    keep_checkpoints: bool = False,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> RunSummary:
+    """Train every unfinished cell of ``exp`` in this process (at most ``limit`` of them) and
+    store each result: the library's entry point, :func:`run_in_process` with these options.
+    ``use_cache=False`` bypasses the on-disk cache of decoded datasets."""
+    options = SweepOptions(
+        device=str(device), force=force, limit=limit, use_cache=use_cache, keep_checkpoints=keep_checkpoints
+    )
+    return run_in_process(exp, results, device, options, observer, should_stop)

@@ -23,6 +23,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
+from ablate.store.record import RunRecord
 from ablate.experiment.experiment import BENCH_NAME as BENCH
 from ablate.analysis.results import ExperimentData, current_records
 from ablate.store.folder import read_manifest
@@ -232,7 +233,7 @@ def _counts(verdicts: Iterable[str]) -> str:
 
 
 # --- data, device, seeds, time ---------------------------------------------------------------------
-def _data(manifest: dict[str, Any], records: list[dict[str, Any]]) -> str:
+def _data(manifest: dict[str, Any], records: list[RunRecord]) -> str:
     datasets = sorted({str(((r.get("config") or {}).get("data") or {}).get("dataset")) for r in records} - {"None"})
     if not datasets and (manifest.get("data") or {}).get("dataset"):
         datasets = [str(manifest["data"]["dataset"])]
@@ -254,7 +255,7 @@ def _count(n: Any) -> str:
     return f"{int(n):,}" if isinstance(n, (int, float)) and not isinstance(n, bool) else "?"
 
 
-def _devices(records: list[dict[str, Any]]) -> str:
+def _devices(records: list[RunRecord]) -> str:
     names = set()
     for r in records:
         env = r.get("env") or {}
@@ -264,7 +265,7 @@ def _devices(records: list[dict[str, Any]]) -> str:
     return "<br>".join(sorted(names)) or "-"
 
 
-def _seeds(manifest: dict[str, Any], records: list[dict[str, Any]]) -> str:
+def _seeds(manifest: dict[str, Any], records: list[RunRecord]) -> str:
     seeds = manifest.get("seeds") or sorted({r.get("seed") for r in records if isinstance(r.get("seed"), int)})
     cells = len(manifest.get("run_ids") or []) or len(records)
     ok = sum(r.get("status") == "ok" for r in records)
@@ -272,7 +273,7 @@ def _seeds(manifest: dict[str, Any], records: list[dict[str, Any]]) -> str:
     return f"{text} ({ok}/{cells} runs ok)" if cells else text
 
 
-def _wall_time(record: dict[str, Any]) -> float:
+def _wall_time(record: RunRecord) -> float:
     value = _float((record.get("summary") or {}).get("wall_time_s"))
     if math.isnan(value):  # failed or older records: what the finished epochs took
         value = sum(

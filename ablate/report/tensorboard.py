@@ -34,6 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ablate.store.record import RunRecord
 from ablate.registry import suggest
 from ablate.analysis.results import current_records
 from ablate.store.folder import experiments as list_experiments
@@ -119,7 +120,7 @@ def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterab
     return Export(out=out, runs=written, stale=stale)
 
 
-def run_name(experiment: str, record: dict[str, Any]) -> str:
+def run_name(experiment: str, record: RunRecord) -> str:
     """``<experiment>/<variant slug>/seed<k>``, each part reduced to characters safe in a path."""
     slug = record.get("slug") or "-".join(f"{k}={v}" for k, v in (record.get("variant") or {}).items()) or "variant"
     return f"{_safe(experiment)}/{_safe(str(slug))}/seed{_safe(str(record.get('seed')))}"
@@ -171,7 +172,7 @@ def _seconds(stamp: Any) -> float | None:
         return None
 
 
-def hparams_of(experiment: str, record: dict[str, Any]) -> dict[str, bool | float | str]:
+def hparams_of(experiment: str, record: RunRecord) -> dict[str, bool | float | str]:
     """The HParams of one run: identity, variant axes, resolved ``data.*``/``train.*`` settings,
     precision and device. Values are bool, number or string; missing (None) values are left out,
     so that one setting keeps one type across runs."""
@@ -202,7 +203,7 @@ def hparams_of(experiment: str, record: dict[str, Any]) -> dict[str, bool | floa
     return clean
 
 
-def _write_run(tb: dict[str, Any], experiment: str, record: dict[str, Any], path: Path, name: str) -> ExportedRun:
+def _write_run(tb: dict[str, Any], experiment: str, record: RunRecord, path: Path, name: str) -> ExportedRun:
     path.mkdir(parents=True, exist_ok=True)
     for old in path.glob("events.out.tfevents.*"):  # our own earlier export of this run
         old.unlink()
@@ -276,7 +277,7 @@ def _evaluation_before(epochs: list[dict[str, Any]]) -> dict[Any, float]:
     return out
 
 
-def _run_scalars(record: dict[str, Any]) -> dict[str, float]:
+def _run_scalars(record: RunRecord) -> dict[str, float]:
     summary, runtime = record.get("summary") or {}, record.get("runtime") or {}
     values = {
         "final_val_acc": summary.get("final_val_acc"),

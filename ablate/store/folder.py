@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from ablate.store.record import FINISHED, finite, problem  # noqa: F401 - FINISHED kept importable from here
+from ablate.store.record import FINISHED, RunRecord, finite, problem
 
 
 class StoreError(OSError):
@@ -148,7 +148,7 @@ def _manifest_shape_problem(m: Any) -> str:
     return ""
 
 
-def write_run(root: str | Path, record: dict[str, Any], attempts: int = 3) -> Path:
+def write_run(root: str | Path, record: RunRecord, attempts: int = 3) -> Path:
     """Store one run record; returns its path.
 
     A write that fails (disk full, folder removed) is retried; if it still fails, the record is
@@ -185,13 +185,13 @@ def _rescue(root: str | Path, payload: dict[str, Any]) -> Path | None:
     return None
 
 
-def read_run(path: Path) -> dict[str, Any] | None:
+def read_run(path: Path) -> RunRecord | None:
     """One record, or None when the file is not a valid run record (see :func:`check_run_file`)."""
     record, _problem = check_run_file(path)
     return record
 
 
-def check_run_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def check_run_file(path: Path) -> tuple[RunRecord | None, str | None]:
     """``(record, None)`` for a valid run file, ``(None, problem)`` otherwise."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
@@ -211,7 +211,7 @@ def check_run_file(path: Path) -> tuple[dict[str, Any] | None, str | None]:
 class RunScan:
     """The run files of one experiment: valid records, and the files that are not."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
+    records: list[RunRecord] = field(default_factory=list)
     # (path, what is wrong with it), for one warning line each.
     unreadable: list[tuple[Path, str]] = field(default_factory=list)
 
@@ -233,7 +233,7 @@ def scan_runs(root: str | Path, experiment: str) -> RunScan:
     return scan
 
 
-def iter_runs(root: str | Path, experiment: str) -> Iterator[dict[str, Any]]:
+def iter_runs(root: str | Path, experiment: str) -> Iterator[RunRecord]:
     """Valid records only; :func:`scan_runs` also names the files that are not."""
     yield from scan_runs(root, experiment).records
 

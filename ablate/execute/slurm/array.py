@@ -37,11 +37,12 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ablate.experiment.experiment import Cell, Experiment
-from ablate.execute.runner import Datasets, RunObserver, RunSummary, WorkOptions, start_sweep, train_claimed
-from ablate.store.folder import append_event, read_events, read_run, run_path
+from ablate.data.sweep import Datasets
+from ablate.execute.observer import RunObserver
+from ablate.execute.options import SweepOptions, WorkOptions
+from ablate.execute.runner import RunSummary, start_sweep, train_claimed
 from ablate.execute.slurm.cluster import (
     DEFAULT_MAX_TASKS,
     SlurmError,
@@ -50,7 +51,8 @@ from ablate.execute.slurm.cluster import (
     check_cluster,
     submitit_module,
 )
-from ablate.execute.options import SweepOptions
+from ablate.experiment.experiment import Cell, Experiment
+from ablate.store.folder import append_event, read_events, read_run, run_path
 from ablate.train.loop import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
@@ -374,7 +376,6 @@ def run_slurm(
     options: SweepOptions,
     *,
     observer: RunObserver | None = None,
-    on_submit: Callable[[Submission], None] | None = None,
 ) -> RunSummary | None:
     """Submit the unfinished cells of ``exp`` as one Slurm array asking for ``target``; see the
     module doc. Returns None right after submission, or with ``target.wait`` the summary once the
@@ -384,7 +385,7 @@ def run_slurm(
     check_cluster(target)
     results = Path(results).resolve()  # tasks on other nodes see the same absolute path
     results.mkdir(parents=True, exist_ok=True)
-    todo, summary = start_sweep(exp, results, observer=observer, **options.start_fields())
+    todo, summary = start_sweep(exp, results, options, observer)
     if not todo:
         return summary
     if target.tasks is None:
@@ -394,13 +395,12 @@ def run_slurm(
         todo,
         results,
         target,
-        opts=WorkOptions(**options.work_fields()),
+        opts=options.work(started=None),
         plugins=list(options.plugins),
         use_gpu=options.device != "cpu",
         name=f"ablate-{exp.name}",
     )
-    if on_submit is not None:
-        on_submit(submission)
+    observer.on_submit(submission)
     if not target.wait:
         return None
     return wait(submission, todo, results, since, summary, observer)
