@@ -6,7 +6,7 @@ Each simulated study draws per-run values for a baseline and ``m`` variants over
 share the baseline's noise, as in a real study), then applies the production rules of
 :mod:`ablate.analysis.adaptive` (the functions the runner calls) to the paired differences:
 
-``stein``   ``--precision P`` (Stein's two-stage procedure) with a pilot of ``n0`` seeds: coverage
+``stein``   ``--until-precise P`` (Stein's two-stage procedure) with a pilot of ``n0`` seeds: coverage
             of the interval, its mean half-width, the seeds a comparison used (mean and 95th
             percentile), against the fixed-sample t requirement ``n`` (smallest ``n`` with
             ``t_{0.975,n-1} * sd / sqrt(n) <= P``, sd known).
@@ -103,7 +103,7 @@ def se(p: float, n: int) -> float:
 def stein_table(args: argparse.Namespace, rng: np.random.Generator) -> list[str]:
     need = fixed_n(SD, args.precision)
     out = [
-        f"### `--precision {args.precision:g}` (Stein, pilot {args.pilot} seeds, at most {args.stein_max} seeds), "
+        f"### `--until-precise {args.precision:g}` (Stein, pilot {args.pilot} seeds, at most {args.stein_max} seeds), "
         f"sd {SD:g} points: fixed-sample t requirement {need} seeds",
         "",
         "| noise | effect (points) | coverage (± 2 se) | mean half-width | seeds: mean | seeds: 95th pct | seeds / "
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sims", type=int, default=10_000, help="simulated studies per row (default 10000)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated, of {', '.join(SECTIONS)}")
-    parser.add_argument("--precision", type=float, default=1.0, help="--precision target, points (default 1)")
+    parser.add_argument("--precision", type=float, default=1.0, help="--until-precise target, points (default 1)")
     parser.add_argument("--pilot", type=int, default=adaptive.DEFAULT_PILOT, help="Stein pilot seeds (default 10)")
     parser.add_argument("--stein-max", type=int, default=100, help="Stein's --max-seeds (default 100)")
     args = parser.parse_args(argv)

@@ -425,14 +425,14 @@ def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment
 @pytest.mark.parametrize(
     "extra, message",
     [
-        (["--precision", "1", "--until-decided"], "choose one"),
+        (["--until-precise", "1", "--until-decided"], "choose one"),
         (["--until-decided", "--looks", "3,2"], "expected increasing seed counts"),
         (["--until-decided", "--looks", "3,x"], "expected increasing seed counts"),
         (["--until-decided", "--looks", "3,6", "--max-seeds", "10"], "the last look is the maximum"),
         (["--until-decided", "--max-seeds", "1000000000"], "at most 1000 seeds"),
-        (["--precision", "0.001", "--max-seeds", "1000000000"], "at most 1000 seeds"),
-        (["--precision", "1", "--pilot", "1"], "--pilot 1"),
-        (["--pilot", "5"], "--pilot goes with --precision"),
+        (["--until-precise", "0.001", "--max-seeds", "1000000000"], "at most 1000 seeds"),
+        (["--until-precise", "1", "--pilot", "1"], "--pilot 1"),
+        (["--pilot", "5"], "--pilot goes with --until-precise"),
         (["--looks", "3,6"], "--looks goes with --until-decided"),
     ],
 )
@@ -453,7 +453,7 @@ def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(
     from tiny_sweeps import tiny_sweep
 
     top = write_experiment(tiny_sweep(seeds=(SEED_MAX - 3, SEED_MAX - 2, SEED_MAX - 1)), "top.toml")
-    for extra in (["--until-decided", "--max-seeds", "5"], ["--precision", "1", "--max-seeds", "5"]):
+    for extra in (["--until-decided", "--max-seeds", "5"], ["--until-precise", "1", "--max-seeds", "5"]):
         result = cli.invoke(app, ["run", str(top), "--device", "cpu", "--results", str(tmp_path / "res"), *extra])
         assert result.exit_code == 2 and "would pass the largest seed 4294967295" in result.output, result.output
         assert not (tmp_path / "res" / "tiny" / "runs").exists()  # refused before training anything

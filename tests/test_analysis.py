@@ -65,7 +65,7 @@ def test_failed_diverged_and_missing_runs_are_counted_not_dropped(tmp_path: Path
     counts = analysis.status_counts(data).set_index("variant")
     assert counts.loc[BASE, ["n_ok", "n_diverged", "n_failed", "n_missing"]].tolist() == [2, 1, 0, 0]
     assert counts.loc[NONOVERLAP, ["n_ok", "n_diverged", "n_failed", "n_missing"]].tolist() == [1, 0, 1, 1]
-    summary = analysis.summary_table(data).set_index("variant")
+    summary = analysis.summary_frame(data).set_index("variant")
     assert summary.loc[NONOVERLAP, "n"] == 1 and math.isnan(summary.loc[NONOVERLAP, "final_val_acc_ci_low"])
     assert summary.loc[BASE, "n"] == 2 and summary.loc[BASE, "final_val_acc_mean"] == pytest.approx(0.6)
 
@@ -104,7 +104,7 @@ def test_time_to_target(tmp_path: Path) -> None:
     assert math.isnan(r1["epochs_to_train_target"])
     # val acc 0.15 -> 0.6 in 6 even steps: 0.225, 0.3, 0.375, 0.45 -> epoch 4 is the first >= 0.4
     assert r0["epochs_to_val_target"] == 4
-    summary = analysis.summary_table(data).iloc[0]
+    summary = analysis.summary_frame(data).iloc[0]
     assert summary["train_target_reached"] == 1 and summary["epochs_to_train_target_mean"] == 3
     assert summary["val_target_reached"] == 2
 

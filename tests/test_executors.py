@@ -428,7 +428,7 @@ def test_precision_adds_seeds_until_the_rule_stops_and_a_rerun_trains_nothing(cl
         "cpu",
         "--results",
         str(tmp_path / "res"),
-        "--precision",
+        "--until-precise",
         "0.001",
         "--max-seeds",
         "3",

@@ -54,7 +54,7 @@ def test_a_full_disk_at_the_start_is_one_line(cli, write_experiment, tmp_path, m
 
 def test_a_claim_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monkeypatch):
     """Item 12: a claim written on a full disk fails in one line (StoreError) and leaves nothing."""
-    from ablate.store.claims import Lease
+    from ablate.store.claims import HeldClaim
     from ablate.store.folder import StoreError
 
     real = Path.write_text
@@ -65,7 +65,7 @@ def test_a_claim_that_cannot_be_written_leaves_no_temporary_file(tmp_path, monke
 
     monkeypatch.setattr(Path, "write_text", full)
     with pytest.raises(StoreError, match="No space left on device"):
-        Lease(tmp_path, "exp", "abc").acquire()
+        HeldClaim(tmp_path, "exp", "abc").acquire()
     assert not list((tmp_path / "exp" / "claims").iterdir())
 
 

@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 
-from ablate.store.claims import Lease, list_claims, pid_alive, read_claim
+from ablate.store.claims import HeldClaim, list_claims, pid_alive, read_claim
 
 
 def dead_pid() -> int:
@@ -28,12 +28,12 @@ def write_claim(path, host, pid, age_s=0.0, token="theirs"):
 
 
 def test_acquire_creates_claim_and_release_removes_it(tmp_path):
-    lease = Lease(tmp_path, "exp", "abc", worker="cpu #0")
+    lease = HeldClaim(tmp_path, "exp", "abc", worker="cpu #0")
     assert lease.acquire()
     claim = read_claim(tmp_path / "exp" / "claims" / "abc")
     assert claim.pid == os.getpid() and claim.worker == "cpu #0" and claim.token == lease.token
     assert not claim.stale() and list(list_claims(tmp_path, "exp")) == ["abc"]
-    assert not Lease(tmp_path, "exp", "abc").acquire()  # a second claimant is refused
+    assert not HeldClaim(tmp_path, "exp", "abc").acquire()  # a second claimant is refused
     lease.release()
     assert not (tmp_path / "exp" / "claims" / "abc").exists()
 
@@ -43,7 +43,7 @@ def test_live_claim_of_another_process_is_respected(tmp_path):
 
     write_claim(tmp_path / "exp" / "claims" / "abc", socket.gethostname(), os.getppid())
     assert pid_alive(os.getppid())
-    assert not Lease(tmp_path, "exp", "abc").acquire()
+    assert not HeldClaim(tmp_path, "exp", "abc").acquire()
 
 
 def test_claim_of_dead_pid_on_this_host_is_taken_over(tmp_path):
@@ -53,7 +53,7 @@ def test_claim_of_dead_pid_on_this_host_is_taken_over(tmp_path):
     pid = dead_pid()
     write_claim(path, socket.gethostname(), pid)
     assert read_claim(path).stale()
-    lease = Lease(tmp_path, "exp", "abc")
+    lease = HeldClaim(tmp_path, "exp", "abc")
     assert lease.acquire()
     assert lease.took_over is not None and lease.took_over.pid == pid
     assert read_claim(path).token == lease.token
@@ -64,9 +64,9 @@ def test_claim_from_another_host_expires_only_after_the_timeout(tmp_path):
     path = tmp_path / "exp" / "claims" / "abc"
     write_claim(path, "some-other-host", 12345, age_s=5)
     assert read_claim(path).owner_alive() is None  # cannot tell from here
-    assert not Lease(tmp_path, "exp", "abc", timeout=60).acquire()
+    assert not HeldClaim(tmp_path, "exp", "abc", timeout=60).acquire()
     write_claim(path, "some-other-host", 12345, age_s=120)  # no heartbeat for two minutes
-    lease = Lease(tmp_path, "exp", "abc", timeout=60)
+    lease = HeldClaim(tmp_path, "exp", "abc", timeout=60)
     assert lease.acquire()
     lease.release()
 
@@ -75,7 +75,7 @@ def test_only_one_of_many_takes_over_a_stale_claim(tmp_path):
     import socket
 
     write_claim(tmp_path / "exp" / "claims" / "abc", socket.gethostname(), dead_pid())
-    leases = [Lease(tmp_path, "exp", "abc") for _ in range(8)]
+    leases = [HeldClaim(tmp_path, "exp", "abc") for _ in range(8)]
     barrier = threading.Barrier(len(leases))
     won: list[bool] = [False] * len(leases)
 
@@ -95,7 +95,7 @@ def test_only_one_of_many_takes_over_a_stale_claim(tmp_path):
 
 
 def test_heartbeat_refreshes_and_detects_a_lost_claim(tmp_path):
-    lease = Lease(tmp_path, "exp", "abc", heartbeat=0.05)
+    lease = HeldClaim(tmp_path, "exp", "abc", heartbeat=0.05)
     assert lease.acquire()
     path = tmp_path / "exp" / "claims" / "abc"
     os.utime(path, (time.time() - 100, time.time() - 100))

@@ -200,11 +200,11 @@ def test_list_shows_axes_presets_and_datasets(cli):
 def test_limit_trains_at_most_n_cells_and_skips_a_cell_another_worker_holds(cli, tiny_experiment, tmp_path):
     """--limit N in this process: the first N unfinished cells that no live claim holds."""
     from ablate.experiment import load_experiment
-    from ablate.store.claims import Lease
+    from ablate.store.claims import HeldClaim
 
     res = tmp_path / "res"
     cells = load_experiment(tiny_experiment, ["seeds=[0,1]"]).cells()
-    held = Lease(res, "tiny", cells[0].run_id, "another worker")  # alive: this test's own process
+    held = HeldClaim(res, "tiny", cells[0].run_id, "another worker")  # alive: this test's own process
     assert held.acquire()
     try:
         result = run(cli, tiny_experiment, res, "--set", "seeds=[0,1]", "--limit", "2")

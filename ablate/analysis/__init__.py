@@ -48,7 +48,7 @@ from ablate.analysis.errors import ReportError
 from ablate.analysis.metrics import TARGET_METRICS, Metric, Targets, metrics_for
 from ablate.analysis.stats import NEGATIVE_INTERACTION, NO_INTERACTION, POSITIVE_INTERACTION
 from ablate.analysis.rows import EPOCH_COLUMNS, STEP_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, step_rows
-from ablate.analysis.summary import SUMMARY_INTERVALS, SUMMARY_SPREADS, per_seed, status_counts, summary_table
+from ablate.analysis.summary import SUMMARY_INTERVALS, SUMMARY_SPREADS, per_seed, status_counts, summary_frame
 
 __all__ = [
     "ALL_EQUAL_NOTE",
@@ -91,6 +91,6 @@ __all__ = [
     "run_row",
     "status_counts",
     "step_rows",
-    "summary_table",
+    "summary_frame",
     "variation_sources",
 ]

@@ -10,7 +10,7 @@ Seeds are one common list: the experiment's seeds, then the next unused integers
 largest. Every variant uses a prefix of that list (its own length), and the baseline the longest
 prefix, so every comparison stays paired by seed.
 
-``--precision P``: Stein's two-stage procedure (Stein 1945)
+``--until-precise P``: Stein's two-stage procedure (Stein 1945)
     Pilot: the first ``n0`` seeds for every variant. For each variant, ``s0`` = sd of its ``n0``
     paired differences, and it gets ``N = max(n0, ceil((t_{0.975, n0-1} * s0 / P)^2))`` seeds in
     all (at most ``max_seeds``). Its interval is ``mean_N ± t_{0.975, n0-1} * s0 / sqrt(N)``: the

@@ -1,4 +1,4 @@
-"""Per-variant tables over the ok runs of an experiment: status counts, per-seed values, summary."""
+"""Per-variant frames over the ok runs of an experiment: status counts, per-seed values, the summary."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ SUMMARY_INTERVALS = ("final_val_acc", "best_val_acc", "gen_gap", "train_images_p
 SUMMARY_SPREADS = ("final_val_loss", "final_train_loss", "wall_time_s")
 
 
-def summary_table(data: ExperimentData) -> pd.DataFrame:
+def summary_frame(data: ExperimentData) -> pd.DataFrame:
     """One row per variant (experiment order, baseline first): counts, and over its ok runs the
     mean, sd and 95% t interval of the main metrics, time to target and parameters."""
     counts = status_counts(data).set_index("variant")

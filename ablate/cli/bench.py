@@ -32,7 +32,7 @@ BatchSizeOption = Annotated[
 ]
 BenchPrecisionOption = Annotated[
     List[str],
-    typer.Option("--precision", "-p", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
+    typer.Option("--precision", help="auto | fp32 | bf16 | fp16, repeatable or comma-separated (default auto)."),
 ]
 ModeOption = Annotated[
     List[str], typer.Option("--mode", help="train | infer, repeatable or comma-separated (default both).")

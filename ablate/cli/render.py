@@ -74,7 +74,7 @@ def _mean_sd(values: list[float], digits: int = 3) -> str:
 def run_outcome_table(exp: Experiment, results: Path) -> Table:
     """After ``ablate run``, per variant over the experiment's current cells found in results/:
     seeds done, accuracy, speed (read from the run files; the report's statistics are
-    ``tables.summary_table``)."""
+    ``analysis.summary.summary_frame``)."""
     wanted = {c.run_id for c in exp.cells()}
     runs = [r for r in iter_runs(results, exp.name) if r["run_id"] in wanted]
     table = Table(title=f"{escape(exp.name)}: final validation accuracy over seeds")

@@ -18,7 +18,7 @@ from ablate.cli.render import cells_table
 from ablate.cli.run_checks import (
     ExecutorRequest,
     adaptive_plan,
-    check_precision,
+    check_until_precise,
     choose_executor,
     slurm_options,
     workers_option,
@@ -37,7 +37,7 @@ from ablate.cli.run_options import (
     NoCacheOption,
     PartitionOption,
     PilotOption,
-    PrecisionOption,
+    UntilPreciseOption,
     RayOption,
     RunDeviceOption,
     RunExperimentFile,
@@ -84,7 +84,7 @@ def run(
     time_limit: TimeOption = "60",
     slurm_opt: SlurmOptOption = [],  # noqa: B006 - typer copies defaults
     wait: WaitOption = False,
-    precision: PrecisionOption = None,
+    until_precise: UntilPreciseOption = None,
     pilot: PilotOption = None,
     until_decided: UntilDecidedOption = False,
     looks: LooksOption = None,
@@ -123,15 +123,15 @@ def run(
         plugins=tuple(plugin_modules(ctx)),
     )
     try:
-        target = slurm_options(request, adaptive=precision is not None or until_decided)
+        target = slurm_options(request, adaptive=until_precise is not None or until_decided)
         # Slurm tasks train where they land: settings resolve for their device (CUDA with GPUs), not this login node's.
         if slurm and gpus_per_task and device != "cpu":
             exp, dev = load_for_cuda(file, set_, max_cells)
         else:
             exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         workers_option(workers)
-        check_precision(precision)
-        adaptive = adaptive_plan(exp, precision, pilot, until_decided, looks, max_seeds)
+        check_until_precise(until_precise)
+        adaptive = adaptive_plan(exp, until_precise, pilot, until_decided, looks, max_seeds)
         check_writable(results)
         check_layout(results, exp.name)
     except (OptionError, ExecutorError, StoreError) as e:

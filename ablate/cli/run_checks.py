@@ -15,15 +15,17 @@ from ablate.cli.options import OptionError
 from ablate.experiment.experiment import Experiment
 
 
-def check_precision(precision: Optional[float]) -> None:
-    """``--precision``: a positive, finite number of percentage points."""
-    if precision is not None and not (math.isfinite(precision) and precision > 0):
-        raise OptionError(f"--precision {precision:g}: expected a number of percentage points > 0, e.g. --precision 2")
+def check_until_precise(points: Optional[float]) -> None:
+    """``--until-precise``: a positive, finite number of percentage points."""
+    if points is not None and not (math.isfinite(points) and points > 0):
+        raise OptionError(
+            f"--until-precise {points:g}: expected a number of percentage points > 0, e.g. --until-precise 2"
+        )
 
 
 def adaptive_plan(
     exp: Experiment,
-    precision: Optional[float],
+    until_precise: Optional[float],
     pilot: Optional[int],
     until_decided: bool,
     looks: Optional[str],
@@ -33,12 +35,12 @@ def adaptive_plan(
     a plain run)."""
     from ablate.config import SEED_MAX
 
-    if precision is not None and until_decided:
-        raise OptionError("--precision and --until-decided are two designs; choose one")
-    if precision is None and not until_decided:
+    if until_precise is not None and until_decided:
+        raise OptionError("--until-precise and --until-decided are two designs; choose one")
+    if until_precise is None and not until_decided:
         for given, name in ((pilot, "--pilot"), (max_seeds, "--max-seeds")):
             if given is not None:
-                raise OptionError(f"{name} goes with --precision or --until-decided")
+                raise OptionError(f"{name} goes with --until-precise or --until-decided")
         if looks is not None:
             raise OptionError("--looks goes with --until-decided")
         return None
@@ -48,17 +50,17 @@ def adaptive_plan(
 
     if max_seeds is not None and max_seeds > ad.MAX_SEEDS_LIMIT:
         raise OptionError(f"--max-seeds {max_seeds}: at most {ad.MAX_SEEDS_LIMIT} seeds per variant")
-    if precision is not None:
+    if until_precise is not None:
         if looks is not None:
-            raise OptionError("--looks goes with --until-decided, not --precision")
+            raise OptionError("--looks goes with --until-decided, not --until-precise")
         m = max_seeds if max_seeds is not None else ad.DEFAULT_MAX_SEEDS
         if pilot is not None and not 2 <= pilot <= m:
             raise OptionError(f"--pilot {pilot}: expected 2..{m} seeds (at most --max-seeds)")
         n0 = pilot if pilot is not None else min(max(len(exp.seeds), ad.DEFAULT_PILOT), m)
-        plan: dict[str, Any] = {"design": ad.STEIN, "precision": precision, "pilot": n0, "max_seeds": m}
+        plan: dict[str, Any] = {"design": ad.STEIN, "precision": until_precise, "pilot": n0, "max_seeds": m}
     else:
         if pilot is not None:
-            raise OptionError("--pilot goes with --precision, not --until-decided")
+            raise OptionError("--pilot goes with --until-precise, not --until-decided")
         if looks is not None:
             try:
                 planned = tuple(int(x) for x in looks.split(","))
@@ -152,7 +154,8 @@ def slurm_options(request: ExecutorRequest, *, adaptive: bool) -> Any:
             raise OptionError(f"--slurm and {flag} choose two executors; with --slurm, --tasks N sets the workers")
     if adaptive and not request.wait:
         raise OptionError(
-            "--precision or --until-decided with --slurm needs --wait (each round of seeds waits for the one before)"
+            "--until-precise or --until-decided with --slurm needs --wait (each round of seeds waits for the one "
+            "before)"
         )
     from ablate.execute.slurm.cluster import SlurmOptions, check_cluster, parse_slurm_opts, parse_time
 

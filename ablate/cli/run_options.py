@@ -195,10 +195,10 @@ RayOption = Annotated[
     ),
 ]
 # The adaptive designs (docs/report.md); adaptive_plan below checks how they combine.
-PrecisionOption = Annotated[
+UntilPreciseOption = Annotated[
     Optional[float],
     typer.Option(
-        "--precision",
+        "--until-precise",
         metavar="POINTS",
         help=(
             "Stein's two-stage design: a pilot of seeds, then each variant gets the seeds its 95% interval needs to be "
@@ -212,7 +212,7 @@ PilotOption = Annotated[
     typer.Option(
         "--pilot",
         metavar="N",
-        help=("With --precision: seeds in the pilot (default: the experiment's seeds, at least 10)."),
+        help=("With --until-precise: seeds in the pilot (default: the experiment's seeds, at least 10)."),
         rich_help_panel=ADAPTIVE,
     ),
 ]
@@ -246,7 +246,7 @@ MaxSeedsOption = Annotated[
         "--max-seeds",
         min=2,
         metavar="M",
-        help=("With --precision or --until-decided: at most this many seeds per variant (default 20)."),
+        help=("With --until-precise or --until-decided: at most this many seeds per variant (default 20)."),
         rich_help_panel=ADAPTIVE,
     ),
 ]

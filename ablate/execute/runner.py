@@ -32,7 +32,7 @@ from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.runtime.provenance import environment
 from ablate.store import checkpoints as checkpoint
-from ablate.store.claims import Lease, list_claims
+from ablate.store.claims import HeldClaim, list_claims
 
 from ablate.store.leftovers import clean_leftovers
 from ablate.store.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
@@ -158,8 +158,8 @@ def train_claimed(
     observer = observer or RunObserver()
     if _done(results, cell, opts):
         return None
-    lease = Lease(results, cell.experiment, cell.run_id, opts.worker)
-    if not lease.acquire():
+    held = HeldClaim(results, cell.experiment, cell.run_id, opts.worker)
+    if not held.acquire():
         return None
     try:
         if _done(results, cell, opts):  # finished while we were claiming
@@ -168,8 +168,8 @@ def train_claimed(
         if path.exists() and check_run_file(path)[0] is None:
             moved = set_aside(path)  # never overwrite evidence of what went wrong
             observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
-        if lease.took_over is not None:
-            old = lease.took_over
+        if held.took_over is not None:
+            old = held.took_over
             append_event(
                 results,
                 cell.experiment,
@@ -182,9 +182,9 @@ def train_claimed(
         hooks = CellHooks(
             checkpoint=ckpt,
             checkpoint_every_s=cell.train.checkpoint_minutes * 60,
-            should_stop=lambda: should_stop() or lease.lost,
+            should_stop=lambda: should_stop() or held.lost,
             # A trainer that lost its claim must not save over the checkpoint its successor uses.
-            may_save=lambda: not lease.lost and lease.held(),
+            may_save=lambda: not held.lost and held.held(),
             on_warning=observer.on_warning,
             on_resume=lambda resumed: observer.on_resume(cell, resumed),
         )
@@ -199,14 +199,14 @@ def train_claimed(
             splits = data(cell)  # outside run_cell: data that cannot be loaded stops the sweep, it is no failed run
             record = run_cell(cell, device, lambda: train_cell(cell, splits, device, observer, hooks))
         except Interrupted:
-            if lease.lost or not lease.held():  # another worker owns it now: leave the cell to it
+            if held.lost or not held.held():  # another worker owns it now: leave the cell to it
                 left_to_new_owner()
                 return None
             append_event(results, cell.experiment, "interrupted", cell.run_id)
             raise
         # The heartbeat only notices a lost claim every few seconds, and a process paused during
         # the last epoch wakes up here: ask the claim file itself before writing anything.
-        if not lease.held():
+        if not held.held():
             left_to_new_owner()
             return None
         # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
@@ -230,19 +230,19 @@ def train_claimed(
             resumed=len(record.get("resumed", [])),
         )
         # Paused between the run file and here? Then the checkpoint may be the new owner's.
-        if record["status"] in FINISHED and not opts.keep_checkpoints and lease.held():
+        if record["status"] in FINISHED and not opts.keep_checkpoints and held.held():
             checkpoint.remove(ckpt)
         return record
     finally:
-        lease.release()
+        held.release()
 
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
     """Record a cell whose worker process died ``deaths`` times (``how``: "signal 9", ...) as
     ``failed``, under its claim; None when a live worker holds the cell meanwhile, or when the
     cell has a valid run file (the worker died after writing it: a result is never overwritten)."""
-    lease = Lease(results, cell.experiment, cell.run_id, "executor")
-    if not lease.acquire():
+    held = HeldClaim(results, cell.experiment, cell.run_id, "executor")
+    if not held.acquire():
         return None
     try:
         if check_run_file(run_path(results, cell.experiment, cell.run_id))[0] is not None:
@@ -257,7 +257,7 @@ def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) 
         append_event(results, cell.experiment, "give-up", cell.run_id, deaths=deaths, how=how)
         return record
     finally:
-        lease.release()
+        held.release()
 
 
 def _done(results: str | Path, cell: Cell, opts: WorkOptions) -> bool:

@@ -40,7 +40,7 @@ from ablate.analysis import (
     grid_effects,
     load_experiment_data,
     metrics_for,
-    summary_table,
+    summary_frame,
 )
 from ablate.report.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.analysis.paper_claims import check_claims, paper_effects
@@ -111,7 +111,7 @@ def build_report(
     folder = Path(out) / experiment
     folder.mkdir(parents=True, exist_ok=True)
 
-    summary = summary_table(data)
+    summary = summary_frame(data)
     metrics = metrics_for(data.targets, steps=not data.steps.empty)
     if effect_points is not None:
         effects: dict[tuple[str, str], Effect] = {}

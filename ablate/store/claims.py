@@ -134,7 +134,7 @@ def _create(path: Path, payload: dict[str, Any]) -> bool:
             pass
 
 
-class Lease:
+class HeldClaim:
     """A claim held by this process: :meth:`acquire`, then :meth:`release` (or use ``with``).
 
     While held, a daemon thread refreshes the heartbeat. If the claim disappears or is taken
@@ -154,7 +154,7 @@ class Lease:
         self.path = claim_path(root, experiment, run_id)
         self.worker, self.timeout, self.heartbeat_s = worker, timeout, heartbeat
         self.token = uuid.uuid4().hex
-        self.took_over: Claim | None = None  # the stale claim this lease replaced, if any
+        self.took_over: Claim | None = None  # the stale claim this one replaced, if any
         self.lost = False
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -176,7 +176,7 @@ class Lease:
                 return False
             if not self._take_over(current):
                 return False
-        self._thread = threading.Thread(target=self._beat, name=f"ablate-lease-{self.path.name}", daemon=True)
+        self._thread = threading.Thread(target=self._beat, name=f"ablate-claim-{self.path.name}", daemon=True)
         self._thread.start()
         return True
 
@@ -229,7 +229,7 @@ class Lease:
         if self.held():
             self.path.unlink(missing_ok=True)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> "HeldClaim":
         return self
 
     def __exit__(self, *exc: object) -> None:

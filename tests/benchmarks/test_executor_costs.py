@@ -16,7 +16,7 @@ import torch
 from ablate.store import checkpoints as checkpoint
 from ablate.bench.timing import interleave
 from ablate.experiment.experiment import parse_experiment
-from ablate.store.claims import Lease
+from ablate.store.claims import HeldClaim
 from ablate.execute.runner import Datasets
 from ablate.store.folder import append_event
 from ablate.train.setup import prepare
@@ -31,7 +31,7 @@ def test_claim_overhead_per_cell(benchmark, tmp_path):
 
     def one_cell() -> None:
         run_id = f"{next(n):016x}"
-        lease = Lease(tmp_path, "exp", run_id)
+        lease = HeldClaim(tmp_path, "exp", run_id)
         assert lease.acquire()
         append_event(tmp_path, "exp", "start", run_id)
         append_event(tmp_path, "exp", "finish", run_id, status="ok")
