@@ -6,7 +6,7 @@
 #
 #   scripts/gpu_check.sh            # from the repository root; uses .venv if there is one
 #   OUT=/some/dir scripts/gpu_check.sh   # keep the JSON files (default: a temporary folder)
-#   STAGES="1 4" scripts/gpu_check.sh    # only these stages (default: 1 2 3 4; tests/test_scripts.py
+#   STAGES="1 4" scripts/gpu_check.sh    # only these stages (default: 1 2 3 4; tests/scripts/test_scripts.py
 #                                        # runs the CPU smoke version of 1 and 4 this way)
 #
 # Stages:
@@ -66,7 +66,7 @@ fi
 
 if want 2; then
 stage "2. correctness on the device"
-run 120 python -m pytest -q -p no:cacheprovider tests/test_lrn.py tests/test_throughput.py
+run 120 python -m pytest -q -p no:cacheprovider tests/models/test_lrn.py tests/train/test_throughput.py
 if [ "$GPU" = 1 ]; then
     stage "2b. pytest-benchmark suite on CUDA (forward, forward+backward per variant; the three loops)"
     run 120 python -m pytest -q -p no:cacheprovider tests/benchmarks -k cuda --benchmark-only \
@@ -94,11 +94,11 @@ fi
 if want 4; then
 stage "4. ablate bench"
 if [ "$GPU" = 1 ]; then
-    run 60 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 256,1024 -p bf16 --results "$OUT/results"
+    run 60 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 256,1024 --precision bf16 --results "$OUT/results"
     # Last, as it may not fit: torch.compile of the whole model (for the compile default decision).
-    run 100 ablate bench relu-overlap-none-drop -b 256 -p bf16 --mode train --compile default --results "$OUT/results"
+    run 100 ablate bench relu-overlap-none-drop -b 256 --precision bf16 --mode train --compile default --results "$OUT/results"
 else
-    run 120 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 2 -p fp32 --warmup 1 --steps 1 --repeats 2 \
+    run 120 ablate bench relu-overlap-none-drop relu-overlap-lrn-drop -b 2 --precision fp32 --warmup 1 --steps 1 --repeats 2 \
         --device cpu --results "$OUT/results"
 fi
 python -c "from pathlib import Path; from ablate.bench import write_bench_report; print('bench report:', write_bench_report(Path('$OUT/results'), Path('$OUT/reports')))"

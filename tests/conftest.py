@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from data_support import data_env  # noqa: F401  (a fixture, for every test module that names it)
-from tiny_sweeps import tiny_sweep
+from helpers.data import data_env  # noqa: F401  (a fixture, for every test module that names it)
+from helpers.sweeps import tiny_sweep
 from typer.testing import CliRunner
 
 # Two threads on CI's 2 cores; the tests are written to be fast there.

@@ -6,13 +6,13 @@ code, and training never into the analysis side. The imports are counted by
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import re
 import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 import import_graph  # noqa: E402 - scripts/ is not a package
 

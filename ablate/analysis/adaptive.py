@@ -4,7 +4,7 @@ difference is seen so that their error rates hold.
 Two designs, each a set of pure, vectorised rules on arrays of paired differences (variant minus
 baseline, per seed, in percentage points; NaN where a pair is not ok). The runner
 (:func:`ablate.execute.adaptive.run_adaptively`) and the simulations (``scripts/simulate_adaptive.py``,
-``tests/test_adaptive.py``) call the same functions, so the simulations test the production rules.
+``tests/analysis/test_adaptive.py``) call the same functions, so the simulations test the production rules.
 
 Seeds are one common list: the experiment's seeds, then the next unused integers above the
 largest. Every variant uses a prefix of that list (its own length), and the baseline the longest

@@ -57,7 +57,7 @@ from ablate.train.loop import Interrupted
 
 try:  # an optional extra: without it, run_slurm says how to install it before anything is pickled
     from submitit.helpers import Checkpointable
-except ImportError:  # check_cluster stops first, in one line (tests/test_slurm.py: missing submitit)
+except ImportError:  # check_cluster stops first, in one line (tests/execute/test_slurm.py: missing submitit)
     Checkpointable = object  # type: ignore[assignment,misc]
 
 # How long submitit's checkpoint hook waits for training to reach its next step and save; Slurm

@@ -5,6 +5,8 @@ runner and the command line, and simulations of whole studies that hold the erro
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import json
 import math
 import sys
@@ -24,9 +26,9 @@ from ablate.execute.adaptive import run_adaptively
 from ablate.execute.runner import RunSummary, plan
 from ablate.store.folder import scan_runs, write_run
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(ROOT / "scripts"))
 import simulate_adaptive as sim  # noqa: E402
-from planted import Outcome, make_record  # noqa: E402
+from helpers.planted import Outcome, make_record  # noqa: E402
 
 
 def _margin(p: float, n: int, k: float = 3.0) -> float:
@@ -198,7 +200,7 @@ def test_simulation_script_prints_the_tables(capsys: pytest.CaptureFixture[str])
 
 # --- per-variant seeds ----------------------------------------------------------------------------------
 def test_seed_counts_give_cells_manifest_and_frames_per_variant_seeds(write_experiment, tmp_path: Path) -> None:
-    from tiny_sweeps import tiny_sweep
+    from helpers.sweeps import tiny_sweep
 
     exp = load_experiment(write_experiment(tiny_sweep(seeds=(0, 1, 2, 3)), "tiny.toml"))
     full = {(c.variant.slug(), c.seed): c.run_id for c in exp.cells()}
@@ -439,7 +441,7 @@ def test_cli_until_decided_end_to_end_on_a_tiny_experiment(cli, write_experiment
 def test_cli_adaptive_option_errors_are_one_line(
     cli, write_experiment, tmp_path: Path, extra: list[str], message: str
 ) -> None:
-    from tiny_sweeps import tiny_sweep
+    from helpers.sweeps import tiny_sweep
 
     path = write_experiment(tiny_sweep(seeds=(0, 1, 2)), "tiny.toml")
     result = cli.invoke(app, ["run", str(path), "--device", "cpu", "--results", str(tmp_path / "res"), *extra])
@@ -450,7 +452,7 @@ def test_cli_adaptive_option_errors_are_one_line(
 def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(
     cli, write_experiment, tmp_path: Path
 ) -> None:
-    from tiny_sweeps import tiny_sweep
+    from helpers.sweeps import tiny_sweep
 
     top = write_experiment(tiny_sweep(seeds=(SEED_MAX - 3, SEED_MAX - 2, SEED_MAX - 1)), "top.toml")
     for extra in (["--until-decided", "--max-seeds", "5"], ["--until-precise", "1", "--max-seeds", "5"]):

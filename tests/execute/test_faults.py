@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny_sweeps import tiny_sweep
+from helpers.sweeps import tiny_sweep
 
 from ablate.experiment.experiment import parse_experiment
 from ablate.store.claims import claim_path

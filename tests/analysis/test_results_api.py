@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from planted import Outcome, make_record, write_planted
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 import ablate
 from ablate.analysis import ReportError, load_experiment_data
 from ablate.analysis.results import load_results
 from ablate.store.folder import write_run
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 
 
 def steps_for(seed: int, n: int = 4) -> list[dict]:
@@ -36,15 +38,7 @@ def steps_for(seed: int, n: int = 4) -> list[dict]:
 def root(tmp_path: Path) -> Path:
     """Two experiments: pooling with a planted 10-point effect and logged steps; a 2x2 grid with a failed run."""
     root = tmp_path / "results"
-    write_planted(
-        root,
-        "pool",
-        {"pooling": ["overlap", "nonoverlap"]},
-        [0, 1, 2],
-        lambda a, s: Outcome(
-            final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s, extra={"steps": steps_for(s)}
-        ),
-    )
+    write_pooling_study(root, [0, 1, 2], outcome=lambda s: {"extra": {"steps": steps_for(s)}})
     write_planted(
         root,
         "grid",

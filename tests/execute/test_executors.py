@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from ablate_process import ablate, finish, write
-from tiny_sweeps import RESUMABLE, tiny_sweep
+from helpers.plugins import killer_plugin
+from helpers.process import ablate, finish, write
+from helpers.sweeps import RESUMABLE, tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
@@ -26,32 +27,8 @@ METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "
 # Six tiny cells (2 variants x 3 seeds), one epoch of 4 steps each.
 SIX_CELLS = tiny_sweep("six", seeds=(0, 1, 2))
 
-# Registers activations that kill their own process: "killonce" the first time only (a marker
-# file beside the module remembers), "killalways" every time.
-KILLER_PLUGIN = """
-import os, signal
-from pathlib import Path
-from torch import nn
-from ablate import register_activation
-
-MARK = Path(__file__).with_name("killed-once")
-
-class KillOnce(nn.ReLU):
-    def forward(self, x):
-        try:  # atomic: of several processes racing here, exactly one dies
-            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return super().forward(x)
-        os.kill(os.getpid(), signal.SIGKILL)
-        return super().forward(x)
-
-class KillAlways(nn.ReLU):
-    def forward(self, x):
-        os.kill(os.getpid(), signal.SIGKILL)
-
-register_activation("killonce")(KillOnce)
-register_activation("killalways")(KillAlways)
-"""
+# Activations that kill their own process: "killonce" the first time only, "killalways" every time.
+KILLER_PLUGIN = killer_plugin()
 
 
 def metrics(results: Path, experiment: str) -> dict[str, list[dict]]:

@@ -3,13 +3,15 @@ never a damaged file counted as finished or silently overwritten, never a lost r
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import json
 import os
 import shutil
 import stat
 
 import pytest
-from tiny_sweeps import tiny_sweep
+from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store.record import problem
@@ -201,11 +203,10 @@ def test_the_documented_record_keys_are_exactly_the_schema():
     against) name the same keys, with the same JSON types, so neither can drift from the other."""
     import re
     import typing
-    from pathlib import Path
 
     from ablate.store.record import REQUIRED, RunRecord, _json_types
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
     documented = dict(re.findall(r"^\| `(\w+)` \| (str|int|object|list|str or null|int or null) \|", text, re.M))
     hints = typing.get_type_hints(RunRecord)
     assert set(documented) == set(hints)
@@ -235,11 +236,10 @@ def test_the_documented_epoch_and_step_keys_are_exactly_the_types():
     """docs/results-format.md's tables of ``epochs[]`` and ``steps[]`` keys name exactly the keys
     of EpochMetrics and StepPoint (which build_record types and problem() checks against)."""
     import re
-    from pathlib import Path
 
     from ablate.store.record import EPOCH_KEYS, STEP_KEYS
 
-    text = (Path(__file__).resolve().parents[1] / "docs" / "results-format.md").read_text(encoding="utf-8")
+    text = (ROOT / "docs" / "results-format.md").read_text(encoding="utf-8")
     for heading, keys in (("epochs[]", EPOCH_KEYS), ("steps[]", STEP_KEYS)):
         section = text.split(f"### `{heading}`", 1)[1].split("\n#", 1)[0]
         cells = re.findall(r"^\| ((?:`\w+`(?:, )?)+) \|", section, re.M)
@@ -252,11 +252,10 @@ def test_the_readmes_summary_of_epochs_and_steps_names_exactly_the_types_keys():
     """README.md's results-format table summarizes ``epochs`` and ``steps`` in one row each: those
     rows name every key of EpochMetrics and StepPoint and nothing else (it once lacked a key)."""
     import re
-    from pathlib import Path
 
     from ablate.store.record import EPOCH_KEYS, STEP_KEYS
 
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
     for name, keys in (("epochs", EPOCH_KEYS), ("steps", STEP_KEYS)):
         row = re.search(rf"^\| `{name}` \| (.*) \|$", text, re.M)
         assert row, name

@@ -3,9 +3,11 @@ line, or accepted with the meaning the user wrote; never a crash later, never a 
 
 from __future__ import annotations
 
+from helpers import ROOT
+from helpers.sweeps import DEMO, DEMO_POOLING
+
 import dataclasses
 import os
-from pathlib import Path
 
 import pytest
 
@@ -14,21 +16,9 @@ from ablate.config import INT_MAX, SEED_MAX, DataConfig, TrainConfig
 from ablate.experiment.experiment import NAME_MAX, load_experiment, parse_experiment
 from ablate.experiment.errors import ExperimentError
 
-BASE = """
-name = "demo"
-seeds = [0, 1]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 2
-lr = 0.1
-"""
 
 GPU = (
-    BASE
+    DEMO_POOLING
     + """
 [gpu]
 seeds = [0, 1, 2]
@@ -60,12 +50,12 @@ def test_set_wins_over_gpu_whatever_the_order_on_the_command_line():
 
 
 def test_set_gpu_key_without_a_gpu_table_applies_on_cuda():
-    exp = parse_experiment(_raw(BASE), "exp.toml", ["gpu.train.epochs=7", "gpu.seeds=[5]"], device_type="cuda")
+    exp = parse_experiment(_raw(DEMO_POOLING), "exp.toml", ["gpu.train.epochs=7", "gpu.seeds=[5]"], device_type="cuda")
     assert exp.train.epochs == 7 and exp.seeds == (5,) and exp.gpu_overrides_applied
 
 
 @pytest.mark.parametrize("device_type", ["cpu", "cuda"])
-@pytest.mark.parametrize("text", [BASE, GPU], ids=["no-gpu-table", "gpu-table"])
+@pytest.mark.parametrize("text", [DEMO_POOLING, GPU], ids=["no-gpu-table", "gpu-table"])
 @pytest.mark.parametrize(
     "item,expected",
     [
@@ -106,18 +96,20 @@ def test_the_generic_checks_cover_settings():
 @pytest.mark.parametrize("key", _FLOAT_SETTINGS)
 @pytest.mark.parametrize("literal", ["inf", "-inf", "nan", "1" + "0" * 400])
 def test_non_finite_floats_are_refused_everywhere(write_experiment, key, literal):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     with pytest.raises(ExperimentError, match=rf"{key}: .* is not allowed; expected a finite number"):
         load_experiment(path, [f"{key}={literal}"])
     # the same in the file itself, and as an axis value
     if key == "model.dropout_p":
         with pytest.raises(ExperimentError, match="axes.dropout_p: nan is not allowed; expected a finite number"):
-            load_experiment(write_experiment(BASE.replace("[axes]", "[axes]\ndropout_p = [0.1, nan]"), "axis.toml"))
+            load_experiment(
+                write_experiment(DEMO_POOLING.replace("[axes]", "[axes]\ndropout_p = [0.1, nan]"), "axis.toml")
+            )
 
 
 @pytest.mark.parametrize("key,maximum", _INT_SETTINGS)
 def test_integers_are_bounded_everywhere(write_experiment, key, maximum):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     with pytest.raises(
         ExperimentError, match=rf"{key}: {maximum + 1} \(from --set\) is not allowed; expected .*{maximum}"
     ):
@@ -127,7 +119,7 @@ def test_integers_are_bounded_everywhere(write_experiment, key, maximum):
 
 
 def test_absurd_sizes_and_seeds_are_refused_with_the_range(write_experiment):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     with pytest.raises(ExperimentError, match=r"data\.train_size: 10000000000 \(from --set\) .* at most 2147483647"):
         load_experiment(path, ["data.train_size=10000000000"])
     for item, key in (
@@ -144,7 +136,7 @@ def test_absurd_sizes_and_seeds_are_refused_with_the_range(write_experiment):
 
 
 def test_name_length_is_bounded(write_experiment):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     assert load_experiment(path, ["name=" + "a" * NAME_MAX]).name == "a" * NAME_MAX
     with pytest.raises(
         ExperimentError, match=r"name: \"a{60}\.\.\.\" \(101 characters\) \(from --set\) is not allowed"
@@ -155,7 +147,7 @@ def test_name_length_is_bounded(write_experiment):
 # --- item 11: BOM, names from file names, non-ASCII, bare seeds -----------------------------------
 def test_a_utf8_bom_is_accepted(tmp_path):
     path = tmp_path / "bom.toml"
-    path.write_bytes(b"\xef\xbb\xbf" + BASE.encode())
+    path.write_bytes(b"\xef\xbb\xbf" + DEMO_POOLING.encode())
     assert load_experiment(path).name == "demo"
 
 
@@ -180,7 +172,7 @@ def test_non_ascii_and_control_characters_in_messages(write_experiment):
 @pytest.mark.parametrize("seeds", ["3", "0", "true", '"0, 1"'])
 def test_seeds_must_be_a_list(write_experiment, seeds):
     with pytest.raises(ExperimentError, match="seeds: .*expected a list of seeds|seeds: .* is an integer, not a list"):
-        load_experiment(write_experiment(BASE.replace("seeds = [0, 1]", f"seeds = {seeds}")))
+        load_experiment(write_experiment(DEMO_POOLING.replace("seeds = [0, 1]", f"seeds = {seeds}")))
 
 
 def test_bare_integer_seeds_suggest_the_list(write_experiment):
@@ -189,11 +181,11 @@ def test_bare_integer_seeds_suggest_the_list(write_experiment):
         match=r"seeds: 3 is an integer, not a list of seeds; write seeds = \[0, 1, 2\] "
         r"for three seeds, or seeds = \[3\] for the single seed 3",
     ):
-        load_experiment(write_experiment(BASE.replace("seeds = [0, 1]", "seeds = 3")))
+        load_experiment(write_experiment(DEMO_POOLING.replace("seeds = [0, 1]", "seeds = 3")))
 
 
 def test_docs_and_shipped_experiments_do_not_use_bare_seeds():
-    root = Path(__file__).parent.parent
+    root = ROOT
     for path in [root / "README.md", *(root / "experiments").rglob("*.toml"), *(root / "docs").glob("*.md")]:
         for line in path.read_text(encoding="utf-8").splitlines():
             stripped = line.split("#")[0].strip()
@@ -203,7 +195,7 @@ def test_docs_and_shipped_experiments_do_not_use_bare_seeds():
 
 # --- item 3: data.root names the data, not a path relative to the working directory --------------
 def test_relative_data_root_is_resolved_from_the_working_directory(tmp_path, monkeypatch, write_experiment):
-    path = write_experiment(BASE.replace("[data]", '[data]\ndataset = "imagefolder"\nroot = "images"'))
+    path = write_experiment(DEMO_POOLING.replace("[data]", '[data]\ndataset = "imagefolder"\nroot = "images"'))
     ids = {}
     for where in ("a", "b"):
         (tmp_path / where / "images").mkdir(parents=True)
@@ -216,7 +208,7 @@ def test_relative_data_root_is_resolved_from_the_working_directory(tmp_path, mon
 
 def test_data_root_home_and_absolute(tmp_path, monkeypatch, write_experiment):
     monkeypatch.setenv("HOME", str(tmp_path))
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     assert load_experiment(path, ["data.root=~/imgs"]).data.root == str(tmp_path.resolve() / "imgs")
     assert load_experiment(path, [f"data.root={tmp_path}/x/../imgs"]).data.root == str(tmp_path.resolve() / "imgs")
     for bad in ('data.root=""', 'data.root="a\\u0000b"'):
@@ -226,24 +218,7 @@ def test_data_root_home_and_absolute(tmp_path, monkeypatch, write_experiment):
 
 def test_run_ids_without_data_root_are_unchanged(write_experiment):
     # Pinned from the code before this change: results of earlier runs stay "done".
-    exp = load_experiment(
-        write_experiment("""
-        name = "demo"
-        description = "a demo"
-        seeds = [0, 1]
-        [model]
-        norm = "lrn"
-        [axes]
-        pooling = ["overlap", "nonoverlap"]
-        activation = ["relu", "tanh", "sigmoid"]
-        [data]
-        train_size = 64
-        val_size = 32
-        [train]
-        epochs = 2
-        lr = 0.1
-    """)
-    )
+    exp = load_experiment(write_experiment(DEMO))
     assert [c.run_id for c in exp.cells()][:3] == ["30eb71142eb6e3cc", "1045db6a3e218e91", "006afa3f72228357"]
     absolute = load_experiment(exp.path, ["data.root=/abs/data", "data.dataset=imagefolder"])
     assert [c.run_id for c in absolute.cells()][:3] == ["7d6b4fb109adf5ce", "e3758040857c0072", "f6cef75e4c2b6ecb"]
@@ -283,7 +258,7 @@ def test_unreadable_path_is_one_line(tmp_path):
     ],
 )
 def test_cli_refuses_with_one_line(cli, write_experiment, tmp_path, args, expected):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     result = cli.invoke(app, ["show", str(path), "--results", str(tmp_path / "r"), "--device", "cpu", *args])
     assert result.exit_code == 2, result.output
     assert len(result.output.strip().splitlines()) == 1 and expected in result.output, result.output
@@ -306,11 +281,11 @@ def test_override_values_are_one_toml_literal(item, value):
 
 def test_injected_statements_in_an_override_are_refused(write_experiment):
     with pytest.raises(ExperimentError, match=r"train\.lr: .* is a string; expected a number"):
-        load_experiment(write_experiment(BASE), ["train.lr=0.1\nseeds=[1]"])
+        load_experiment(write_experiment(DEMO_POOLING), ["train.lr=0.1\nseeds=[1]"])
 
 
 def test_negative_zero_is_zero(write_experiment):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO_POOLING)
     plain = load_experiment(path, ["train.weight_decay=0.0", "model.dropout_p=0.0"])
     negative = load_experiment(path, ["train.weight_decay=-0.0", "model.dropout_p=-0.0"])
     assert [c.run_id for c in negative.cells()] == [c.run_id for c in plain.cells()]

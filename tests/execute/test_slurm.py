@@ -8,6 +8,8 @@ tests/slurm/slurm.conf.in) and the tiny trainings themselves.
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import os
 import re
 import shutil
@@ -19,9 +21,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from ablate_process import ablate, write
-from ablate_process import finish as finish_process
-from tiny_sweeps import RESUMABLE, tiny_sweep
+from helpers.process import ablate, write
+from helpers.process import finish as finish_process
+from helpers.sweeps import RESUMABLE, tiny_sweep
 
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
@@ -29,7 +31,6 @@ from ablate.store.folder import read_events, scan_runs
 pytestmark = pytest.mark.slow
 
 CI = os.environ.get("CI", "").lower() == "true"
-ROOT = Path(__file__).resolve().parents[1]
 METRICS = ("train_loss", "train_acc", "val_loss", "val_acc", "train_eval_acc", "lr")
 
 FOUR_CELLS = tiny_sweep("slurm4", seeds=(0, 1))  # 2 variants x 2 seeds, one epoch of 4 steps each

@@ -13,7 +13,7 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import DataError, load_splits
 from ablate.data import fashion_mnist as fm
-from data_support import (
+from helpers.data import (
     FOLDER_CLASSES,
     corrupt_jpeg,
     idx_bytes,

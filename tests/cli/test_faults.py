@@ -7,8 +7,8 @@ import errno
 from pathlib import Path
 
 import pytest
-from planted import Outcome, write_planted
-from tiny_sweeps import tiny_sweep
+from helpers.planted import Outcome, write_planted
+from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store.record import problem

@@ -7,7 +7,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from planted import Outcome, make_record, write_planted
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 from ablate.cli import app
 from ablate.report.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
@@ -36,17 +36,8 @@ def steps_for(seed: int) -> list[dict]:
 @pytest.fixture
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
-    write_planted(
-        root,
-        "pool",
-        {"pooling": ["overlap", "nonoverlap"]},
-        [0, 1],
-        lambda a, s: Outcome(
-            final_val_acc=0.6 + (0.1 if a["pooling"] == "overlap" else 0.0) + 0.01 * s,
-            images_per_s=900.0 + 10 * s,
-            extra={"steps": steps_for(s)},
-        ),
-        epochs=3,
+    write_pooling_study(
+        root, [0, 1], outcome=lambda s: {"images_per_s": 900.0 + 10 * s, "extra": {"steps": steps_for(s)}}, epochs=3
     )
     write_planted(
         root,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from planted import Outcome, make_record, write_planted
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 from ablate.cli import app
 from ablate.report.index import render_index, write_report_index
@@ -29,17 +29,7 @@ def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:
 def results(tmp_path: Path) -> Path:
     root = tmp_path / "results"
     # pooling: overlap 10 points better on every seed (with a little seed noise so the interval is real).
-    write_planted(
-        root,
-        "pool",
-        {"pooling": ["overlap", "nonoverlap"]},
-        [0, 1, 2],
-        lambda a, s: Outcome(
-            final_val_acc=0.6
-            + (0.1 if a["pooling"] == "overlap" else 0.0)
-            + [0.0, 0.013, -0.007][s] * (a["pooling"] == "overlap")
-        ),
-    )
+    write_pooling_study(root, [0, 1, 2], noise=lambda overlap, s: [0.0, 0.013, -0.007][s] * overlap)
     # a 3x2 grid (5 variants besides the baseline): counted, with best and worst. sigmoid-lrn failed
     # on two seeds: its one paired seed gives no interval, so it is not named worst.
     write_planted(

@@ -11,7 +11,7 @@ import pytest
 from ablate import analysis
 from ablate.analysis import ReportError, Targets, load_experiment_data
 from ablate.store.folder import manifest_path, write_run
-from planted import Outcome, make_record, seeded_noise, write_planted
+from helpers.planted import Outcome, make_record, seeded_noise, write_planted
 
 BASE = "relu-overlap-none-drop"
 NONOVERLAP = "relu-nonoverlap-none-drop"
@@ -236,7 +236,7 @@ def test_gap_uses_eval_mode_training_accuracy_and_falls_back_for_older_records(t
 
 # --- step logs, damaged files, sources of variation ---------------------------------------------------
 def test_steps_frame_has_one_row_per_run_and_log_point(tmp_path: Path) -> None:
-    from planted import STEPS_PER_EPOCH
+    from helpers.planted import STEPS_PER_EPOCH
 
     def outcome(axes: dict, seed: int) -> Outcome:
         return Outcome(

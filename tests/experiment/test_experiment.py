@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from helpers import ROOT
+from helpers.sweeps import DEMO
+
 
 import pytest
 
@@ -10,24 +12,7 @@ from ablate import Variant
 from ablate.experiment.experiment import load_experiment, parse_override
 from ablate.experiment.errors import ExperimentError
 
-EXPERIMENTS = sorted((Path(__file__).parent.parent / "experiments").rglob("*.toml"))
-
-BASE = """
-name = "demo"
-description = "a demo"
-seeds = [0, 1]
-[model]
-norm = "lrn"
-[axes]
-pooling = ["overlap", "nonoverlap"]
-activation = ["relu", "tanh", "sigmoid"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 2
-lr = 0.1
-"""
+EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.toml"))
 
 
 @pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: str(p.relative_to(p.parent.parent)))
@@ -39,7 +24,7 @@ def test_shipped_experiments_are_valid_on_cpu_and_gpu(path):
 
 
 def test_grid_design_expands_every_combination(write_experiment):
-    exp = load_experiment(write_experiment(BASE))
+    exp = load_experiment(write_experiment(DEMO))
     assert exp.name == "demo" and exp.seeds == (0, 1) and exp.design == "grid"
     variants = exp.variants()
     assert len(variants) == 6 and len(set(variants)) == 6
@@ -52,7 +37,7 @@ def test_grid_design_expands_every_combination(write_experiment):
 
 
 def test_one_at_a_time_design(write_experiment):
-    exp = load_experiment(write_experiment(BASE.replace("seeds = [0, 1]", 'seeds = [0, 1]\ndesign = "one-at-a-time"')))
+    exp = load_experiment(write_experiment(DEMO.replace("seeds = [0, 1]", 'seeds = [0, 1]\ndesign = "one-at-a-time"')))
     slugs = [v.slug() for v in exp.variants()]
     assert slugs == [
         "relu-overlap-lrn-drop",  # baseline
@@ -70,7 +55,7 @@ def test_defaults_when_tables_are_missing(write_experiment):
 
 
 def test_run_id_is_stable_and_changes_with_any_setting(write_experiment):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO)
     a = load_experiment(path).cells()
     b = load_experiment(path).cells()
     assert [c.run_id for c in a] == [c.run_id for c in b]
@@ -101,7 +86,7 @@ def test_parse_override(item, keys, value):
 
 
 def test_overrides_apply_and_are_validated(write_experiment):
-    path = write_experiment(BASE)
+    path = write_experiment(DEMO)
     exp = load_experiment(path, ["train.lr=0.5", "seeds=[7]", 'axes.activation=["tanh"]', "data.dataset=shapes"])
     assert exp.train.lr == 0.5 and exp.seeds == (7,)
     assert {v.activation for v in exp.variants()} == {"tanh"}
@@ -112,7 +97,7 @@ def test_overrides_apply_and_are_validated(write_experiment):
 
 
 GPU = (
-    BASE
+    DEMO
     + """
 [gpu]
 seeds = [0, 1, 2]
@@ -135,6 +120,6 @@ def test_gpu_table_applies_only_on_cuda(write_experiment):
 
 def test_gpu_table_is_validated_on_the_cpu_too(write_experiment):
     with pytest.raises(ExperimentError, match=r"gpu\.train\.epochs: 0 is not allowed"):
-        load_experiment(write_experiment(BASE + "[gpu]\ntrain.epochs = 0\n"))
+        load_experiment(write_experiment(DEMO + "[gpu]\ntrain.epochs = 0\n"))
     with pytest.raises(ExperimentError, match=r"gpu\.model: unknown key"):
-        load_experiment(write_experiment(BASE + "[gpu]\nmodel.norm = 'lrn'\n"))
+        load_experiment(write_experiment(DEMO + "[gpu]\nmodel.norm = 'lrn'\n"))

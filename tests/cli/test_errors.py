@@ -5,18 +5,9 @@ from __future__ import annotations
 import pytest
 
 from ablate.cli import app
+from helpers.sweeps import tiny_sweep
 
-GOOD = """
-name = "ok"
-seeds = [0]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-"""
+GOOD = tiny_sweep("ok", optimizer=False)  # a file that loads; each case below breaks one key of it
 
 # (what is wrong, file text, text the one-line message must contain)
 BAD_FILES = [

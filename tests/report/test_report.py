@@ -15,7 +15,7 @@ from PIL import Image
 from ablate.cli import app
 from ablate.report.build import build_report
 from ablate.variant import Variant
-from planted import Outcome, seeded_noise, write_planted
+from helpers.planted import Outcome, seeded_noise, write_planted
 
 BASE = "relu-overlap-none-drop"
 BETTER, WORSE, SAME = "relu-nonoverlap-none-drop", "relu-overlap-lrn-drop", "tanh-overlap-none-drop"

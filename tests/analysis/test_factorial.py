@@ -5,9 +5,10 @@ degrees of freedom, Holm per family."""
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import math
 import warnings
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,7 +20,7 @@ from ablate.analysis import factorial
 from ablate.analysis import stats
 from ablate.analysis import grid_effects, load_experiment_data
 
-RESULTS = Path(__file__).resolve().parents[1] / "results"
+RESULTS = ROOT / "results"
 PAPER_GRID = {
     "activation": ["relu", "tanh", "sigmoid"],
     "pooling": ["overlap", "nonoverlap"],

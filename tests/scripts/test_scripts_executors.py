@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "measure_workers.py"
+SCRIPT = ROOT / "scripts" / "measure_workers.py"
 
 
 @pytest.mark.slow

@@ -12,6 +12,8 @@ in ``test_scripts_executors.py``.)
 
 from __future__ import annotations
 
+from helpers import ROOT
+
 import os
 import re
 import runpy
@@ -20,11 +22,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from data_support import write_fashion
+from helpers.data import write_fashion
 
 from ablate import NORMS
 
-SCRIPTS = Path(__file__).resolve().parents[1] / "scripts"
+SCRIPTS = ROOT / "scripts"
 
 
 @pytest.fixture

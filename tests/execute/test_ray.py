@@ -6,7 +6,8 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from tiny_sweeps import tiny_sweep
+from helpers.plugins import killer_plugin
+from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
@@ -16,24 +17,7 @@ pytestmark = pytest.mark.slow
 
 SWEEP = tiny_sweep("cluster", seeds=(0, 1))
 
-KILL_ONCE = """
-import os, signal
-from pathlib import Path
-from torch import nn
-from ablate import register_activation
-
-MARK = Path(__file__).with_name("killed-once")
-
-@register_activation("killonce-ray")
-class KillOnce(nn.ReLU):
-    def forward(self, x):
-        try:  # atomic: of several processes racing here, exactly one dies
-            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
-        except FileExistsError:
-            return super().forward(x)
-        os.kill(os.getpid(), signal.SIGKILL)
-        return super().forward(x)
-"""
+KILL_ONCE = killer_plugin(once="killonce-ray", always=None)
 
 
 def test_unreachable_cluster_address_is_one_line_not_a_hang(cli, tmp_path):

@@ -1,0 +1,40 @@
+"""Plugins that kill their own worker process, for the tests of executors that must survive it.
+
+Written into a test's folder and loaded with ``--plugin``; the marker file beside the plugin
+remembers that "kill once" has happened, so the retry trains normally.
+"""
+
+from __future__ import annotations
+
+
+def killer_plugin(once: str = "killonce", always: str | None = "killalways") -> str:
+    """A plugin's source: activation ``once`` SIGKILLs its process the first time any process runs
+    it (exactly one of several racing processes), ``always`` (when given) every time."""
+    source = f'''
+import os, signal
+from pathlib import Path
+from torch import nn
+from ablate import register_activation
+
+MARK = Path(__file__).with_name("killed-once")
+
+class KillOnce(nn.ReLU):
+    def forward(self, x):
+        try:  # atomic: of several processes racing here, exactly one dies
+            os.close(os.open(MARK, os.O_CREAT | os.O_EXCL))
+        except FileExistsError:
+            return super().forward(x)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return super().forward(x)
+
+register_activation("{once}")(KillOnce)
+'''
+    if always is not None:
+        source += f'''
+class KillAlways(nn.ReLU):
+    def forward(self, x):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+register_activation("{always}")(KillAlways)
+'''
+    return source
