@@ -11,8 +11,9 @@ Public API::
 
 from typing import Any
 
-from ablate.models import layers as _layers  # noqa: F401  (registers the built-in axis values)
 from ablate import data as _data  # noqa: F401  (registers the built-in datasets)
+from ablate._version import __version__
+from ablate.models import layers as _layers  # noqa: F401  (registers the built-in axis values)
 from ablate.models.alexnet import AlexNet, ArchSpec, build_model, count_params, layer_shapes
 from ablate.registry import (
     ACTIVATIONS,
@@ -31,7 +32,6 @@ from ablate.registry import (
     register_norm,
     register_pooling,
 )
-from ablate._version import __version__
 from ablate.variant import AXES, Variant
 
 

@@ -65,12 +65,12 @@ from ablate import NORMS, Variant, register_norm
 from ablate.bench.timing import HookClock, interleave, seconds
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import ImageSplits, load_splits
-from ablate.runtime.provenance import device_name
 from ablate.experiment.experiment import Cell
-from ablate.runtime.precision import precision_dtype
 from ablate.runtime.device import resolve_device, resolve_precision
-from ablate.train.setup import WARMUP_STEPS
+from ablate.runtime.precision import precision_dtype
+from ablate.runtime.provenance import device_name
 from ablate.train.loop import train_cell
+from ablate.train.setup import WARMUP_STEPS
 
 TORCH_LRN = "lrn_torch"  # registered below: torch's own module at the paper's position
 

@@ -23,11 +23,11 @@ from ablate.config import DataConfig, TrainConfig
 from ablate.data import ImageSplits, channel_stats
 from ablate.experiment.experiment import Cell
 from ablate.models.alexnet import build_model
-from ablate.runtime.precision import autocast_for
 from ablate.runtime.clock import StepTimer, sync
+from ablate.runtime.precision import autocast_for
+from ablate.train.loop import train_epoch
 from ablate.train.optim import make_optimizer
 from ablate.train.setup import WARMUP_STEPS, Training, prepare
-from ablate.train.loop import train_epoch
 from ablate.variant import Variant
 
 # The optimizer all three loops train with (the blog loop builds its own, unfused, from the same numbers).

@@ -51,8 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from ablate.analysis import factorial
-from ablate.analysis import stats
+from ablate.analysis import factorial, stats
 
 GRIDS = {
     "2x2": {"activation": ["relu", "sigmoid"], "norm": ["none", "batchnorm"]},

@@ -6,12 +6,12 @@ code, and training never into the analysis side. The imports are counted by
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import re
 import sys
 
 import pytest
+
+from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import import_graph  # noqa: E402 - scripts/ is not a package

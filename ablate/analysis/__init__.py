@@ -32,6 +32,7 @@ from ablate.analysis.effects import (
     matched_pairs,
     reference_level,
 )
+from ablate.analysis.errors import ReportError
 from ablate.analysis.frames import (
     ALL_EQUAL_NOTE,
     NOT_REACHED,
@@ -44,10 +45,9 @@ from ablate.analysis.frames import (
     load_experiment_data,
     variation_sources,
 )
-from ablate.analysis.errors import ReportError
 from ablate.analysis.metrics import TARGET_METRICS, Metric, Targets, metrics_for
-from ablate.analysis.stats import NEGATIVE_INTERACTION, NO_INTERACTION, POSITIVE_INTERACTION
 from ablate.analysis.rows import EPOCH_COLUMNS, STEP_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, step_rows
+from ablate.analysis.stats import NEGATIVE_INTERACTION, NO_INTERACTION, POSITIVE_INTERACTION
 from ablate.analysis.summary import SUMMARY_INTERVALS, SUMMARY_SPREADS, per_seed, status_counts, summary_frame
 
 __all__ = [

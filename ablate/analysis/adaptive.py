@@ -58,8 +58,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from ablate.analysis import sequential
-from ablate.analysis import stats
+from ablate.analysis import sequential, stats
 
 PRIMARY_METRIC = "final_val_acc"
 CONFIDENCE = stats.CONFIDENCE

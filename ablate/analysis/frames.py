@@ -28,13 +28,13 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.store.record import RunRecord
 from ablate.analysis.errors import ReportError
-from ablate.config import DataConfig, TrainConfig
 from ablate.analysis.metrics import Targets
-from ablate.registry import suggest
 from ablate.analysis.rows import EPOCH_COLUMNS, STEP_FRAME_COLUMNS, epoch_rows, run_row, slug_of, step_rows
+from ablate.config import DataConfig, TrainConfig
+from ablate.registry import suggest
 from ablate.store.folder import experiments, manifest_path, manifest_problem, read_manifest, runs_dir, scan_runs
+from ablate.store.record import RunRecord
 from ablate.variant import Variant
 
 STATUS_OK = "ok"

@@ -44,8 +44,7 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.analysis import stats
-from ablate.analysis import Contrast, Effect, ExperimentData, balanced_contrast, matched_pairs, per_seed
+from ablate.analysis import Contrast, Effect, ExperimentData, balanced_contrast, matched_pairs, per_seed, stats
 
 SUPPORTED = "supported"
 CONTRADICTED = "contradicted"

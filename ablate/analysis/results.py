@@ -22,12 +22,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.store.record import RunRecord
 from ablate.analysis.errors import ReportError
 from ablate.analysis.frames import ExperimentData, available_experiments, current_and_extra, load_experiment_data
 from ablate.analysis.metrics import Targets
 from ablate.analysis.rows import STEP_COLUMNS
 from ablate.store.folder import iter_runs, read_manifest
+from ablate.store.record import RunRecord
 
 _ID_COLUMNS = ["experiment", "run_id", "variant", "seed", "status"]
 

@@ -94,14 +94,15 @@ def _z_boundaries(fractions: tuple[float, ...], alpha: float, spending: str) -> 
         r, s = math.sqrt(t[k - 1] / t[k]), math.sqrt((t[k] - t[k - 1]) / t[k])
         mean = z * r
 
-        def exit_probability(ck: float) -> float:
+        # Bound as defaults: the root finding below uses this look's values, not the loop's later ones.
+        def exit_probability(ck: float, mass: np.ndarray = mass, mean: np.ndarray = mean, s: float = s) -> float:
             return float(mass @ (sps.norm.sf((ck - mean) / s) + sps.norm.cdf((-ck - mean) / s)))
 
         left = float(mass.sum())  # probability of reaching look k at all
         if inc[k] <= 0 or inc[k] >= left:
             ck = math.inf if inc[k] <= 0 else 0.0
         else:
-            ck = float(optimize.brentq(lambda x: exit_probability(x) - inc[k], 1e-6, 40.0, xtol=1e-10))
+            ck = float(optimize.brentq(lambda x, k=k: exit_probability(x) - inc[k], 1e-6, 40.0, xtol=1e-10))
         c.append(ck)
         if k + 1 < t.size:
             znew = np.linspace(-ck, ck, GRID_POINTS)

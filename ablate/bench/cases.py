@@ -29,14 +29,14 @@ import torch
 from ablate.bench.settings import BenchSettings
 from ablate.bench.timing import time_steps
 from ablate.config import TrainConfig
-from ablate.models.flops import flops_per_image
-from ablate.runtime.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
 from ablate.models.alexnet import arch_spec, build_model, count_params
-from ablate.runtime.precision import autocast_for
+from ablate.models.flops import flops_per_image
 from ablate.runtime.device import resolve_precision
+from ablate.runtime.memory import peak_memory_kind, peak_memory_mb, reset_peak_memory
+from ablate.runtime.precision import autocast_for
+from ablate.train.loop import train_step
 from ablate.train.optim import make_optimizer
 from ablate.train.setup import build_for_device
-from ablate.train.loop import train_step
 from ablate.variant import Variant
 
 
@@ -108,7 +108,7 @@ def run_bench(
         warm = dataclasses.replace(settings, warmup=max(settings.warmup, 3), steps=1, repeats=1)
         try:
             _case(variant, batch, resolve_precision(TrainConfig(precision=asked), device), "train", device, warm)
-        except Exception:  # noqa: BLE001, S110 - the real case below records the error
+        except Exception:  # noqa: BLE001 - the real case below records the error
             pass
         finally:
             _free(device)

@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from ablate.bench.settings import BenchSettings
-from ablate.runtime.provenance import environment
 from ablate.experiment.experiment import BENCH_NAME as BENCH_DIR  # the one spelling of the reserved name
+from ablate.runtime.provenance import environment
 from ablate.store.folder import write_json_atomic
 
 # What makes two rows measurements of the same case (the newer one wins in load_bench).

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from ablate.bench.settings import BenchError
-from ablate.experiment.validate import AXIS_REGISTRIES
 from ablate.experiment.experiment import load_experiment
+from ablate.experiment.validate import AXIS_REGISTRIES
 from ablate.registry import suggest
 from ablate.variant import Variant
 

@@ -9,12 +9,12 @@ from typing import List
 import typer
 
 from ablate._version import __version__
-from ablate.cli.console import console, fail
-from ablate.cli.help import HelpGroup
-from ablate.cli.render import registry_tables
 from ablate.cli import bench as bench_command
 from ablate.cli import export, report, run, show
+from ablate.cli.console import console, fail
+from ablate.cli.help import HelpGroup
 from ablate.cli.options import PLUGINS
+from ablate.cli.render import registry_tables
 from ablate.plugins import PluginError, load_plugins
 
 app = typer.Typer(
@@ -53,7 +53,7 @@ def main(
     version: bool = typer.Option(
         False, "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
     ),
-    plugin: List[str] = typer.Option(
+    plugin: List[str] = typer.Option(  # noqa: B008 - typer reads the option from its default
         [],
         "--plugin",
         "-p",

@@ -17,7 +17,6 @@ from ablate.cli.report_options import (
     check_out,
 )
 
-
 app = typer.Typer(help="Export results to other tools (TensorBoard).", no_args_is_help=True)
 
 

@@ -11,9 +11,9 @@ from typing import Any
 import torch
 
 from ablate.cli.console import fail
-from ablate.runtime.device import DeviceError, resolve_device
-from ablate.experiment.experiment import MAX_CELLS, Experiment, load_experiment
 from ablate.experiment.errors import ExperimentError
+from ablate.experiment.experiment import MAX_CELLS, Experiment, load_experiment
+from ablate.runtime.device import DeviceError, resolve_device
 
 
 def load(file: Path, overrides: list[str], device: str, max_cells: int = MAX_CELLS) -> tuple[Experiment, Any]:

@@ -13,12 +13,12 @@ from typing import Any
 from rich.markup import escape
 from rich.progress import Progress, TaskID
 
-from ablate.store.record import RunRecord
 from ablate.cli.console import console, err
 from ablate.cli.render import run_outcome_table
-from ablate.experiment.experiment import Cell, Experiment
-from ablate.execute.runner import RunSummary, is_finished
 from ablate.execute.observer import RunObserver
+from ablate.execute.runner import RunSummary, is_finished
+from ablate.experiment.experiment import Cell, Experiment
+from ablate.store.record import RunRecord
 
 
 class RunDisplay(RunObserver):

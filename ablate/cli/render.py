@@ -16,14 +16,14 @@ from typing import Any, Iterator
 from rich.markup import escape
 from rich.table import Table
 
-from ablate.experiment.validate import AXIS_REGISTRIES
 from ablate.experiment.experiment import Experiment
-from ablate.store.claims import list_claims
+from ablate.experiment.validate import AXIS_REGISTRIES
 from ablate.models.alexnet import arch_spec, build_model, count_params
-from ablate.store.record import FINISHED
 from ablate.registry import ARCHS, DATASETS
-from ablate.store.folder import RunScan, iter_runs
 from ablate.report.text import fmt_p, fmt_pm, fmt_sd
+from ablate.store.claims import list_claims
+from ablate.store.folder import RunScan, iter_runs
+from ablate.store.record import FINISHED
 from ablate.variant import Variant
 
 

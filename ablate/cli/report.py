@@ -10,6 +10,7 @@ from ablate.cli.console import console, err, fail
 from ablate.cli.options import (
     ResultsOption,
 )
+from ablate.cli.render import report_table
 from ablate.cli.report_options import (
     BaselineOption,
     CiOption,
@@ -20,7 +21,6 @@ from ablate.cli.report_options import (
     TargetTrainErrorOption,
     check_out,
 )
-from ablate.cli.render import report_table
 
 
 def report(

@@ -87,7 +87,7 @@ def load_splits(cfg: DataConfig, input_size: int, use_cache: bool = True) -> Ima
 
 
 # Register the built-in datasets (each module calls @register_dataset at import).
-from ablate.data import shapes as _shapes  # noqa: E402,F401
-from ablate.data import fashion_mnist as _fashion_mnist  # noqa: E402,F401
 from ablate.data import cifar10 as _cifar10  # noqa: E402,F401
+from ablate.data import fashion_mnist as _fashion_mnist  # noqa: E402,F401
 from ablate.data import imagefolder as _imagefolder  # noqa: E402,F401
+from ablate.data import shapes as _shapes  # noqa: E402,F401

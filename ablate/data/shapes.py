@@ -23,8 +23,8 @@ import torch
 from ablate.config import DataConfig
 from ablate.data import DataError, ImageSplits, channel_stats
 from ablate.data.common import available_memory
-from ablate.runtime.seeding import named_generator
 from ablate.registry import register_dataset
+from ablate.runtime.seeding import named_generator
 
 CLASSES = ["circle", "square", "triangle", "diamond", "star", "cross", "ring", "hexagon", "ellipse", "crescent"]
 DEFAULT_TRAIN_SIZE = 5000

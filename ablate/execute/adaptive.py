@@ -16,10 +16,10 @@ from scipy import stats as sps
 
 from ablate.analysis import adaptive as ad
 from ablate.analysis import load_experiment_data
-from ablate.experiment.experiment import Experiment
-from ablate.store.record import finite  # NaN and infinities as null: the manifest stays strict JSON
 from ablate.execute.runner import RunSummary, now
+from ablate.experiment.experiment import Experiment
 from ablate.store.folder import write_manifest
+from ablate.store.record import finite  # NaN and infinities as null: the manifest stays strict JSON
 
 
 @dataclass

@@ -33,10 +33,6 @@ from ablate.experiment.experiment import Cell, Experiment
 from ablate.runtime.provenance import environment
 from ablate.store import checkpoints as checkpoint
 from ablate.store.claims import HeldClaim, list_claims
-
-from ablate.store.leftovers import clean_leftovers
-from ablate.store.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
-from ablate.train.resume import CellHooks
 from ablate.store.folder import (
     append_event,
     check_run_file,
@@ -47,7 +43,10 @@ from ablate.store.folder import (
     write_manifest,
     write_run,
 )
+from ablate.store.leftovers import clean_leftovers
+from ablate.store.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
 from ablate.train.loop import CellOutOfMemory, Interrupted, train_cell
+from ablate.train.resume import CellHooks
 
 
 @dataclass
@@ -147,7 +146,7 @@ def train_claimed(
     results: str | Path,
     device: torch.device,
     data: _Data,
-    opts: WorkOptions = WorkOptions(),
+    opts: WorkOptions | None = None,
     observer: RunObserver | None = None,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> RunRecord | None:
@@ -155,7 +154,7 @@ def train_claimed(
     release the claim. Returns the record, or None when the cell is finished already or a live
     claim of another worker holds it. Raises :class:`~ablate.train.loop.Interrupted` when
     ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
-    observer = observer or RunObserver()
+    observer, opts = observer or RunObserver(), opts or WorkOptions()
     if _done(results, cell, opts):
         return None
     held = HeldClaim(results, cell.experiment, cell.run_id, opts.worker)

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from ablate.config import INT_MAX, SEED_MAX, SEED_RANGE, DataConfig, TrainConfig
-from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, Registry, suggest
 from ablate.experiment.errors import ExperimentError
+from ablate.registry import ACTIVATIONS, ARCHS, DATASETS, INITS, NORMS, POOLINGS, Registry, suggest
 from ablate.variant import AXES, Variant
 
 GPU_KEYS = ("seeds", "data", "train")

@@ -15,7 +15,6 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-
 MATRIX_LAYERS = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
 
 

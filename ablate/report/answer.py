@@ -16,8 +16,6 @@ from typing import Any
 
 import pandas as pd
 
-from ablate.analysis.adaptive import GROUP_SEQUENTIAL, STEIN
-from ablate.analysis.adaptive import describe as describe_adaptive
 from ablate.analysis import (
     ALL_EQUAL_NOTE,
     NEGATIVE_INTERACTION,
@@ -25,6 +23,8 @@ from ablate.analysis import (
     ExperimentData,
     variation_sources,
 )
+from ablate.analysis.adaptive import GROUP_SEQUENTIAL, STEIN
+from ablate.analysis.adaptive import describe as describe_adaptive
 from ablate.report.text import _isnan, fmt, fmt_ci, fmt_p, level_text, md_table
 
 MAX_LINES = 40

@@ -28,8 +28,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from ablate.report import effect_plots
-from ablate.report import plots
 from ablate.analysis import (
     CI_METHODS,
     Effect,
@@ -42,8 +40,9 @@ from ablate.analysis import (
     metrics_for,
     summary_frame,
 )
-from ablate.report.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.analysis.paper_claims import check_claims, paper_effects
+from ablate.report import effect_plots, plots
+from ablate.report.answer import FOREST, adaptive_section, answer, forest_rows
 from ablate.report.sections import render_markdown
 from ablate.report.statistics import statistics_sections
 

@@ -23,11 +23,11 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from ablate.store.record import RunRecord
-from ablate.experiment.experiment import BENCH_NAME as BENCH
 from ablate.analysis.results import ExperimentData, current_records
-from ablate.store.folder import read_manifest
+from ablate.experiment.experiment import BENCH_NAME as BENCH
 from ablate.report.text import level_text
+from ablate.store.folder import read_manifest
+from ablate.store.record import RunRecord
 from ablate.variant import Variant
 
 INDEX = "README.md"

@@ -24,8 +24,7 @@ import seaborn as sns
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from ablate.analysis import stats
-from ablate.analysis import ExperimentData
+from ablate.analysis import ExperimentData, stats
 from ablate.report.figures import STYLE, legend_below, save
 
 BASELINE_MARK = " (baseline)"

@@ -13,8 +13,7 @@ from typing import Any, Sequence
 
 import pandas as pd
 
-from ablate.analysis import stats
-from ablate.analysis import ALL_EQUAL_NOTE, NOT_REACHED, ExperimentData, Metric
+from ablate.analysis import ALL_EQUAL_NOTE, NOT_REACHED, ExperimentData, Metric, stats
 from ablate.report.text import _isnan, code, fmt, fmt_ci, fmt_p, md_table
 
 

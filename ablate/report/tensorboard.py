@@ -34,10 +34,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ablate.store.record import RunRecord
-from ablate.registry import suggest
 from ablate.analysis.results import current_records
+from ablate.registry import suggest
 from ablate.store.folder import experiments as list_experiments
+from ablate.store.record import RunRecord
 
 INSTALL_HINT = "tensorboard is not installed; install it with: pip install 'ablate[tensorboard]'"
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]")

@@ -11,8 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ablate.store.claims import LOCK_STALE_S, list_claims
-from ablate.store.record import FINISHED
 from ablate.store.folder import iter_runs
+from ablate.store.record import FINISHED
 
 
 @dataclass

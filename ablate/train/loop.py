@@ -20,16 +20,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ablate.runtime.clock import sync
 from ablate.data import ImageSplits
 from ablate.data.loader import DeviceBatches
-
 from ablate.experiment.experiment import Cell
-from ablate.runtime.memory import peak_memory_kind, peak_memory_mb
 from ablate.models.alexnet import count_params
-from ablate.train.setup import EpochProgress, Training, new_progress, prepare
+from ablate.runtime.clock import sync
+from ablate.runtime.memory import peak_memory_kind, peak_memory_mb
 from ablate.store.record import EpochMetrics, RunRecord, build_record, identity_of, summarize
 from ablate.train.resume import CellHooks, resume, save_checkpoint
+from ablate.train.setup import EpochProgress, Training, new_progress, prepare
 
 
 class Interrupted(Exception):

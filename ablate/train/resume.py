@@ -15,9 +15,9 @@ from typing import Any
 
 import torch
 
-from ablate.store import checkpoints as checkpoint
 from ablate.data import ImageSplits
 from ablate.experiment.experiment import Cell
+from ablate.store import checkpoints as checkpoint
 from ablate.train.setup import WARMUP_STEPS, EpochProgress, Training, prepare
 
 

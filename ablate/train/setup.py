@@ -13,17 +13,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ablate.runtime.clock import StepTimer
 from ablate.config import TrainConfig
 from ablate.data import ImageSplits
 from ablate.data.loader import DeviceBatches
-from ablate.runtime.device import apply_speed_settings, resolve_precision
 from ablate.experiment.experiment import Cell
-from ablate.runtime.memory import reset_peak_memory
 from ablate.models.alexnet import build_model
-from ablate.train.optim import lr_factor, make_optimizer
+from ablate.runtime.clock import StepTimer
+from ablate.runtime.device import apply_speed_settings, resolve_precision
+from ablate.runtime.memory import reset_peak_memory
 from ablate.runtime.precision import autocast_for
 from ablate.runtime.seeding import seed_everything
+from ablate.train.optim import lr_factor, make_optimizer
 from ablate.variant import Variant
 
 # Steps at the start of a run (and after each resume) left out of the throughput figure: they

@@ -5,8 +5,6 @@ runner and the command line, and simulations of whole studies that hold the erro
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import json
 import math
 import sys
@@ -17,17 +15,19 @@ import pytest
 from scipy import stats as sps
 
 from ablate.analysis import adaptive as ad
-from ablate.analysis import sequential
-from ablate.analysis import load_experiment_data
+from ablate.analysis import load_experiment_data, sequential
 from ablate.cli import app
 from ablate.config import SEED_MAX
-from ablate.experiment.experiment import load_experiment
 from ablate.execute.adaptive import run_adaptively
 from ablate.execute.runner import RunSummary, plan
+from ablate.experiment.experiment import load_experiment
 from ablate.store.folder import scan_runs, write_run
+
+from helpers import ROOT
 
 sys.path.insert(0, str(ROOT / "scripts"))
 import simulate_adaptive as sim  # noqa: E402
+
 from helpers.planted import Outcome, make_record  # noqa: E402
 
 

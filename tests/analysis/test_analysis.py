@@ -11,6 +11,7 @@ import pytest
 from ablate import analysis
 from ablate.analysis import ReportError, Targets, load_experiment_data
 from ablate.store.folder import manifest_path, write_run
+
 from helpers.planted import Outcome, make_record, seeded_noise, write_planted
 
 BASE = "relu-overlap-none-drop"

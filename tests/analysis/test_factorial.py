@@ -5,8 +5,6 @@ degrees of freedom, Holm per family."""
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import math
 import warnings
 from typing import Any
@@ -16,9 +14,9 @@ import pandas as pd
 import pytest
 from statsmodels.stats.multitest import multipletests
 
-from ablate.analysis import factorial
-from ablate.analysis import stats
-from ablate.analysis import grid_effects, load_experiment_data
+from ablate.analysis import factorial, grid_effects, load_experiment_data, stats
+
+from helpers import ROOT
 
 RESULTS = ROOT / "results"
 PAPER_GRID = {
@@ -37,7 +35,7 @@ def test_committed_factorial_calls_batchnorm_better_and_sigmoid_worse() -> None:
     assert (eff["cov_type"] == "HC2").all() and (eff["resid_df"] == 108 - 22).all()
     # With every cell complete the model's main effects are the raw marginal mean differences.
     ok = data.ok_runs
-    for (kind, axis, level), row in eff[eff.index.get_level_values("kind") == "main"].iterrows():
+    for (_kind, axis, level), row in eff[eff.index.get_level_values("kind") == "main"].iterrows():
         values = pd.Series(
             ok["final_val_acc"].to_numpy(), index=[str(data.variant_axes[v][axis]) for v in ok["variant"]]
         )

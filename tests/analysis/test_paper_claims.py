@@ -10,6 +10,7 @@ import pytest
 from ablate.analysis import load_experiment_data
 from ablate.analysis.paper_claims import CONTRADICTED, INCONCLUSIVE, SUPPORTED, check_claims
 from ablate.variant import Variant
+
 from helpers.planted import Outcome, seeded_noise, write_planted
 
 AXES = {"activation": ["tanh"], "norm": ["lrn"], "pooling": ["nonoverlap"], "dropout": [False]}

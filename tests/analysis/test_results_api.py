@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import re
 from pathlib import Path
 
 import pandas as pd
 import pytest
-from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 import ablate
 from ablate.analysis import ReportError, load_experiment_data
 from ablate.analysis.results import load_results
 from ablate.store.folder import write_run
+
+from helpers import ROOT
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 README = ROOT / "README.md"
 
@@ -129,7 +129,7 @@ def test_readme_example_runs(root, tmp_path, monkeypatch):
 
     matplotlib.use("Agg")
     namespace: dict = {}
-    exec(compile(code, "README example", "exec"), namespace)  # noqa: S102 - our own documentation
+    exec(compile(code, "README example", "exec"), namespace)  # our own documentation
     assert isinstance(namespace["runs"], pd.DataFrame) and len(namespace["runs"]) == 6
 
 
@@ -146,5 +146,5 @@ def test_a_real_tiny_run(cli, tiny_experiment, tmp_path):
     assert len(out.epochs) == 2 and out.epochs["val_acc"].between(0, 1).all()
     # Logged steps, one frame row per point, with the record's numbers and the run's axes.
     assert not out.steps.empty and out.steps[["step", "images", "lr", "train_loss", "time_s"]].notna().all().all()
-    for (run_id, pooling), rows in out.steps.groupby(["run_id", "pooling"]):
+    for (_run_id, _pooling), rows in out.steps.groupby(["run_id", "pooling"]):
         assert list(rows["step"]) == sorted(rows["step"]) and rows["images"].iloc[-1] == 64

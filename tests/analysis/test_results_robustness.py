@@ -3,19 +3,19 @@ never a damaged file counted as finished or silently overwritten, never a lost r
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import json
 import os
 import shutil
 import stat
 
 import pytest
-from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
-from ablate.store.record import problem
 from ablate.store.folder import StoreError, check_writable, scan_runs, write_run
+from ablate.store.record import problem
+
+from helpers import ROOT
+from helpers.sweeps import tiny_sweep
 
 DAMAGE = {
     "truncated": lambda good: good[: len(good) // 2],

@@ -281,7 +281,7 @@ def test_bonferroni_interval_excluding_zero_implies_holm_rejects() -> None:
         level = stats.simultaneous_confidence(m)
         tests = [stats.paired_test(d) for d in diffs]
         wide = [stats.paired_test(d, level) for d in diffs]
-        for t, w, p_holm in zip(tests, wide, stats.holm([t.p for t in tests])):
+        for _t, w, p_holm in zip(tests, wide, stats.holm([t.p for t in tests])):
             if w.ci_low > 0 or w.ci_high < 0:
                 assert p_holm < 0.05
     assert stats.simultaneous_confidence(4) == pytest.approx(1 - 0.0125)

@@ -13,15 +13,15 @@ import statistics
 import pytest
 import torch
 
-from ablate.store import checkpoints as checkpoint
 from ablate.bench.timing import interleave
-from ablate.experiment.experiment import parse_experiment
-from ablate.store.claims import HeldClaim
 from ablate.execute.runner import Datasets
+from ablate.experiment.experiment import parse_experiment
+from ablate.store import checkpoints as checkpoint
+from ablate.store.claims import HeldClaim
 from ablate.store.folder import append_event
-from ablate.train.setup import prepare
-from ablate.train.resume import CellHooks, save_checkpoint
 from ablate.train.loop import train_epoch
+from ablate.train.resume import CellHooks, save_checkpoint
+from ablate.train.setup import prepare
 
 
 def test_claim_overhead_per_cell(benchmark, tmp_path):

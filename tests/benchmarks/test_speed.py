@@ -24,8 +24,8 @@ from reference_loops import AblateLoop, BlogLoop, HandLoop, random_splits, warme
 from ablate.bench.timing import interleave
 from ablate.bench.variants import single_axis_variants
 from ablate.models.alexnet import build_model
-from ablate.runtime.precision import autocast_for
 from ablate.runtime.clock import sync
+from ablate.runtime.precision import autocast_for
 from ablate.variant import Variant
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ablate.cli import app
+
 from helpers.sweeps import tiny_sweep
 
 GOOD = tiny_sweep("ok", optimizer=False)  # a file that loads; each case below breaks one key of it

@@ -7,11 +7,12 @@ import errno
 from pathlib import Path
 
 import pytest
-from helpers.planted import Outcome, write_planted
-from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store.record import problem
+
+from helpers.planted import Outcome, write_planted
+from helpers.sweeps import tiny_sweep
 
 
 def one_line_error(result, code: int = 2) -> str:
@@ -123,8 +124,8 @@ def test_paths_with_rich_markup_are_printed_as_they_are(cli, write_experiment, t
     """Item 11: a results or output folder whose name reads as rich markup is text: no MarkupError
     (after training, in show, report, export), no wrong path."""
     from ablate.experiment.experiment import load_experiment
-    from ablate.store.record import failed_record, identity_of
     from ablate.store.folder import write_run
+    from ablate.store.record import failed_record, identity_of
 
     results = tmp_path / name
     path = write_experiment(tiny_sweep("tiny"), "tiny.toml")

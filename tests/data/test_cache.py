@@ -14,6 +14,7 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import cifar10, fashion_mnist, imagefolder, load_splits
 from ablate.data.cache import CacheKey, cache_root, load_or_build
+
 from helpers.data import (
     count_calls,
     write_cifar,

@@ -13,6 +13,7 @@ from ablate.cli import app
 from ablate.config import DataConfig
 from ablate.data import DataError, load_splits
 from ablate.data import fashion_mnist as fm
+
 from helpers.data import (
     FOLDER_CLASSES,
     corrupt_jpeg,

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from ablate.config import INT_MAX, DataConfig
-from ablate.data import DataError, load_splits
-from ablate.data import shapes
+from ablate.data import DataError, load_splits, shapes
 
 
 def test_generated_set_larger_than_memory_is_refused_before_generating():

@@ -19,6 +19,7 @@ from ablate.data import DataError, channel_stats, load_splits
 from ablate.data import fashion_mnist as fm
 from ablate.data.common import balanced_subset
 from ablate.data.imagefolder import decode_image, split_by_fraction
+
 from helpers.data import (
     FOLDER_CLASSES,
     LEVELS,

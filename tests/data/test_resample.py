@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from ablate.data import DataError
-from ablate.experiment.experiment import parse_experiment
 from ablate.execute.runner import Datasets
+from ablate.experiment.experiment import parse_experiment
 
 RAW = {
     "name": "rs",

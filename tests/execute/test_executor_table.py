@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+
 import pytest
 
+from ablate.execute.errors import ExecutorError
 from ablate.execute.executors import EXECUTORS, Executor, run_sweep
 from ablate.execute.observer import RunObserver
 from ablate.execute.options import SweepOptions
-from ablate.execute.errors import ExecutorError
 
 
 def test_every_executor_is_a_row():

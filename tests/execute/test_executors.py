@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.plugins import killer_plugin
-from helpers.process import ablate, finish, write
-from helpers.sweeps import RESUMABLE, tiny_sweep
 
 from ablate import ACTIVATIONS, register_activation
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
+
+from helpers.plugins import killer_plugin
+from helpers.process import ablate, finish, write
+from helpers.sweeps import RESUMABLE, tiny_sweep
 
 pytestmark = pytest.mark.slow
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.sweeps import tiny_sweep
 
+from ablate.execute.runner import Datasets, RunObserver, WorkOptions, train_claimed
 from ablate.experiment.experiment import parse_experiment
 from ablate.store.claims import claim_path
-from ablate.execute.runner import Datasets, RunObserver, WorkOptions, train_claimed
 from ablate.store.folder import checkpoint_path, read_events, run_path
+
+from helpers.sweeps import tiny_sweep
 
 CPU = torch.device("cpu")
 
@@ -45,8 +46,8 @@ def data():
 
 def finished(results: Path, cell, kept: bool = False) -> Path:
     """Write an ``ok`` run file for ``cell`` without training it (what another runner leaves)."""
-    from ablate.store.record import failed_record, identity_of
     from ablate.store.folder import write_run
+    from ablate.store.record import failed_record, identity_of
 
     record = failed_record(identity_of(cell), "planted")
     record.update(

@@ -6,11 +6,12 @@ from __future__ import annotations
 import textwrap
 
 import pytest
-from helpers.plugins import killer_plugin
-from helpers.sweeps import tiny_sweep
 
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
+
+from helpers.plugins import killer_plugin
+from helpers.sweeps import tiny_sweep
 
 ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow

@@ -8,8 +8,6 @@ tests/slurm/slurm.conf.in) and the tiny trainings themselves.
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import os
 import re
 import shutil
@@ -21,12 +19,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers.process import ablate, write
-from helpers.process import finish as finish_process
-from helpers.sweeps import RESUMABLE, tiny_sweep
 
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
+
+from helpers import ROOT
+from helpers.process import ablate, write
+from helpers.process import finish as finish_process
+from helpers.sweeps import RESUMABLE, tiny_sweep
 
 pytestmark = pytest.mark.slow
 

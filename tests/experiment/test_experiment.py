@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
-from helpers.sweeps import DEMO
-
-
 import pytest
 
 from ablate import Variant
-from ablate.experiment.experiment import load_experiment, parse_override
 from ablate.experiment.errors import ExperimentError
+from ablate.experiment.experiment import load_experiment, parse_override
+
+from helpers import ROOT
+from helpers.sweeps import DEMO
 
 EXPERIMENTS = sorted((ROOT / "experiments").rglob("*.toml"))
 

@@ -3,9 +3,6 @@ line, or accepted with the meaning the user wrote; never a crash later, never a 
 
 from __future__ import annotations
 
-from helpers import ROOT
-from helpers.sweeps import DEMO, DEMO_POOLING
-
 import dataclasses
 import os
 
@@ -13,9 +10,11 @@ import pytest
 
 from ablate.cli import app
 from ablate.config import INT_MAX, SEED_MAX, DataConfig, TrainConfig
-from ablate.experiment.experiment import NAME_MAX, load_experiment, parse_experiment
 from ablate.experiment.errors import ExperimentError
+from ablate.experiment.experiment import NAME_MAX, load_experiment, parse_experiment
 
+from helpers import ROOT
+from helpers.sweeps import DEMO, DEMO_POOLING
 
 GPU = (
     DEMO_POOLING

@@ -18,8 +18,8 @@ from typing import Any, Callable
 import numpy as np
 
 from ablate.config import DataConfig, TrainConfig
-from ablate.store.record import EpochMetrics, Identity, RunRecord, StepPoint, build_record, summarize
 from ablate.store.folder import write_manifest, write_run
+from ablate.store.record import EpochMetrics, Identity, RunRecord, StepPoint, build_record, summarize
 from ablate.variant import Variant
 
 # Every key of [data] and [train], as a resolved cell's config has them (defaults for the rest).

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ablate import ACTIVATIONS, ARCHS, INITS, NORMS, POOLINGS, Variant, build_model, count_params, layer_shapes
-from ablate.models.layers import LocalResponseNorm
 from ablate.models.alexnet import NORM_AFTER
+from ablate.models.layers import LocalResponseNorm
 
 
 def alexnet65_variants() -> list[Variant]:

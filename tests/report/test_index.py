@@ -5,11 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 from ablate.cli import app
 from ablate.report.index import render_index, write_report_index
 from ablate.store.folder import write_run
+
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 
 def header_and_rows(text: str) -> tuple[list[str], dict[str, list[str]]]:

@@ -7,13 +7,12 @@ depend on the installed matplotlib and fonts, not on ablate).
 
 from __future__ import annotations
 
-from helpers import ROOT
-
-
 import pytest
 
 from ablate.report.index import write_report_index
 from ablate.store.folder import experiments
+
+from helpers import ROOT
 
 RESULTS, REPORTS = ROOT / "results", ROOT / "reports"
 PUBLISHED = [name for name in experiments(RESULTS) if (REPORTS / name / "README.md").exists()]

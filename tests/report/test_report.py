@@ -15,6 +15,7 @@ from PIL import Image
 from ablate.cli import app
 from ablate.report.build import build_report
 from ablate.variant import Variant
+
 from helpers.planted import Outcome, seeded_noise, write_planted
 
 BASE = "relu-overlap-none-drop"
@@ -196,8 +197,8 @@ def real_results(tmp_path_factory) -> Path:
     """Train 2 variants x 2 seeds x 2 epochs of one step on 16 generated images (~10 s on 2 busy cores)."""
     import torch
 
-    from ablate.experiment.experiment import load_experiment
     from ablate.execute.runner import run_experiment
+    from ablate.experiment.experiment import load_experiment
 
     folder = tmp_path_factory.mktemp("real")
     (folder / "real.toml").write_text(REAL, encoding="utf-8")
@@ -342,7 +343,7 @@ def test_every_report_says_what_it_could_detect(cli, tmp_path: Path) -> None:
     folder = tmp_path / "reports" / "planted"
     comp = pd.read_csv(folder / "comparisons.csv")
     acc = comp[comp["metric"] == "final_val_acc"].set_index("variant")
-    for v, row in acc.iterrows():  # MDD recomputed from the table's own sd and n
+    for _variant, row in acc.iterrows():  # MDD recomputed from the table's own sd and n
         assert row["mdd"] == pytest.approx(stats.min_detectable_difference(row["sd_diff"], int(row["n"])), rel=1e-9)
         assert row["seeds_needed"] == stats.seeds_needed(row["effect"], row["sd_diff"])
     # nonoverlap vs overlap pooling matches the paper's claim: its effect, 0.4 points; others 1 point
@@ -440,7 +441,7 @@ def test_no_unexplained_interval_that_excludes_zero_next_to_no_difference(tmp_pa
         effects = {lv: float(rng.choice([0.0, 0.03, -0.05])) for lv in levels + ["lrn", "batchnorm"]}
         noise = float(rng.choice([0.01, 0.03]))
 
-        def outcome(axes: dict, seed: int, k=k) -> Outcome:
+        def outcome(axes: dict, seed: int, k=k, effects=effects, noise=noise) -> Outcome:
             v = Variant(**axes)
             eff = (
                 effects.get(v.activation, 0.0)

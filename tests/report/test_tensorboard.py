@@ -7,11 +7,12 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 from ablate.cli import app
 from ablate.report.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
 from ablate.store.folder import iter_runs, write_run
+
+from helpers.planted import Outcome, make_record, write_planted, write_pooling_study
 
 pytest.importorskip("tensorboard")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

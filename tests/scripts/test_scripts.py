@@ -12,8 +12,6 @@ in ``test_scripts_executors.py``.)
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import os
 import re
 import runpy
@@ -22,9 +20,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers.data import write_fashion
 
 from ablate import NORMS
+
+from helpers import ROOT
+from helpers.data import write_fashion
 
 SCRIPTS = ROOT / "scripts"
 

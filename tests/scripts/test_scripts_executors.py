@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from helpers import ROOT
-
 import subprocess
 import sys
 
 import pytest
+
+from helpers import ROOT
 
 SCRIPT = ROOT / "scripts" / "measure_workers.py"
 

@@ -8,11 +8,11 @@ import pickle
 import pytest
 import torch
 
-from ablate.store import checkpoints as checkpoint
-from ablate.experiment.experiment import parse_experiment
 from ablate.execute.runner import Datasets
-from ablate.train.resume import CellHooks
+from ablate.experiment.experiment import parse_experiment
+from ablate.store import checkpoints as checkpoint
 from ablate.train.loop import Interrupted, train_cell
+from ablate.train.resume import CellHooks
 
 RAW = {
     "name": "ckpt",

@@ -25,8 +25,8 @@ from ablate.bench.timing import HookClock
 from ablate.config import DataConfig, TrainConfig
 from ablate.data import load_splits
 from ablate.experiment.experiment import Cell
-from ablate.train.setup import WARMUP_STEPS
 from ablate.train.loop import train_cell
+from ablate.train.setup import WARMUP_STEPS
 from ablate.variant import Variant
 
 DEVICES = [
