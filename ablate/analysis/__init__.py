@@ -42,6 +42,7 @@ from ablate.analysis.frames import (
     ExperimentData,
     available_experiments,
     current_and_extra,
+    differing_settings,
     load_experiment_data,
     variation_sources,
 )
@@ -80,6 +81,7 @@ __all__ = [
     "cell_means",
     "compare_to_baseline",
     "current_and_extra",
+    "differing_settings",
     "epoch_rows",
     "grid_effects",
     "interval_note",

@@ -345,24 +345,30 @@ def _other_seeds(
 
 
 def _same_settings(config: Any, manifest: dict[str, Any]) -> bool:
-    """Whether a run's [data] and [train] settings are the manifest's: bookkeeping settings
-    (``identity: False``, they never change results) left out, a setting missing on one side
-    (older ablate) read as its default."""
-    if not isinstance(config, dict):
-        return False
+    """Whether a run's [data] and [train] settings are the manifest's (see :func:`differing_settings`)."""
+    return isinstance(config, dict) and not differing_settings(config, manifest)
+
+
+def differing_settings(ours: dict[str, Any], theirs: dict[str, Any]) -> list[str]:
+    """The ``[data]`` and ``[train]`` settings (``section.key``) whose values differ between two
+    configurations (a run's ``config``, a manifest): bookkeeping settings (``identity: False``,
+    they never change results) left out, a setting missing on one side (older ablate) read as its
+    default; a section that is not an object on either side is named whole (``"data"``)."""
+    out: list[str] = []
     for section, cls in (("data", DataConfig), ("train", TrainConfig)):
-        ours, theirs = manifest.get(section), config.get(section)
-        if not isinstance(ours, dict) or not isinstance(theirs, dict):
-            return False
+        mine, other = ours.get(section), theirs.get(section)
+        if not isinstance(mine, dict) or not isinstance(other, dict):
+            out.append(section)
+            continue
         known = {f.name: f for f in fields(cls)}
-        for key in set(ours) | set(theirs):
+        for key in sorted(set(mine) | set(other)):
             f = known.get(key)
             if f is not None and f.metadata.get("identity") is False:
                 continue
             default = f.default if f is not None and f.default is not MISSING else MISSING
-            if ours.get(key, default) != theirs.get(key, default):
-                return False
-    return True
+            if mine.get(key, default) != other.get(key, default):
+                out.append(f"{section}.{key}")
+    return out
 
 
 def _checked_manifest(root: str | Path, name: str, notes: list[str]) -> dict[str, Any] | None:

@@ -73,6 +73,47 @@ ExportOutOption = Annotated[
     Path,
     typer.Option("--out", help="TensorBoard log folder: one run per ablate run, OUT/<experiment>/<variant>/seed<k>/."),
 ]
+FollowOption = Annotated[
+    bool,
+    typer.Option(
+        "--follow",
+        help="Keep watching the results folder and mirror new epochs and finished runs as their files "
+        "appear (any executor: local workers, Ray, Slurm); Ctrl-C stops.",
+    ),
+]
+IntervalOption = Annotated[
+    float,
+    typer.Option("--interval", min=0.1, metavar="SECONDS", help="With --follow: seconds between looks."),
+]
+TrackingUriOption = Annotated[
+    str,
+    typer.Option(
+        "--tracking-uri",
+        metavar="URI",
+        help="MLflow tracking URI: a database (sqlite:///mlflow.db, MLflow's default) or a server (http://host:5000).",
+    ),
+]
+ReportsOption = Annotated[
+    Path,
+    typer.Option(
+        "--reports",
+        metavar="DIR",
+        help="Where 'ablate report' wrote: DIR/<experiment>/ is logged as artifacts of a study run, when it exists.",
+    ),
+]
+ProjectOption = Annotated[str, typer.Option("--project", metavar="P", help="W&B project.")]
+ModeOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--mode",
+        metavar="offline|online",
+        help="offline: run folders under DIR/wandb/ that 'wandb sync' uploads later (the default without "
+        "an API key: WANDB_API_KEY or 'wandb login'); online: straight to the W&B server.",
+    ),
+]
+WandbDirOption = Annotated[
+    Path, typer.Option("--dir", metavar="DIR", help="W&B's local folder: run folders go to DIR/wandb/.")
+]
 
 
 def check_out(out: Path) -> None:

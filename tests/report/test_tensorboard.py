@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from ablate.cli import app
-from ablate.report.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
+from ablate.report.export.tensorboard import INSTALL_HINT, ExportError, export_tensorboard, run_name
 from ablate.store.folder import iter_runs, write_run
 
 from helpers.planted import Outcome, make_record, write_planted, write_pooling_study

@@ -3,7 +3,8 @@
 Training never writes TensorBoard files (and does not need the package): everything comes from
 ``results/<experiment>/runs/*.json``. ``tensorboard`` is an optional extra
 (``pip install 'ablate[tensorboard]'``); without it :func:`export_tensorboard` raises
-:class:`TensorBoardMissing` saying how to install it.
+:class:`~ablate.report.export.walk.ExtraMissing` saying how to install it. The run files are read
+by the shared walk (:mod:`ablate.report.export.walk`); this module holds TensorBoard's own calls.
 
 One TensorBoard run per ablate run, in ``<out>/<experiment>/<variant slug>/seed<k>/``:
 
@@ -21,103 +22,85 @@ One TensorBoard run per ablate run, in ``<out>/<experiment>/<variant slug>/seed<
   values, which keeps runs of different experiments (different axes) in one view.
 
 Only runs of the experiment's current configuration are exported (run ids listed in its
-``experiment.json``, as in the report). Exporting again replaces a run's event files.
+``experiment.json``, as in the report). Exporting again replaces a run's event files (also with
+``--follow``, when a run file changes).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ablate.analysis.results import current_records
-from ablate.registry import suggest
-from ablate.store.folder import experiments as list_experiments
+from ablate.report.export.walk import (
+    ExperimentView,
+    ExportedRun,
+    ExportError,
+    ExtraMissing,
+    flat_config,
+)
+from ablate.report.export.walk import number as _number
+from ablate.report.export.walk import seconds as _seconds
 from ablate.store.record import RunRecord
 
-INSTALL_HINT = "tensorboard is not installed; install it with: pip install 'ablate[tensorboard]'"
+__all__ = ["INSTALL_HINT", "ExportError", "TensorBoardSink", "TensorBoardTarget", "export_tensorboard", "run_name"]
+
+INSTALL_HINT = str(ExtraMissing("tensorboard", "tensorboard"))
 _SAFE = re.compile(r"[^A-Za-z0-9._+=-]")
 
 
-class ExportError(ValueError):
-    """Something a user can fix (unknown experiment, nothing to export); one-line ``str()``."""
-
-
-class TensorBoardMissing(ExportError):
-    """The optional ``tensorboard`` package is not installed."""
-
-    def __init__(self) -> None:
-        super().__init__(INSTALL_HINT)
-
-
 @dataclass(frozen=True)
-class ExportedRun:
-    """One TensorBoard run written."""
-
-    experiment: str
-    run_id: str
-    name: str  # TensorBoard run name: <experiment>/<variant slug>/seed<k>, relative to ``out``
-    path: Path
-    status: str
-    epochs: int  # epochs exported
-    steps: int  # logged steps exported
-
-
-@dataclass(frozen=True)
-class Export:
-    """What :func:`export_tensorboard` wrote."""
+class TensorBoardTarget:
+    """Where the event files go: ``out/<experiment>/<variant slug>/seed<k>/``."""
 
     out: Path
-    runs: list[ExportedRun] = field(default_factory=list)
-    # Experiment -> run files left out because they belong to an older configuration.
-    stale: dict[str, int] = field(default_factory=dict)
 
 
-def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterable[str] | None = None) -> Export:
-    """Write TensorBoard event files for the runs of ``experiments`` (default: all under ``results``).
+def export_tensorboard(results: str | Path, out: str | Path, experiments: Iterable[str] | None = None) -> Any:
+    """Write TensorBoard event files for the runs of ``experiments`` (default: all under ``results``);
+    returns the :class:`~ablate.report.export.exporters.Export`.
 
-    Raises :class:`TensorBoardMissing` without the ``tensorboard`` package and :class:`ExportError`
-    for an unknown experiment or when there is no run to export.
+    Raises :class:`~ablate.report.export.walk.ExtraMissing` without the ``tensorboard`` package and
+    :class:`ExportError` for an unknown experiment or when there is no run to export.
     """
-    tb = _tensorboard()
-    found = list_experiments(results)
-    names = list(dict.fromkeys(experiments)) if experiments else found
-    for name in names:
-        if name not in found:
-            hint = suggest(name, found)
-            where = f"found: {', '.join(found)}" if found else "no experiments there"
-            raise ExportError(
-                f"unknown experiment {name!r} under {results} ({where})" + (f"; did you mean {hint!r}?" if hint else "")
-            )
-    out = Path(out)
-    plan: list[tuple[str, dict[str, Any], Path]] = []
-    stale: dict[str, int] = {}
-    taken: set[str] = set()
-    for name in names:
-        records, stale_n = current_records(results, name)
-        if stale_n:
-            stale[name] = stale_n
-        for record in sorted(records, key=lambda r: (str(r.get("slug")), str(r.get("seed")), str(r.get("run_id")))):
-            rel = run_name(name, record)
-            if rel in taken:  # two records of one cell (no manifest to tell which is current): keep both
+    from ablate.report.export.exporters import TENSORBOARD, export
+
+    return export(TENSORBOARD, TensorBoardTarget(Path(out)), results, experiments)
+
+
+class TensorBoardSink:
+    """Writes one TensorBoard run per ablate run; writing a run again replaces its event files."""
+
+    def __init__(self, target: TensorBoardTarget) -> None:
+        self.tb = library()
+        self.out = Path(target.out)
+        self._names: dict[tuple[str, str], str] = {}  # (experiment, run id) -> run name
+        self._taken: set[str] = set()
+
+    def run(self, view: ExperimentView, record: RunRecord) -> ExportedRun:
+        key = (view.name, str(record.get("run_id")))
+        rel = self._names.get(key)
+        if rel is None:
+            rel = run_name(view.name, record)
+            if rel in self._taken:  # two records of one cell (no manifest to tell which is current): keep both
                 rel = f"{rel}-{_safe(str(record.get('run_id')))[:12]}"
-            taken.add(rel)
-            plan.append((name, record, _inside(out, rel)))
-    if not plan:
-        raise ExportError(f"no run records to export under {results}" + (f" for {', '.join(names)}" if names else ""))
-    written = []
-    for name, record, path in plan:
+            self._taken.add(rel)
+            self._names[key] = rel
+        path = _inside(self.out, rel)
         try:
-            written.append(_write_run(tb, name, record, path, path.relative_to(out).as_posix()))
+            return _write_run(self.tb, view.name, record, path, rel)
         except OSError as e:  # e.g. OUT/<experiment> is a file
             blocker = next((p for p in [path, *path.parents] if p.exists() and not p.is_dir()), None)
             what = f"{blocker} is a file, not a folder" if blocker is not None else (e.strerror or str(e))
             raise ExportError(f"cannot write {path}: {what}; move it away or choose another --out") from None
-    return Export(out=out, runs=written, stale=stale)
+
+    def experiment(self, view: ExperimentView) -> None:
+        """Nothing: TensorBoard builds its HParams table from every run's values (see the module docstring)."""
+
+    def close(self) -> None:
+        pass
 
 
 def run_name(experiment: str, record: RunRecord) -> str:
@@ -142,14 +125,14 @@ def _inside(out: Path, rel: str) -> Path:
 
 
 # --- writing ------------------------------------------------------------------------------------
-def _tensorboard() -> dict[str, Any]:
+def library() -> dict[str, Any]:
     """The TensorBoard writing API, imported only here (an optional dependency)."""
     try:
         from tensorboard.compat.proto.summary_pb2 import Summary
         from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise TensorBoardMissing() from None
+        raise ExtraMissing("tensorboard", "tensorboard") from None
     return {
         "Summary": Summary,
         "api_pb2": api_pb2,
@@ -157,19 +140,6 @@ def _tensorboard() -> dict[str, Any]:
         "plugin_data_pb2": plugin_data_pb2,
         "SummaryWriter": SummaryWriter,
     }
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    return float(value) if math.isfinite(value) else None
-
-
-def _seconds(stamp: Any) -> float | None:
-    try:
-        return datetime.fromisoformat(str(stamp)).timestamp()
-    except ValueError:
-        return None
 
 
 def hparams_of(experiment: str, record: RunRecord) -> dict[str, bool | float | str]:
@@ -182,11 +152,7 @@ def hparams_of(experiment: str, record: RunRecord) -> dict[str, bool | float | s
         "seed": record.get("seed"),
         "status": str(record.get("status") or "unknown"),
     }
-    out.update(record.get("variant") or {})
-    config = record.get("config") or {}
-    for section in ("data", "train"):
-        for key, value in (config.get(section) or {}).items():
-            out[f"{section}.{key}"] = value
+    out.update(flat_config(record))
     out["precision"] = (record.get("runtime") or {}).get("precision")
     env = record.get("env") or {}
     out["device"] = env.get("device_name") or env.get("device")
@@ -211,7 +177,7 @@ def _write_run(tb: dict[str, Any], experiment: str, record: RunRecord, path: Pat
     start, end = _seconds(env.get("started")), _seconds(env.get("finished"))
     epochs = [e for e in record.get("epochs") or [] if isinstance(e, dict)]
     steps = [s for s in record.get("steps") or [] if isinstance(s, dict) and _number(s.get("step")) is not None]
-    writer = tb["SummaryWriter"](log_dir=str(path))
+    writer = _Counted(tb["SummaryWriter"](log_dir=str(path)))
     try:
         writer.file_writer.add_summary(_session_start(tb, hparams_of(experiment, record), start))
         _epoch_scalars(writer, epochs, start)
@@ -232,7 +198,22 @@ def _write_run(tb: dict[str, Any], experiment: str, record: RunRecord, path: Pat
         status=str(record.get("status")),
         epochs=len(epochs),
         steps=len(steps),
+        points=writer.points,
     )
+
+
+class _Counted:
+    """A SummaryWriter that counts the scalars written through it."""
+
+    def __init__(self, writer: Any) -> None:
+        self.writer, self.file_writer, self.points = writer, writer.file_writer, 0
+
+    def add_scalar(self, *args: Any, **kwargs: Any) -> None:
+        self.points += 1
+        self.writer.add_scalar(*args, **kwargs)
+
+    def close(self) -> None:
+        self.writer.close()
 
 
 def _epoch_scalars(writer: Any, epochs: list[dict[str, Any]], start: float | None) -> None:
