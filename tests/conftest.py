@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from helpers.data import data_env  # noqa: F401  (a fixture, for every test module that names it)
 from helpers.sweeps import tiny_sweep
+from helpers.trackers import mlflow_template, mlflow_uri  # noqa: F401  (fixtures of the exporter tests)
 
 # Two threads on CI's 2 cores; the tests are written to be fast there.
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -4,7 +4,6 @@ folder), read back with MLflow's own client."""
 from __future__ import annotations
 
 import shutil
-import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -20,35 +19,11 @@ from ablate.report.export.walk import ExportError
 from ablate.store.folder import iter_runs, write_run
 
 from helpers.planted import Outcome, make_record, write_pooling_study
+from helpers.trackers import points, pooling_study
 
 pytest.importorskip("mlflow")
 import mlflow
 from mlflow import MlflowClient
-
-
-@pytest.fixture(scope="session")
-def empty_store(tmp_path_factory) -> Path:
-    """An MLflow database with its tables made once (MLflow's migrations take seconds); each test copies it."""
-    path = tmp_path_factory.mktemp("mlflow-template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}").search_experiments(max_results=1)
-    return path
-
-
-@pytest.fixture
-def uri(empty_store, tmp_path, monkeypatch) -> str:
-    shutil.copy(empty_store, tmp_path / "mlflow.db")
-    monkeypatch.chdir(tmp_path)  # MLflow's default artifact root, ./mlruns, lands in the test's folder
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
-def pooling_study(root: Path) -> Path:
-    """The pooling study: 2 variants x 2 seeds, 3 epochs, a step logged every 8 steps."""
-    write_pooling_study(root, [0, 1], noise=lambda overlap, seed: 0.01 * seed * (1 + overlap), epochs=3)
-    for record in iter_runs(root, "pool"):  # the same runs, with step logs
-        seed = record["seed"]
-        outcome = Outcome(final_val_acc=record["summary"]["final_val_acc"], epochs=3, log_every=8)
-        write_run(root, make_record("pool", record["variant"], seed, outcome))
-    return root
 
 
 @pytest.fixture
@@ -57,15 +32,15 @@ def results(tmp_path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def exported(empty_store, tmp_path_factory) -> tuple[Path, str]:
+def exported(mlflow_template, tmp_path_factory) -> tuple[Path, str]:
     """The pooling study exported once, for the tests that only read the export."""
     folder = tmp_path_factory.mktemp("exported")
-    shutil.copy(empty_store, folder / "mlflow.db")
-    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    shutil.copy(mlflow_template, folder / "mlflow.db")
+    mlflow_uri = f"sqlite:///{folder / 'mlflow.db'}"
     results = pooling_study(folder / "results")
-    done = export(MLFLOW, MlflowTarget(uri, reports=None), results)
+    done = export(MLFLOW, MlflowTarget(mlflow_uri, reports=None), results)
     assert len(done.runs) == 4 and done.created == 4
-    return results, uri
+    return results, mlflow_uri
 
 
 def ablate_runs(client: MlflowClient, name: str = "pool") -> list:
@@ -73,19 +48,9 @@ def ablate_runs(client: MlflowClient, name: str = "pool") -> list:
     return client.search_runs([exp.experiment_id], max_results=1000)
 
 
-def points(uri: str, kind: str | None = None) -> int:
-    """Metric points in the store (of ablate's runs of ``kind``): every row of MLflow's metrics
-    table, the full history of each key and not only its latest value."""
-    with sqlite3.connect(uri.removeprefix("sqlite:///")) as db:
-        query = "SELECT COUNT(*) FROM metrics"
-        if kind is not None:
-            query += " WHERE run_uuid IN (SELECT run_uuid FROM tags WHERE key = 'ablate.kind' AND value = ?)"
-        return db.execute(query, (kind,) if kind else ()).fetchone()[0]
-
-
 def test_two_variants_two_seeds_give_two_parent_runs_and_four_nested_runs(exported):
-    results, uri = exported
-    client = MlflowClient(tracking_uri=uri)
+    results, mlflow_uri = exported
+    client = MlflowClient(tracking_uri=mlflow_uri)
     runs = ablate_runs(client)
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if "mlflow.parentRunId" in r.data.tags]
@@ -111,8 +76,8 @@ def test_two_variants_two_seeds_give_two_parent_runs_and_four_nested_runs(export
 
 
 def test_metric_steps_run_from_zero_and_values_equal_the_run_files(exported):
-    results, uri = exported
-    client = MlflowClient(tracking_uri=uri)
+    results, mlflow_uri = exported
+    client = MlflowClient(tracking_uri=mlflow_uri)
     records = {r["run_id"]: r for r in iter_runs(results, "pool")}
     children = [r for r in ablate_runs(client) if r.data.tags.get("ablate.kind") == "seed"]
     for child in children:
@@ -128,30 +93,30 @@ def test_metric_steps_run_from_zero_and_values_equal_the_run_files(exported):
         assert final.value == pytest.approx(record["summary"]["final_val_acc"]) and final.step == 2
 
 
-def test_a_run_trained_again_gets_only_the_points_it_lacks(tmp_path, uri):
+def test_a_run_trained_again_gets_only_the_points_it_lacks(tmp_path, mlflow_uri):
     """A failed run (no epochs) trained again later: same run id, new epochs; one MLflow run still."""
     results = tmp_path / "results"
     write_pooling_study(results, [0], outcome=lambda seed: {"status": "failed"} if seed == 0 else {}, epochs=2)
-    export(MLFLOW, MlflowTarget(uri), results)
-    client = MlflowClient(tracking_uri=uri)
+    export(MLFLOW, MlflowTarget(mlflow_uri), results)
+    client = MlflowClient(tracking_uri=mlflow_uri)
     failed = [r for r in ablate_runs(client) if r.data.tags.get("ablate.status") == "failed"]
     assert len(failed) == 2 and all(r.info.status == "FAILED" for r in failed)
-    n_points = points(uri, "seed")
+    n_points = points(mlflow_uri, "seed")
     for record in list(iter_runs(results, "pool")):
         write_run(results, make_record("pool", record["variant"], 0, Outcome(epochs=2)))
-    again = export(MLFLOW, MlflowTarget(uri), results)
+    again = export(MLFLOW, MlflowTarget(mlflow_uri), results)
     runs = ablate_runs(client)
     assert again.created == 0 and len(runs) == 4
     ok = [r for r in runs if r.data.tags.get("ablate.kind") == "seed"]
     assert all(r.info.status == "FINISHED" and r.data.tags["ablate.status"] == "ok" for r in ok)
     for run in ok:
         assert [m.step for m in client.get_metric_history(run.info.run_id, "epoch/val_acc")] == [0, 1]
-    assert points(uri, "seed") == n_points + again.points > n_points
+    assert points(mlflow_uri, "seed") == n_points + again.points > n_points
 
 
 def test_search_runs_matches_load_results_on_the_shared_columns(exported, monkeypatch):
-    results, uri = exported
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    results, mlflow_uri = exported
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", mlflow_uri)
     frame = mlflow.search_runs(experiment_names=["pool"], filter_string="tags.`ablate.kind` = 'seed'")
     renamed: dict[str, str] = {}  # metrics.final_val_acc -> final_val_acc, ...; the seed is a param and a tag
     for prefix in ("metrics.", "params.", "tags.ablate."):
@@ -176,8 +141,8 @@ def test_search_runs_matches_load_results_on_the_shared_columns(exported, monkey
 
 
 def test_parent_runs_carry_mean_ci_and_verdict_from_the_analysis(exported):
-    results, uri = exported
-    client = MlflowClient(tracking_uri=uri)
+    results, mlflow_uri = exported
+    client = MlflowClient(tracking_uri=mlflow_uri)
     parents = {r.data.tags["ablate.variant"]: r for r in ablate_runs(client) if r.data.tags["ablate.kind"] == "variant"}
     data = load_experiment_data(results, "pool")
     summary = summary_frame(data).set_index("variant")
@@ -198,15 +163,15 @@ def test_parent_runs_carry_mean_ci_and_verdict_from_the_analysis(exported):
     assert other.data.metrics["final_val_acc_diff_ci_low"] == pytest.approx(row["ci_low"])
 
 
-def test_the_report_folder_is_logged_as_artifacts_of_a_study_run(results, uri, tmp_path):
+def test_the_report_folder_is_logged_as_artifacts_of_a_study_run(results, mlflow_uri, tmp_path):
     reports = tmp_path / "reports"
     (reports / "pool").mkdir(parents=True)
     (reports / "pool" / "README.md").write_text("# pool\n")
     (reports / "pool" / "summary.csv").write_text("variant,n\n")
     (reports / "pool" / "curves.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(64)))
-    export(MLFLOW, MlflowTarget(uri, reports), results)
-    export(MLFLOW, MlflowTarget(uri, reports), results)  # again: no second study run
-    client = MlflowClient(tracking_uri=uri)
+    export(MLFLOW, MlflowTarget(mlflow_uri, reports), results)
+    export(MLFLOW, MlflowTarget(mlflow_uri, reports), results)  # again: no second study run
+    client = MlflowClient(tracking_uri=mlflow_uri)
     (study,) = [r for r in ablate_runs(client) if r.data.tags.get("ablate.kind") == "study"]
     names = sorted(a.path for a in client.list_artifacts(study.info.run_id, "report"))
     assert names == ["report/README.md", "report/curves.png", "report/summary.csv"]
@@ -221,22 +186,22 @@ def one_line_error(result) -> str:
     return result.output.strip()
 
 
-def test_exporting_again_adds_no_run_and_no_metric_point(cli, results, uri):
-    args = ["export", "mlflow", "pool", "--results", str(results), "--tracking-uri", uri]
+def test_exporting_again_adds_no_run_and_no_metric_point(cli, results, mlflow_uri):
+    args = ["export", "mlflow", "pool", "--results", str(results), "--tracking-uri", mlflow_uri]
     first = cli.invoke(app, args)
     assert first.exit_code == 0, first.output
     assert "4 run(s) exported to MLflow" in first.output and "4 new" in first.output
-    assert f"mlflow ui --backend-store-uri {uri}" in "".join(first.output.split("\n"))
-    client = MlflowClient(tracking_uri=uri)
-    n_runs, n_points = len(ablate_runs(client)), points(uri)
+    assert f"mlflow ui --backend-store-uri {mlflow_uri}" in "".join(first.output.split("\n"))
+    client = MlflowClient(tracking_uri=mlflow_uri)
+    n_runs, n_points = len(ablate_runs(client)), points(mlflow_uri)
     assert n_runs == 6 and n_points > 4 * (3 * 11 + 6 * 5)  # epochs and steps of 4 runs, their own numbers, ...
     again = cli.invoke(app, args)
     assert again.exit_code == 0 and "0 new, 0 metric points added" in again.output, again.output
-    assert len(ablate_runs(client)) == n_runs and points(uri) == n_points
+    assert len(ablate_runs(client)) == n_runs and points(mlflow_uri) == n_points
     # An export cut short after the points but before its last tag: the history decides, nothing twice.
     child = next(r for r in ablate_runs(client) if r.data.tags.get("ablate.kind") == "seed")
     client.delete_tag(child.info.run_id, "ablate.record")
-    assert export(MLFLOW, MlflowTarget(uri), results).points == 0 and points(uri) == n_points
+    assert export(MLFLOW, MlflowTarget(mlflow_uri), results).points == 0 and points(mlflow_uri) == n_points
 
 
 def test_missing_extra_is_one_line(cli, results, monkeypatch, tmp_path):
@@ -254,17 +219,17 @@ def test_unreachable_tracking_uri_fails_at_once(cli, results):
     assert time.monotonic() - started < 15  # not MLflow's minutes of retries
 
 
-def test_an_mlflow_experiment_of_that_name_with_other_content_is_refused(cli, results, uri, tmp_path):
-    client = MlflowClient(tracking_uri=uri)
+def test_an_mlflow_experiment_of_that_name_with_other_content_is_refused(cli, results, mlflow_uri, tmp_path):
+    client = MlflowClient(tracking_uri=mlflow_uri)
     client.create_experiment("pool")  # somebody's own experiment
-    mine = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", uri])
+    mine = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", mlflow_uri])
     assert "exists and was not made by 'ablate export mlflow'" in one_line_error(mine)
     assert len(ablate_runs(client)) == 0
     other = tmp_path / "other"  # ablate's own "pool", with 2 epochs instead of 3: another configuration
     write_pooling_study(other, [0], epochs=2)
     client.rename_experiment(client.get_experiment_by_name("pool").experiment_id, "theirs")
-    export(MLFLOW, MlflowTarget(uri), other)
-    changed = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", uri])
+    export(MLFLOW, MlflowTarget(mlflow_uri), other)
+    changed = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", mlflow_uri])
     line = one_line_error(changed)
     assert "holds another configuration of 'pool' (it differs in train.epochs)" in line
     assert len(ablate_runs(client)) == 4  # the other configuration's runs, untouched
@@ -274,22 +239,22 @@ def test_an_mlflow_experiment_of_that_name_with_other_content_is_refused(cli, re
 def test_an_unwritable_store_is_one_line(cli, results, tmp_path, where):
     if where == "a-file":
         (tmp_path / "a-file").write_text("x")
-        uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
+        mlflow_uri = f"sqlite:///{tmp_path / 'a-file' / 'mlflow.db'}"
     elif where == "impossible":
-        uri = "sqlite:////proc/ablate-cannot-exist/mlflow.db"
+        mlflow_uri = "sqlite:////proc/ablate-cannot-exist/mlflow.db"
     else:
         if __import__("os").geteuid() == 0:
             pytest.skip("root can write to read-only folders")
         (tmp_path / "ro").mkdir()
         (tmp_path / "ro").chmod(0o555)
-        uri = f"sqlite:///{tmp_path / 'ro' / 'mlflow.db'}"
-    result = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", uri])
-    assert f"cannot write the MLflow store {uri}" in "".join(one_line_error(result).split("\n"))
+        mlflow_uri = f"sqlite:///{tmp_path / 'ro' / 'mlflow.db'}"
+    result = cli.invoke(app, ["export", "mlflow", "--results", str(results), "--tracking-uri", mlflow_uri])
+    assert f"cannot write the MLflow store {mlflow_uri}" in "".join(one_line_error(result).split("\n"))
 
 
-def test_library_errors_are_export_errors(results, uri):
+def test_library_errors_are_export_errors(results, mlflow_uri):
     with pytest.raises(ExportError, match="unknown experiment 'pol' .*did you mean 'pool'"):
-        export(MLFLOW, MlflowTarget(uri), results, ["pol"])
+        export(MLFLOW, MlflowTarget(mlflow_uri), results, ["pol"])
     (results.parent / "empty" / "e" / "runs").mkdir(parents=True)
     with pytest.raises(ExportError, match="no run records to export"):
-        export(MLFLOW, MlflowTarget(uri), results.parent / "empty")
+        export(MLFLOW, MlflowTarget(mlflow_uri), results.parent / "empty")

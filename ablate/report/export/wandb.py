@@ -31,6 +31,7 @@ import netrc
 import os
 import re
 import struct
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -132,7 +133,7 @@ class WandbSink:
         except StoreError as e:
             why = str(e).replace("give --results a folder", "choose another --dir")
             raise ExportError(f"cannot write W&B's folder {target.dir / 'wandb'}: {why}") from None
-        (target.dir / "wandb").mkdir(exist_ok=True)
+        (target.dir / "wandb").mkdir(parents=True, exist_ok=True)
         # The mode everywhere in this process while the sink is open, so that no part of the SDK goes online.
         self._saved = {k: os.environ.get(k) for k in ("WANDB_MODE", "WANDB_SILENT")}
         os.environ.update(WANDB_MODE=target.mode, WANDB_SILENT="true")
@@ -204,8 +205,21 @@ class WandbSink:
             run.log(row, step=step)
             step += 1
         run.summary.update({**run_values(record), "status": tags["status"]})
+        log = Path(run.settings.sync_file)
         run.finish(exit_code=0 if record.get("status") == "ok" else 1)
+        if self.target.mode == "offline":
+            self._written(log)
         return self._exported(view, record, name, created=created, points=len(rows))
+
+    def _written(self, log: Path, timeout: float = 60.0) -> None:
+        """Wait until W&B's service has written the run's exit record: ``finish()`` returns before
+        the transaction log is on disk, and the next look at it must see the whole run."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if log.is_file() and any(m.WhichOneof("record_type") == "exit" for m in read_records(log, self.lib.pb)):
+                return
+            time.sleep(0.02)
+        raise ExportError(f"W&B did not finish writing {log} within {timeout:.0f} s")
 
     def _exported(
         self, view: ExperimentView, record: RunRecord, name: str, *, created: bool, points: int
