@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 
 import pytest
@@ -15,11 +14,11 @@ def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts(
     told: list[str] = []
     with StopOnSignal(lambda: told.append("stopping")) as stop:
         assert not stop()
-        os.kill(os.getpid(), signal.SIGTERM)
+        signal.raise_signal(signal.SIGTERM)
         assert stop() and told == ["stopping"]
         with pytest.raises(KeyboardInterrupt):
-            os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)  # a second SIGTERM is not a way out: the checkpoint comes first
+            signal.raise_signal(signal.SIGINT)
+        signal.raise_signal(signal.SIGTERM)  # a second SIGTERM is not a way out: the checkpoint comes first
         assert told == ["stopping"]
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
@@ -27,7 +26,7 @@ def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts(
 def test_without_escalation_a_second_sigint_only_sets_the_flag():
     with StopOnSignal(escalate=False) as stop:
         for _ in range(3):
-            os.kill(os.getpid(), signal.SIGINT)
+            signal.raise_signal(signal.SIGINT)
         assert stop()
     with pytest.raises(KeyboardInterrupt):  # restored: Python's own handler again
-        os.kill(os.getpid(), signal.SIGINT)
+        signal.raise_signal(signal.SIGINT)
