@@ -18,6 +18,7 @@ from ablate.cli.render import cells_table
 from ablate.cli.run_checks import (
     ExecutorRequest,
     adaptive_plan,
+    check_fuse_seeds,
     check_until_precise,
     choose_executor,
     slurm_options,
@@ -130,6 +131,7 @@ def run(
         else:
             exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         workers_option(workers)
+        check_fuse_seeds(exp)
         check_until_precise(until_precise)
         adaptive = adaptive_plan(exp, until_precise, pilot, until_decided, looks, max_seeds)
         check_writable(results)

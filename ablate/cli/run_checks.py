@@ -15,6 +15,17 @@ from ablate.cli.options import OptionError
 from ablate.experiment.experiment import Experiment
 
 
+def check_fuse_seeds(exp: Experiment) -> None:
+    """``[train] fuse_seeds``: parsed and validated, but the executors do not form fused groups
+    yet (the engine, ``ablate.train.train_group``, and ``ablate bench --fuse`` do): refuse a value
+    other than 1 rather than train the seeds one by one behind the user's back."""
+    if exp.train.fuse_seeds != 1:
+        raise OptionError(
+            f"[train] fuse_seeds = {exp.train.fuse_seeds!r}: `ablate run` does not train seeds fused yet "
+            "(ablate bench --fuse measures it); set it to 1"
+        )
+
+
 def check_until_precise(points: Optional[float]) -> None:
     """``--until-precise``: a positive, finite number of percentage points."""
     if points is not None and not (math.isfinite(points) and points > 0):
