@@ -18,9 +18,9 @@ from ablate.cli.render import cells_table
 from ablate.cli.run_checks import (
     ExecutorRequest,
     adaptive_plan,
-    check_fuse_seeds,
     check_until_precise,
     choose_executor,
+    fuse_seeds,
     slurm_options,
     workers_option,
 )
@@ -29,6 +29,7 @@ from ablate.cli.run_options import (
     DevicesOption,
     DryRunOption,
     ForceOption,
+    FuseSeedsOption,
     GpusPerTaskOption,
     KeepCheckpointsOption,
     LimitOption,
@@ -75,6 +76,7 @@ def run(
     devices: DevicesOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
     threads: ThreadsOption = None,
+    fuse_seeds_: FuseSeedsOption = None,
     ray: RayOption = None,
     max_retries: MaxRetriesOption = 2,
     slurm: SlurmOption = False,
@@ -131,7 +133,7 @@ def run(
         else:
             exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         workers_option(workers)
-        check_fuse_seeds(exp)
+        exp, fuse_note = fuse_seeds(exp, fuse_seeds_, dev, remote=slurm or ray is not None)
         check_until_precise(until_precise)
         adaptive = adaptive_plan(exp, until_precise, pilot, until_decided, looks, max_seeds)
         check_writable(results)
@@ -150,6 +152,8 @@ def run(
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
+    if fuse_note:
+        console.print(escape(fuse_note), highlight=False)
 
     show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
 

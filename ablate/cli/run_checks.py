@@ -5,6 +5,7 @@ executor they choose and with what, which adaptive design. A mistake raises
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -15,15 +16,28 @@ from ablate.cli.options import OptionError
 from ablate.experiment.experiment import Experiment
 
 
-def check_fuse_seeds(exp: Experiment) -> None:
-    """``[train] fuse_seeds``: parsed and validated, but the executors do not form fused groups
-    yet (the engine, ``ablate.train.train_group``, and ``ablate bench --fuse`` do): refuse a value
-    other than 1 rather than train the seeds one by one behind the user's back."""
-    if exp.train.fuse_seeds != 1:
-        raise OptionError(
-            f"[train] fuse_seeds = {exp.train.fuse_seeds!r}: `ablate run` does not train seeds fused yet "
-            "(ablate bench --fuse measures it); set it to 1"
-        )
+def fuse_seeds(exp: Experiment, option: Optional[str], device: torch.device, remote: bool) -> tuple[Experiment, str]:
+    """``--fuse-seeds K|auto`` (else ``[train] fuse_seeds``) as an integer K in ``exp.train``, and a
+    line saying how ``auto`` chose it ("" when it was not asked). ``auto`` probes ``device``, this
+    machine's: refused for Ray and Slurm, whose workers train elsewhere. K is an execution setting:
+    it changes no cell's run id."""
+    value: Any = exp.train.fuse_seeds if option is None else option
+    if isinstance(value, str) and value != "auto":
+        try:
+            value = int(value)
+        except ValueError:
+            value = 0
+    if value != "auto" and (not isinstance(value, int) or value < 1):
+        raise OptionError(f"--fuse-seeds {option}: give an integer K >= 1, or auto")
+    note = ""
+    if value == "auto":
+        if remote:
+            raise OptionError("--fuse-seeds auto probes this machine's device; with --ray or --slurm give K")
+        from ablate.bench import choose_fuse
+
+        choice = choose_fuse(exp.baseline, exp.train, device, seeds=len(exp.seeds))
+        value, note = choice.k, choice.note
+    return dataclasses.replace(exp, train=dataclasses.replace(exp.train, fuse_seeds=value)), note
 
 
 def check_until_precise(points: Optional[float]) -> None:
