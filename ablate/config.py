@@ -138,7 +138,10 @@ class TrainConfig:
     fuse_seeds: int | str = field(
         default=1,
         metadata={
-            **rule(lambda v: v == "auto" or (isinstance(v, int) and v >= 1), 'an integer >= 1, or "auto"'),
+            **rule(
+                lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                'an integer >= 1, or "auto"',
+            ),
             "identity": False,
         },
     )

@@ -139,10 +139,18 @@ def folder(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_fused_run_files_are_the_solo_run_files_and_share_their_run_ids(folder):
-    write(folder, "f.toml", sweep("f", seeds=3, axes='norm = ["none", "batchnorm"]'))
-    run(folder, "f.toml", "--results", "solo")
-    run(folder, "f.toml", "--results", "fused", "--fuse-seeds", "3")
+def test_fused_run_files_are_the_solo_run_files_and_share_their_run_ids(cli, tmp_path, tiny_arch):
+    from ablate.cli import app
+
+    folder = tmp_path
+    path = write(folder, "f.toml", sweep("f", seeds=3, axes='norm = ["none", "batchnorm"]'))
+
+    def run(*args: str) -> None:
+        result = cli.invoke(app, ["run", str(path), "--device", "cpu", *args])
+        assert result.exit_code == 0, result.output
+
+    run("--results", str(folder / "solo"))
+    run("--results", str(folder / "fused"), "--fuse-seeds", "3")
     a, b = records(folder / "fused", "f"), records(folder / "solo", "f")
     assert a.keys() == b.keys() and len(a) == 6  # same run ids: K is no part of a cell's identity
     groups = Counter(r["runtime"]["fused"]["group"] for r in a.values())
@@ -153,7 +161,7 @@ def test_fused_run_files_are_the_solo_run_files_and_share_their_run_ids(folder):
         close(comparable(record), comparable(b[run_id]), 1e-4, run_id)
     starts = [e for e in read_events(folder / "fused", "f") if e["event"] == "start"]
     assert len(starts) == 6 and not any(e["checkpoint"] for e in starts)
-    run(folder, "f.toml", "--results", "fused", "--fuse-seeds", "2")  # a rerun finds every cell done
+    run("--results", str(folder / "fused"), "--fuse-seeds", "2")  # a rerun finds every cell done
     assert len([e for e in read_events(folder / "fused", "f") if e["event"] == "start"]) == 6
 
 
