@@ -178,6 +178,12 @@ def fusable_with(cell: Cell, pool: Sequence[Cell]) -> list[Cell]:
     return out
 
 
+def _fuse_k(cell: Cell) -> int:
+    """Seeds to fuse with ``cell``: its ``[train] fuse_seeds`` (``auto`` is resolved by the command
+    line, which probes the device; left unresolved, as by a library caller, it trains alone)."""
+    return cell.train.fuse_seeds if isinstance(cell.train.fuse_seeds, int) else 1
+
+
 def fusion_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
     """``cells`` cut into the groups a worker would train fused (each cell's ``[train] fuse_seeds``
     K): runs of up to K cells that differ only in the seed, in the order of their first cell."""
@@ -186,7 +192,7 @@ def fusion_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
     for cell in cells:
         if cell.run_id in placed:
             continue
-        k = cell.train.fuse_seeds if isinstance(cell.train.fuse_seeds, int) else 1
+        k = _fuse_k(cell)
         group = fusable_with(cell, [c for c in cells if c.run_id not in placed] if k > 1 else ())[:k]
         placed.update(c.run_id for c in group)
         groups.append(group)
@@ -211,7 +217,7 @@ def train_claimed_group(
     finished already or held elsewhere. Raises :class:`~ablate.train.loop.Interrupted` when
     ``should_stop`` asks to stop mid-training (every member's checkpoint saved, claims released)."""
     observer, opts = observer or RunObserver(), opts or WorkOptions()
-    k = cell.train.fuse_seeds if isinstance(cell.train.fuse_seeds, int) else 1
+    k = _fuse_k(cell)
     held: list[tuple[Cell, HeldClaim]] = []
     try:
         for candidate in fusable_with(cell, pool if k > 1 else ()):

@@ -285,3 +285,18 @@ def test_a_bad_fuse_seeds_is_one_line_and_exit_2(cli, tmp_path, tiny_arch, extra
     result = cli.invoke(app, ["run", str(path), "--results", str(tmp_path / "r"), "--device", "cpu", *extra])
     assert result.exit_code == 2 and message in result.output, result.output
     assert not (tmp_path / "r").exists()
+
+
+def test_a_partly_finished_group_trains_only_the_rest(tmp_path, tiny_arch):
+    from ablate.execute.runner import run_experiment
+    from ablate.experiment.experiment import parse_experiment
+
+    exp = parse_experiment(tomllib.loads(sweep("p", seeds=3, axes='pooling = ["overlap"]', epochs=1)), "p.toml")
+    first = run_experiment(exp, torch.device("cpu"), tmp_path, limit=1)  # seed 0 alone
+    assert [r["seed"] for r in first.records] == [0] and "fused" not in first.records[0]["runtime"]
+    fused = dataclasses.replace(exp, train=dataclasses.replace(exp.train, fuse_seeds=3))
+    rest = run_experiment(fused, torch.device("cpu"), tmp_path)
+    assert [r["seed"] for r in rest.records] == [1, 2] and [c.seed for c in rest.skipped] == [0]
+    assert [r["runtime"]["fused"]["k"] for r in rest.records] == [2, 2]
+    starts = [e["run_id"] for e in read_events(tmp_path, "p") if e["event"] == "start"]
+    assert sorted(starts) == sorted(c.run_id for c in exp.cells())  # each cell started once
