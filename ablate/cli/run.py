@@ -141,6 +141,8 @@ def run(
     except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
     scan = warn_unreadable(results, exp.name)
+    if fuse_note:
+        console.print(escape(fuse_note), highlight=False)
     if dry_run:
         console.print(cells_table(exp, results, scan))
         return
@@ -152,8 +154,6 @@ def run(
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
     about = f": {escape(exp.description)}" if exp.description else ""
     console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
-    if fuse_note:
-        console.print(escape(fuse_note), highlight=False)
 
     show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
 
