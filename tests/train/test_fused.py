@@ -162,8 +162,9 @@ def test_each_fused_member_is_its_solo_run_in_float64(float64, tmp_path, model, 
     assert fused[0]["steps"][0]["train_loss"] != fused[1]["steps"][0]["train_loss"]
 
 
-@pytest.mark.parametrize("model, optimizer", [CASES[2], CASES[1]], ids=["sigmoid-batchnorm-drop-adam", "tanh-lrn-adam"])
-def test_each_fused_member_is_its_solo_run_in_fp32(tmp_path, model, optimizer):
+def test_each_fused_member_is_its_solo_run_in_fp32(tmp_path):
+    """BatchNorm, dropout and Adam in fp32 (AlexNet-65 below is fp32 with LRN and SGD)."""
+    model, optimizer = CASES[2]
     cells = cells_of(model, optimizer, seeds=(0, 1))
     solo, fused = solo_and_fused(cells, tmp_path)
     for cell, a, b in zip(cells, fused, solo):
@@ -206,7 +207,7 @@ def test_a_member_that_diverges_leaves_the_others_unchanged(float64, tmp_path):
     assert len(fused[0]["epochs"]) == len(fused[2]["epochs"]) == 3  # the others went on, fused without it
 
 
-@pytest.mark.parametrize("stop_after_poll, done_steps", [(2, 2), (5, 6)], ids=["mid-epoch-1", "mid-epoch-2"])
+@pytest.mark.parametrize("stop_after_poll, done_steps", [(5, 6)], ids=["mid-epoch-2"])
 def test_a_stopped_group_resumes_bit_identically(tmp_path, stop_after_poll, done_steps):
     """Any member's stop request stops the group; every member's checkpoint is saved; the group
     resumed from them ends where the uninterrupted group ends, to the bit (CPU)."""
