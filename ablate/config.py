@@ -129,3 +129,19 @@ class TrainConfig:
     checkpoint_minutes: float = field(
         default=10.0, metadata={**rule(lambda v: v >= 0, "a number >= 0"), "identity": False}
     )
+    # --- execution (not part of a run's identity either: a cell has one run id however it trains)
+    # Seeds of one variant trained at once as one fused model (K grouped convolutions and batched
+    # matrix products, ablate.models.fused): each seed trains as it would alone (its initial
+    # weights, data order, augmentation and dropout masks), and K small models fill a GPU that one
+    # leaves idle. An integer >= 1, or "auto" (K chosen by a short probe of the device,
+    # ablate.bench.fuse.choose_fuse); 1 trains the seeds one by one.
+    fuse_seeds: int | str = field(
+        default=1,
+        metadata={
+            **rule(
+                lambda v: v == "auto" or (isinstance(v, int) and not isinstance(v, bool) and v >= 1),
+                'an integer >= 1, or "auto"',
+            ),
+            "identity": False,
+        },
+    )

@@ -6,8 +6,8 @@
 #
 #   scripts/gpu_check.sh            # from the repository root; uses .venv if there is one
 #   OUT=/some/dir scripts/gpu_check.sh   # keep the JSON files (default: a temporary folder)
-#   STAGES="1 4" scripts/gpu_check.sh    # only these stages (default: 1 2 3 4; tests/scripts/test_scripts.py
-#                                        # runs the CPU smoke version of 1 and 4 this way)
+#   STAGES="1 4" scripts/gpu_check.sh    # only these stages (default: 1 2 3 4 6; tests/scripts/test_scripts.py
+#                                        # runs the CPU smoke version of 1, 4 and 6 this way)
 #
 # Stages:
 #   1. environment (torch, CUDA, device, Triton for the compiled LRN)
@@ -22,6 +22,9 @@
 #      scripts/measure_workers.py on experiments/factorial.toml --set train.epochs=1 (36 cells, 10000
 #      training images each to fit the budget):
 #      one worker against --workers-per-device 4
+#   6. fused seeds (issue 25): ablate bench --fuse 1,2,4,8,16 of AlexNet-65, bf16 + channels_last,
+#      train step at batch 128 and 256: one table of images/s (all members and one member's) per K,
+#      and the K that --fuse-seeds auto would take from it
 set -uo pipefail
 cd "$(dirname "$0")/.."
 if [ -z "${VIRTUAL_ENV:-}" ] && [ -f .venv/bin/activate ]; then . .venv/bin/activate; fi
@@ -30,7 +33,7 @@ mkdir -p "$OUT"
 status=0
 stage() { echo; echo "== $*"; }
 BUDGET=${BUDGET:-450}  # seconds for the whole script; a stage gets at most what is left
-STAGES=${STAGES:-1 2 3 4}
+STAGES=${STAGES:-1 2 3 4 6}
 want() { [[ " $STAGES " == *" $1 "* ]]; }
 run() {  # run TIMEOUT CMD...: a stage that fails or times out is reported, the script goes on
     local limit=$1; shift
@@ -112,6 +115,17 @@ if [ "$GPU" = 1 ]; then
         --set train.epochs=1 --set data.train_size=10000 --workers auto --workers-per-device 4
 else
     run 200 python scripts/gpu_packing.py --device cpu --packs 1,2 --train-size 32 --epochs 1 --batch 16
+fi
+fi
+
+if want 6; then
+stage "6. fused seeds: K = 1, 2, 4, 8, 16 seeds of alexnet65 as one model (bf16, channels_last)"
+if [ "$GPU" = 1 ]; then
+    run 240 ablate bench relu-overlap-none-drop -b 128,256 --precision bf16 --mode train --channels-last \
+        --fuse 1,2,4,8,16 --results "$OUT/results"
+else
+    run 120 ablate bench relu-overlap-none-drop -b 2 --precision fp32 --mode train --fuse 1,2 --warmup 1 --steps 1 \
+        --repeats 1 --device cpu --results "$OUT/results"
 fi
 fi
 

@@ -229,7 +229,7 @@ class AblateLoop:
 
     @property
     def steps_per_epoch(self) -> int:
-        return len(self.training.train_batches)
+        return len(self.training.members[0].train_batches)
 
     def run_epoch(self) -> dict[str, Any]:
         self.epoch += 1

@@ -25,6 +25,8 @@ def _plot(frame: Any, path: Path) -> Path:
 
     ok = frame[frame["status"] == "ok"].copy()
     ok["setting"] = ok["precision"] + ", batch " + ok["batch_size"].astype(str)
+    if (ok["fuse"] > 1).any():  # images/s of all members of K fused seeds
+        ok["setting"] = ok["setting"] + ", K=" + ok["fuse"].astype(str)
     if frame["device_name"].nunique() > 1:  # name the device only when there is a choice
         ok["setting"] = (
             ok["device_name"].str.replace(r"\s*\(.*\)$", "", regex=True).str.slice(0, 24) + ": " + ok["setting"]
@@ -74,7 +76,8 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
         "with); `infer` = forward under `torch.inference_mode`. FLOPs count convolutions and linear layers only",
         "(2 per multiply-add; `train` = forward + backward). Peak memory: CUDA allocator peak, or on the CPU the",
         "process's peak resident set during the case (`peak_memory_kind` in the result files says which;",
-        "`host_max_rss` where the platform cannot reset the peak). Newest measurement of each case shown.",
+        "`host_max_rss` where the platform cannot reset the peak). K: seeds fused into one model (`--fuse`);",
+        "images/s counts every member's images, per member one member's. Newest measurement of each case shown.",
         "",
         "![images per second](throughput.png)",
         "",
@@ -93,7 +96,9 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
             "variant",
             "precision",
             "batch",
+            "K",
             "images/s",
+            "per member",
             "step ms",
             "peak MB",
             "params",
@@ -101,7 +106,7 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
             "TFLOP/s",
             "status",
         ]
-        align = ["l", "l", "r", "r", "r", "r", "r", "r", "r", "l"]
+        align = ["l", "l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"]
         rows = []
         for r in part.to_dict("records"):
             flops = r.get("flops_train") if mode == "train" else r.get("flops_forward")
@@ -111,7 +116,9 @@ def write_bench_report(results_root: Path, out_root: Path) -> Path | None:
                     f"`{r['slug']}`",
                     str(r["precision"]),
                     str(r["batch_size"]),
+                    str(r["fuse"]),
                     _fmt(r.get("images_per_s")),
+                    _fmt(r.get("member_images_per_s")),
                     _fmt(r.get("step_time_ms"), 2),
                     _fmt(r.get("peak_memory_mb")),
                     _fmt(r.get("params")),

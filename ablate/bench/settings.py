@@ -40,6 +40,9 @@ class BenchSettings:
     num_classes: int = 10
     # Optimizer of the train step (fused, as in training).
     optimizer: str = "sgd"
+    # Seeds trained as one fused model (ablate.models.fused): each K is a separate case, timed
+    # as K models of the variant, each on its own batch of ``batch_size`` images.
+    fuse: tuple[int, ...] = (1,)
 
     def __post_init__(self) -> None:
         problems = []
@@ -53,6 +56,8 @@ class BenchSettings:
             problems.append(f"mode {bad[0] if bad else '(none)'!r} is not one of {' | '.join(MODES)}")
         if self.compile not in ("off", "default", "max-autotune"):
             problems.append(f"compile {self.compile!r} is not one of off | default | max-autotune")
+        if not self.fuse or any(k < 1 for k in self.fuse):
+            problems.append(f"fuse: seeds per fused model must be integers >= 1, got {list(self.fuse)}")
         if self.warmup < 0 or self.steps < 1 or self.repeats < 1:
             problems.append("warmup must be >= 0, steps and repeats >= 1")
         if problems:

@@ -19,7 +19,7 @@ from ablate.runtime.provenance import environment
 from ablate.store.folder import write_json_atomic
 
 # What makes two rows measurements of the same case (the newer one wins in load_bench).
-KEY = ("slug", "device_name", "mode", "precision", "batch_size", "channels_last", "compile")
+KEY = ("slug", "device_name", "mode", "precision", "batch_size", "fuse", "channels_last", "compile")
 
 
 def bench_dir(results_root: str | Path) -> Path:
@@ -79,5 +79,10 @@ def load_bench(results_root: str | Path) -> Any:
     frame = pd.DataFrame(records)
     if frame.empty:
         return frame
+    # Rows from before ``--fuse`` measured one model: K = 1, one member's images/s = all of them.
+    frame["fuse"] = frame["fuse"].fillna(1).astype(int) if "fuse" in frame else 1
+    if "member_images_per_s" not in frame:
+        frame["member_images_per_s"] = frame["images_per_s"]
+    frame["member_images_per_s"] = frame["member_images_per_s"].fillna(frame["images_per_s"] / frame["fuse"])
     frame = frame.sort_values(["created", "file"], kind="stable")
     return frame.drop_duplicates(subset=[k for k in KEY if k in frame], keep="last").reset_index(drop=True)

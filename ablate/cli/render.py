@@ -135,9 +135,11 @@ def report_table(rep: Any) -> Table:
 
 
 def bench_table(rows: list[dict[str, Any]], device: Any, repeats: int) -> Table:
-    """One row per bench case: speed, step time, memory, FLOPs, or the case's error."""
+    """One row per bench case: speed (all members' images/s and one member's), step time, memory,
+    FLOPs, or the case's error."""
     table = Table(title=f"steady-state speed on {device} (median of {repeats} repeats)")
-    for col in ("variant", "mode", "precision", "batch", "images/s", "step ms", "peak MB", "GFLOP/img", "status"):
+    speed = ("images/s", "per member", "step ms", "peak MB", "GFLOP/img")
+    for col in ("variant", "mode", "precision", "batch", "K", *speed, "status"):
         table.add_column(
             col,
             justify="left" if col in ("variant", "mode", "precision", "status") else "right",
@@ -151,7 +153,9 @@ def bench_table(rows: list[dict[str, Any]], device: Any, repeats: int) -> Table:
             r["mode"],
             r["precision"],
             str(r["batch_size"]),
+            str(r.get("fuse", 1)),
             f"{r['images_per_s']:,.0f}" if ok else "-",
+            f"{r['member_images_per_s']:,.0f}" if ok else "-",
             f"{r['step_time_ms']:.2f}" if ok else "-",
             f"{r['peak_memory_mb']:,.0f}" if ok and r["peak_memory_mb"] is not None else "-",
             f"{flops / 1e9:.3f}" if flops else "-",

@@ -20,6 +20,7 @@ from ablate.cli.run_checks import (
     adaptive_plan,
     check_until_precise,
     choose_executor,
+    fuse_seeds,
     slurm_options,
     workers_option,
 )
@@ -28,6 +29,7 @@ from ablate.cli.run_options import (
     DevicesOption,
     DryRunOption,
     ForceOption,
+    FuseSeedsOption,
     GpusPerTaskOption,
     KeepCheckpointsOption,
     LimitOption,
@@ -74,6 +76,7 @@ def run(
     devices: DevicesOption = None,
     workers_per_device: WorkersPerDeviceOption = 1,
     threads: ThreadsOption = None,
+    fuse_seeds_: FuseSeedsOption = None,
     ray: RayOption = None,
     max_retries: MaxRetriesOption = 2,
     slurm: SlurmOption = False,
@@ -130,6 +133,7 @@ def run(
         else:
             exp, dev = load(file, set_, "cpu" if slurm else device, max_cells)
         workers_option(workers)
+        exp, fuse_note = fuse_seeds(exp, fuse_seeds_, dev, remote=slurm or ray is not None)
         check_until_precise(until_precise)
         adaptive = adaptive_plan(exp, until_precise, pilot, until_decided, looks, max_seeds)
         check_writable(results)
@@ -137,6 +141,8 @@ def run(
     except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
     scan = warn_unreadable(results, exp.name)
+    if fuse_note:
+        console.print(escape(fuse_note), highlight=False)
     if dry_run:
         console.print(cells_table(exp, results, scan))
         return

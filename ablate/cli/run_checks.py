@@ -5,6 +5,7 @@ executor they choose and with what, which adaptive design. A mistake raises
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any, Optional
@@ -13,6 +14,30 @@ import torch
 
 from ablate.cli.options import OptionError
 from ablate.experiment.experiment import Experiment
+
+
+def fuse_seeds(exp: Experiment, option: Optional[str], device: torch.device, remote: bool) -> tuple[Experiment, str]:
+    """``--fuse-seeds K|auto`` (else ``[train] fuse_seeds``) as an integer K in ``exp.train``, and a
+    line saying how ``auto`` chose it ("" when it was not asked). ``auto`` probes ``device``, this
+    machine's: refused for Ray and Slurm, whose workers train elsewhere. K is an execution setting:
+    it changes no cell's run id."""
+    value: Any = exp.train.fuse_seeds if option is None else option
+    if isinstance(value, str) and value != "auto":
+        try:
+            value = int(value)
+        except ValueError:
+            value = 0
+    if value != "auto" and (not isinstance(value, int) or value < 1):
+        raise OptionError(f"--fuse-seeds {option}: give an integer K >= 1, or auto")
+    note = ""
+    if value == "auto":
+        if remote:
+            raise OptionError("--fuse-seeds auto probes this machine's device; with --ray or --slurm give K")
+        from ablate.bench import choose_fuse
+
+        choice = choose_fuse(exp.baseline, exp.train, device, seeds=len(exp.seeds))
+        value, note = choice.k, choice.note
+    return dataclasses.replace(exp, train=dataclasses.replace(exp.train, fuse_seeds=value)), note
 
 
 def check_until_precise(points: Optional[float]) -> None:

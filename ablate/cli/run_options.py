@@ -182,6 +182,19 @@ ThreadsOption = Annotated[
         rich_help_panel=EXECUTORS,
     ),
 ]
+FuseSeedsOption = Annotated[
+    Optional[str],
+    typer.Option(
+        "--fuse-seeds",
+        metavar="K|auto",
+        help=(
+            "Train up to K seeds of a variant as one fused model (each seed as it trains alone; fills a GPU one "
+            "small model leaves idle); auto = K from a short probe of this machine's device. Default: "
+            "[train] fuse_seeds (1)."
+        ),
+        rich_help_panel=EXECUTORS,
+    ),
+]
 RayOption = Annotated[
     Optional[str],
     typer.Option(

@@ -17,6 +17,7 @@ of the gather traffic) and become 3 channels in the normalization, which broadca
 
 from __future__ import annotations
 
+import copy
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -127,13 +128,25 @@ class DeviceBatches:
         # whole split is smaller than a batch.
         self.drop_last = drop_last and self.n >= batch_size
         # (x - mean) / std as one fused multiply-add from uint8: x * scale + shift. Shape 1 x 3 x 1 x 1,
-        # so 1-channel storage broadcasts to 3 channels here.
-        mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1) * 255
-        self.scale = (1 / (torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1) * 255)).to(self.device)
+        # so 1-channel storage broadcasts to 3 channels here. Batches come in torch's default float
+        # dtype: float32, unless a test trains in float64 (set_default_dtype).
+        dtype = torch.get_default_dtype()
+        mean_t = torch.tensor(mean, dtype=dtype).view(1, -1, 1, 1) * 255
+        self.scale = (1 / (torch.tensor(std, dtype=dtype).view(1, -1, 1, 1) * 255)).to(self.device)
         self.shift = (-mean_t.to(self.device)) * self.scale
+        self._seed_streams(seed)
+
+    def _seed_streams(self, seed: int) -> None:
         # Order and augmentation come from private generators: same seed -> same batches.
         self.order_gen = generator(seed)
         self.aug_gen = generator(seed + 1, self.device if self.device.type == "cuda" else "cpu")
+
+    def reseeded(self, seed: int) -> DeviceBatches:
+        """The same split, batches and storage (no second copy on the device), with the order and
+        augmentation of ``seed``: the seeds of a fused group each iterate their own."""
+        other = copy.copy(self)
+        other._seed_streams(seed)
+        return other
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
@@ -197,7 +210,7 @@ class DeviceBatches:
                 x, y = self._from_host(lo, hi, idx)
             if self.augment == "paper":
                 x = augment_paper(x, self.aug_gen)
-            x = torch.addcmul(self.shift, x, self.scale)  # uint8 in, float32 out, one kernel
+            x = torch.addcmul(self.shift, x, self.scale)  # uint8 in, float out, one kernel
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             return x, y

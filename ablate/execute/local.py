@@ -37,7 +37,7 @@ from ablate.execute.runner import (
     record_worker_death,
     running_elsewhere,
     start_sweep,
-    train_claimed,
+    train_claimed_group,
 )
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.runtime.stop_signal import StopOnSignal, watch_parent
@@ -182,14 +182,19 @@ def _worker_main(spec: _WorkerSpec) -> None:
                     break
                 observer.send("start", cell.run_id)
                 try:
-                    record = train_claimed(cell, spec.results, device, datasets, spec.opts, observer, should_stop)
+                    records = train_claimed_group(
+                        cell, spec.cells, spec.results, device, datasets, spec.opts, observer, should_stop
+                    )
                 except Interrupted:
                     observer.send("interrupted", cell.run_id)
                     break
                 except Exception as e:  # noqa: BLE001 - e.g. a data error: tell the parent, in one line
                     observer.send("error", cell.run_id, f"{type(e).__name__}: {e}".splitlines()[0])
                     break
-                observer.send("end", cell.run_id, record is not None)
+                for record in records:  # with fuse_seeds, the other members of its group too
+                    observer.send("end", record["run_id"], True)
+                if not records:
+                    observer.send("end", cell.run_id, False)
         except KeyboardInterrupt:  # the parent said "now": the claim is released, the last checkpoint kept
             observer.send("interrupted", None)
         if parent_gone():  # nobody reads the queue: do not wait at exit to flush it

@@ -142,10 +142,12 @@ _DATASETS: Datasets | None = None  # per Ray worker process, reused by the tasks
 
 
 def _cell_task(
-    cell: Cell, results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
+    cell: Cell, pool: list[Cell], results: str, opts: WorkOptions, plugins: list[str], plugin_dir: str, wait_s: float
 ) -> dict[str, Any]:
-    """One cell on a Ray worker: claim, train (resume), write, release. ``wait_s``: how long to
-    wait for a claim whose owner may be dead on another node (its heartbeat has to expire)."""
+    """One cell on a Ray worker (with ``fuse_seeds``, the cells of ``pool`` that it can fuse with
+    too): claim, train (resume), write, release. ``wait_s``: how long to wait for a claim whose
+    owner may be dead on another node (its heartbeat has to expire). ``members``: the run ids
+    trained."""
     global _DATASETS
     import ray
     import torch
@@ -162,9 +164,9 @@ def _cell_task(
     deadline = time.monotonic() + wait_s
     opts = dataclasses.replace(opts, worker=f"ray {socket.gethostname()} {device}")
     while True:
-        record = runner.train_claimed(cell, results, device, _DATASETS, opts)
-        if record is not None:
-            return {"status": record["status"], "trained": True}
+        records = runner.train_claimed_group(cell, pool, results, device, _DATASETS, opts)
+        if records:
+            return {"status": records[0]["status"], "trained": True, "members": [r["run_id"] for r in records]}
         if runner.is_finished(results, cell):
             return {"status": "done", "trained": False}
         claim = read_claim(claim_path(results, cell.experiment, cell.run_id))
@@ -220,7 +222,8 @@ def run_ray(
     # A retried task may find the claim of its killed predecessor: on another node that claim
     # only expires after the heartbeat timeout, so tasks wait that long for it.
     wait_s = STALE_AFTER_S + 2 * HEARTBEAT_S
-    queue, pending = list(todo), {}
+    # One task per group of seeds a worker would fuse (one cell each without fuse_seeds).
+    queue, pending = runner.fusion_groups(todo), {}
     try:
         while queue or pending:
             if should_stop():
@@ -228,12 +231,13 @@ def run_ray(
                 summary.interrupted = True
                 return summary
             while queue and len(pending) < in_flight:
-                cell = queue.pop(0)
-                ref = task.remote(cell, str(results), opts, list(options.plugins), os.getcwd(), wait_s)
-                pending[ref] = cell
+                group = queue.pop(0)
+                ref = task.remote(group[0], group, str(results), opts, list(options.plugins), os.getcwd(), wait_s)
+                pending[ref] = group
             ready, _ = ray.wait(list(pending), num_returns=1, timeout=1.0)
             for ref in ready:
-                cell = pending.pop(ref)
+                group = pending.pop(ref)
+                cell = group[0]
                 try:
                     outcome = ray.get(ref)
                 except ray.exceptions.RayTaskError as e:  # the task raised: an error, not a dead worker
@@ -242,6 +246,13 @@ def run_ray(
                 except Exception as e:  # noqa: BLE001 - its workers died more than --max-retries times
                     outcome = {"status": "died", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
                 _collect(outcome, cell, results, summary, observer, len(todo), options.max_retries)
+                members = set(outcome.get("members", []))
+                for other in group[1:]:
+                    if other.run_id in members:
+                        _collect({"trained": True}, other, results, summary, observer, len(todo), options.max_retries)
+                rest = [c for c in group[1:] if c.run_id not in members and not runner.is_finished(results, c)]
+                if rest:  # members the task could not claim: a group of their own (smaller each time)
+                    queue.append(rest)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)
@@ -250,7 +261,7 @@ def run_ray(
     return summary
 
 
-def _cancel(ray: Any, pending: dict[Any, Cell], wait_s: float = 20.0) -> None:
+def _cancel(ray: Any, pending: dict[Any, list[Cell]], wait_s: float = 20.0) -> None:
     """Cancel the tasks in flight and give them ``wait_s`` to leave (a cancelled task raises
     KeyboardInterrupt in its cell, which releases the claim), so that the driver does not exit
     while they still hold claims."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -45,7 +45,7 @@ from ablate.store.folder import (
 )
 from ablate.store.leftovers import clean_leftovers
 from ablate.store.record import FINISHED, RunRecord, failed_record, identity_of, with_parts
-from ablate.train.loop import CellOutOfMemory, Interrupted, train_cell
+from ablate.train.loop import CellOutOfMemory, Interrupted, train_group
 from ablate.train.resume import CellHooks
 
 
@@ -120,20 +120,28 @@ def run_cell(cell: Cell, device: torch.device, train: Callable[[], RunRecord]) -
     :class:`~ablate.train.loop.Interrupted`, still propagates); the record gets the run's environment.
 
     It takes the training as a call so that what a training needs is said once, by ``train_cell``."""
+    return run_group([cell], device, lambda: [train()])[0]
+
+
+def run_group(cells: Sequence[Cell], device: torch.device, train: Callable[[], list[RunRecord]]) -> list[RunRecord]:
+    """:func:`run_cell` for a fused group: ``train`` returns the records of ``cells`` in order; a
+    failure becomes a ``failed`` record for each (a group fails as one model), each record gets
+    the run's environment."""
     started = now()
     try:
-        record = train()
+        records = train()
     except (KeyboardInterrupt, SystemExit, Interrupted):
         raise
     except CellOutOfMemory as e:
-        record = failed_record(identity_of(cell), str(e))
+        records = [failed_record(identity_of(cell), str(e)) for cell in cells]
         _free(device)
     except Exception as e:  # noqa: BLE001 - one bad cell must not end the sweep
         if isinstance(e, torch.OutOfMemoryError):
             e = CellOutOfMemory(f"out of memory on {device} (outside the training loop)")
-        record = failed_record(identity_of(cell), e)
+        records = [failed_record(identity_of(cell), e) for cell in cells]
         _free(device)
-    return with_parts(record, env={**environment(device), "started": started, "finished": now()})
+    env = {**environment(device), "started": started, "finished": now()}
+    return [with_parts(record, env=env) for record in records]
 
 
 def _free(device: torch.device) -> None:
@@ -154,64 +162,147 @@ def train_claimed(
     release the claim. Returns the record, or None when the cell is finished already or a live
     claim of another worker holds it. Raises :class:`~ablate.train.loop.Interrupted` when
     ``should_stop`` asks to stop mid-cell (its checkpoint is saved, its claim released)."""
+    records = train_claimed_group(cell, (), results, device, data, opts, observer, should_stop)
+    return records[0] if records else None
+
+
+def fusable_with(cell: Cell, pool: Sequence[Cell]) -> list[Cell]:
+    """``cell`` and, after it, the cells of ``pool`` (in their order) that differ from it only in
+    the seed: the cells a worker may train fused with it."""
+    key = (cell.experiment, cell.variant, cell.data, cell.train)
+    seen, out = {cell.run_id}, [cell]
+    for c in pool:
+        if c.run_id not in seen and (c.experiment, c.variant, c.data, c.train) == key:
+            seen.add(c.run_id)
+            out.append(c)
+    return out
+
+
+def _fuse_k(cell: Cell) -> int:
+    """Seeds to fuse with ``cell``: its ``[train] fuse_seeds`` (``auto`` is resolved by the command
+    line, which probes the device; left unresolved, as by a library caller, it trains alone)."""
+    return cell.train.fuse_seeds if isinstance(cell.train.fuse_seeds, int) else 1
+
+
+def fusion_groups(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """``cells`` cut into the groups a worker would train fused (each cell's ``[train] fuse_seeds``
+    K): runs of up to K cells that differ only in the seed, in the order of their first cell."""
+    groups: list[list[Cell]] = []
+    placed: set[str] = set()
+    for cell in cells:
+        if cell.run_id in placed:
+            continue
+        k = _fuse_k(cell)
+        group = fusable_with(cell, [c for c in cells if c.run_id not in placed] if k > 1 else ())[:k]
+        placed.update(c.run_id for c in group)
+        groups.append(group)
+    return groups
+
+
+def train_claimed_group(
+    cell: Cell,
+    pool: Sequence[Cell],
+    results: str | Path,
+    device: torch.device,
+    data: _Data,
+    opts: WorkOptions | None = None,
+    observer: RunObserver | None = None,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> list[RunRecord]:
+    """Claim ``cell`` and, with ``[train] fuse_seeds`` K > 1, up to K - 1 more unfinished cells of
+    ``pool`` that differ from it only in the seed (:func:`fusable_with`; never one a live claim of
+    another worker holds), train them as one fused model (:func:`~ablate.train.loop.train_group`:
+    each member resumes its own checkpoint), write each member's run file as soon as it is final,
+    and release each claim. Returns the records written, ``cell``'s first; empty when ``cell`` is
+    finished already or held elsewhere. Raises :class:`~ablate.train.loop.Interrupted` when
+    ``should_stop`` asks to stop mid-training (every member's checkpoint saved, claims released)."""
     observer, opts = observer or RunObserver(), opts or WorkOptions()
+    k = _fuse_k(cell)
+    held: list[tuple[Cell, HeldClaim]] = []
+    try:
+        for candidate in fusable_with(cell, pool if k > 1 else ()):
+            if len(held) == k:
+                break
+            claim = _claim(candidate, results, opts, observer)
+            if claim is not None:
+                held.append((candidate, claim))
+            elif candidate is cell:
+                return []
+        if not held:
+            return []
+        return _train_held(held, results, device, data, opts, observer, should_stop)
+    finally:
+        for _, claim in held:
+            claim.release()
+
+
+def _claim(cell: Cell, results: str | Path, opts: WorkOptions, observer: RunObserver) -> HeldClaim | None:
+    """Claim ``cell`` for training: its claim, or None when it is finished or held elsewhere. A
+    damaged run file is set aside and a take-over is logged; the ``start`` event is written."""
     if _done(results, cell, opts):
         return None
     held = HeldClaim(results, cell.experiment, cell.run_id, opts.worker)
     if not held.acquire():
         return None
-    try:
-        if _done(results, cell, opts):  # finished while we were claiming
-            return None
-        path = run_path(results, cell.experiment, cell.run_id)
-        if path.exists() and check_run_file(path)[0] is None:
-            moved = set_aside(path)  # never overwrite evidence of what went wrong
-            observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
-        if held.took_over is not None:
-            old = held.took_over
-            append_event(
-                results,
-                cell.experiment,
-                "take-over",
-                cell.run_id,
-                previous={"host": old.host, "pid": old.pid, "worker": old.worker},
-            )
-        ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
-        append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
-        hooks = CellHooks(
-            checkpoint=ckpt,
-            checkpoint_every_s=cell.train.checkpoint_minutes * 60,
-            should_stop=lambda: should_stop() or held.lost,
-            # A trainer that lost its claim must not save over the checkpoint its successor uses.
-            may_save=lambda: not held.lost and held.held(),
-            on_warning=observer.on_warning,
-            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+    if _done(results, cell, opts):  # finished while we were claiming
+        held.release()
+        return None
+    path = run_path(results, cell.experiment, cell.run_id)
+    if path.exists() and check_run_file(path)[0] is None:
+        moved = set_aside(path)  # never overwrite evidence of what went wrong
+        observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
+    if held.took_over is not None:
+        old = held.took_over
+        append_event(
+            results,
+            cell.experiment,
+            "take-over",
+            cell.run_id,
+            previous={"host": old.host, "pid": old.pid, "worker": old.worker},
+        )
+    ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
+    append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
+    return held
+
+
+def _train_held(
+    held: list[tuple[Cell, HeldClaim]],
+    results: str | Path,
+    device: torch.device,
+    data: _Data,
+    opts: WorkOptions,
+    observer: RunObserver,
+    should_stop: Callable[[], bool],
+) -> list[RunRecord]:
+    """Train the claimed cells (one, or a fused group) and write each one's run file as it is final."""
+    cells = [c for c, _ in held]
+    claims = {c.run_id: h for c, h in held}
+    handled: set[str] = set()  # members whose final record came (stored, or left to a new owner)
+    written: dict[str, RunRecord] = {}  # the run files this worker wrote
+    started = now()
+
+    def left_to_new_owner(cell: Cell) -> None:
+        append_event(results, cell.experiment, "lost-claim", cell.run_id)
+        observer.on_warning(
+            f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
         )
 
-        def left_to_new_owner() -> None:
-            append_event(results, cell.experiment, "lost-claim", cell.run_id)
-            observer.on_warning(
-                f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
-            )
-
-        try:
-            splits = data(cell)  # outside run_cell: data that cannot be loaded stops the sweep, it is no failed run
-            record = run_cell(cell, device, lambda: train_cell(cell, splits, device, observer, hooks))
-        except Interrupted:
-            if held.lost or not held.held():  # another worker owns it now: leave the cell to it
-                left_to_new_owner()
-                return None
-            append_event(results, cell.experiment, "interrupted", cell.run_id)
-            raise
+    def finish(cell: Cell, record: RunRecord) -> None:
+        """Store one member's final record (at once: a member that diverged need not wait for the rest)."""
+        if cell.run_id in handled:
+            return
+        claim = claims[cell.run_id]
+        handled.add(cell.run_id)
         # The heartbeat only notices a lost claim every few seconds, and a process paused during
         # the last epoch wakes up here: ask the claim file itself before writing anything.
-        if not held.held():
-            left_to_new_owner()
-            return None
+        if not claim.held():
+            left_to_new_owner(cell)
+            return
         # kept_checkpoint: whether the checkpoint left beside a finished run is wanted
         # (--keep-checkpoints), so that a clean-up removes only leftovers.
         record = with_parts(
             record,
+            env=record.get("env") or {**environment(device), "started": started, "finished": now()},
             worker={
                 "label": opts.worker,
                 "host": socket.gethostname(),
@@ -219,6 +310,7 @@ def train_claimed(
                 "kept_checkpoint": opts.keep_checkpoints,
             },
         )
+        written[cell.run_id] = record
         write_run(results, record)
         append_event(
             results,
@@ -229,11 +321,41 @@ def train_claimed(
             resumed=len(record.get("resumed", [])),
         )
         # Paused between the run file and here? Then the checkpoint may be the new owner's.
-        if record["status"] in FINISHED and not opts.keep_checkpoints and held.held():
-            checkpoint.remove(ckpt)
-        return record
-    finally:
-        held.release()
+        if record["status"] in FINISHED and not opts.keep_checkpoints and claim.held():
+            checkpoint.remove(checkpoint_path(results, cell.experiment, cell.run_id))
+        claim.release()
+
+    def hooks_of(cell: Cell) -> CellHooks:
+        claim = claims[cell.run_id]
+        return CellHooks(
+            checkpoint=checkpoint_path(results, cell.experiment, cell.run_id),
+            checkpoint_every_s=cell.train.checkpoint_minutes * 60,
+            should_stop=lambda: should_stop() or claim.lost,
+            # A trainer that lost its claim must not save over the checkpoint its successor uses.
+            may_save=lambda: not claim.lost and claim.held(),
+            on_warning=observer.on_warning,
+            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+            on_finish=lambda record: finish(cell, record),
+        )
+
+    splits = [data(c) for c in cells]  # outside run_group: data that cannot be loaded stops the sweep
+    try:
+        hooks = [hooks_of(c) for c in cells]
+        records = run_group(cells, device, lambda: train_group(cells, splits, device, observer, hooks))
+    except Interrupted:
+        unfinished = [c for c in cells if c.run_id not in handled]
+        lost = [c for c in unfinished if claims[c.run_id].lost or not claims[c.run_id].held()]
+        for cell in lost:  # another worker owns it now: leave the cell to it
+            left_to_new_owner(cell)
+        rest = [c for c in unfinished if c not in lost]
+        if not rest or not should_stop():  # (a member's lost claim stopped the group: the rest resume later)
+            return [written[c.run_id] for c in cells if c.run_id in written]
+        for cell in rest:
+            append_event(results, cell.experiment, "interrupted", cell.run_id)
+        raise
+    for cell, record in zip(cells, records):
+        finish(cell, record)  # failed records, and any a training did not hand over
+    return [written[c.run_id] for c in cells if c.run_id in written]
 
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
@@ -302,19 +424,23 @@ def run_in_process(
     todo, summary = start_sweep(exp, results, options, observer)
     data = Datasets(observer, options.use_cache)
     opts = options.work(started, worker=f"{device} (in-process)")
+    by_id = {c.run_id: c for c in todo}
+    trained: set[str] = set()
     for cell in todo:
+        if cell.run_id in trained:  # trained fused with an earlier cell of its variant
+            continue
         observer.on_cell_start(0, len(todo), cell)
         try:
-            record = train_claimed(cell, results, device, data, opts, observer, should_stop)
+            records = train_claimed_group(cell, todo, results, device, data, opts, observer, should_stop)
         except Interrupted:
             summary.interrupted = True
             return summary
-        if record is None:
-            if not is_finished(results, cell):
-                summary.busy.append(cell)
-            continue
-        summary.records.append(record)
-        observer.on_cell_end(0, len(todo), cell, record)
+        if not records and not is_finished(results, cell):
+            summary.busy.append(cell)
+        for record in records:
+            trained.add(record["run_id"])
+            summary.records.append(record)
+            observer.on_cell_end(0, len(todo), by_id[record["run_id"]], record)
     return summary
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ablate.models.dropout import SeededDropout
 from ablate.registry import ACTIVATIONS, ARCHS, INITS, NORMS, POOLINGS, register_arch, register_init
 from ablate.variant import Variant
 
@@ -104,7 +105,7 @@ class AlexNet(nn.Module):
         self.flatten = nn.Flatten(1)
 
         # Dropout before the last two FC layers, as in the seed network.
-        drop = (lambda: nn.Dropout(variant.dropout_p)) if variant.dropout else nn.Identity
+        drop = (lambda: SeededDropout(variant.dropout_p)) if variant.dropout else nn.Identity
         self.classifier = nn.Sequential(
             OrderedDict(
                 fc1=nn.Linear(c5 * spec.final_size**2, spec.fc_width),

@@ -58,8 +58,10 @@ def _band(
         return ((offset >= -before) & (offset <= after)).to(dtype) * scale
 
 
-def _window_sum(t: torch.Tensor, before: int, after: int, scale: float = 1.0) -> torch.Tensor:
-    """``scale * sum(t[c - before .. c + after])`` along dim 1, zero padded, in t's memory layout.
+def _window_sum(t: torch.Tensor, before: int, after: int, scale: float = 1.0, groups: int = 1) -> torch.Tensor:
+    """``scale * sum(t[c - before .. c + after])`` along dim 1, zero padded, in t's memory layout;
+    with ``groups`` > 1 the channels are that many equal blocks (the members of a fused model,
+    :mod:`ablate.models.fused`) and no window reaches across a block's edge.
 
     As one matrix product with a banded C x C matrix: a single pass over memory through BLAS,
     3-5x faster than summing shifted copies (5 passes) on the 2-core CPU with both threads,
@@ -67,13 +69,13 @@ def _window_sum(t: torch.Tensor, before: int, after: int, scale: float = 1.0) ->
     dimension, so ``t`` is an (N*H*W) x C matrix as it lies; in contiguous NCHW it is a batch
     of C x (H*W) matrices.
     """
-    channels = t.shape[1]
+    channels = t.shape[1] // groups
     band = _band(channels, before, after, scale, t.dtype, t.device)
     last = t.movedim(1, -1)
-    if last.is_contiguous():  # channels innermost in memory (channels_last)
+    if last.is_contiguous():  # channels innermost in memory (channels_last); a block is a row
         return (last.reshape(-1, channels) @ band).view(last.shape).movedim(-1, 1)
-    t = t.contiguous()
-    return torch.matmul(band.T, t.reshape(t.shape[0], channels, -1)).view(t.shape)
+    t = t.contiguous()  # NCHW: image n's block g is matrix n * groups + g
+    return torch.matmul(band.T, t.reshape(t.shape[0] * groups, channels, -1)).view(t.shape)
 
 
 def _pads(size: int) -> tuple[int, int]:
@@ -94,38 +96,41 @@ class _LRNFunction(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+    def forward(
+        ctx: Any, x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int = 1
+    ) -> torch.Tensor:
         before, after = _pads(size)
         xf = _upcast(x)
         sq = xf * xf
-        d = _window_sum(sq, before, after, scale=alpha).add_(k)
+        d = _window_sum(sq, before, after, scale=alpha, groups=groups).add_(k)
         inv = torch.log(d).mul_(-beta).exp_()  # d ** -beta
         ctx.save_for_backward(x, d, inv)
-        ctx.lrn = (before, after, alpha, beta)
+        ctx.lrn = (before, after, alpha, beta, groups)
         if xf is x:  # fp32: x^2 is dead, its buffer takes the output
             return torch.mul(x, inv, out=sq)
         return (xf * inv).to(x.dtype)
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, None, None, None, None, None]:
         x, d, inv = ctx.saved_tensors
-        before, after, alpha, beta = ctx.lrn
+        before, after, alpha, beta, groups = ctx.lrn
         xf = _upcast(x)
         g = _upcast(grad) * inv  # g * d^-beta: the direct term, reused below
         t = (g * xf).div_(d)  # g * a * d^(-beta-1)
         # c' is in window(j) iff j is in the mirrored window of c: swap before and after.
-        w = _window_sum(t, after, before)
-        return g.addcmul_(xf, w, value=-2.0 * alpha * beta).to(x.dtype), None, None, None, None
+        w = _window_sum(t, after, before, groups=groups)
+        return g.addcmul_(xf, w, value=-2.0 * alpha * beta).to(x.dtype), None, None, None, None, None
 
 
-def _lrn_math(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
-    """The formula in differentiable pointwise ops; what torch.compile fuses (fwd and bwd)."""
+def _lrn_math(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int = 1) -> torch.Tensor:
+    """The formula in differentiable pointwise ops; what torch.compile fuses (fwd and bwd). With
+    ``groups``, the channel blocks are a dimension of their own (a view), padded one by one."""
     before, after = _pads(size)
-    xf = _upcast(x)
-    channels = x.shape[1]
+    xf = _upcast(x).unflatten(1, (groups, -1))
+    channels = xf.shape[2]
     padded = torch.nn.functional.pad(xf * xf, (0, 0) * (x.dim() - 2) + (before, after))
-    s = sum(padded.narrow(1, i, channels) for i in range(size))
-    return (xf * (k + alpha * s).pow(-beta)).to(x.dtype)
+    s = sum(padded.narrow(2, i, channels) for i in range(size))
+    return (xf * (k + alpha * s).pow(-beta)).flatten(1, 2).to(x.dtype)
 
 
 _compiled: Callable[..., torch.Tensor] | None = None
@@ -133,13 +138,13 @@ _compile_failed: str | None = None
 _verified: set[tuple[str, torch.dtype]] = set()
 
 
-def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> None:
+def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> None:
     """Compile forward and backward on a small slice of ``x`` and compare with the eager
     function; raises if either fails or disagrees. Run once per (device type, dtype), so that a
     broken compiler stack shows up here, not as a crash (or wrong numbers) mid-training."""
     assert _compiled is not None
     small = x.detach()[:2]
-    for dim in range(2, small.dim()):
+    for dim in range(2, small.dim()):  # (not the channels: their blocks stay whole)
         small = small.narrow(dim, 0, min(5, small.shape[dim]))
     layout = (
         torch.channels_last
@@ -152,7 +157,7 @@ def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: fl
         outs = []
         for fn in (_compiled, _LRNFunction.apply):
             inp = base.clone().requires_grad_(True)
-            y = fn(inp, size, alpha, beta, k)
+            y = fn(inp, size, alpha, beta, k, groups)
             y.backward(grad)
             outs.append((y.detach().float(), inp.grad.float()))
     tol = 1e-4 if x.dtype == torch.float32 else 2e-2
@@ -161,7 +166,7 @@ def _check_compiled(x: torch.Tensor, size: int, alpha: float, beta: float, k: fl
             raise RuntimeError(f"compiled LRN disagrees with the eager one by {(got - want).abs().max().item():.3g}")
 
 
-def _compiled_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float) -> torch.Tensor:
+def _compiled_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: float, groups: int) -> torch.Tensor:
     """``_lrn_math`` under torch.compile (built and checked on first use); falls back to the
     eager function for good if compiling or the check fails, with one warning naming the reason."""
     global _compiled, _compile_failed
@@ -173,15 +178,15 @@ def _compiled_lrn(x: torch.Tensor, size: int, alpha: float, beta: float, k: floa
                 _compiled = torch.compile(_lrn_math, fullgraph=True)
             key = (x.device.type, x.dtype)
             if key not in _verified:
-                _check_compiled(x, size, alpha, beta, k)
+                _check_compiled(x, size, alpha, beta, k, groups)
                 _verified.add(key)
-            return _compiled(x, size, alpha, beta, k)
+            return _compiled(x, size, alpha, beta, k, groups)
         except Exception as e:  # noqa: BLE001 - any compiler failure: keep training, slower
             _compile_failed = f"{type(e).__name__}: {e}".splitlines()[0]
             warnings.warn(
                 f"compiled LRN unavailable, using the eager one: {_compile_failed}", RuntimeWarning, stacklevel=3
             )
-    return _LRNFunction.apply(x, size, alpha, beta, k)
+    return _LRNFunction.apply(x, size, alpha, beta, k, groups)
 
 
 def resolve_impl(impl: str, x: torch.Tensor) -> str:
@@ -205,23 +210,35 @@ def _has_triton() -> bool:
 
 
 def local_response_norm(
-    x: torch.Tensor, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, impl: str = "auto"
+    x: torch.Tensor,
+    size: int = 5,
+    alpha: float = 1e-4,
+    beta: float = 0.75,
+    k: float = 2.0,
+    impl: str = "auto",
+    groups: int = 1,
 ) -> torch.Tensor:
     """LRN across channels (dim 1) of an N x C x ... tensor, with the paper's ``alpha`` (not
-    divided by ``size``). ``impl``: auto | eager | compiled | torch (``F.local_response_norm``)."""
+    divided by ``size``). ``impl``: auto | eager | compiled | torch (``F.local_response_norm``).
+    ``groups``: the channels are that many equal blocks, each normalized on its own (the members
+    of a fused model)."""
     if x.dim() < 3:
         raise ValueError(f"LRN expects N x C x ... input (3 or more dims), got shape {tuple(x.shape)}")
     if size < 1:
         raise ValueError(f"LRN size must be >= 1, got {size}")
+    if groups < 1 or x.shape[1] % groups:
+        raise ValueError(f"LRN groups must divide the {x.shape[1]} channels, got {groups}")
     if torch.compiler.is_compiling():
         # Inside a torch.compile'd model: let the outer compilation fuse the plain maths.
-        return _lrn_math(x, size, alpha, beta, k)
+        return _lrn_math(x, size, alpha, beta, k, groups)
     chosen = resolve_impl(impl, x)
     if chosen == "torch":
-        return torch.nn.functional.local_response_norm(x, size, alpha=alpha * size, beta=beta, k=k)
+        blocks = x.unflatten(1, (groups, -1)).flatten(0, 1)  # one image per block (a copy in NHWC)
+        out = torch.nn.functional.local_response_norm(blocks, size, alpha=alpha * size, beta=beta, k=k)
+        return out.unflatten(0, (x.shape[0], groups)).flatten(1, 2)
     if chosen == "compiled":
-        return _compiled_lrn(x, size, alpha, beta, k)
-    return _LRNFunction.apply(x, size, alpha, beta, k)
+        return _compiled_lrn(x, size, alpha, beta, k, groups)
+    return _LRNFunction.apply(x, size, alpha, beta, k, groups)
 
 
 def lrn_reference(
@@ -246,18 +263,26 @@ class LocalResponseNorm(nn.Module):
     channels centred on ``c``. Note: ``torch.nn.LocalResponseNorm`` divides alpha by ``size``; here
     alpha is the paper's (1e-4), so the torch module needs ``alpha=size * 1e-4`` to agree.
     ``impl`` picks the kernel (see :func:`local_response_norm`); all give the same numbers.
+    ``groups`` > 1 normalizes that many channel blocks each on its own (a fused model's members).
     """
 
     def __init__(
-        self, size: int = 5, alpha: float = 1e-4, beta: float = 0.75, k: float = 2.0, impl: str = "auto"
+        self,
+        size: int = 5,
+        alpha: float = 1e-4,
+        beta: float = 0.75,
+        k: float = 2.0,
+        impl: str = "auto",
+        groups: int = 1,
     ) -> None:
         super().__init__()
         if impl not in IMPLEMENTATIONS:
             raise ValueError(f"unknown LRN implementation {impl!r}; allowed: {', '.join(IMPLEMENTATIONS)}")
-        self.size, self.alpha, self.beta, self.k, self.impl = size, alpha, beta, k, impl
+        self.size, self.alpha, self.beta, self.k, self.impl, self.groups = size, alpha, beta, k, impl, groups
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.impl)
+        return local_response_norm(x, self.size, self.alpha, self.beta, self.k, self.impl, self.groups)
 
     def extra_repr(self) -> str:
-        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, impl={self.impl}"
+        groups = f", groups={self.groups}" if self.groups != 1 else ""
+        return f"size={self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}, impl={self.impl}{groups}"

@@ -34,8 +34,16 @@ def generator(seed: int, device: str | torch.device = "cpu") -> torch.Generator:
     return g
 
 
-def named_generator(name: str) -> torch.Generator:
-    """A CPU generator seeded from a string (e.g. ``"ablate/shapes/0/train"``), so that streams
+def named_generator(name: str, device: str | torch.device = "cpu") -> torch.Generator:
+    """A generator seeded from a string (e.g. ``"ablate/shapes/0/train"``), so that streams
     named differently (train vs val split, generation vs subsetting) are independent draws."""
     digest = hashlib.sha256(name.encode()).digest()
-    return generator(int.from_bytes(digest[:8], "little"))
+    return generator(int.from_bytes(digest[:8], "little"), device)
+
+
+def dropout_generator(seed: int, device: torch.device) -> torch.Generator:
+    """The run's own stream of dropout masks, on ``device`` (a CUDA generator for a CUDA run: no
+    host synchronization). Every run of seed ``seed`` draws the same masks whether it trains alone
+    or fused with other seeds (:mod:`ablate.models.fused`), and never from the global RNG, whose
+    state would depend on what else the process did."""
+    return named_generator(f"ablate/dropout/{seed}", device if device.type == "cuda" else "cpu")

@@ -33,11 +33,14 @@ import torch
 
 from ablate.store.folder import write_atomic
 
-# 3: checked by its zip CRCs. 2 also carried a SHA-256 of its contents, computed on every save
-# (0.1 s for AlexNet-65 with Adam); 1 had no cpu_threads. torch wrote the CRCs of all three, so
-# all three are checked and read (2's SHA-256 is dropped).
-FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+# 4: holds the run's dropout generator (dropout masks no longer come from the global RNG) and,
+# for a member of a fused group, where it was fused (ablate.train.resume). 3: checked by its zip
+# CRCs. 2 also carried a SHA-256 of its contents, computed on every save (0.1 s for AlexNet-65
+# with Adam); 1 had no cpu_threads. torch wrote the CRCs of all of them, so all are checked and
+# read (2's SHA-256 is dropped); training refuses 1-3 for a cell with dropout, whose masks came
+# from the global RNG and cannot be continued.
+FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 
 
 class CheckpointError(ValueError):

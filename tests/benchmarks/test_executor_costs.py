@@ -19,8 +19,9 @@ from ablate.experiment.experiment import parse_experiment
 from ablate.store import checkpoints as checkpoint
 from ablate.store.claims import HeldClaim
 from ablate.store.folder import append_event
+from ablate.train.hooks import CellHooks
 from ablate.train.loop import train_epoch
-from ablate.train.resume import CellHooks, save_checkpoint
+from ablate.train.resume import save_checkpoint
 from ablate.train.setup import prepare
 
 
@@ -61,11 +62,11 @@ def alexnet65_run():
 def test_checkpoint_cost_per_epoch(benchmark, alexnet65_run, tmp_path):
     """One end-of-epoch checkpoint of AlexNet-65 with Adam: weights, two moment buffers, RNGs."""
     cell, _splits, run = alexnet65_run
-    hooks = CellHooks(checkpoint=tmp_path / "c.pt")
+    hooks = run.members[0].hooks = CellHooks(checkpoint=tmp_path / "c.pt")
     sizes: list[int] = []
     hooks.on_checkpoint = lambda saved, why: sizes.append(saved.bytes)
     benchmark.group = "executor bookkeeping"
-    benchmark.pedantic(lambda: save_checkpoint(run, hooks, "epoch", None), rounds=5, warmup_rounds=1, iterations=1)
+    benchmark.pedantic(lambda: save_checkpoint(run, "epoch", None), rounds=5, warmup_rounds=1, iterations=1)
     state = checkpoint.load(tmp_path / "c.pt", cell.run_id, torch.device("cpu"))
     assert state is not None and state["done_steps"] == run.done_steps
     benchmark.extra_info.update(

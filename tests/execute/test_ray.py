@@ -142,3 +142,19 @@ def test_limit_with_ray_local_trains_exactly_that_many_cells(fake_gpu_cluster, c
     assert "Ray tasks (local)" in result.output and "2 left for a later run" in result.output.replace("\n", " ")
     assert len(scan_runs(tmp_path / "res", "cluster").records) == 2
     assert [e["event"] for e in read_events(tmp_path / "res", "cluster")].count("start") == 2
+
+
+def test_ray_trains_the_seeds_of_a_variant_fused_in_one_task(fake_gpu_cluster, cli, tmp_path, monkeypatch):
+    """--fuse-seeds 2: one Ray task per variant trains its two seeds as one fused model."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    result = cli.invoke(app, ["run", "cluster.toml", "--ray", "auto", "--results", "res", "--fuse-seeds", "2"])
+    assert result.exit_code == 0, result.output
+    records = scan_runs(tmp_path / "res", "cluster").records
+    assert len(records) == 4 and {r["status"] for r in records} == {"ok"}
+    groups: dict[str, set[str]] = {}
+    for r in records:
+        assert r["runtime"]["fused"]["k"] == 2
+        groups.setdefault(r["runtime"]["fused"]["group"], set()).add(r["slug"])
+    assert len(groups) == 2 and all(len(slugs) == 1 for slugs in groups.values())
+    assert [e["event"] for e in read_events(tmp_path / "res", "cluster")].count("start") == 4

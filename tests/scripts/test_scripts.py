@@ -157,12 +157,12 @@ def test_gpu_check_is_valid_bash():
 
 @pytest.mark.slow
 def test_gpu_check_cpu_smoke_version(tmp_path):
-    """Stages 1 (environment) and 4 (ablate bench + its report) of the CPU smoke version. Stage 2
-    runs test files of this suite and stage 3 compare_loops.py, both tested above."""
+    """Stages 1 (environment), 4 (ablate bench + its report) and 6 (fused seeds) of the CPU smoke
+    version. Stage 2 runs test files of this suite and stage 3 compare_loops.py, both tested above."""
     env = {
         **os.environ,
         "CUDA_VISIBLE_DEVICES": "",
-        "STAGES": "1 4",
+        "STAGES": "1 4 6",
         "OUT": str(tmp_path / "out"),
         "VIRTUAL_ENV": sys.prefix,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
@@ -175,6 +175,9 @@ def test_gpu_check_cpu_smoke_version(tmp_path):
     assert "overall status 0" in done.stdout
     assert (tmp_path / "out" / "reports" / "bench" / "README.md").is_file()
     assert "== 3." not in done.stdout  # the stage choice is honoured
+    # Stage 6: one table with a row per K, and the K that --fuse-seeds auto takes from it.
+    assert "== 6. fused seeds" in done.stdout
+    assert re.search(r"relu-overlap-none-drop .*fuse_seeds auto: K=[12] on cpu", done.stdout), done.stdout
 
 
 def test_gpu_check_reports_a_spent_budget(tmp_path):

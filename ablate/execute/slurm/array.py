@@ -42,7 +42,7 @@ from typing import Any
 from ablate.data.sweep import Datasets
 from ablate.execute.observer import RunObserver
 from ablate.execute.options import SweepOptions, WorkOptions
-from ablate.execute.runner import RunSummary, start_sweep, train_claimed
+from ablate.execute.runner import RunSummary, start_sweep, train_claimed_group
 from ablate.execute.slurm.cluster import (
     DEFAULT_MAX_TASKS,
     SlurmError,
@@ -184,13 +184,14 @@ class SlurmWorker(Checkpointable):
                     if self._written_this_sweep(cell):  # done (or failed) in this sweep: not again
                         continue
                     try:
-                        record = train_claimed(cell, self.results, device, datasets, opts, should_stop=stop.is_set)
+                        records = train_claimed_group(
+                            cell, self.cells, self.results, device, datasets, opts, should_stop=stop.is_set
+                        )
                     except Interrupted:
                         outcome["interrupted"] = True
                         return
-                    if record is not None:
-                        trained_now += 1
-                        outcome["trained"].append(cell.run_id)
+                    trained_now += len(records)  # with fuse_seeds, the other members of its group too
+                    outcome["trained"] += [r["run_id"] for r in records]
                 if not trained_now:
                     return
         except Exception as e:  # noqa: BLE001 - e.g. a data error: one line in events.jsonl for the driver
