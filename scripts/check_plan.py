@@ -18,8 +18,10 @@ Statistics (``ablate.analysis.planning``, the functions ``ablate plan`` calls):
 Time: for each setup, ``ablate plan`` (its probe on this device) into a fresh results folder, then the
 real ``ablate run`` of the same file and options into another fresh folder, timed from the start
 of the process to its end as a user sees it. Prints a markdown table: setup, predicted and
-measured wall seconds, error (predicted - measured, % of measured) and how long the probe took.
-Timings are only as quiet as the machine: run it when nothing else does.
+measured wall seconds, error (predicted - measured, % of measured), how long the plan and its
+probe took, and the machine's load average while each command ran. Timings are only as quiet as
+the machine: the probe measures at one load, the run takes another time under another; run it
+when nothing else does.
 
 Setups (``--setups``, comma-separated; all by default):
 
@@ -39,6 +41,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import subprocess
 import sys
@@ -153,14 +156,22 @@ def stats_rows() -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def ablate(*args: str) -> tuple[float, subprocess.CompletedProcess]:
+def ablate(*args: str) -> tuple[float, float]:
+    """Run ``python -m ablate ARGS``: (wall seconds, mean 1-minute load average sampled every 5 s)."""
     cmd = [sys.executable, "-m", "ablate", *args]
     started = time.perf_counter()
-    done = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    loads = [os.getloadavg()[0]]
+    while True:
+        try:
+            out, err = proc.communicate(timeout=5)
+            break
+        except subprocess.TimeoutExpired:
+            loads.append(os.getloadavg()[0])
     seconds = time.perf_counter() - started
-    if done.returncode != 0:
-        sys.exit(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout[-2000:]}{done.stderr[-2000:]}")
-    return seconds, done
+    if proc.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{out[-2000:]}{err[-2000:]}")
+    return seconds, sum(loads) / len(loads)
 
 
 def check(name: str, device: str, tmp: Path) -> dict[str, float | str]:
@@ -171,10 +182,10 @@ def check(name: str, device: str, tmp: Path) -> dict[str, float | str]:
         file = tmp / f"{name}.toml"
         file.write_text(source, encoding="utf-8")
     planned, run = tmp / f"{name}-plan", tmp / f"{name}-run"
-    plan_s, _ = ablate("plan", str(file), "--device", device, "--results", str(planned), "--no-bench", *extra)
+    plan_s, plan_load = ablate("plan", str(file), "--device", device, "--results", str(planned), "--no-bench", *extra)
     exp_name = next(p.name for p in planned.iterdir() if (p / "plan.json").exists())
     doc = json.loads((planned / exp_name / "plan.json").read_text(encoding="utf-8"))
-    measured, _ = ablate("run", str(file), "--device", device, "--results", str(run), *extra)
+    measured, run_load = ablate("run", str(file), "--device", device, "--results", str(run), *extra)
     predicted = float(doc["time"]["wall_s"])
     return {
         "setup": name,
@@ -185,6 +196,8 @@ def check(name: str, device: str, tmp: Path) -> dict[str, float | str]:
         "error": 100.0 * (predicted - measured) / measured,
         "plan": plan_s,
         "probe": float(doc["time"]["probe"]["seconds"]),
+        "plan_load": plan_load,
+        "run_load": run_load,
     }
 
 
@@ -212,12 +225,16 @@ def main(argv: list[str] | None = None) -> int:
             rows.append(check(name, args.device, Path(tmp)))
             r = rows[-1]
             print(f"{name}: predicted {r['predicted']:.0f} s, measured {r['measured']:.0f} s", file=sys.stderr)
-    print("| setup | cells | executor | predicted (s) | measured (s) | error | `ablate plan` (s) | probe (s) |")
-    print("|---|---:|---|---:|---:|---:|---:|---:|")
+    print(f"Load: mean 1-minute load average while the command ran, on {os.cpu_count()} cores.\n")
+    print(
+        "| setup | cells | executor | predicted (s) | measured (s) | error | `ablate plan` (s) | probe (s) "
+        "| load: plan | load: run |"
+    )
+    print("|---|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(
             f"| {r['setup']} | {r['cells']} | {r['executor']} | {r['predicted']:.0f} | {r['measured']:.0f} | "
-            f"{r['error']:+.0f}% | {r['plan']:.0f} | {r['probe']:.0f} |"
+            f"{r['error']:+.0f}% | {r['plan']:.0f} | {r['probe']:.0f} | {r['plan_load']:.1f} | {r['run_load']:.1f} |"
         )
     return 0
 

@@ -24,12 +24,14 @@ single-axis change of it, and the others' costs are the baseline's plus each axi
 batch sizes on this device (:func:`probe` ``use_bench``); the rest is still measured.
 
 Everything is measured where it runs, so a busy machine gives slower numbers, as it would give a
-slower run. Nothing here prints.
+slower run; the probe records the machine's load average (``load``) and says when it exceeded the
+cores, since a run under another load takes another time. Nothing here prints.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import statistics
 import subprocess
 import sys
@@ -120,6 +122,8 @@ class Probe:
     probed: list[str]  # slugs actually run
     seconds: float  # how long the probe took
     method: str  # one sentence: how the model costs were obtained
+    load: float | None = None  # the 1-minute load average at the end of the probe (None: not known here)
+    cores: int | None = None
     notes: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, Any]:
@@ -157,6 +161,15 @@ def record_seconds(device: torch.device) -> float:
         payload = {"env": env, "steps": [{"step": i, "train_loss": 1.0 / (i + 1)} for i in range(200)]}
         write_json_atomic(Path(tmp) / "run.json", payload)
     return time.perf_counter() - started
+
+
+def machine_load() -> tuple[float | None, int | None]:
+    """The 1-minute load average and the number of cores (None where the system does not say)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        load = None
+    return load, os.cpu_count()
 
 
 def _load(datasets: Datasets, cell: Cell) -> tuple[Any, float]:
@@ -367,6 +380,13 @@ def probe(
         for v in exp.variants():
             cost = measured.get(cost_key(v)) or _additive(exp, measured, v)
             models[v.slug()] = dataclasses.replace(cost, slug=v.slug())
+        load, cores = machine_load()
+        notes = []
+        if load is not None and cores and load > cores:
+            notes.append(
+                f"the machine was busy during the probe (load average {load:.1f} on {cores} cores): times are for "
+                "that load, and scale with it"
+            )
         return Probe(
             device=str(device),
             device_name=device_name(device),
@@ -378,6 +398,9 @@ def probe(
             probed=[v.slug() for v in variants],
             seconds=time.perf_counter() - started,
             method=method,
+            load=load,
+            cores=cores,
+            notes=notes,
         )
     finally:
         torch.set_num_threads(before)

@@ -241,11 +241,12 @@ def _print(exp: Experiment, time: Any, measured: Any, detection: Any, ad: Any) -
         f"evaluated, {first.checkpoints} checkpoint(s)",
         highlight=False,
     )
+    load = f" at load {measured.load:.1f}" if measured.load is not None else ""
     console.print(
         f"[bold]Time[/] ({time.executor}): [bold]{duration(time.wall_s)}[/] wall, {time.device_s / 3600:.2f} "
         f"device-hours ({duration(time.device_s)} of cells); start-up {duration(time.start_s)} "
         f"(process {duration(measured.start_s)}, data). Probe {duration(measured.seconds)} on "
-        f"{escape(measured.device_name)}: {escape(measured.method)}",
+        f"{escape(measured.device_name)}{load}: {escape(measured.method)}",
         highlight=False,
         soft_wrap=True,
     )

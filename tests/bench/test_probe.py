@@ -50,6 +50,8 @@ def test_the_probe_times_each_model_of_the_experiment_on_its_data(tmp_path):
     assert (data.train_images, data.val_images, data.cache) == (64, 32, "none")  # generated: no cache
     assert result.start_s > 0 and result.record_s > 0 and result.device == "cpu"
     assert result.seconds < 60
+    assert result.cores and result.load is not None and result.load >= 0  # Linux says both
+    assert ("busy during the probe" in " ".join(result.notes)) == (result.load > result.cores)
 
 
 def test_a_large_grid_probes_the_baseline_and_single_axis_changes_and_adds_the_rest():

@@ -10,21 +10,9 @@ import pytest
 from ablate.cli import app
 
 from helpers.planted import Outcome, write_planted
+from helpers.sweeps import tiny_sweep
 
-TINY = """
-name = "tiny"
-seeds = [0, 1, 2]
-[axes]
-pooling = ["overlap", "nonoverlap"]
-[data]
-train_size = 64
-val_size = 32
-[train]
-epochs = 1
-batch_size = 16
-optimizer = "adam"
-lr = 3e-4
-"""
+TINY = tiny_sweep("tiny", seeds=(0, 1, 2))  # 2 pooling variants, 64 generated images, 4 Adam steps
 
 
 @pytest.fixture
@@ -78,7 +66,7 @@ def test_a_noise_source_of_another_metric_or_design_is_refused(cli, write_experi
 
 
 def test_plan_then_run_then_report(cli, write_experiment, tmp_path, noise_folder):
-    path = write_experiment(TINY.replace("seeds = [0, 1, 2]", "seeds = [0]"), "tiny.toml")
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
     results = tmp_path / "results"
     planned = cli.invoke(
         app,
@@ -111,7 +99,7 @@ def test_plan_then_run_then_report(cli, write_experiment, tmp_path, noise_folder
 
 
 def test_run_says_when_the_plan_is_for_other_cells(cli, write_experiment, tmp_path):
-    path = write_experiment(TINY.replace("seeds = [0, 1, 2]", "seeds = [0]"), "tiny.toml")
+    path = write_experiment(tiny_sweep("tiny"), "tiny.toml")
     results = tmp_path / "results"
     (results / "tiny").mkdir(parents=True)
     plan = {"kind": "ablate-plan", "experiment": "tiny", "cells": {"fingerprint": "other"}, "time": {"wall_s": 60}}
