@@ -54,6 +54,17 @@ def test_the_probe_times_each_model_of_the_experiment_on_its_data(tmp_path):
     assert ("busy during the probe" in " ".join(result.notes)) == (result.load > result.cores)
 
 
+def test_generated_data_is_sampled_and_its_time_scaled_to_the_full_size():
+    from ablate.bench.probe import SAMPLE_IMAGES, _load_data
+    from ablate.data.sweep import Datasets
+
+    cell = tiny(data={"dataset": "shapes", "train_size": 600, "val_size": 300}).cells()[0]
+    cost, splits = _load_data(cell, Datasets())
+    assert (cost.train_images, cost.val_images, cost.cache) == (600, 300, "generated")
+    assert splits.train_x.shape[0] == SAMPLE_IMAGES and splits.val_x.shape[0] == SAMPLE_IMAGES
+    assert cost.seconds == pytest.approx(cost.first_s * 900 / (2 * SAMPLE_IMAGES))
+
+
 def test_a_large_grid_probes_the_baseline_and_single_axis_changes_and_adds_the_rest():
     exp = tiny(
         axes={
