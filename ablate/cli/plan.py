@@ -250,8 +250,9 @@ def _print(exp: Experiment, time: Any, measured: Any, detection: Any, ad: Any) -
         highlight=False,
         soft_wrap=True,
     )
-    table = Table(show_edge=False, box=None, pad_edge=False)
-    for col in ("variant", "cell s", "build", "train", "eval", "ckpt", "step ms", "from"):
+    # One space between columns and short headers: the longest slug and every column fit 80 characters.
+    table = Table(show_edge=False, box=None, pad_edge=False, padding=(0, 0, 0, 1), caption="seconds per cell; step: ms")
+    for col in ("variant", "cell", "build", "train", "eval", "ckpt", "step", "from"):
         table.add_column(col, justify="left" if col in ("variant", "from") else "right", no_wrap=True)
     for slug, c in time.per_variant.items():
         cost = measured.models[slug]
