@@ -309,7 +309,7 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float 
         ses[estimable] = np.sqrt(np.maximum(variances, 0.0))
         if ssr <= 1e-24 * max(1.0, float(y @ y)):  # an exact fit: no spread, only rounding noise
             ses[estimable] = 0.0
-    df = np.where(estimable, errors.df_without_spread(_quiet_runs(design.cell, y)), resid_df)
+    df = np.where(estimable, errors.df_without_spread(quiet_runs(design.cell, y)), resid_df)
     tested = estimable & (ses > 0)
     t = np.where(tested, estimates / np.where(tested, ses, 1.0), np.nan)
     p = np.where(tested, stats.t_sf_two_sided_array(t, df), np.nan)
@@ -365,7 +365,7 @@ def fit_design(design: GridDesign, y: np.ndarray | None = None, *, alpha: float 
     )
 
 
-def _quiet_runs(cell: np.ndarray | None, y: np.ndarray) -> np.ndarray:
+def quiet_runs(cell: np.ndarray | None, y: np.ndarray) -> np.ndarray:
     """The runs of cells that have two or more runs, all with the same value."""
     if cell is None or cell.size == 0:
         return np.zeros(y.shape, dtype=bool)

@@ -1,6 +1,6 @@
 """The ``ablate`` application: the typer app, its global options (``--version``, ``--plugin``) and its
-commands, one module each in this package (``show``, ``run``, ``report``, ``bench``, ``export``; ``list``
-is here). Errors a user can fix print one line to stderr and exit with code 2, never a traceback."""
+commands, one module each in this package (``show``, ``plan``, ``run``, ``report``, ``bench``, ``export``;
+``list`` is here). Errors a user can fix print one line to stderr and exit with code 2, never a traceback."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import typer
 
 from ablate._version import __version__
 from ablate.cli import bench as bench_command
-from ablate.cli import export, report, run, show
+from ablate.cli import export, plan, report, run, show
 from ablate.cli.console import console, fail
 from ablate.cli.help import HelpGroup
 from ablate.cli.options import PLUGINS
@@ -29,6 +29,7 @@ app = typer.Typer(
 
 
 app.command()(show.show)
+app.command()(plan.plan)
 app.command()(run.run)
 
 

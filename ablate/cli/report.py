@@ -37,6 +37,7 @@ def report(
     from ablate.analysis import ReportError, Targets
     from ablate.bench import BENCH_DIR, write_bench_report
     from ablate.report.build import build_report, check_report_options
+    from ablate.report.planned import plan_section
     from ablate.store.folder import experiments
 
     for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):
@@ -68,6 +69,8 @@ def report(
         console.print(report_table(rep))
         for note in rep.data.notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
+        for line in plan_section(rep.plan)[:1]:
+            console.print(f"  {escape(line.replace('**', '').replace('`', ''))}", highlight=False, soft_wrap=True)
         console.print(f"  report: {escape(str(rep.readme))} ({len(rep.files)} files)", highlight=False)
     from ablate.report.index import write_report_index
 

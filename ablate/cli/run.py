@@ -13,6 +13,7 @@ from rich.progress import Progress
 from ablate.cli.console import announce_stop, console, fail, interrupted, progress_bar, warn_unreadable
 from ablate.cli.load import load, load_for_cuda
 from ablate.cli.options import OptionError, plugin_modules
+from ablate.cli.plan import planned_time_text
 from ablate.cli.progress import RunDisplay, print_outcome
 from ablate.cli.render import cells_table
 from ablate.cli.run_checks import (
@@ -153,7 +154,10 @@ def run(
     executor = EXECUTORS[name]
     note = " with \\[gpu] overrides" if exp.gpu_overrides_applied else ""
     about = f": {escape(exp.description)}" if exp.description else ""
-    console.print(f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}", highlight=False)
+    planned = planned_time_text(results, exp)
+    console.print(
+        f"[bold]{escape(exp.name)}[/]{about} · {escape(executor.describe(where))}{note}{planned}", highlight=False
+    )
 
     show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
 

@@ -41,10 +41,13 @@ from ablate.analysis import (
     summary_frame,
 )
 from ablate.analysis.paper_claims import check_claims, paper_effects
+from ablate.analysis.planning import PlanCheck, achieved_mdd, check_plan
 from ablate.report import effect_plots, plots
 from ablate.report.answer import FOREST, adaptive_section, answer, forest_rows
+from ablate.report.planned import plan_section
 from ablate.report.sections import render_markdown
 from ablate.report.statistics import statistics_sections
+from ablate.store.folder import read_events, read_plan
 
 CSV_FLOAT = "%.10g"
 OWNED_FILES = (
@@ -76,6 +79,7 @@ class Report:
     effects: pd.DataFrame
     claims: pd.DataFrame
     files: list[Path] = field(default_factory=list)
+    plan: PlanCheck | None = None  # plan.json against the runs, when ablate plan wrote one
 
 
 def check_report_options(ci: str, effect_points: float | None) -> None:
@@ -120,6 +124,12 @@ def build_report(
     comparisons = compare_to_baseline(data, metrics, ci=ci, effects=effects, default_effect=default)
     effects = grid_effects(data)
     claims = check_claims(data)
+    planned = read_plan(results, experiment)
+    plan = (
+        check_plan(planned, data, read_events(results, experiment), achieved_mdd(comparisons, effects))
+        if planned
+        else None
+    )
 
     written: list[Path] = []
     tables: dict[str, pd.DataFrame] = {
@@ -158,7 +168,7 @@ def build_report(
         summary,
         figures=drawn,
         tables=list(tables),
-        answer=answer(data, comparisons, effects, forest=FOREST in drawn) + adaptive_section(data),
+        answer=answer(data, comparisons, effects, forest=FOREST in drawn) + adaptive_section(data) + plan_section(plan),
         statistics=statistics_sections(data, comparisons, effects, claims, metrics),
     )
     readme = folder / "README.md"
@@ -169,7 +179,7 @@ def build_report(
     for stale in OWNED_FILES:
         if stale not in names:
             (folder / stale).unlink(missing_ok=True)
-    return Report(data, folder, readme, summary, comparisons, effects, claims, written)
+    return Report(data, folder, readme, summary, comparisons, effects, claims, written, plan)
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

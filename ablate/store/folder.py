@@ -9,6 +9,8 @@ Layout under ``<root>/<experiment>/``:
 - ``checkpoints/<run_id>.pt``: the state of an unfinished cell (:mod:`ablate.store.checkpoints`).
 - ``events.jsonl``: one line per claim, resume, take-over and finish, appended by every worker.
 - ``experiment.json``: the manifest (design, baseline, cells), so analysis never needs the TOML.
+- ``plan.json``: what ``ablate plan`` predicted (time, what the study can detect), for scripts,
+  ``ablate run``'s first line and the report's comparison with what happened.
 
 Files are created with the permissions the umask gives (a results folder shared by a team stays
 readable to it), not the 0600 of a bare temporary file.
@@ -56,6 +58,10 @@ def manifest_path(root: str | Path, experiment: str) -> Path:
     return Path(root) / experiment / "experiment.json"
 
 
+def plan_path(root: str | Path, experiment: str) -> Path:
+    return Path(root) / experiment / "plan.json"
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -96,6 +102,28 @@ def write_manifest(root: str | Path, manifest: dict[str, Any]) -> Path:
     except OSError as e:  # a full disk, a folder in the way: one line for the user
         raise StoreError(f"could not write {path} ({e.strerror or e})") from None
     return path
+
+
+def write_plan(root: str | Path, plan: dict[str, Any]) -> Path:
+    """Store what ``ablate plan`` predicted: ``<root>/<experiment>/plan.json``, replaced atomically."""
+    path = plan_path(root, plan["experiment"])
+    try:
+        write_json_atomic(path, finite(plan))
+    except OSError as e:
+        raise StoreError(f"could not write {path} ({e.strerror or e})") from None
+    return path
+
+
+def read_plan(root: str | Path, experiment: str) -> dict[str, Any] | None:
+    """The experiment's ``plan.json``, or None when there is none or it is not a readable plan."""
+    try:
+        plan = json.loads(plan_path(root, experiment).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return plan if isinstance(plan, dict) and plan.get("kind") == PLAN_KIND else None
+
+
+PLAN_KIND = "ablate-plan"
 
 
 def read_manifest(root: str | Path, experiment: str) -> dict[str, Any] | None:

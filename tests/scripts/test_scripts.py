@@ -151,6 +151,22 @@ def test_simulate_factorial_prints_its_table(monkeypatch, capsys):
     assert "HC2 + Bell–McCaffrey, Holm per family (today)" in printed and "HC3, one Holm family (before)" in printed
 
 
+def test_check_plan_statistics_meet_their_goals(monkeypatch, capsys):
+    """The statistics part of check_plan.py (the time part runs ablate plan and ablate run for
+    minutes: the docs' table is its output, ablate plan itself is tested in tests/cli/test_plan.py)."""
+    assert run_script("check_plan.py", ["--part", "stats"], monkeypatch) == 0
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    checks = {r[0].lstrip("| "): r for r in rows[1:]}  # after the header (the separator starts "|-")
+    assert checks["seeds for 0.3 points at sd 0.4 (paired)"][1] == "16"
+    power = next(r for name, r in checks.items() if name.startswith("power at 16 seeds"))
+    assert abs(float(power[2].split()[0]) - 0.80) <= 0.03
+    mdd = [r for name, r in checks.items() if name.startswith("factorial MDD")]
+    assert len(mdd) == 6 and all(abs(float(r[1]) / float(r[2].split()[0]) - 1) <= 0.10 for r in mdd)
+    (decided,) = [r for name, r in checks.items() if name.startswith("--until-decided")]
+    documented = float(decided[2].split()[0])
+    assert all(abs(float(x) - documented) <= 0.15 for x in decided[1].split(", "))
+
+
 def test_gpu_check_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_check.sh")], check=True)
 
