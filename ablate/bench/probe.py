@@ -58,7 +58,7 @@ from ablate.runtime.device import resolve_precision
 from ablate.runtime.provenance import device_name, environment
 from ablate.store.folder import write_json_atomic
 from ablate.train.loop import evaluate, train_step
-from ablate.train.resume import CellHooks, save_checkpoint
+from ablate.train.resume import save_checkpoint
 from ablate.train.setup import WARMUP_STEPS, prepare
 from ablate.variant import Variant
 
@@ -251,7 +251,8 @@ def _probe_model(
     run = prepare(cell, splits, device)
     sync(device)
     build_s = time.perf_counter() - started
-    batches = _cycle(run.train_batches)
+    member = run.members[0]
+    batches = _cycle(member.train_batches)
 
     def step() -> Any:
         x, y = next(batches)
@@ -271,7 +272,9 @@ def _probe_model(
             k,
             channels_last=cell.train.channels_last,
         )
-        eval_image_s = seconds(lambda: evaluate(run.step_model, sample, run.autocast, splits.num_classes), device) / k
+        # evaluate() reads each member's val_batches: a run whose one member evaluates the sample.
+        sampled = dataclasses.replace(run, members=[dataclasses.replace(member, val_batches=sample)])
+        eval_image_s = seconds(lambda: evaluate(sampled, "val"), device) / k
         per = max(first[-1], 1e-4)
         steps, repeats = _stretches(per, allowance_s - (time.perf_counter() - started))
         step_s = statistics.median(time_steps(step, device, warmup=0, steps=steps, repeats=repeats))
@@ -279,9 +282,9 @@ def _probe_model(
         step_s, eval_image_s = bench_steps
     warmup_extra = max(0.0, sum(first) - WARMUP_STEPS * step_s)
     with tempfile.TemporaryDirectory(prefix="ablate-probe-") as tmp:
-        hooks = CellHooks(checkpoint=Path(tmp) / "probe.pt")
-        save_checkpoint(run, hooks, "epoch", None)
-        checkpoint_s = run.checkpoint_s
+        member.hooks.checkpoint = Path(tmp) / "probe.pt"  # one timed save, thrown away with the folder
+        save_checkpoint(run, "epoch", None)
+        checkpoint_s = member.checkpoint_s
     return ModelCost(
         cell.variant.slug(),
         build_s,

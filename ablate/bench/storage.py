@@ -81,8 +81,10 @@ def load_bench(results_root: str | Path) -> Any:
         return frame
     # Rows from before ``--fuse`` measured one model: K = 1, one member's images/s = all of them.
     frame["fuse"] = frame["fuse"].fillna(1).astype(int) if "fuse" in frame else 1
+    # (A file of failed cases only has no images/s at all.)
+    everyone = frame["images_per_s"] if "images_per_s" in frame else pd.Series(float("nan"), index=frame.index)
     if "member_images_per_s" not in frame:
-        frame["member_images_per_s"] = frame["images_per_s"]
-    frame["member_images_per_s"] = frame["member_images_per_s"].fillna(frame["images_per_s"] / frame["fuse"])
+        frame["member_images_per_s"] = everyone
+    frame["member_images_per_s"] = frame["member_images_per_s"].fillna(everyone / frame["fuse"])
     frame = frame.sort_values(["created", "file"], kind="stable")
     return frame.drop_duplicates(subset=[k for k in KEY if k in frame], keep="last").reset_index(drop=True)
