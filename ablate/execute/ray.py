@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ablate.data.sweep import Datasets
 from ablate.execute import runner
 from ablate.execute.errors import ExecutorError, import_extra
-from ablate.execute.observer import RunObserver
+from ablate.execute.observer import RunObserver, TaskLog
 from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.store.claims import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
@@ -162,7 +162,7 @@ def _cell_task(
     deadline = time.monotonic() + wait_s
     opts = dataclasses.replace(opts, worker=f"ray {socket.gethostname()} {device}")
     while True:
-        record = runner.train_claimed(cell, results, device, _DATASETS, opts)
+        record = runner.train_claimed(cell, results, device, _DATASETS, opts, TaskLog())
         if record is not None:
             return {"status": record["status"], "trained": True}
         if runner.is_finished(results, cell):
@@ -226,6 +226,7 @@ def run_ray(
             if should_stop():
                 _cancel(ray, pending)
                 summary.interrupted = True
+                runner.tell_new_warnings(summary, results, exp.name, options.sweep, observer)
                 return summary
             while queue and len(pending) < in_flight:
                 cell = queue.pop(0)
@@ -242,6 +243,7 @@ def run_ray(
                 except Exception as e:  # noqa: BLE001 - its workers died more than --max-retries times
                     outcome = {"status": "died", "error": f"{type(e).__name__}: {str(e).splitlines()[0]}"}
                 _collect(outcome, cell, results, summary, observer, len(todo), options.max_retries)
+                runner.tell_new_warnings(summary, results, exp.name, options.sweep, observer)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)

@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,6 +39,7 @@ from ablate.store.folder import (
     check_run_file,
     checkpoint_path,
     finished_run_ids,
+    read_events,
     run_path,
     set_aside,
     write_manifest,
@@ -57,6 +59,7 @@ class RunSummary:
     remaining: list[Cell] = field(default_factory=list)  # left for a later command (--limit)
     busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
     errors: list[str] = field(default_factory=list)  # executor errors (a worker's, a task's), one line each
+    warnings: list[str] = field(default_factory=list)  # the cells' warnings, wherever they ran (events.jsonl)
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -91,6 +94,9 @@ def start_sweep(
     cells in this command whichever executor runs it. Returns the cells to train and the summary
     to fill."""
     todo, skipped = plan(exp, results, options.force)
+    if options.handled:  # trained or tried earlier in this command (an adaptive design's stages): not again
+        todo = [c for c in todo if c.run_id not in options.handled]
+        skipped = [c for c in skipped if c.run_id not in options.handled]
     summary = RunSummary(exp.name, skipped=skipped)
     if options.limit is not None:
         busy = {c.run_id for c in running_elsewhere(exp, results, todo)}
@@ -160,13 +166,20 @@ def train_claimed(
     held = HeldClaim(results, cell.experiment, cell.run_id, opts.worker)
     if not held.acquire():
         return None
+
+    def warn(message: str) -> None:
+        """Every warning about this cell goes to events.jsonl too, where a driver that does not
+        see this process (Slurm, Ray) reads it back (:func:`sweep_warnings`), and to the observer."""
+        record_warning(results, cell.experiment, cell.run_id, message, worker=opts.worker, sweep=opts.sweep)
+        observer.on_warning(message)
+
     try:
         if _done(results, cell, opts):  # finished while we were claiming
             return None
         path = run_path(results, cell.experiment, cell.run_id)
         if path.exists() and check_run_file(path)[0] is None:
             moved = set_aside(path)  # never overwrite evidence of what went wrong
-            observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
+            warn(f"{path}: damaged run file moved to {moved.name}; training the cell again")
         if held.took_over is not None:
             old = held.took_over
             append_event(
@@ -177,27 +190,43 @@ def train_claimed(
                 previous={"host": old.host, "pid": old.pid, "worker": old.worker},
             )
         ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
-        append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
+        # Whether the cell continues from its checkpoint is known once the checkpoint has been
+        # checked (a damaged one is refused): the "resume" event says so, not this one.
+        append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker)
+
+        def resumed_from(resumed: dict[str, Any]) -> None:
+            append_event(
+                results,
+                cell.experiment,
+                "resume",
+                cell.run_id,
+                epoch=resumed["epoch"],
+                step_in_epoch=resumed["step_in_epoch"],
+                done_steps=resumed["done_steps"],
+            )
+            observer.on_resume(cell, resumed)
+
         hooks = CellHooks(
             checkpoint=ckpt,
             checkpoint_every_s=cell.train.checkpoint_minutes * 60,
             should_stop=lambda: should_stop() or held.lost,
             # A trainer that lost its claim must not save over the checkpoint its successor uses.
             may_save=lambda: not held.lost and held.held(),
-            on_warning=observer.on_warning,
-            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+            on_warning=warn,
+            on_resume=resumed_from,
         )
 
         def left_to_new_owner() -> None:
             append_event(results, cell.experiment, "lost-claim", cell.run_id)
-            observer.on_warning(
+            warn(
                 f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
             )
 
         try:
             splits = data(cell)  # outside run_cell: data that cannot be loaded stops the sweep, it is no failed run
             record = run_cell(cell, device, lambda: train_cell(cell, splits, device, observer, hooks))
-        except Interrupted:
+        except (Interrupted, KeyboardInterrupt):
+            # KeyboardInterrupt: a second Ctrl-C, or Ray cancelling its task (SIGTERM to the driver).
             if held.lost or not held.held():  # another worker owns it now: leave the cell to it
                 left_to_new_owner()
                 return None
@@ -234,6 +263,41 @@ def train_claimed(
         return record
     finally:
         held.release()
+
+
+def record_warning(
+    results: str | Path, experiment: str, run_id: str, message: str, *, worker: str = "", sweep: str = ""
+) -> None:
+    """A ``warning`` event in events.jsonl (``sweep``: the command's token, by which its driver
+    finds it). Best effort: the warning may be about a full disk, which must not turn it into an error."""
+    try:
+        append_event(results, experiment, "warning", run_id, worker=worker, sweep=sweep, message=message)
+    except OSError:
+        pass
+
+
+def sweep_warnings(results: str | Path, experiment: str, sweep: str) -> list[str]:
+    """The warnings the cells of the sweep tagged ``sweep`` wrote to events.jsonl, wherever they
+    ran, in order (each prefixed by who trained the cell)."""
+    if not sweep:
+        return []
+    return [
+        (f"{e['worker']}: " if e.get("worker") else "") + str(e.get("message", ""))
+        for e in read_events(results, experiment)
+        if e.get("event") == "warning" and e.get("sweep") == sweep
+    ]
+
+
+def tell_new_warnings(
+    summary: RunSummary, results: str | Path, experiment: str, sweep: str, observer: RunObserver
+) -> None:
+    """For a driver whose cells run where it cannot see them (Slurm, Ray): read the sweep's
+    warnings back from events.jsonl, tell the observer each new one, and keep them all in
+    ``summary.warnings``."""
+    found = sweep_warnings(results, experiment, sweep)
+    for message in found[len(summary.warnings) :]:
+        observer.on_warning(message)
+    summary.warnings = found
 
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
@@ -308,13 +372,14 @@ def run_in_process(
             record = train_claimed(cell, results, device, data, opts, observer, should_stop)
         except Interrupted:
             summary.interrupted = True
-            return summary
+            break
         if record is None:
             if not is_finished(results, cell):
                 summary.busy.append(cell)
             continue
         summary.records.append(record)
         observer.on_cell_end(0, len(todo), cell, record)
+    summary.warnings = sweep_warnings(results, exp.name, options.sweep)  # told to the observer as they came
     return summary
 
 

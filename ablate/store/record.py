@@ -187,7 +187,9 @@ def problem(record: Any) -> str | None:
 # What an ``ok`` run always has (ablate records a non-finite loss as ``diverged``): numbers, never
 # null, in each epoch and in the summary. A null there would silently drop the run from a comparison.
 _OK_NEEDS = frozenset({"train_loss", "train_acc", "val_loss", "val_acc"})
-_OK_NEEDS_SUMMARY = frozenset({"final_val_acc", "best_val_acc", "final_val_loss", "final_train_loss", "final_train_acc"})
+_OK_NEEDS_SUMMARY = frozenset(
+    {"final_val_acc", "best_val_acc", "final_val_loss", "final_train_loss", "final_train_acc"}
+)
 
 
 def _is_fraction(key: str) -> bool:
