@@ -39,8 +39,8 @@ def report(
     experiment whose results, ablate version and options are unchanged since its report is skipped)."""
     from ablate.analysis import ReportError, Targets
     from ablate.bench import BENCH_DIR, write_bench_report
-    from ablate.report.build import check_report_options
     from ablate.report.incremental import Unchanged, report_if_changed
+    from ablate.report.options import check_report_options
     from ablate.store.folder import experiments
 
     for flag, value in (("--target-acc", target_acc), ("--target-train-error", target_train_error)):

@@ -3,7 +3,9 @@
 Job: :mod:`.build` (one experiment's report: ``build_report``), :mod:`.answer` (the Answer on one
 screen), :mod:`.sections` and :mod:`.statistics` (the markdown), :mod:`.plots`,
 :mod:`.effect_plots` and :mod:`.figures` (the PNGs), :mod:`.index` (``reports/README.md``),
-:mod:`.text` (numbers and markdown tables as text) and :mod:`.tensorboard` (TensorBoard event files).
+:mod:`.text` (numbers and markdown tables as text), :mod:`.tensorboard` (TensorBoard event files),
+:mod:`.incremental` (a report is made again only when its inputs changed: the stamp) and
+:mod:`.options` (the check of the report options).
 
 May import: ``analysis``, ``store``, ``experiment`` and the vocabulary; never ``train``,
 ``execute``, ``data`` or ``models``.

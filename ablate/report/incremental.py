@@ -18,12 +18,14 @@ import hashlib
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ablate._version import __version__
 from ablate.analysis import Targets
-from ablate.report.build import Report, build_report
 from ablate.store.folder import runs_dir, write_json_atomic
+
+if TYPE_CHECKING:
+    from ablate.report.build import Report
 
 STAMP = ".report-stamp.json"
 STAMP_FORMAT = 1
@@ -85,6 +87,14 @@ def write_stamp(rep: Report, key: str) -> Path:
     path = rep.folder / STAMP
     write_json_atomic(path, stamp)
     return path
+
+
+def build_report(*args: Any, **kwargs: Any) -> Report:
+    """:func:`ablate.report.build.build_report`, imported only when a report is made: a run of
+    ``ablate report`` with nothing changed never loads the plotting libraries."""
+    from ablate.report import build
+
+    return build.build_report(*args, **kwargs)
 
 
 def report_if_changed(
