@@ -71,9 +71,19 @@ FUTILITY_POWER = 0.05
 STEIN = "stein"
 GROUP_SEQUENTIAL = "group-sequential"
 
-# Status of a comparison in the group-sequential design.
-ACTIVE, BETTER, WORSE, FUTILITY, MAX_SEEDS = 0, 1, -1, 2, 3
-STATUS_TEXT = {BETTER: "better", WORSE: "worse", FUTILITY: "futility", MAX_SEEDS: "max seeds", ACTIVE: "undecided"}
+# Status of a comparison in the group-sequential design. NO_PAIRS: no ok pair at a look (every run
+# of the variant or of the baseline failed or diverged): it stops, with no verdict. TOO_FEW: fewer
+# than 2 ok pairs at the last look: no test, so no verdict either.
+ACTIVE, BETTER, WORSE, FUTILITY, MAX_SEEDS, NO_PAIRS, TOO_FEW = 0, 1, -1, 2, 3, 4, 5
+STATUS_TEXT = {
+    BETTER: "better",
+    WORSE: "worse",
+    FUTILITY: "futility",
+    MAX_SEEDS: "max seeds",
+    ACTIVE: "undecided",
+    NO_PAIRS: "no pairs",
+    TOO_FEW: "too few pairs",
+}
 
 
 # --- seeds -----------------------------------------------------------------------------------------
@@ -134,26 +144,35 @@ def _moments(d: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 # --- Stein's two-stage procedure --------------------------------------------------------------------
 def stein_seeds(
-    s0: np.ndarray, n0: np.ndarray | int, precision: float, max_seeds: int, confidence: float = CONFIDENCE
+    s0: np.ndarray,
+    n0: np.ndarray | int,
+    precision: float,
+    max_seeds: int,
+    confidence: float = CONFIDENCE,
+    pilot: int | None = None,
 ) -> np.ndarray:
-    """``N = max(n0, ceil((t_{q, n0-1} * s0 / P)^2))``, at most ``max_seeds``; ``max_seeds`` where
-    ``s0`` is unknown (fewer than 2 pilot pairs). ``n0`` is the number of pilot pairs."""
+    """``N = max(pilot, ceil((t_{q, n0-1} * s0 / P)^2))``, at most ``max_seeds``; ``max_seeds`` where
+    ``s0`` is unknown (fewer than 2 pilot pairs). ``n0`` is the number of ok pilot pairs, ``pilot``
+    the pilot's seeds (default ``n0``): a variant never gets fewer seeds than the pilot trained,
+    whatever failed in it (its later ok runs would otherwise fall outside its seeds)."""
     s0 = np.asarray(s0, dtype=float)
     n0 = np.asarray(n0)
     tq = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(n0 - 1, 1))
     with np.errstate(invalid="ignore", over="ignore"):
         need = np.ceil(np.minimum((tq * s0 / precision) ** 2, float(max_seeds)) - 1e-9)
     need = np.where(np.isfinite(s0) & (n0 >= 2), need, max_seeds)
-    return np.minimum(np.maximum(need, n0), max_seeds).astype(int)
+    floor = np.maximum(n0, pilot) if pilot is not None else n0
+    return np.minimum(np.maximum(need, floor), max_seeds).astype(int)
 
 
 def stein_plan(
     pilot: np.ndarray, precision: float, max_seeds: int, confidence: float = CONFIDENCE
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """From the pilot's paired differences (shape ``(..., m, n0)``, NaN for pairs that are not ok):
-    ``(n0_ok, s0, N)`` per comparison."""
-    n, _, s0 = _moments(np.asarray(pilot, dtype=float))
-    return n, s0, stein_seeds(s0, n, precision, max_seeds, confidence)
+    ``(n0_ok, s0, N)`` per comparison, ``N`` at least the pilot's seeds."""
+    pilot = np.asarray(pilot, dtype=float)
+    n, _, s0 = _moments(pilot)
+    return n, s0, stein_seeds(s0, n, precision, max_seeds, confidence, pilot=pilot.shape[-1])
 
 
 def stein_interval(
@@ -161,14 +180,15 @@ def stein_interval(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Stein's interval per comparison: ``(mean, half_width, n)`` over the first ``seeds`` paired
     differences of ``d`` (shape ``(..., m, S)``), half-width ``t_{q, n0-1} * s0 / sqrt(n)`` with
-    ``n`` the ok pairs among them (``seeds`` unless a run failed)."""
+    ``n`` the ok pairs among them (``seeds`` unless a run failed). No interval (mean and half-width
+    NaN) where fewer than 2 pairs are ok, or the pilot had fewer than 2 (no ``s0``)."""
     d = np.asarray(d, dtype=float)
     used = np.arange(d.shape[-1]) < np.asarray(seeds)[..., None]
     n, mean, _ = _moments(np.where(used, d, np.nan))
     tq = sps.t.ppf(0.5 + confidence / 2.0, np.maximum(np.asarray(n0) - 1, 1))
     with np.errstate(invalid="ignore", divide="ignore"):
-        half = np.where(np.asarray(n0) >= 2, tq * s0 / np.sqrt(n), np.nan)
-    return mean, half, n
+        half = np.where((np.asarray(n0) >= 2) & (n >= 2), tq * s0 / np.sqrt(n), np.nan)
+    return np.where(n >= 2, mean, np.nan), half, n
 
 
 # --- group-sequential tests ---------------------------------------------------------------------------
@@ -306,8 +326,12 @@ def sequential_look(
     last = k == len(design.looks) - 1
     c_final = design.z[np.maximum(level, 1) - 1, -1]
     cp = conditional_power(n, mean, sd, c_final, design.max_seeds)
+    # No verdict from no data: a comparison without an ok pair stops (its runs fail or diverge), and
+    # one with fewer than 2 at the last look has no test.
+    none = active & (n == 0)
+    status, active = np.where(none, NO_PAIRS, status), active & ~none
     if last:
-        status = np.where(active, MAX_SEEDS, status)
+        status = np.where(active & (n < 2), TOO_FEW, np.where(active, MAX_SEEDS, status))
     else:
         status = np.where(active & (cp < design.futility), FUTILITY, status)
     with np.errstate(invalid="ignore"):

@@ -123,6 +123,7 @@ def print_outcome(exp: Experiment, results: Path, summary: RunSummary) -> dict[s
         f"{len(summary.skipped)} already done"
         + (f"; {len(summary.busy)} being trained by another worker (see 'ablate show')" if summary.busy else "")
         + (f"; {len(summary.remaining)} left for a later run (--limit)" if summary.remaining else "")
+        + (f"; {len(summary.warnings)} warning(s) (above; also in events.jsonl)" if summary.warnings else "")
         + f"; results in {escape(str(results / exp.name / 'runs'))}",
         highlight=False,
         soft_wrap=True,

@@ -15,6 +15,7 @@ from ablate.cli.report_options import (
     BaselineOption,
     CiOption,
     EffectOption,
+    ReportForceOption,
     ReportNames,
     ReportOutOption,
     TargetAccOption,
@@ -32,11 +33,14 @@ def report(
     target_train_error: TargetTrainErrorOption = 0.25,
     effect: EffectOption = None,
     ci: CiOption = "t",
+    force: ReportForceOption = False,
 ) -> None:
-    """Statistics over seeds, paired comparisons, plots and a markdown report per experiment."""
+    """Statistics over seeds, paired comparisons, plots and a markdown report per experiment (an
+    experiment whose results, ablate version and options are unchanged since its report is skipped)."""
     from ablate.analysis import ReportError, Targets
     from ablate.bench import BENCH_DIR, write_bench_report
-    from ablate.report.build import build_report, check_report_options
+    from ablate.report.incremental import Unchanged, report_if_changed
+    from ablate.report.options import check_report_options
     from ablate.report.planned import plan_section
     from ablate.store.folder import experiments
 
@@ -59,17 +63,28 @@ def report(
     loaded = {}  # the data each report read: the index takes it instead of reading the run files again
     for name in chosen:
         try:
-            rep = build_report(results, name, out, baseline=baseline, targets=targets, ci=ci, effect_points=effect)
+            rep = report_if_changed(
+                results, name, out, baseline=baseline, targets=targets, ci=ci, effect_points=effect, force=force
+            )
         except ReportError as e:
             if names:
                 raise fail(str(e)) from None
             err.print(f"[yellow]skipped[/] {escape(name)}: {escape(str(e))}", highlight=False)
             continue
-        loaded[name] = rep.data
-        console.print(report_table(rep))
-        for note in rep.data.notes:
+        if isinstance(rep, Unchanged):  # its notes are those the stamp kept: an unchanged report still says them
+            notes = rep.notes
+            console.print(
+                f"{escape(name)}: unchanged since its report was written (same run files, ablate version and "
+                "options; --force re-renders)",
+                highlight=False,
+            )
+        else:
+            notes = rep.data.notes
+            loaded[name] = rep.data
+            console.print(report_table(rep))
+        for note in notes:
             console.print(f"  [yellow]note[/]: {escape(note)}", highlight=False)
-        for line in plan_section(rep.plan)[:1]:
+        for line in [] if isinstance(rep, Unchanged) else plan_section(rep.plan)[:1]:  # (the README keeps it)
             console.print(f"  {escape(line.replace('**', '').replace('`', ''))}", highlight=False, soft_wrap=True)
         console.print(f"  report: {escape(str(rep.readme))} ({len(rep.files)} files)", highlight=False)
     from ablate.report.index import write_report_index

@@ -63,6 +63,14 @@ CiOption = Annotated[
         "metrics far from normal). Verdicts always come from the Holm-adjusted paired t-test.",
     ),
 ]
+ReportForceOption = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Re-render every report, also those whose run files, ablate version and options are unchanged since "
+        "they were written (their stamp, OUT/<experiment>/.report-stamp.json, says so; such reports are skipped).",
+    ),
+]
 ExportNames = Annotated[
     Optional[List[str]],
     typer.Argument(

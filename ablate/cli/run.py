@@ -37,6 +37,7 @@ from ablate.cli.run_options import (
     LooksOption,
     MaxRetriesOption,
     MaxSeedsOption,
+    NewDesignOption,
     NoCacheOption,
     PartitionOption,
     PilotOption,
@@ -58,6 +59,7 @@ from ablate.cli.run_options import (
     WorkersPerDeviceOption,
 )
 from ablate.data import DataError
+from ablate.execute.designs import as_recorded, check_design
 from ablate.execute.errors import ExecutorError
 from ablate.execute.executors import EXECUTORS, run_sweep
 from ablate.execute.options import SweepOptions
@@ -93,6 +95,7 @@ def run(
     until_decided: UntilDecidedOption = False,
     looks: LooksOption = None,
     max_seeds: MaxSeedsOption = None,
+    new_design: NewDesignOption = False,
     results: RunResultsOption = Path("results"),
     force: ForceOption = False,
     dry_run: DryRunOption = False,
@@ -139,13 +142,16 @@ def run(
         adaptive = adaptive_plan(exp, until_precise, pilot, until_decided, looks, max_seeds)
         check_writable(results)
         check_layout(results, exp.name)
+        # The design the folder holds is final unless --new-design (execute.designs says why).
+        exp = dataclasses.replace(exp, design_changes=check_design(results, exp, adaptive, new_design))
     except (OptionError, ExecutorError, StoreError) as e:
         raise fail(str(e)) from None
     scan = warn_unreadable(results, exp.name)
     if fuse_note:
         console.print(escape(fuse_note), highlight=False)
     if dry_run:
-        console.print(cells_table(exp, results, scan))
+        shown = as_recorded(results, exp) if adaptive is not None else exp  # the seeds its design added so far
+        console.print(cells_table(shown, results, scan))
         return
     try:
         name, where = choose_executor(request, dev, target)
@@ -161,11 +167,14 @@ def run(
 
     show = f"ablate show {file}" + (f" --results {results}" if results != Path("results") else "")
 
-    def execute(exp: Experiment, progress: Progress) -> Any:
-        """One pass over ``exp``'s cells with the chosen executor."""
+    def execute(exp: Experiment, progress: Progress, handled: frozenset[str] = frozenset()) -> Any:
+        """One pass over ``exp``'s cells with the chosen executor (``handled``: cells this command
+        trained or tried already, in an adaptive design's earlier stages)."""
         display = RunDisplay(progress, exp.train.epochs, executor.workers(where), show=show, waits=wait)
         try:
-            return run_sweep(executor, exp, results, where, options, display, announce_stop)
+            return run_sweep(
+                executor, exp, results, where, dataclasses.replace(options, handled=handled), display, announce_stop
+            )
         except ExecutorError as e:  # Ray or Slurm refused: said while the progress display is up, as always
             raise fail(str(e)) from None
 
@@ -177,7 +186,13 @@ def run(
             else:
                 from ablate.execute.adaptive import run_adaptively
 
-                summary, outcome = run_adaptively(exp, results, lambda e: execute(e, progress), **adaptive)
+                summary, outcome = run_adaptively(
+                    exp,
+                    results,
+                    lambda e, handled: execute(e, progress, handled),
+                    notify=lambda message: progress.console.print(f"  {escape(message)}", highlight=False),
+                    **adaptive,
+                )
     except (DataError, RegistryError, StoreError) as e:
         raise fail(str(e)) from None
     except KeyboardInterrupt:

@@ -263,3 +263,15 @@ MaxSeedsOption = Annotated[
         rich_help_panel=ADAPTIVE,
     ),
 ]
+NewDesignOption = Annotated[
+    bool,
+    typer.Option(
+        "--new-design",
+        help=(
+            "Run a design other than the one the results folder holds (other --looks, --until-precise settings, the "
+            "other design, or fixed seeds after an adaptive one), which is refused without it: rerunning a design "
+            "until it says something else voids its error rate, and the report will say that it changed."
+        ),
+        rich_help_panel=ADAPTIVE,
+    ),
+]

@@ -17,6 +17,7 @@ from ablate.cli.options import (
     SetOption,
 )
 from ablate.cli.render import cells_table
+from ablate.execute.designs import as_recorded
 from ablate.experiment.experiment import MAX_CELLS
 
 
@@ -37,6 +38,7 @@ def show(
     from ablate.store.leftovers import checkpoint_disk, clean_leftovers, find_leftovers, megabytes
 
     exp, _ = load(file, set_, device, max_cells)
+    exp = as_recorded(results, exp)  # with the seeds an adaptive design added
     if clean:
         removed = clean_leftovers(results, exp.name)
         console.print(

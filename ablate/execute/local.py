@@ -37,6 +37,7 @@ from ablate.execute.runner import (
     record_worker_death,
     running_elsewhere,
     start_sweep,
+    sweep_warnings,
     train_claimed_group,
 )
 from ablate.experiment.experiment import Cell, Experiment
@@ -352,6 +353,7 @@ def run_pool(
         summary.interrupted = True
         raise
     summary.busy = [c for c in running_elsewhere(exp, results, todo) if not is_finished(results, c)]
+    summary.warnings = sweep_warnings(results, exp.name, options.sweep)  # the workers told the observer already
     return summary
 
 

@@ -4,6 +4,7 @@ submission. Every method is optional to override; the runner never prints."""
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ablate.experiment.experiment import Cell
@@ -46,3 +47,14 @@ class RunObserver(TrainObserver):
 
     def on_submit(self, submission: Any) -> None:
         """The sweep went to a batch scheduler as one job (Slurm: a ``Submission``, its id and logs)."""
+
+
+class TaskLog(RunObserver):
+    """The observer of a cell trained where no driver watches it live (a Slurm array task, a Ray
+    task): each warning is one line on the process's stderr, which is the task's log (Slurm:
+    ``results/<exp>/slurm/*_log.err``; Ray: its worker's log). Such a process has no command line
+    to render for it, so this observer writes itself; the driver reads the same warnings back from
+    events.jsonl (:func:`ablate.execute.runner.tell_new_warnings`)."""
+
+    def on_warning(self, message: str) -> None:
+        print(f"ablate warning: {message}", file=sys.stderr, flush=True)

@@ -10,7 +10,8 @@ resources) is not here: it is each executor's own typed argument (see ``executor
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import uuid
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,12 @@ class SweepOptions:
     max_retries: int = 2  # retries of a cell whose worker process died (local workers, Ray)
     threads: int | None = None  # torch threads per worker (None: the executor's default)
     plugins: tuple[str, ...] = ()  # --plugin modules, imported again by every worker process or task
+    # Tags this command's warning events in events.jsonl, so that its driver finds those of its
+    # cells wherever they ran (a Slurm or Ray task), and no one else's.
+    sweep: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # Run ids this command has trained or tried already (the earlier stages of an adaptive design):
+    # not trained again in it, whatever --force says, and a failed one not retried by a later stage.
+    handled: frozenset[str] = frozenset()
 
     def work(self, started: float | None, worker: str = "") -> WorkOptions:
         """How each cell of this sweep is treated; ``started``: when the sweep began
@@ -37,6 +44,7 @@ class SweepOptions:
             keep_checkpoints=self.keep_checkpoints,
             use_cache=self.use_cache,
             worker=worker,
+            sweep=self.sweep,
         )
 
 
@@ -51,3 +59,4 @@ class WorkOptions:
     keep_checkpoints: bool = False  # keep a finished cell's checkpoint (its final state)
     use_cache: bool = True  # read/write the on-disk cache of decoded datasets
     worker: str = ""  # who trains, for claims and records ("cuda:1 #2", "ray", ...)
+    sweep: str = ""  # the command's token on its warning events (SweepOptions.sweep)

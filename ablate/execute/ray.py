@@ -2,7 +2,7 @@
 
 Ray (an optional extra: ``pip install 'ablate[ray]'``) places tasks on nodes, gives each one GPU
 (or ``1/K`` of one with ``--workers-per-device K``) or CPUs, and retries a task whose worker
-died (``--max-retries``). Each task runs :func:`ablate.execute.runner.train_claimed`, exactly as a local
+died (``--max-retries``). Each task runs :func:`ablate.execute.runner.train_claimed_group`, exactly as a local
 worker does: it claims the cell in the results folder, resumes its checkpoint, writes the run
 file there and releases the claim. So the results root must be a filesystem every node mounts
 at the same path; :func:`check_shared_folder` verifies that before any cell is submitted.
@@ -27,7 +27,7 @@ from typing import Any, Callable
 from ablate.data.sweep import Datasets
 from ablate.execute import runner
 from ablate.execute.errors import ExecutorError, import_extra
-from ablate.execute.observer import RunObserver
+from ablate.execute.observer import RunObserver, TaskLog
 from ablate.execute.options import SweepOptions, WorkOptions
 from ablate.experiment.experiment import Cell, Experiment
 from ablate.store.claims import HEARTBEAT_S, STALE_AFTER_S, claim_path, read_claim
@@ -164,7 +164,7 @@ def _cell_task(
     deadline = time.monotonic() + wait_s
     opts = dataclasses.replace(opts, worker=f"ray {socket.gethostname()} {device}")
     while True:
-        records = runner.train_claimed_group(cell, pool, results, device, _DATASETS, opts)
+        records = runner.train_claimed_group(cell, pool, results, device, _DATASETS, opts, TaskLog())
         if records:
             return {"status": records[0]["status"], "trained": True, "members": [r["run_id"] for r in records]}
         if runner.is_finished(results, cell):
@@ -229,6 +229,7 @@ def run_ray(
             if should_stop():
                 _cancel(ray, pending)
                 summary.interrupted = True
+                runner.tell_new_warnings(summary, results, exp.name, options.sweep, observer)
                 return summary
             while queue and len(pending) < in_flight:
                 group = queue.pop(0)
@@ -253,6 +254,7 @@ def run_ray(
                 rest = [c for c in group[1:] if c.run_id not in members and not runner.is_finished(results, c)]
                 if rest:  # members the task could not claim: a group of their own (smaller each time)
                     queue.append(rest)
+                runner.tell_new_warnings(summary, results, exp.name, options.sweep, observer)
     except KeyboardInterrupt:
         for ref in pending:
             ray.cancel(ref)

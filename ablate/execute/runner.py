@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -38,6 +39,7 @@ from ablate.store.folder import (
     check_run_file,
     checkpoint_path,
     finished_run_ids,
+    read_events,
     run_path,
     set_aside,
     write_manifest,
@@ -57,6 +59,7 @@ class RunSummary:
     remaining: list[Cell] = field(default_factory=list)  # left for a later command (--limit)
     busy: list[Cell] = field(default_factory=list)  # claimed by another live worker
     errors: list[str] = field(default_factory=list)  # executor errors (a worker's, a task's), one line each
+    warnings: list[str] = field(default_factory=list)  # the cells' warnings, wherever they ran (events.jsonl)
     interrupted: bool = False
 
     def counts(self) -> dict[str, int]:
@@ -91,6 +94,9 @@ def start_sweep(
     cells in this command whichever executor runs it. Returns the cells to train and the summary
     to fill."""
     todo, skipped = plan(exp, results, options.force)
+    if options.handled:  # trained or tried earlier in this command (an adaptive design's stages): not again
+        todo = [c for c in todo if c.run_id not in options.handled]
+        skipped = [c for c in skipped if c.run_id not in options.handled]
     summary = RunSummary(exp.name, skipped=skipped)
     if options.limit is not None:
         busy = {c.run_id for c in running_elsewhere(exp, results, todo)}
@@ -250,7 +256,8 @@ def _claim(cell: Cell, results: str | Path, opts: WorkOptions, observer: RunObse
     path = run_path(results, cell.experiment, cell.run_id)
     if path.exists() and check_run_file(path)[0] is None:
         moved = set_aside(path)  # never overwrite evidence of what went wrong
-        observer.on_warning(f"{path}: damaged run file moved to {moved.name}; training the cell again")
+        warn = warn_of(cell, results, opts, observer)
+        warn(f"{path}: damaged run file moved to {moved.name}; training the cell again")
     if held.took_over is not None:
         old = held.took_over
         append_event(
@@ -260,8 +267,9 @@ def _claim(cell: Cell, results: str | Path, opts: WorkOptions, observer: RunObse
             cell.run_id,
             previous={"host": old.host, "pid": old.pid, "worker": old.worker},
         )
-    ckpt = checkpoint_path(results, cell.experiment, cell.run_id)
-    append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker, checkpoint=ckpt.exists())
+    # Whether the cell continues from its checkpoint is known once the checkpoint has been
+    # checked (a damaged one is refused): the "resume" event says so, not this one.
+    append_event(results, cell.experiment, "start", cell.run_id, worker=opts.worker)
     return held
 
 
@@ -281,9 +289,11 @@ def _train_held(
     written: dict[str, RunRecord] = {}  # the run files this worker wrote
     started = now()
 
+    warns = {c.run_id: warn_of(c, results, opts, observer) for c in cells}
+
     def left_to_new_owner(cell: Cell) -> None:
         append_event(results, cell.experiment, "lost-claim", cell.run_id)
-        observer.on_warning(
+        warns[cell.run_id](
             f"{cell.variant.slug()} seed {cell.seed}: claim lost (paused past the timeout?); left to its new owner"
         )
 
@@ -325,6 +335,18 @@ def _train_held(
             checkpoint.remove(checkpoint_path(results, cell.experiment, cell.run_id))
         claim.release()
 
+    def resumed_from(cell: Cell, resumed: dict[str, Any]) -> None:
+        append_event(
+            results,
+            cell.experiment,
+            "resume",
+            cell.run_id,
+            epoch=resumed["epoch"],
+            step_in_epoch=resumed["step_in_epoch"],
+            done_steps=resumed["done_steps"],
+        )
+        observer.on_resume(cell, resumed)
+
     def hooks_of(cell: Cell) -> CellHooks:
         claim = claims[cell.run_id]
         return CellHooks(
@@ -333,8 +355,8 @@ def _train_held(
             should_stop=lambda: should_stop() or claim.lost,
             # A trainer that lost its claim must not save over the checkpoint its successor uses.
             may_save=lambda: not claim.lost and claim.held(),
-            on_warning=observer.on_warning,
-            on_resume=lambda resumed: observer.on_resume(cell, resumed),
+            on_warning=warns[cell.run_id],
+            on_resume=lambda resumed: resumed_from(cell, resumed),
             on_finish=lambda record: finish(cell, record),
         )
 
@@ -342,7 +364,8 @@ def _train_held(
     try:
         hooks = [hooks_of(c) for c in cells]
         records = run_group(cells, device, lambda: train_group(cells, splits, device, observer, hooks))
-    except Interrupted:
+    except (Interrupted, KeyboardInterrupt):
+        # KeyboardInterrupt: a second Ctrl-C, or Ray cancelling its task (SIGTERM to the driver).
         unfinished = [c for c in cells if c.run_id not in handled]
         lost = [c for c in unfinished if claims[c.run_id].lost or not claims[c.run_id].held()]
         for cell in lost:  # another worker owns it now: leave the cell to it
@@ -356,6 +379,52 @@ def _train_held(
     for cell, record in zip(cells, records):
         finish(cell, record)  # failed records, and any a training did not hand over
     return [written[c.run_id] for c in cells if c.run_id in written]
+
+
+def warn_of(cell: Cell, results: str | Path, opts: WorkOptions, observer: RunObserver) -> Callable[[str], None]:
+    """How warnings about ``cell`` are told: to events.jsonl too, where a driver that does not see
+    this process (Slurm, Ray) reads them back (:func:`sweep_warnings`), and to the observer."""
+
+    def warn(message: str) -> None:
+        record_warning(results, cell.experiment, cell.run_id, message, worker=opts.worker, sweep=opts.sweep)
+        observer.on_warning(message)
+
+    return warn
+
+
+def record_warning(
+    results: str | Path, experiment: str, run_id: str, message: str, *, worker: str = "", sweep: str = ""
+) -> None:
+    """A ``warning`` event in events.jsonl (``sweep``: the command's token, by which its driver
+    finds it). Best effort: the warning may be about a full disk, which must not turn it into an error."""
+    try:
+        append_event(results, experiment, "warning", run_id, worker=worker, sweep=sweep, message=message)
+    except OSError:
+        pass
+
+
+def sweep_warnings(results: str | Path, experiment: str, sweep: str) -> list[str]:
+    """The warnings the cells of the sweep tagged ``sweep`` wrote to events.jsonl, wherever they
+    ran, in order (each prefixed by who trained the cell)."""
+    if not sweep:
+        return []
+    return [
+        (f"{e['worker']}: " if e.get("worker") else "") + str(e.get("message", ""))
+        for e in read_events(results, experiment)
+        if e.get("event") == "warning" and e.get("sweep") == sweep
+    ]
+
+
+def tell_new_warnings(
+    summary: RunSummary, results: str | Path, experiment: str, sweep: str, observer: RunObserver
+) -> None:
+    """For a driver whose cells run where it cannot see them (Slurm, Ray): read the sweep's
+    warnings back from events.jsonl, tell the observer each new one, and keep them all in
+    ``summary.warnings``."""
+    found = sweep_warnings(results, experiment, sweep)
+    for message in found[len(summary.warnings) :]:
+        observer.on_warning(message)
+    summary.warnings = found
 
 
 def record_worker_death(cell: Cell, results: str | Path, how: str, deaths: int) -> RunRecord | None:
@@ -434,13 +503,14 @@ def run_in_process(
             records = train_claimed_group(cell, todo, results, device, data, opts, observer, should_stop)
         except Interrupted:
             summary.interrupted = True
-            return summary
+            break
         if not records and not is_finished(results, cell):
             summary.busy.append(cell)
         for record in records:
             trained.add(record["run_id"])
             summary.records.append(record)
             observer.on_cell_end(0, len(todo), by_id[record["run_id"]], record)
+    summary.warnings = sweep_warnings(results, exp.name, options.sweep)  # told to the observer as they came
     return summary
 
 

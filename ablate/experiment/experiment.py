@@ -119,6 +119,12 @@ class Experiment:
     # Adaptive designs: variant slug -> how many of ``seeds`` (a prefix) that variant uses; a variant
     # not listed uses them all. Every variant uses a prefix of one list, so pairing by seed holds.
     seed_counts: Mapping[str, int] | None = None
+    # The adaptive design's record for the manifest (its plan while it runs, then how it ended), so
+    # that every manifest a stage writes keeps it: a rerun can tell which design the folder holds.
+    adaptive: Mapping[str, Any] | None = None
+    # Earlier designs of the same cells that a run replaced (``--new-design``), oldest first: the
+    # manifest keeps them, and the report says that the designs' error rates no longer hold.
+    design_changes: tuple[Mapping[str, Any], ...] = ()
 
     def variants(self) -> list[Variant]:
         """The variants to train, baseline first where the design includes it, without repeats."""
@@ -176,6 +182,8 @@ class Experiment:
             "source": self.path,
             "gpu_overrides_applied": self.gpu_overrides_applied,
             **({"variant_seeds": {v.slug(): self.seeds_of(v) for v in self.variants()}} if self.seed_counts else {}),
+            **({"adaptive": dict(self.adaptive)} if self.adaptive else {}),
+            **({"design_changes": [dict(c) for c in self.design_changes]} if self.design_changes else {}),
         }
 
     def seeds_of(self, variant: Variant) -> list[int]:

@@ -69,8 +69,25 @@ def answer(data: ExperimentData, comparisons: pd.DataFrame, effects: pd.DataFram
             f"*{FOREST_TEXT[0]}: {kind}, final validation accuracy in percentage points.*",
             "",
         ]
-    out += _sources_sentence(data) + _adaptive_sentence(data)
+    out += _sources_sentence(data) + _adaptive_sentence(data) + design_changes_sentence(data)
     return out
+
+
+def design_changes_sentence(data: ExperimentData) -> list[str]:
+    """What the manifest says about designs replaced on these results (``ablate run --new-design``):
+    the seeds one design chose were reused by another, so neither design's error rate holds."""
+    changes = [c for c in (data.manifest or {}).get("design_changes") or [] if isinstance(c, dict)]
+    if not changes:
+        return []
+    steps = "; then ".join(
+        f"{c.get('from', '?')} ({c.get('stopped', 'not decided')}) was replaced by {c.get('to', '?')}" for c in changes
+    )
+    return [
+        f"**The design changed** on these results (`--new-design`): {steps}. Seeds chosen under one design were "
+        "reused by the next, so the error rates the designs promise (95% coverage, 5% false positives across the "
+        "comparisons) no longer hold for these numbers.",
+        "",
+    ]
 
 
 def _model_sentence(r: dict[str, Any], m: int) -> str:

@@ -22,17 +22,14 @@ earlier report left them):
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
 from ablate.analysis import (
-    CI_METHODS,
     Effect,
     ExperimentData,
-    ReportError,
     Targets,
     compare_to_baseline,
     grid_effects,
@@ -44,6 +41,7 @@ from ablate.analysis.paper_claims import check_claims, paper_effects
 from ablate.analysis.planning import PlanCheck, achieved_mdd, check_plan
 from ablate.report import effect_plots, plots
 from ablate.report.answer import FOREST, adaptive_section, answer, forest_rows
+from ablate.report.options import check_report_options
 from ablate.report.planned import plan_section
 from ablate.report.sections import render_markdown
 from ablate.report.statistics import statistics_sections
@@ -80,15 +78,6 @@ class Report:
     claims: pd.DataFrame
     files: list[Path] = field(default_factory=list)
     plan: PlanCheck | None = None  # plan.json against the runs, when ablate plan wrote one
-
-
-def check_report_options(ci: str, effect_points: float | None) -> None:
-    """The one check of ``--ci`` and ``--effect`` (the command line calls it before reading any
-    results; :func:`build_report` for library callers). Raises :class:`ReportError`."""
-    if ci not in CI_METHODS:
-        raise ReportError(f"--ci {ci}: expected one of {', '.join(CI_METHODS)}")
-    if effect_points is not None and not (math.isfinite(effect_points) and 0 < effect_points < 100):
-        raise ReportError(f"--effect {effect_points:g}: expected percentage points between 0 and 100, e.g. 0.5")
 
 
 def build_report(

@@ -22,6 +22,7 @@ import typing
 from typing import Any, TypedDict
 
 from ablate.config import SEED_MAX
+from ablate.variant import Variant
 
 FORMAT_VERSION = 2
 
@@ -160,6 +161,10 @@ def problem(record: Any) -> str | None:
     for key in ("variant", "data", "train"):
         if key in record["config"] and not isinstance(record["config"][key], dict):
             return f"'config.{key}' is {_kind(record['config'][key])}"
+    why = _identity_problem(record)
+    if why:
+        return why
+    ok = record["status"] == "ok"
     for name, keys in (("epochs", EPOCH_KEYS), ("steps", STEP_KEYS)):
         for i, entry in enumerate(record.get(name, [])):
             if not isinstance(entry, dict):
@@ -167,14 +172,62 @@ def problem(record: Any) -> str | None:
             for key, value in entry.items():
                 if key not in keys:
                     return f"{name}[{i}].{key}: not a key of {name}[] entries"
-                if not _type_ok(value, _NUMBER):
-                    return f"{name}[{i}].{key} is {_kind(value)}"
+                why = _number_problem(value, key, required=ok and name == "epochs" and key in _OK_NEEDS)
+                if why:
+                    return f"{name}[{i}].{key} {why}"
     for key, value in record["summary"].items():
-        if not _type_ok(value, _NUMBER):
-            return f"summary.{key} is {_kind(value)}"
+        why = _number_problem(value, key, required=ok and key in _OK_NEEDS_SUMMARY)
+        if why:
+            return f"summary.{key} {why}"
     if record["status"] in FINISHED and record["epochs"] and not record["summary"]:
         return "no summary for a finished run"
     return None
+
+
+# What an ``ok`` run always has (ablate records a non-finite loss as ``diverged``): numbers, never
+# null, in each epoch and in the summary. A null there would silently drop the run from a comparison.
+_OK_NEEDS = frozenset({"train_loss", "train_acc", "val_loss", "val_acc"})
+_OK_NEEDS_SUMMARY = frozenset(
+    {"final_val_acc", "best_val_acc", "final_val_loss", "final_train_loss", "final_train_acc"}
+)
+
+
+def _is_fraction(key: str) -> bool:
+    """Accuracies (top-1 and top-5) are fractions of images: 0..1."""
+    return key.endswith("_acc") or key.endswith("_top5")
+
+
+def _number_problem(value: Any, key: str, required: bool) -> str:
+    """Why ``value`` cannot be the metric ``key`` of a run (a few words), or "". Every metric ablate
+    records (losses, accuracies, times, counts, rates, memory) is a finite number >= 0, accuracies at
+    most 1; null stands for a value that does not exist (a diverged run's loss), never NaN or infinity."""
+    if not _type_ok(value, _NUMBER):
+        return f"is {_kind(value)}"
+    if value is None:
+        return "is null in an ok run" if required else ""
+    if not math.isfinite(value):
+        return f"is {value} (ablate writes null for a value that does not exist)"
+    if value < 0 or (_is_fraction(key) and value > 1):
+        return f"is {value:g}, outside {'0..1' if _is_fraction(key) else '0 and above'}"
+    return ""
+
+
+def _identity_problem(record: dict[str, Any]) -> str:
+    """Whether the record's identity agrees with itself: ``seed`` and ``variant`` are the resolved
+    config's, and ``slug`` names that variant (a run filed under another variant or seed would be
+    counted there)."""
+    config = record["config"]
+    if "seed" in config and (not _type_ok(config["seed"], (int,)) or config["seed"] != record["seed"]):
+        return f"seed {record['seed']!r} but config.seed {config['seed']!r}"
+    if "variant" in config and config["variant"] != record["variant"]:
+        return "'variant' differs from config.variant"
+    try:
+        slug = Variant(**record["variant"]).slug()
+    except (TypeError, ValueError):  # axes this ablate does not know: nothing to compare the slug with
+        return ""
+    if record["slug"] != slug:
+        return f"slug {record['slug']!r} but its variant is {slug!r}"
+    return ""
 
 
 def identity_of(cell: Any) -> Identity:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -235,13 +236,15 @@ def _fake_executor(results: Path, values: dict[str, list[float]], trained: list[
     """An executor that 'trains' each planned cell by writing a record with the planted accuracy
     (a failed record for the (slug, seed) pairs in ``failed``)."""
 
-    def execute(exp):
+    def execute(exp, handled=frozenset()):
         todo, skipped = plan(exp, results, False)
         from ablate.store.folder import write_manifest
 
         write_manifest(results, exp.manifest())
-        summary = RunSummary(exp.name, skipped=skipped)
+        summary = RunSummary(exp.name, skipped=[c for c in skipped if c.run_id not in handled])
         for cell in todo:
+            if cell.run_id in handled:  # tried earlier in this command: not again
+                continue
             status = "failed" if (cell.variant.slug(), cell.seed) in failed else "ok"
             record = make_record(
                 exp.name,
@@ -464,3 +467,256 @@ def test_cli_refuses_seeds_past_the_maximum_and_too_few_for_the_first_look(
         app, ["run", str(few), "--device", "cpu", "--results", str(tmp_path / "res"), "--until-decided"]
     )
     assert result.exit_code == 2 and "list at least 3 seeds or give --looks" in result.output
+
+
+# --- adaptive runs through the real runner (#28): training replaced by planted results ------------------
+TWO = """
+name = "ad"
+seeds = [0, 1, 2]
+[axes]
+activation = ["relu", "tanh"]
+[data]
+train_size = 64
+val_size = 32
+[train]
+epochs = 1
+"""
+BASE, OTHER = "relu-overlap-none-drop", "tanh-overlap-none-drop"
+
+
+@pytest.fixture
+def planted_training(monkeypatch):
+    """The runner trains every cell in an instant: ``train_cell`` gives the planted accuracy of
+    (slug, seed), or fails (``"failed"``: it raises) or diverges (``"diverged"``); no data is loaded.
+    Everything else (start_sweep, claims, events, run files) is the real path."""
+    import ablate.execute.runner as runner
+
+    plan: dict = {"value": lambda slug, seed: 0.5, "delay": 0.0}
+
+    class NoData:
+        def __init__(self, *args, **kwargs) -> None:
+            pass
+
+        def preload(self, cells) -> None:
+            pass
+
+        def __call__(self, cell):
+            return None
+
+    def train_cell(cell, splits, device, observer=None, hooks=None):
+        import time as clock
+
+        clock.sleep(plan["delay"])
+        value = plan["value"](cell.variant.slug(), cell.seed)
+        if value == "failed":
+            raise RuntimeError(f"planted failure of seed {cell.seed}")
+        status = "diverged" if value == "diverged" else "ok"
+        record = make_record(
+            cell.experiment, cell.variant.axes(), cell.seed, Outcome(final_val_acc=0.5 if status != "ok" else value)
+        )
+        if status == "diverged":
+            record = make_record(cell.experiment, cell.variant.axes(), cell.seed, Outcome(status="diverged"))
+        record["run_id"] = cell.run_id
+        return record
+
+    monkeypatch.setattr(runner, "Datasets", NoData)
+    monkeypatch.setattr(runner, "train_cell", train_cell)
+    return plan
+
+
+def _in_process(results: Path, force: bool = False):
+    """``run_adaptively``'s ``execute`` with the in-process executor, as ``ablate run`` builds it."""
+    import dataclasses
+
+    import torch
+
+    from ablate.execute.options import SweepOptions
+    from ablate.execute.runner import run_in_process
+
+    options = SweepOptions(device="cpu", force=force)  # each its own sweep token, as each command has
+    return lambda exp, handled=frozenset(): run_in_process(
+        exp, results, torch.device("cpu"), dataclasses.replace(options, handled=handled) if handled else options
+    )
+
+
+def _starts(results: Path, name: str = "ad") -> Counter[str]:
+    from ablate.store.folder import read_events
+
+    return Counter(e["run_id"] for e in read_events(results, name) if e["event"] == "start")
+
+
+def _cells(results: Path, name: str = "ad") -> set[str]:
+    manifest = json.loads((results / name / "experiment.json").read_text())
+    return set(manifest["run_ids"])
+
+
+def test_force_retrains_each_cell_of_an_adaptive_design_once(write_experiment, tmp_path, planted_training):
+    """#28 item 1: `--force` on a finished --until-decided folder trains each cell once in the
+    command, not the pilot again at every later look."""
+    exp = load_experiment(write_experiment(TWO, "ad.toml"))
+    planted_training["value"] = lambda slug, seed: 0.5 + (0.004 * seed if slug == OTHER else 0.0) + 0.01 * (seed % 2)
+    results = tmp_path / "res"
+    design = dict(design=ad.GROUP_SEQUENTIAL, max_seeds=5, looks=(3, 4, 5))
+    run_adaptively(exp, results, _in_process(results), **design)
+    before = _starts(results)
+    assert sorted(before.values()) == [1] * len(_cells(results))
+    run_adaptively(exp, results, _in_process(results, force=True), **design)
+    forced = _starts(results) - before
+    assert set(forced) == _cells(results) and sorted(forced.values()) == [1] * len(_cells(results)), forced
+
+
+def test_a_failed_cell_is_not_retried_by_later_looks_and_stein_plans_at_least_the_pilot(
+    write_experiment, tmp_path, planted_training
+):
+    """#28 items 2 and 5: within one command a failed cell is tried once; Stein gives a variant at
+    least the pilot's seeds (its ok runs stay in the design, none "stale")."""
+    three = load_experiment(write_experiment(TWO.replace('"tanh"]', '"tanh", "sigmoid"]'), "three.toml"))
+
+    def value(slug: str, seed: int) -> float | str:
+        if slug == OTHER and seed % 2:
+            return "failed"  # tanh fails on odd seeds, and its comparison stops at the first look
+        ahead = [0.005, 0.02, 0.01, 0.004, 0.015][seed] if slug.startswith("sigmoid") else 0.0  # not clear yet
+        return 0.5 + 0.01 * (seed % 3) + ahead
+
+    planted_training["value"] = value
+    results = tmp_path / "seq"
+    _, outcome = run_adaptively(
+        three, results, _in_process(results), design=ad.GROUP_SEQUENTIAL, max_seeds=5, looks=(3, 4, 5)
+    )
+    assert outcome.rounds > 1 and outcome.seed_counts[OTHER] == 3  # later looks ran, without tanh
+    assert max(_starts(results, "ad").values()) == 1
+    exp = load_experiment(write_experiment(TWO, "ad.toml"))
+    planted_training["value"] = lambda slug, seed: "failed" if slug == OTHER and seed % 2 else 0.5 + 0.01 * (seed % 3)
+    results = tmp_path / "stein"
+    _, outcome = run_adaptively(
+        exp, results, _in_process(results), design=ad.STEIN, precision=2.0, pilot=3, max_seeds=6
+    )
+    assert max(_starts(results).values()) == 1
+    record = json.loads((results / "ad" / "experiment.json").read_text())["adaptive"]["variants"][OTHER]
+    assert record["seeds"] >= 3 and outcome.seed_counts.get(OTHER, len(outcome.seeds)) >= 3
+    assert load_experiment_data(results, "ad").stale_runs == 0
+
+
+def test_stein_gives_no_interval_from_fewer_than_two_pairs_and_never_fewer_seeds_than_the_pilot() -> None:
+    """#28 item 5, the rules themselves."""
+    pilot = np.array([[1.0, np.nan, 1.0], [0.5, 1.5, np.nan]])  # two ok pairs each, equal in the first
+    n0, s0, n = ad.stein_plan(pilot, precision=2.0, max_seeds=10)
+    assert list(n0) == [2, 2] and (n >= 3).all()
+    d = np.array([[2.0, np.nan, np.nan, np.nan], [1.0, 2.0, np.nan, 3.0]])
+    mean, half, pairs = ad.stein_interval(d, np.array([4, 4]), np.array([1.0, 1.0]), np.array([3, 3]))
+    assert pairs[0] == 1 and math.isnan(mean[0]) and math.isnan(half[0])  # one pair: no interval
+    assert pairs[1] == 3 and mean[1] == pytest.approx(2.0) and half[1] > 0
+
+
+def test_a_variant_whose_pilot_all_diverged_stops_at_once_without_a_verdict(
+    write_experiment, tmp_path, planted_training
+):
+    """#28 item 6: no verdict from zero pairs; the diverging variant stops at the first look."""
+    exp = load_experiment(write_experiment(TWO, "ad.toml"))
+    planted_training["value"] = lambda slug, seed: "diverged" if slug == OTHER else 0.5 + 0.01 * seed
+    results = tmp_path / "res"
+    run_adaptively(exp, results, _in_process(results), design=ad.GROUP_SEQUENTIAL, max_seeds=5, looks=(3, 4, 5))
+    record = json.loads((results / "ad" / "experiment.json").read_text())["adaptive"]
+    other = record["variants"][OTHER]
+    assert other["verdict"] == "no paired runs" and other["seeds"] == 3 and other["stop_look"] == 1
+    assert "no detectable difference" not in record["stopped"]
+    slugs = [r["slug"] for r in scan_runs(results, "ad").records]
+    assert slugs.count(OTHER) == 3  # no seed trained past the first look
+    status, _ = ad.sequential_look(np.array([[np.nan] * 3]), 0, ad.SequentialDesign((3, 4, 5), 1), np.array([0]))
+    assert status[0] == ad.NO_PAIRS
+    status, _ = ad.sequential_look(
+        np.array([[1.0] + [np.nan] * 4]), 2, ad.SequentialDesign((3, 4, 5), 1), np.array([0])
+    )
+    assert status[0] == ad.TOO_FEW  # one pair at the last look: no test, no verdict
+
+
+def test_two_adaptive_runners_on_one_folder_share_the_cells_and_both_decide(
+    write_experiment, tmp_path, planted_training
+):
+    """#28 item 8: a second runner waits for the cells the first one trains instead of stopping
+    after the pilot; each cell is trained once, and both record the same decisions."""
+    import threading
+
+    exp = load_experiment(write_experiment(TWO, "ad.toml"))
+    planted_training["value"] = lambda slug, seed: 0.5 + (0.003 * seed if slug == OTHER else 0.0) + 0.01 * (seed % 2)
+    planted_training["delay"] = 0.15
+    results = tmp_path / "res"
+    outcomes, said = [], []
+
+    def runner() -> None:
+        outcomes.append(
+            run_adaptively(
+                exp,
+                results,
+                _in_process(results),
+                design=ad.GROUP_SEQUENTIAL,
+                max_seeds=5,
+                looks=(3, 4, 5),
+                notify=said.append,
+                poll_s=0.05,
+            )[1]
+        )
+
+    threads = [threading.Thread(target=runner) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert len(outcomes) == 2 and not any(o.stopped.startswith("not decided") for o in outcomes), outcomes
+    assert outcomes[0].stopped == outcomes[1].stopped and outcomes[0].seed_counts == outcomes[1].seed_counts
+    assert sorted(_starts(results).values()) == [1] * len(_cells(results))
+    assert said and "being trained by another runner" in said[0]
+
+
+def test_show_lists_the_seeds_an_adaptive_design_added_after_a_kill_mid_look(cli, write_experiment, tmp_path):
+    """#28 item 9: the manifest of a look under way names its cells (seed 3 here); `ablate show`
+    follows it, as the report does."""
+    import dataclasses
+
+    from ablate.store.folder import write_manifest
+
+    path = write_experiment(TWO, "ad.toml")
+    exp = load_experiment(path)
+    stage = dataclasses.replace(exp, seeds=(0, 1, 2, 3), seed_counts={BASE: 4, OTHER: 4})
+    write_manifest(tmp_path / "res", stage.manifest())
+    for cell in stage.cells()[:7]:  # killed before the last cell (tanh, seed 3) was written
+        record = make_record("ad", cell.variant.axes(), cell.seed, Outcome())
+        record["run_id"] = cell.run_id
+        write_run(tmp_path / "res", record)
+    result = cli.invoke(app, ["show", str(path), "--results", str(tmp_path / "res")], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "7 done, 1 to run" in result.output and "2 variants x 4 seeds" in result.output, result.output
+
+
+def test_a_decided_folder_refuses_another_design_unless_new_design_and_the_report_says_so(
+    cli, write_experiment, tmp_path, planted_training
+):
+    """#28 items 7 and 11: other --looks on a decided folder is one line and exit 2; with
+    --new-design it runs, and the report says that the design changed. A first adaptive run on an
+    empty folder has nothing "already done"."""
+    path = write_experiment(TWO, "ad.toml")
+    planted_training["value"] = lambda slug, seed: 0.5 + (0.2 if slug == OTHER else 0.0) + 0.01 * (seed % 3)
+    res = tmp_path / "res"
+    args = ["run", str(path), "--device", "cpu", "--results", str(res), "--until-decided"]
+    first = cli.invoke(app, [*args, "--looks", "3,4"], env={"COLUMNS": "200"})
+    assert first.exit_code == 0, first.output
+    assert "0 already done" in first.output and "already done" in first.output, first.output
+    before = json.loads((res / "ad" / "experiment.json").read_text())["adaptive"]
+    other = cli.invoke(app, [*args, "--looks", "3,6,10"])
+    assert other.exit_code == 2 and len(other.output.strip().splitlines()) == 1, other.output
+    assert "--until-decided --looks 3,4" in other.output and "--new-design" in other.output
+    plain = cli.invoke(app, args[:-1])  # fixed seeds on the same cells: another design too
+    assert plain.exit_code == 2 and "fixed seeds would put another design on them" in plain.output.replace("\n", " ")
+    assert json.loads((res / "ad" / "experiment.json").read_text())["adaptive"] == before  # untouched
+    again = cli.invoke(app, [*args, "--looks", "3,4"])  # the same design: replayed, nothing trained
+    assert again.exit_code == 0 and "0 run(s)" in again.output, again.output
+    changed = cli.invoke(app, [*args, "--looks", "3,6,10", "--new-design"])
+    assert changed.exit_code == 0, changed.output
+    manifest = json.loads((res / "ad" / "experiment.json").read_text())
+    assert manifest["design_changes"] == [
+        {"from": "--until-decided --looks 3,4", "to": "--until-decided --looks 3,6,10", "stopped": before["stopped"]}
+    ]
+    report = cli.invoke(app, ["report", "ad", "--results", str(res), "--out", str(tmp_path / "rep")])
+    assert report.exit_code == 0, report.output
+    readme = (tmp_path / "rep" / "ad" / "README.md").read_text()
+    assert "**The design changed** on these results" in readme and "no longer hold" in readme

@@ -220,7 +220,7 @@ def test_the_documented_record_keys_are_exactly_the_schema():
         "run_id": "r",
         "experiment": "e",
         "variant": {},
-        "slug": "s",
+        "slug": "relu-overlap-none-drop",  # the slug of the variant {} (every axis at its default)
         "seed": 0,
         "status": "failed",
         "config": {},
@@ -272,7 +272,7 @@ def test_problem_checks_epoch_and_step_entries_against_their_types():
         "run_id": "r",
         "experiment": "e",
         "variant": {},
-        "slug": "s",
+        "slug": "relu-overlap-none-drop",
         "seed": 0,
         "status": "ok",
         "config": {},
@@ -287,3 +287,47 @@ def test_problem_checks_epoch_and_step_entries_against_their_types():
     )
     assert problem({**record, "steps": [{"step": "3"}]}) == "steps[0].step is str"
     assert problem({**record, "steps": [[1, 2]]}) == "steps[0] is list"
+
+
+HOSTILE = {  # what a hostile or broken writer could put in an ok run file (#28, item 10)
+    "val-acc-nan": lambda r: r["epochs"][-1].update(val_acc=float("nan")) or r["summary"].update(final_val_acc=None),
+    "val-acc-inf": lambda r: r["summary"].update(final_val_acc=float("inf")),
+    "val-acc-null": lambda r: r["epochs"][-1].update(val_acc=None) or r["summary"].update(final_val_acc=None),
+    "negative": lambda r: r["epochs"][-1].update(val_acc=-5.0) or r["summary"].update(final_val_acc=-5.0),
+    "huge": lambda r: r["epochs"][-1].update(val_acc=1e308) or r["summary"].update(final_val_acc=1e308),
+    "slug": lambda r: r.update(slug="relu-nonoverlap-none-drop"),
+    "config-seed-str": lambda r: r["config"].update(seed="0"),
+    "variant-not-config": lambda r: r["config"].update(variant={**r["variant"], "pooling": "nonoverlap"}),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(HOSTILE))
+def test_hostile_metrics_and_identity_make_a_run_file_unreadable_named_in_one_note(tmp_path, kind, recwarn):
+    """Out-of-range or non-finite metrics, and an identity that disagrees with its config, are
+    refused by the one record check: the file is named in one note and its cell counts as missing
+    (summary and comparison agree on n), never as an ok run of some variant."""
+    from ablate.analysis import compare_to_baseline, load_experiment_data, metrics_for, summary_frame
+
+    from helpers.planted import Outcome, write_planted
+
+    write_planted(
+        tmp_path,
+        "p",
+        {"pooling": ["overlap", "nonoverlap"]},
+        [0, 1, 2, 3, 4],
+        lambda axes, seed: Outcome(final_val_acc=0.6 + 0.01 * seed + 0.02 * (axes["pooling"] == "nonoverlap")),
+    )
+    base = next(r for r in scan_runs(tmp_path, "p").records if r["slug"] == "relu-overlap-none-drop" and r["seed"] == 1)
+    path = tmp_path / "p" / "runs" / f"{base['run_id']}.json"
+    HOSTILE[kind](base)
+    path.write_text(json.dumps(base))  # Python's json writes NaN and Infinity as the bare literals
+    assert problem(json.loads(path.read_text())) is not None
+    data = load_experiment_data(tmp_path, "p")
+    assert [n for n in data.notes if str(path) in n] == [n for n in data.notes if "not counted as a run" in n]
+    assert len([n for n in data.notes if str(path) in n]) == 1
+    summary = summary_frame(data).set_index("variant")
+    assert summary.loc["relu-overlap-none-drop", "n"] == 4 and summary.loc["relu-nonoverlap-none-drop", "n"] == 5
+    comparisons = compare_to_baseline(data, metrics_for(data.targets))
+    primary = comparisons[comparisons["metric"] == "final_val_acc"].iloc[0]
+    assert primary["n"] == 4 and abs(primary["diff"] - 0.02) < 1e-9  # paired on the 4 seeds left
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]

@@ -104,7 +104,8 @@ def test_an_owner_that_lost_its_claim_writes_nothing_and_keeps_the_new_owners_ch
     assert watcher.ckpt.read_bytes() == b"the new owner's checkpoint"
     assert json.loads(claim_path(tmp_path, cell.experiment, cell.run_id).read_text())["token"] == "the-new-owner"
     events = [e["event"] for e in read_events(tmp_path, cell.experiment)]
-    assert events == ["start", "lost-claim"] and len(watcher.warnings) == 1 and "claim lost" in watcher.warnings[0]
+    assert events == ["start", "lost-claim", "warning"]  # the warning is in the log too (#28 item 3)
+    assert len(watcher.warnings) == 1 and "claim lost" in watcher.warnings[0]
 
 
 def test_a_worker_death_is_never_recorded_over_a_run_file(tmp_path, exp):
@@ -338,3 +339,65 @@ def test_a_resume_trains_on_with_the_checkpoints_thread_count(tmp_path, data):
     assert len(messages) == 1 and "resuming with 1 CPU thread(s)" in messages[0]
     keys = ("train_loss", "val_loss", "val_acc")
     assert [[e[k] for k in keys] for e in resumed["epochs"]] == [[e[k] for k in keys] for e in whole["epochs"]]
+
+
+class _Collect(RunObserver):
+    """Keeps the warnings; a KeyboardInterrupt at the first batch when ``interrupt_at`` (as Ray's
+    cancellation of a task, or a second Ctrl-C, delivers it)."""
+
+    def __init__(self, interrupt: bool = False) -> None:
+        self.warnings: list[str] = []
+        self.interrupt = interrupt
+
+    def on_warning(self, message: str) -> None:
+        self.warnings.append(message)
+
+    def on_batch(self, epoch: int, step: int, steps: int) -> None:
+        if self.interrupt:
+            raise KeyboardInterrupt
+
+
+def test_a_cells_warnings_reach_events_and_its_sweep_and_a_refused_checkpoint_is_no_resume(tmp_path, data, disk_full):
+    """#28 items 3 and 11: every warning of a cell, wherever it trains, is a `warning` event tagged
+    with its sweep (which a Slurm or Ray driver reads back), and the event log does not claim a
+    resume from a checkpoint that was refused."""
+    from ablate.execute.runner import sweep_warnings
+
+    cell = tiny_cells().cells()[0]
+    ckpt = checkpoint_path(tmp_path, cell.experiment, cell.run_id)
+    ckpt.parent.mkdir(parents=True)
+    ckpt.write_bytes(b"not a checkpoint")
+    observer = _Collect()
+    record = train_claimed(cell, tmp_path, CPU, data, WorkOptions(worker="w", sweep="s1"), observer)
+    assert record["status"] == "ok" and not record["resumed"]
+    assert len(observer.warnings) == 2 and "from the start" in observer.warnings[0]
+    assert "could not save a checkpoint" in observer.warnings[1]
+    log = read_events(tmp_path, cell.experiment)
+    assert [e["event"] for e in log] == ["start", "warning", "warning", "finish"]
+    assert "checkpoint" not in log[0] and log[-1]["resumed"] == 0
+    assert sweep_warnings(tmp_path, cell.experiment, "s1") == [f"w: {m}" for m in observer.warnings]
+    assert sweep_warnings(tmp_path, cell.experiment, "another sweep") == []
+
+
+def test_the_event_log_says_resume_when_a_cell_resumes_and_interrupted_on_keyboard_interrupt(tmp_path, data):
+    """#28 item 11: a stop, then a KeyboardInterrupt (how a cancelled Ray task stops), then the end:
+    each interruption is logged, and each continuation from the checkpoint is a `resume` event."""
+    from ablate.train.loop import Interrupted
+
+    cell = tiny_cells(checkpoint_minutes=1e-9).cells()[0]
+    polls = {"n": 0}
+
+    def stop_after_two() -> bool:
+        polls["n"] += 1
+        return polls["n"] >= 2
+
+    with pytest.raises(Interrupted):
+        train_claimed(cell, tmp_path, CPU, data, WorkOptions(), RunObserver(), stop_after_two)
+    with pytest.raises(KeyboardInterrupt):
+        train_claimed(cell, tmp_path, CPU, data, WorkOptions(), _Collect(interrupt=True))
+    record = train_claimed(cell, tmp_path, CPU, data, WorkOptions(), RunObserver())
+    assert record["status"] == "ok" and len(record["resumed"]) == 1  # the interrupted resume saved nothing
+    log = read_events(tmp_path, cell.experiment)
+    kinds = ["start", "interrupted", "start", "resume", "interrupted", "start", "resume", "finish"]
+    assert [e["event"] for e in log] == kinds
+    assert log[3]["done_steps"] > 0 and log[-1]["resumed"] == 1

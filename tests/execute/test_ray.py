@@ -131,7 +131,8 @@ def test_ray_workers_ignore_the_drivers_folder_and_sigterm_stops_the_driver_like
     assert proc.returncode == 130, out
     assert "Traceback" not in out and "stack" not in out.lower() and "stopping" in out, out
     assert not list(claims.iterdir()), [json.loads(p.read_text()) for p in claims.iterdir()]  # released
-    assert "finish" not in {e["event"] for e in read_events(tmp_path / "res", "long")}
+    logged = [e["event"] for e in read_events(tmp_path / "res", "long")]
+    assert "finish" not in logged and logged.count("interrupted") == 1, logged  # #28 item 11: said in the log
 
 
 def test_limit_with_ray_local_trains_exactly_that_many_cells(fake_gpu_cluster, cli, tmp_path, monkeypatch):
@@ -158,3 +159,29 @@ def test_ray_trains_the_seeds_of_a_variant_fused_in_one_task(fake_gpu_cluster, c
         groups.setdefault(r["runtime"]["fused"]["group"], set()).add(r["slug"])
     assert len(groups) == 2 and all(len(slugs) == 1 for slugs in groups.values())
     assert [e["event"] for e in read_events(tmp_path / "res", "cluster")].count("start") == 4
+
+
+NO_SPACE_FOR_CHECKPOINTS = """
+import errno
+from ablate.store import checkpoints
+
+def save(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+checkpoints.save = save
+"""
+
+
+def test_a_ray_tasks_warnings_reach_events_and_the_drivers_summary(fake_gpu_cluster, cli, tmp_path, monkeypatch):
+    """#28 item 3: a checkpoint a Ray task cannot save (a full disk; here a plugin's) is one
+    warning in events.jsonl and in the driver's output, which counts it."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nospace_ray.py").write_text(NO_SPACE_FOR_CHECKPOINTS)
+    (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
+    args = ["--plugin", "nospace_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res", "--limit", "1"]
+    result = cli.invoke(app, args, env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    said = "could not save a checkpoint (No space left on device); this cell goes on without checkpoints"
+    assert said in result.output and "1 warning(s)" in result.output, result.output
+    warned = [e for e in read_events(tmp_path / "res", "cluster") if e["event"] == "warning"]
+    assert len(warned) == 1 and said in warned[0]["message"] and warned[0]["worker"].startswith("ray ")

@@ -195,6 +195,117 @@ def test_slurm_time_formats():
     assert [parse_time(t) for t in ("90", "45:30", "1:30:00", "2-00", "1-00:01:01")] == [90, 46, 90, 2880, 1442]
 
 
+def test_a_time_limit_under_slurms_warning_is_refused_in_one_line(cli, tmp_path):
+    """#28 item 15: Slurm warns a task 90 s before its limit (submitit's checkpoint-and-requeue);
+    --time 1 would stop every start soon after it began, until "timed-out too many times"."""
+    write(tmp_path, "s.toml", FOUR_CELLS)
+    for limit in ("1", "2", "0:90"):
+        result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--time", limit, "--results", "res"])
+        assert result.exit_code == 2, result.output
+        text = result.output.replace("\n", " ")
+        assert "Slurm warns each task 90 s before its time limit" in text and "at least --time 3" in text, text
+        assert len(result.output.strip().splitlines()) <= 3 and "Traceback" not in text
+
+
+def _fake_slurm(folder: Path, squeue: str = "exit 0", sbatch: str = "exit 0") -> Path:
+    """sbatch, squeue and sinfo as shell scripts (a one-node partition "debug" of 2 CPUs)."""
+    bin_dir = folder / "bin"
+    bin_dir.mkdir(exist_ok=True)
+    sinfo = 'case "$*" in *-N*) echo "debug*|2|(null)";; *) echo "debug*";; esac'
+    for tool, body in (("sbatch", sbatch), ("squeue", squeue), ("sinfo", sinfo)):
+        (bin_dir / tool).write_text(f"#!/bin/sh\n{body}\n")
+        (bin_dir / tool).chmod(0o755)
+    return bin_dir
+
+
+def test_sbatch_that_never_answers_is_stopped_with_one_line(cli, tmp_path, monkeypatch):
+    """#28 item 4: an sbatch that hangs (an unreachable controller) no longer blocks for ever."""
+    pytest.importorskip("submitit")
+    import ablate.execute.slurm.array as array
+
+    bin_dir = _fake_slurm(tmp_path, sbatch="exec sleep 600")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setattr(array, "SBATCH_TIMEOUT_S", 1)
+    write(tmp_path, "s.toml", tiny_sweep("one", seeds=(0,)))
+    began = time.monotonic()
+    result = cli.invoke(
+        app, ["run", str(tmp_path / "s.toml"), "--slurm", "--set", "axes.pooling=['overlap']", "--results", "res"]
+    )
+    assert result.exit_code == 2, result.output
+    assert time.monotonic() - began < 60
+    assert result.output.strip().splitlines()[-1] == (
+        "error: sbatch did not answer within 1 s (stopped); is slurmctld up? (scontrol ping)"
+    )
+
+
+def _waiting(tmp_path: Path, monkeypatch, squeue: str):
+    """wait() on a job of one cell that never writes its run file, with a fake squeue."""
+    from ablate.execute.runner import RunSummary
+    from ablate.execute.slurm.cluster import Submission
+    from ablate.experiment.experiment import load_experiment
+
+    monkeypatch.setenv("PATH", f"{_fake_slurm(tmp_path, squeue=squeue)}{os.pathsep}{os.environ['PATH']}")
+    exp = load_experiment(write(tmp_path, "s.toml", tiny_sweep("one", seeds=(0,))))
+    todo = exp.cells()[:1]
+    folder = tmp_path / "res" / "one" / "slurm"
+    folder.mkdir(parents=True)
+    return Submission("26", 1, folder, 1), todo, RunSummary("one")
+
+
+def test_wait_retries_a_failing_squeue_and_says_it_cannot_reach_slurm(tmp_path, monkeypatch):
+    """#28 item 4: an squeue that fails ("Unable to contact slurm controller") is not a finished job."""
+    import ablate.execute.slurm.array as array
+    from ablate.execute.observer import RunObserver
+
+    said = "echo 'squeue: error: Unable to contact slurm controller (connect failure)' >&2; exit 1"
+    submission, todo, summary = _waiting(tmp_path, monkeypatch, said)
+    monkeypatch.setattr(array, "SQUEUE_PATIENCE_S", 1.0)
+    monkeypatch.setattr(array, "SQUEUE_BACKOFF_MAX_S", 0.2)
+    array.wait(submission, todo, tmp_path / "res", 0.0, summary, RunObserver(), poll_s=0.05)
+    assert len(summary.errors) == 1, summary.errors
+    (error,) = summary.errors
+    assert error.startswith("cannot reach Slurm: squeue has not answered for")
+    assert "job 26 may still be running" in error
+    assert "Unable to contact slurm controller (connect failure)" in error and "not finished" not in error
+
+
+def test_wait_names_the_task_logs_last_error_a_full_disk_and_a_job_that_cannot_start(tmp_path, monkeypatch):
+    """#28 items 12 and 13: the driver's line says why a job ended with cells left."""
+    import shutil as shutil_module
+    from collections import namedtuple
+
+    import ablate.execute.slurm.array as array
+    from ablate.execute.observer import RunObserver
+
+    gone = "echo 'slurm_load_jobs error: Invalid job id specified' >&2; exit 1"
+    submission, todo, summary = _waiting(tmp_path, monkeypatch, gone)
+    (submission.folder / "26_0_0_log.err").write_text(
+        "submitit INFO (2026-01-01) Starting with JobEnvironment\nTraceback (most recent call last):\n"
+        '  File "x.py", line 1\nImportError: BAD numpy.py imported\n'
+        "srun: error: node: task 0: Exited with exit code 1\n"
+        "submitit INFO (2026-01-01) Job completed\n"
+    )
+    array.wait(submission, todo, tmp_path / "res", 0.0, summary, RunObserver(), poll_s=0.01)
+    (error,) = summary.errors
+    assert "not finished when Slurm job 26 ended (a task's log ends with: ImportError: BAD numpy.py imported;" in error
+    (submission.folder / "26_0_0_log.err").write_text("srun: error: node: task 0: Exited with exit code 1\n")
+    summary.errors.clear()
+    array.wait(submission, todo, tmp_path / "res", 0.0, summary, RunObserver(), poll_s=0.01)
+    assert "(a task's log ends with: srun: error: node: task 0: Exited with exit code 1;" in summary.errors[0]
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(shutil_module, "disk_usage", lambda path: usage(250 << 20, 250 << 20, 0))
+    summary.errors.clear()
+    array.wait(submission, todo, tmp_path / "res", 0.0, summary, RunObserver(), poll_s=0.01)
+    assert f"ended (the disk of {tmp_path / 'res'} is full (0 bytes free): free some space;" in summary.errors[0]
+    (tmp_path / "x").mkdir()
+    submission, todo, summary = _waiting(tmp_path / "x", monkeypatch, "echo 'PENDING|PartitionConfig'")
+    array.wait(submission, todo, tmp_path / "x" / "res", 0.0, summary, RunObserver(), poll_s=0.01)
+    assert summary.errors == [
+        "Slurm job 26 cannot start (pending, reason PartitionConfig: it asks for more than the partition allows); "
+        "scancel 26 and resubmit with fewer CPUs or GPUs per task, a shorter --time, or another --partition"
+    ]
+
+
 # Against the cluster.
 
 
@@ -225,29 +336,25 @@ def test_unknown_partition_is_one_line(cluster, cli, tmp_path):
     )
 
 
-def test_wait_on_a_job_that_can_never_start_exits_1_at_once(cluster, tmp_path):
-    """More CPUs per task than the node has: Slurm accepts the job and leaves it pending for ever."""
+def test_more_cpus_per_task_than_any_node_has_is_refused_before_submitting(cluster, cli, tmp_path, monkeypatch):
+    """#28 item 15: Slurm would accept such a job and leave it pending for ever; sinfo says how
+    many CPUs the partition's nodes have, so it is refused in one line, and nothing is submitted.
+    (A job that can never start for other reasons, e.g. a QOS limit, still ends the wait: see
+    test_wait_names_the_task_logs_last_error_a_full_disk_and_a_job_that_cannot_start.)"""
+    monkeypatch.chdir(tmp_path)
     write(tmp_path, "s.toml", FOUR_CELLS)
-    code, out = finish(
-        ablate(
-            tmp_path,
-            "run",
-            "s.toml",
-            "--slurm",
-            "--tasks",
-            "1",
-            "--cpus-per-task",
-            "1024",
-            "--wait",
-            "--results",
-            "res",
-        ),
-        timeout=60,
+    cpus = subprocess.run(["sinfo", "-h", "-N", "-o", "%c"], capture_output=True, text=True).stdout.split()
+    most = max(int(c) for c in cpus)
+    result = cli.invoke(
+        app,
+        ["run", str(tmp_path / "s.toml"), "--slurm", "--cpus-per-task", str(most + 1), "--results", "r"],
     )
-    job = job_id(out)
-    subprocess.run(["scancel", job], check=True)
-    assert code == 1, out
-    assert f"Slurm job {job} cannot start (pending, reason PartitionConfig" in out.replace("\n", " ")
+    assert result.exit_code == 2, result.output
+    assert result.output.strip().splitlines()[-1] == (
+        f"error: --cpus-per-task {most + 1} = {most + 1} CPUs per array task, but the largest node of the default "
+        f"partition (debug) has {most} (sinfo); ask for fewer, or choose another --partition"
+    )
+    assert not (tmp_path / "r" / "slurm4").exists()
 
 
 def test_four_cells_on_a_two_task_array_each_trained_once_shown_while_running(cluster, tmp_path):
@@ -356,8 +463,8 @@ def _requeued_cell_resumes(tmp_path: Path, uninterrupted: Path, interrupt) -> li
     )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     log = events(res, "resumable")
-    assert [e["event"] for e in log] == ["start", "interrupted", "start", "finish"]
-    assert log[2]["checkpoint"] is True and log[3]["resumed"] == 1
+    assert [e["event"] for e in log] == ["start", "interrupted", "start", "resume", "finish"]
+    assert log[3]["done_steps"] > 0 and log[4]["resumed"] == 1
     return log
 
 
@@ -431,3 +538,45 @@ def test_plain_sbatch_array_of_ablate_run_trains_each_cell_once(cluster, tmp_pat
     ]
     trained = Counter(e["run_id"] for e in events(tmp_path / "res", "slurm4") if e["event"] == "finish")
     assert sorted(trained.values()) == [1, 1, 1, 1]
+
+
+NO_SPACE_FOR_CHECKPOINTS = """
+import errno
+from ablate.store import checkpoints
+
+def save(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+checkpoints.save = save
+"""
+
+
+def test_a_job_from_a_folder_with_numpy_py_trains_and_its_warnings_reach_log_events_and_driver(cluster, tmp_path):
+    """#28 items 12, 3 and 15 in one job: a numpy.py in the folder the job is submitted from is
+    not what the task imports (it would end the job at once); a checkpoint that cannot be saved
+    (a full disk, here a plugin's) is one warning in the task's log, in events.jsonl and in the
+    driver's output; and --tasks 3 for one cell submits one task."""
+    script = shutil.which("ablate", path=str(Path(sys.executable).parent))
+    if script is None:  # `python -m ablate` would import ./numpy.py itself: Python's rule for -m
+        pytest.skip("no ablate console script next to this Python")
+    (tmp_path / "numpy.py").write_text('raise ImportError("BAD numpy.py imported")\n')
+    (tmp_path / "nospace.py").write_text(NO_SPACE_FOR_CHECKPOINTS)
+    write(tmp_path, "one.toml", tiny_sweep("one", seeds=(0,)))
+    args = ["--plugin", "nospace", "run", "one.toml", "--set", "axes.pooling=['overlap']", "--slurm"]
+    proc = subprocess.Popen(
+        [script, *args, "--tasks", "3", "--wait", "--results", "res"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "COLUMNS": "300"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    code, out = finish(proc)
+    assert code == 0, out
+    assert "1 array task(s) for 1 cell(s)" in out and "1 run(s): 1 ok" in out
+    said = "could not save a checkpoint (No space left on device); this cell goes on without checkpoints"
+    assert said in out and "1 warning(s)" in out, out
+    warned = [e for e in events(tmp_path / "res", "one") if e["event"] == "warning"]
+    assert len(warned) == 1 and said in warned[0]["message"] and warned[0]["worker"].startswith("slurm ")
+    logs = "".join(p.read_text() for p in (tmp_path / "res" / "one" / "slurm").glob("*_log.err"))
+    assert "ablate warning: " in logs and said in logs and "BAD numpy.py" not in logs

@@ -155,9 +155,9 @@ def test_tensorboards_hparams_view_sees_every_axis_across_experiments(results, t
 
 
 def test_odd_names_stay_inside_out_and_duplicates_are_kept(results, tmp_path):
-    # A hand-made record without a manifest: its slug tries to climb out of --out.
-    odd = make_record("weird", {"pooling": "overlap"}, 0, Outcome(epochs=1))
-    odd.update(slug="../../../escaped", run_id="aaaaaaaaaaaaaaaa")
+    # A hand-made record without a manifest: its slug (from an activation's name) tries to climb out of --out.
+    odd = make_record("weird", {"activation": "../../../escaped"}, 0, Outcome(epochs=1))
+    odd.update(run_id="aaaaaaaaaaaaaaaa")
     write_run(results, odd)
     twin = dict(odd, run_id="bbbbbbbbbbbbbbbb")
     write_run(results, twin)
@@ -168,8 +168,8 @@ def test_odd_names_stay_inside_out_and_duplicates_are_kept(results, tmp_path):
     names = sorted(r.name for r in done.runs)
     assert names == [
         "we_ird_name/relu-overlap-none-drop/seed3",
-        "weird/.._.._.._escaped/seed0",
-        "weird/.._.._.._escaped/seed0-bbbbbbbbbbbb",
+        "weird/.._.._.._escaped-overlap-none-drop/seed0",
+        "weird/.._.._.._escaped-overlap-none-drop/seed0-bbbbbbbbbbbb",
     ]
     for r in done.runs:
         assert r.path.resolve().is_relative_to(out.resolve()) and list(r.path.glob("events.out.tfevents.*"))

@@ -167,6 +167,21 @@ def test_check_plan_statistics_meet_their_goals(monkeypatch, capsys):
     assert all(abs(float(x) - documented) <= 0.15 for x in decided[1].split(", "))
 
 
+def test_synthetic_results_are_read_and_reported_like_real_ones(tmp_path, monkeypatch, capsys):
+    """scripts/synthetic_results.py at its smallest: every record valid, the manifest's cells all
+    present, and a report made of them."""
+    from ablate.analysis import load_experiment_data
+    from ablate.report.build import build_report
+
+    args = ["--results", str(tmp_path), "--experiments", "1", "--seeds", "2", "--epochs", "3"]
+    assert run_script("synthetic_results.py", args, monkeypatch) == 0
+    assert "72 run files in 1 experiment(s)" in capsys.readouterr().out
+    data = load_experiment_data(tmp_path, "synthetic-1")
+    assert data.notes == [] and len(data.ok_runs) == 72 and len(data.variants) == 36
+    assert build_report(tmp_path, "synthetic-1", tmp_path / "reports").readme.is_file()
+    assert run_script("synthetic_results.py", ["--results", str(tmp_path), "--seeds", "0"], monkeypatch) == 2
+
+
 def test_gpu_check_is_valid_bash():
     subprocess.run(["bash", "-n", str(SCRIPTS / "gpu_check.sh")], check=True)
 

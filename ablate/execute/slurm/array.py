@@ -2,7 +2,7 @@
 
 ``ablate run FILE --slurm`` submits one Slurm job array (through submitit, an optional extra:
 ``pip install 'ablate[slurm]'``). Every array task is a worker like a local pool worker: it walks
-the sweep's cells and trains each one it can claim (:func:`ablate.execute.runner.train_claimed`) until
+the sweep's cells and trains each one it can claim (:func:`ablate.execute.runner.train_claimed_group`) until
 none is left. The claims in the results folder decide who trains what, so array tasks, a local
 ``--workers`` run, Ray tasks and a plain ``ablate run`` can share one results folder (which must
 be on a filesystem every node mounts at the same path) and no cell is trained twice.
@@ -29,10 +29,13 @@ import contextlib
 import dataclasses
 import io
 import os
+import re
+import shutil
 import signal
 import site
 import socket
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -40,11 +43,13 @@ from pathlib import Path
 from typing import Any
 
 from ablate.data.sweep import Datasets
-from ablate.execute.observer import RunObserver
+from ablate.execute.observer import RunObserver, TaskLog
 from ablate.execute.options import SweepOptions, WorkOptions
-from ablate.execute.runner import RunSummary, start_sweep, train_claimed_group
+from ablate.execute.runner import RunSummary, start_sweep, tell_new_warnings, train_claimed_group
 from ablate.execute.slurm.cluster import (
     DEFAULT_MAX_TASKS,
+    SBATCH_TIMEOUT_S,
+    SIGNAL_DELAY_S,
     SlurmError,
     SlurmOptions,
     Submission,
@@ -67,6 +72,14 @@ POLL_S = 1.0
 # After SIGTERM (training checkpointed, claim released) a task waits this long for Slurm's SIGKILL
 # or submitit's preemption signal (Slurm's KillWait is 30 s by default) before it ends on its own.
 LINGER_AFTER_SIGTERM_S = 120.0
+# squeue that does not answer (a restarting or unreachable controller) is asked again, waiting
+# twice as long each time up to SQUEUE_BACKOFF_MAX_S; after SQUEUE_PATIENCE_S without an answer the
+# driver stops waiting and says so (the job may well still be running).
+SQUEUE_BACKOFF_MAX_S = 30.0
+SQUEUE_PATIENCE_S = 600.0
+# Below this much free space on the results folder's filesystem, a job that ended early is said
+# to have met a full disk (its logs, run files and checkpoints all live there).
+FULL_DISK_BYTES = 1 << 20
 
 
 def _job_label() -> str:
@@ -185,7 +198,7 @@ class SlurmWorker(Checkpointable):
                         continue
                     try:
                         records = train_claimed_group(
-                            cell, self.cells, self.results, device, datasets, opts, should_stop=stop.is_set
+                            cell, self.cells, self.results, device, datasets, opts, TaskLog(), should_stop=stop.is_set
                         )
                     except Interrupted:
                         outcome["interrupted"] = True
@@ -203,9 +216,7 @@ class SlurmWorker(Checkpointable):
 def _pythonpath() -> str:
     """PYTHONPATH for the job: the folder this ablate is imported from comes first when it is not
     an installed package (a checkout), so that the tasks unpickle the same code."""
-    import ablate
-
-    root = str(Path(ablate.__file__).resolve().parent.parent)
+    root = _ablate_root()
     installed = {str(Path(p).resolve()) for p in site.getsitepackages() + [site.getusersitepackages()]}
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
     if root not in installed and root not in parts:
@@ -234,23 +245,30 @@ def submit(
     marker = folder / f"sweep-{uuid.uuid4().hex[:8]}"
     marker.write_text(f"{socket.gethostname()} {os.getpid()}\n", encoding="utf-8")
     since = marker.stat().st_mtime
-    executor = submitit.AutoExecutor(folder=folder, cluster="slurm")
+    executor = _timed_executor(submitit)(folder=folder)
     params: dict[str, Any] = dict(
-        name=name,
-        timeout_min=options.time_min,
+        job_name=name,
+        time=options.time_min,
         cpus_per_task=options.cpus_per_task,
-        tasks_per_node=options.processes,
+        ntasks_per_node=options.processes,
         nodes=1,
-        slurm_array_parallelism=options.tasks,
-        # The job's python is this python (submitit's default); the job imports this ablate.
-        slurm_setup=[f"export PYTHONPATH={_shell_quote(_pythonpath())}"],
+        array_parallelism=options.tasks,
+        signal_delay_s=SIGNAL_DELAY_S,  # said here, so that --time is checked against it (cluster.parse_time)
+        # The job's python is this python (submitit's default); the job imports this ablate, and
+        # never the folder it was submitted from: `python -m submitit.core._submit` would put that
+        # folder first on the import path (a numpy.py there would replace numpy), PYTHONSAFEPATH
+        # keeps it off (Python >= 3.11; earlier ones run the job in ablate's own folder instead).
+        setup=[f"export PYTHONPATH={_shell_quote(_pythonpath())}", "export PYTHONSAFEPATH=1"],
     )
     if options.gpus_per_task:
         params["gpus_per_node"] = options.gpus_per_task
     if options.partition:
-        params["slurm_partition"] = options.partition
-    if options.extra:
-        params["slurm_additional_parameters"] = dict(options.extra)
+        params["partition"] = options.partition
+    extra = dict(options.extra)
+    if sys.version_info < (3, 11):  # no PYTHONSAFEPATH: start where only ablate's own code lies
+        extra.setdefault("chdir", _ablate_root())
+    if extra:
+        params["additional_parameters"] = extra
     try:
         executor.update_parameters(**params)
     except ValueError as e:
@@ -258,14 +276,38 @@ def submit(
     worker = SlurmWorker(
         todo, str(results), opts, plugins, os.getcwd(), since, options.gpus_per_task, options.cpus_per_task, use_gpu
     )
+    began = time.monotonic()
     try:
         # submitit prints sbatch's complaint to stderr as well as raising it: keep it to one line.
         with contextlib.redirect_stderr(io.StringIO()):
             jobs = executor.map_array(worker, range(options.tasks))
     except Exception as e:  # noqa: BLE001 - sbatch's refusal arrives wrapped; the user needs its line
+        if time.monotonic() - began >= SBATCH_TIMEOUT_S:
+            raise SlurmError(
+                f"sbatch did not answer within {SBATCH_TIMEOUT_S:g} s (stopped); is slurmctld up? (scontrol ping)"
+            ) from None
         raise SlurmError(f"sbatch refused the job: {_sbatch_reason(str(e))}") from None
     job_id = str(jobs[0].job_id).split("_")[0]
     return Submission(job_id, options.tasks, folder, len(todo)), since
+
+
+def _timed_executor(submitit: Any) -> Any:
+    """submitit's Slurm executor, with sbatch stopped after ``SBATCH_TIMEOUT_S`` (coreutils'
+    ``timeout``): a controller that never answers must not hang ``ablate run --slurm`` for ever."""
+
+    class TimedSlurmExecutor(submitit.SlurmExecutor):  # type: ignore[misc,name-defined]
+        def _make_submission_command(self, submission_file_path: Path) -> list[str]:
+            sbatch = super()._make_submission_command(submission_file_path)
+            return ["timeout", "--kill-after=5", f"{SBATCH_TIMEOUT_S:g}", *sbatch]
+
+    return TimedSlurmExecutor
+
+
+def _ablate_root() -> str:
+    """The folder this ablate is imported from (its package's parent)."""
+    import ablate
+
+    return str(Path(ablate.__file__).resolve().parent.parent)
 
 
 def _shell_quote(text: str) -> str:
@@ -300,16 +342,33 @@ NEVER_STARTS = (
 )
 
 
-def job_states(job_id: str) -> list[tuple[str, str]] | None:
+@dataclasses.dataclass
+class QueueAnswer:
+    """What ``squeue`` said about a job: its tasks' (state, reason), empty once the job has left
+    the queue; or, when squeue gave no answer, why (``states`` None)."""
+
+    states: list[tuple[str, str]] | None
+    problem: str = ""
+
+
+def job_states(job_id: str) -> QueueAnswer:
     """(state, reason) of each task of the job still known to ``squeue`` (pending, running,
-    completing; empty once it has left the queue); None when squeue does not answer in time."""
+    completing; none once it has left the queue), or why squeue did not answer: it timed out, or
+    failed otherwise than "Invalid job id" (which means Slurm has forgotten the job: it is over)."""
     try:
-        out = subprocess.run(["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(
+            ["squeue", "-h", "-j", job_id, "-o", "%T|%r"], capture_output=True, text=True, timeout=SBATCH_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired:
-        return None  # a busy controller: ask again later
-    if out.returncode != 0:  # "Invalid job id": Slurm has forgotten it, so it is over
-        return []
-    return [tuple(line.split("|", 1)) for line in out.stdout.splitlines() if "|" in line]  # type: ignore[misc]
+        return QueueAnswer(None, f"no answer within {SBATCH_TIMEOUT_S:g} s")
+    except OSError as e:
+        return QueueAnswer(None, e.strerror or str(e))
+    if out.returncode != 0:
+        said = (out.stderr.strip().splitlines() or [f"exit code {out.returncode}"])[-1]
+        if "invalid job id" in said.lower():
+            return QueueAnswer([])
+        return QueueAnswer(None, said.removeprefix("squeue: ").removeprefix("error: "))
+    return QueueAnswer([tuple(line.split("|", 1)) for line in out.stdout.splitlines() if "|" in line])  # type: ignore[misc]
 
 
 def wait(
@@ -320,13 +379,19 @@ def wait(
     summary: RunSummary,
     observer: RunObserver,
     poll_s: float = POLL_S,
+    sweep: str = "",
 ) -> RunSummary:
     """Follow the job through the results folder until every cell of ``todo`` has a run file
     written in this sweep, or the job has left the queue; cells it left unfinished, and the
-    workers' errors, become ``summary.errors`` (so ``ablate run`` exits 1)."""
+    workers' errors, become ``summary.errors`` (so ``ablate run`` exits 1). The cells' warnings
+    (events of the sweep tagged ``sweep``) are told to the observer as they are written. An
+    ``squeue`` that does not answer is asked again with growing pauses; when it has not answered
+    for ``SQUEUE_PATIENCE_S``, the driver stops waiting and says that it cannot reach Slurm."""
     left = {c.run_id: c for c in todo}
     experiment = todo[0].experiment
     ended = False
+    silent_since: float | None = None  # when squeue last stopped answering
+    pause = poll_s
     while True:
         for run_id, cell in list(left.items()):
             path = run_path(results, experiment, run_id)
@@ -339,12 +404,27 @@ def wait(
                 del left[run_id]
                 summary.records.append(record)
                 observer.on_cell_end(0, len(todo), cell, record)
+        tell_new_warnings(summary, results, experiment, sweep, observer)
         if not left or ended:
             break
-        states = job_states(submission.job_id)
+        answer = job_states(submission.job_id)
+        if answer.states is None:
+            silent_since = silent_since if silent_since is not None else time.monotonic()
+            if time.monotonic() - silent_since >= SQUEUE_PATIENCE_S:
+                summary.errors.append(
+                    f"cannot reach Slurm: squeue has not answered for {time.monotonic() - silent_since:.0f} s "
+                    f"({answer.problem}); job {submission.job_id} may still be running: follow it with "
+                    f"'ablate show', or rerun this command once Slurm answers (finished cells are kept)"
+                )
+                return summary
+            pause = min(pause * 2, SQUEUE_BACKOFF_MAX_S)
+            time.sleep(pause)
+            continue
+        silent_since, pause = None, poll_s
+        states = answer.states
         ended = states == []
-        stuck = sorted({reason for state, reason in states or [] if state == "PENDING" and reason in NEVER_STARTS})
-        if stuck and all(state == "PENDING" for state, _ in states or []):
+        stuck = sorted({reason for state, reason in states if state == "PENDING" and reason in NEVER_STARTS})
+        if stuck and all(state == "PENDING" for state, _ in states):
             summary.errors.append(
                 f"Slurm job {submission.job_id} cannot start (pending, reason {', '.join(stuck)}: it asks "
                 f"for more than the partition allows); scancel {submission.job_id} and resubmit with "
@@ -362,12 +442,59 @@ def wait(
             and event.get("time", 0) >= since - 60
         ):
             summary.errors.append(f"Slurm task {event['job']}: {event.get('error')}")
-    for cell in left.values():
-        summary.errors.append(
-            f"{cell.variant.slug()} seed {cell.seed}: not finished when Slurm job {submission.job_id} "
-            f"ended (cancelled, failed or out of time; see {submission.folder}); rerun to resume it"
-        )
+    if left:
+        why = why_job_ended(submission, results)
+        for cell in left.values():
+            summary.errors.append(
+                f"{cell.variant.slug()} seed {cell.seed}: not finished when Slurm job {submission.job_id} "
+                f"ended ({why}; see {submission.folder}); rerun to resume it"
+            )
     return summary
+
+
+def why_job_ended(submission: Submission, results: Path) -> str:
+    """The likeliest reason a job ended with cells left, for the user: a full disk under the
+    results folder (where the tasks write their logs, run files and checkpoints), else the last
+    error line of a task's log, else Slurm's usual suspects."""
+    try:
+        free = shutil.disk_usage(results).free
+    except OSError:
+        free = None
+    if free is not None and free < FULL_DISK_BYTES:
+        return f"the disk of {results} is full ({free:,} bytes free): free some space"
+    line = last_error_line(submission)
+    if line:
+        return f"a task's log ends with: {line}"
+    return "cancelled, failed or out of time"
+
+
+# Lines of a task's log that say what went wrong: first a Python exception (the last line of a
+# traceback), else a tool's "error:" line (srun's, Slurm's) or the out-of-memory killer's.
+_EXCEPTION_LINE = re.compile(r"^\w+(\.\w+)*(Error|Exception|Interrupt|Exit)\b.*$")
+_ERROR_LINE = re.compile(r"^.*(\berror:|\bKilled\b|\bCANCELLED\b|\bDUE TO TIME LIMIT\b).*$")
+
+
+def last_error_line(submission: Submission) -> str:
+    """The last line that reads as an error in the job's task logs (submitit's ``*_log.err`` in
+    ``submission.folder``, the most recently written first): a Python exception before any other
+    error line; "" when there is none."""
+    logs = sorted(
+        submission.folder.glob(f"{submission.job_id}_*_log.err"),
+        key=lambda p: p.stat().st_mtime if p.exists() else 0.0,
+        reverse=True,
+    )
+    texts = []
+    for log in logs:
+        try:
+            texts.append([ln.strip() for ln in log.read_text(encoding="utf-8", errors="replace").splitlines()[-200:]])
+        except OSError:
+            continue
+    for pattern in (_EXCEPTION_LINE, _ERROR_LINE):
+        for lines in texts:
+            found = [ln for ln in lines if ln and pattern.match(ln)]
+            if found:
+                return found[-1][:300]
+    return ""
 
 
 def run_slurm(
@@ -389,8 +516,8 @@ def run_slurm(
     todo, summary = start_sweep(exp, results, options, observer)
     if not todo:
         return summary
-    if target.tasks is None:
-        target = dataclasses.replace(target, tasks=min(len(todo), DEFAULT_MAX_TASKS))
+    # One task per cell at most: a task with no cell to claim would only start and stop.
+    target = dataclasses.replace(target, tasks=min(len(todo), target.tasks or DEFAULT_MAX_TASKS))
     # No forced_since: array tasks tell this sweep's run files by the marker's time (``since``).
     submission, since = submit(
         todo,
@@ -404,4 +531,4 @@ def run_slurm(
     observer.on_submit(submission)
     if not target.wait:
         return None
-    return wait(submission, todo, results, since, summary, observer)
+    return wait(submission, todo, results, since, summary, observer, sweep=options.sweep)

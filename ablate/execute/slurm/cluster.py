@@ -20,6 +20,13 @@ from ablate.execute.errors import ExecutorError, import_extra
 
 # Array tasks when --tasks is not given: one per cell to do, at most this many.
 DEFAULT_MAX_TASKS = 8
+# Slurm warns each task this long before its time limit (sbatch --signal, submitit's signal_delay_s),
+# and the task then has to checkpoint and requeue itself (STOP_WAIT_S in array.py).
+SIGNAL_DELAY_S = 90
+# The shortest --time that leaves a task time to train after it starts and before that warning.
+MIN_TIME_MIN = -(-(SIGNAL_DELAY_S + 60) // 60)  # 3 minutes
+# How long sbatch and squeue may take to answer before the controller counts as unreachable.
+SBATCH_TIMEOUT_S = 120
 
 
 class SlurmError(ExecutorError, RuntimeError):
@@ -64,7 +71,14 @@ def parse_time(text: str) -> int:
         seconds = a * 60
     if seconds <= 0:
         raise SlurmError(f"--time {text}: expected a time limit above zero")
-    return -(-seconds // 60)
+    minutes = -(-seconds // 60)
+    if minutes < MIN_TIME_MIN:
+        raise SlurmError(
+            f"--time {text}: Slurm warns each task {SIGNAL_DELAY_S} s before its time limit to checkpoint and "
+            f"requeue, so a task this short would be stopped soon after every start; give at least --time "
+            f"{MIN_TIME_MIN}"
+        )
+    return minutes
 
 
 def parse_slurm_opts(values: list[str]) -> dict[str, Any]:
@@ -110,6 +124,44 @@ def check_cluster(options: SlurmOptions) -> None:
             f"--partition {options.partition}: no such Slurm partition; this cluster has "
             f"{', '.join(partitions) or 'none'}"
         )
+    _check_size(options)
+
+
+def _check_size(options: SlurmOptions) -> None:
+    """Refuse a task larger than any node of its partition: Slurm would leave it pending for ever
+    (or, on some clusters, refuse it only after a long wait). Nodes as ``sinfo`` lists them: CPUs
+    and GPUs (``gpu`` generic resources) per node."""
+    try:
+        out = subprocess.run(["sinfo", "-h", "-N", "-o", "%P|%c|%G"], capture_output=True, text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        return  # the partition check above got an answer; sizes stay Slurm's to judge
+    nodes = [line.split("|", 2) for line in out.stdout.splitlines() if line.count("|") == 2]
+    default = next((p.rstrip("*") for p, _, _ in nodes if p.endswith("*")), None)
+    partition = options.partition or default
+    mine = [(int(c), _gpus(g)) for p, c, g in nodes if p.rstrip("*") == partition and c.strip().isdigit()]
+    if out.returncode != 0 or not mine:
+        return
+    cpus = options.cpus_per_task * options.processes
+    most_cpus, most_gpus = max(c for c, _ in mine), max(g for _, g in mine)
+    where = f"partition {partition}" if options.partition else f"the default partition ({partition})"
+    if cpus > most_cpus:
+        ask = f"--cpus-per-task {options.cpus_per_task}" + (
+            f" x {options.processes} processes" if options.processes > 1 else ""
+        )
+        raise SlurmError(
+            f"{ask} = {cpus} CPUs per array task, but the largest node of {where} has {most_cpus} (sinfo); "
+            "ask for fewer, or choose another --partition"
+        )
+    if options.gpus_per_task > most_gpus:
+        raise SlurmError(
+            f"--gpus-per-task {options.gpus_per_task}: the nodes of {where} have at most {most_gpus} GPU(s) (sinfo); "
+            "ask for fewer, or choose another --partition"
+        )
+
+
+def _gpus(gres: str) -> int:
+    """GPUs in a node's generic resources as sinfo prints them (``gpu:4``, ``gpu:a100:2(S:0-1)``)."""
+    return sum(int(n) for n in re.findall(r"(?:^|,)gpu(?::[^:,(]+)?:(\d+)", gres))
 
 
 @dataclass(frozen=True)
