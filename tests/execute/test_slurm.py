@@ -200,7 +200,9 @@ def test_a_time_limit_under_slurms_warning_is_refused_in_one_line(cli, tmp_path)
     --time 1 would stop every start soon after it began, until "timed-out too many times"."""
     write(tmp_path, "s.toml", FOUR_CELLS)
     for limit in ("1", "2", "0:90"):
-        result = cli.invoke(app, ["run", str(tmp_path / "s.toml"), "--slurm", "--time", limit, "--results", "res"])
+        result = cli.invoke(
+            app, ["run", str(tmp_path / "s.toml"), "--slurm", "--time", limit, "--results", str(tmp_path / "res")]
+        )
         assert result.exit_code == 2, result.output
         text = result.output.replace("\n", " ")
         assert "Slurm warns each task 90 s before its time limit" in text and "at least --time 3" in text, text
@@ -229,7 +231,16 @@ def test_sbatch_that_never_answers_is_stopped_with_one_line(cli, tmp_path, monke
     write(tmp_path, "s.toml", tiny_sweep("one", seeds=(0,)))
     began = time.monotonic()
     result = cli.invoke(
-        app, ["run", str(tmp_path / "s.toml"), "--slurm", "--set", "axes.pooling=['overlap']", "--results", "res"]
+        app,
+        [
+            "run",
+            str(tmp_path / "s.toml"),
+            "--slurm",
+            "--set",
+            "axes.pooling=['overlap']",
+            "--results",
+            str(tmp_path / "res"),
+        ],
     )
     assert result.exit_code == 2, result.output
     assert time.monotonic() - began < 60
