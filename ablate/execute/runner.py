@@ -364,14 +364,16 @@ def _train_held(
     try:
         hooks = [hooks_of(c) for c in cells]
         records = run_group(cells, device, lambda: train_group(cells, splits, device, observer, hooks))
-    except (Interrupted, KeyboardInterrupt):
-        # KeyboardInterrupt: a second Ctrl-C, or Ray cancelling its task (SIGTERM to the driver).
+    except (Interrupted, KeyboardInterrupt) as stopped:
+        # KeyboardInterrupt: a second Ctrl-C, or Ray cancelling its task (SIGTERM to the driver);
+        # it always goes on up, the members still held logged as interrupted.
         unfinished = [c for c in cells if c.run_id not in handled]
         lost = [c for c in unfinished if claims[c.run_id].lost or not claims[c.run_id].held()]
         for cell in lost:  # another worker owns it now: leave the cell to it
             left_to_new_owner(cell)
         rest = [c for c in unfinished if c not in lost]
-        if not rest or not should_stop():  # (a member's lost claim stopped the group: the rest resume later)
+        if isinstance(stopped, Interrupted) and (not rest or not should_stop()):
+            # No stop was asked: a member's lost claim stopped the group, and the rest resume later.
             return [written[c.run_id] for c in cells if c.run_id in written]
         for cell in rest:
             append_event(results, cell.experiment, "interrupted", cell.run_id)

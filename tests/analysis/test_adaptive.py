@@ -486,7 +486,7 @@ BASE, OTHER = "relu-overlap-none-drop", "tanh-overlap-none-drop"
 
 @pytest.fixture
 def planted_training(monkeypatch):
-    """The runner trains every cell in an instant: ``train_cell`` gives the planted accuracy of
+    """The runner trains every cell in an instant: ``train_group`` gives the planted accuracy of
     (slug, seed), or fails (``"failed"``: it raises) or diverges (``"diverged"``); no data is loaded.
     Everything else (start_sweep, claims, events, run files) is the real path."""
     import ablate.execute.runner as runner
@@ -519,8 +519,11 @@ def planted_training(monkeypatch):
         record["run_id"] = cell.run_id
         return record
 
+    def train_group(cells, splits, device, observer=None, hooks=None):
+        return [train_cell(c, s, device) for c, s in zip(cells, splits)]
+
     monkeypatch.setattr(runner, "Datasets", NoData)
-    monkeypatch.setattr(runner, "train_cell", train_cell)
+    monkeypatch.setattr(runner, "train_group", train_group)
     return plan
 
 

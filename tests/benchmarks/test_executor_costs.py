@@ -113,4 +113,4 @@ def test_log_every_costs_under_two_percent(benchmark, alexnet65_run):
             "log_every": runs["default"].log_every,
         }
     )
-    assert runs["default"].steps and not runs["off"].steps
+    assert runs["default"].members[0].steps and not runs["off"].members[0].steps

@@ -10,7 +10,7 @@ import pytest
 from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
 
-from helpers.plugins import killer_plugin
+from helpers.plugins import NO_SPACE_FOR_CHECKPOINTS, killer_plugin
 from helpers.sweeps import tiny_sweep
 
 ray = pytest.importorskip("ray")
@@ -161,21 +161,14 @@ def test_ray_trains_the_seeds_of_a_variant_fused_in_one_task(fake_gpu_cluster, c
     assert [e["event"] for e in read_events(tmp_path / "res", "cluster")].count("start") == 4
 
 
-NO_SPACE_FOR_CHECKPOINTS = """
-import errno
-from ablate.store import checkpoints
-
-def save(*args, **kwargs):
-    raise OSError(errno.ENOSPC, "No space left on device")
-
-checkpoints.save = save
-"""
-
-
 def test_a_ray_tasks_warnings_reach_events_and_the_drivers_summary(fake_gpu_cluster, cli, tmp_path, monkeypatch):
     """#28 item 3: a checkpoint a Ray task cannot save (a full disk; here a plugin's) is one
     warning in events.jsonl and in the driver's output, which counts it."""
+    from ablate.store import checkpoints
+
     monkeypatch.chdir(tmp_path)
+    # The plugin replaces checkpoints.save in this process too (the driver imports it): undone after the test.
+    monkeypatch.setattr(checkpoints, "save", checkpoints.save)
     (tmp_path / "nospace_ray.py").write_text(NO_SPACE_FOR_CHECKPOINTS)
     (tmp_path / "cluster.toml").write_text(textwrap.dedent(SWEEP))
     args = ["--plugin", "nospace_ray", "run", "cluster.toml", "--ray", "auto", "--results", "res", "--limit", "1"]

@@ -24,6 +24,7 @@ from ablate.cli import app
 from ablate.store.folder import read_events, scan_runs
 
 from helpers import ROOT
+from helpers.plugins import NO_SPACE_FOR_CHECKPOINTS
 from helpers.process import ablate, write
 from helpers.process import finish as finish_process
 from helpers.sweeps import RESUMABLE, tiny_sweep
@@ -549,17 +550,6 @@ def test_plain_sbatch_array_of_ablate_run_trains_each_cell_once(cluster, tmp_pat
     ]
     trained = Counter(e["run_id"] for e in events(tmp_path / "res", "slurm4") if e["event"] == "finish")
     assert sorted(trained.values()) == [1, 1, 1, 1]
-
-
-NO_SPACE_FOR_CHECKPOINTS = """
-import errno
-from ablate.store import checkpoints
-
-def save(*args, **kwargs):
-    raise OSError(errno.ENOSPC, "No space left on device")
-
-checkpoints.save = save
-"""
 
 
 def test_a_job_from_a_folder_with_numpy_py_trains_and_its_warnings_reach_log_events_and_driver(cluster, tmp_path):

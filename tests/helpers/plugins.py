@@ -1,7 +1,8 @@
-"""Plugins that kill their own worker process, for the tests of executors that must survive it.
+"""Plugins for the tests of executors that must survive them: one that kills its own worker
+process, one that makes every checkpoint save fail as on a full disk.
 
-Written into a test's folder and loaded with ``--plugin``; the marker file beside the plugin
-remembers that "kill once" has happened, so the retry trains normally.
+Written into a test's folder and loaded with ``--plugin``; the marker file beside the killing
+plugin remembers that "kill once" has happened, so the retry trains normally.
 """
 
 from __future__ import annotations
@@ -38,3 +39,17 @@ class KillAlways(nn.ReLU):
 register_activation("{always}")(KillAlways)
 '''
     return source
+
+
+# A plugin's source: every checkpoint save fails as on a full disk (ENOSPC). Loaded in the test's
+# own process (an in-process ``cli.invoke``), it replaces ``checkpoints.save`` there too: the test
+# must undo it (monkeypatch.setattr of the original first).
+NO_SPACE_FOR_CHECKPOINTS = """
+import errno
+from ablate.store import checkpoints
+
+def save(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+checkpoints.save = save
+"""
