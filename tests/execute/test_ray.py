@@ -132,7 +132,8 @@ def test_ray_workers_ignore_the_drivers_folder_and_sigterm_stops_the_driver_like
     assert "Traceback" not in out and "stack" not in out.lower() and "stopping" in out, out
     assert not list(claims.iterdir()), [json.loads(p.read_text()) for p in claims.iterdir()]  # released
     logged = [e["event"] for e in read_events(tmp_path / "res", "long")]
-    assert "finish" not in logged and logged.count("interrupted") == 1, logged  # #28 item 11: said in the log
+    # #28 item 11: said in the log, once for each cell a task had started (one or both, by timing)
+    assert "finish" not in logged and logged.count("interrupted") == logged.count("start") >= 1, logged
 
 
 def test_limit_with_ray_local_trains_exactly_that_many_cells(fake_gpu_cluster, cli, tmp_path, monkeypatch):
