@@ -23,7 +23,16 @@ def test_first_signal_sets_the_flag_and_announces_once_second_sigint_interrupts(
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
-def test_without_escalation_a_second_sigint_only_sets_the_flag():
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler in force, as in a terminal: a process started in the background
+    by a non-interactive shell (``cmd &``) inherits SIGINT ignored, and Python then installs none."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
+def test_without_escalation_a_second_sigint_only_sets_the_flag(python_sigint):
     with StopOnSignal(escalate=False) as stop:
         for _ in range(3):
             signal.raise_signal(signal.SIGINT)
