@@ -151,7 +151,7 @@ class MlflowSink:
         mine = digest(record)
         found = exp.runs.get(("seed", run_id))
         if found is not None and found.data.tags.get(TAG + "record") == mine:
-            return self._exported(view, record, name, created=False, points=0)
+            return ExportedRun.of(view.name, record, name, created=False, points=0)
         env = record.get("env") or {}
         start, end = seconds(env.get("started")), seconds(env.get("finished"))
         points = _points(record, epochs, steps, start, end)
@@ -180,21 +180,7 @@ class MlflowSink:
         self.client.set_terminated(mlflow_id, status, end_time=_ms(end))
         self.client.set_tag(mlflow_id, TAG + "record", mine)  # last: the run is complete
         exp.runs[("seed", run_id)] = self.client.get_run(mlflow_id)
-        return self._exported(view, record, name, created=found is None, points=len(metrics))
-
-    def _exported(
-        self, view: ExperimentView, record: RunRecord, name: str, *, created: bool, points: int
-    ) -> ExportedRun:
-        return ExportedRun(
-            experiment=view.name,
-            run_id=str(record["run_id"]),
-            name=name,
-            status=str(record.get("status")),
-            epochs=len(epoch_points(record)),
-            steps=len(step_points(record)),
-            created=created,
-            points=points,
-        )
+        return ExportedRun.of(view.name, record, name, created=found is None, points=len(metrics))
 
     def _log(self, run: str, metrics: list[Any], params: list[Any], tags: dict[str, str]) -> None:
         """As few ``log_batch`` calls as MLflow's limits per call allow (each is one request)."""

@@ -66,6 +66,20 @@ class ExportedRun:
     created: bool = True  # a new tracker run; False: one found by its run id
     points: int = 0  # metric points (or history rows) this export added; 0: it was up to date
 
+    @classmethod
+    def of(cls, experiment: str, record: RunRecord, name: str, *, created: bool, points: int) -> ExportedRun:
+        """What a tracker that logs :func:`epoch_points` and :func:`step_points` now holds of ``record``."""
+        return cls(
+            experiment=experiment,
+            run_id=str(record["run_id"]),
+            name=name,
+            status=str(record.get("status")),
+            epochs=len(epoch_points(record)),
+            steps=len(step_points(record)),
+            created=created,
+            points=points,
+        )
+
 
 @dataclass(frozen=True)
 class ExperimentView:

@@ -163,7 +163,7 @@ class WandbSink:
         slug = str(record.get("slug") or "")
         name = f"{slug} seed{record.get('seed')}"
         if logged.record == mine:
-            return self._exported(view, record, name, created=False, points=0)
+            return ExportedRun.of(view.name, record, name, created=False, points=0)
         tags = identity_tags(view.name, record)
         try:
             run = self.lib.wandb.init(
@@ -209,7 +209,7 @@ class WandbSink:
         run.finish(exit_code=0 if record.get("status") == "ok" else 1)
         if self.target.mode == "offline":
             self._written(log)
-        return self._exported(view, record, name, created=created, points=len(rows))
+        return ExportedRun.of(view.name, record, name, created=created, points=len(rows))
 
     def _written(self, log: Path, timeout: float = 60.0) -> None:
         """Wait until W&B's service has written the run's exit record: ``finish()`` returns before
@@ -220,20 +220,6 @@ class WandbSink:
                 return
             time.sleep(0.02)
         raise ExportError(f"W&B did not finish writing {log} within {timeout:.0f} s")
-
-    def _exported(
-        self, view: ExperimentView, record: RunRecord, name: str, *, created: bool, points: int
-    ) -> ExportedRun:
-        return ExportedRun(
-            experiment=view.name,
-            run_id=str(record["run_id"]),
-            name=name,
-            status=str(record.get("status")),
-            epochs=len(epoch_points(record)),
-            steps=len(step_points(record)),
-            created=created,
-            points=points,
-        )
 
 
 def history(record: RunRecord) -> list[tuple[str, int, dict[str, float]]]:
