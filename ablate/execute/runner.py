@@ -360,8 +360,10 @@ def _train_held(
             on_finish=lambda record: finish(cell, record),
         )
 
-    splits = [data(c) for c in cells]  # outside run_group: data that cannot be loaded stops the sweep
     try:
+        # Inside this try (a cancel while the data loads is an interruption of started cells), but
+        # outside run_group: data that cannot be loaded stops the sweep, it is no failed run.
+        splits = [data(c) for c in cells]
         hooks = [hooks_of(c) for c in cells]
         records = run_group(cells, device, lambda: train_group(cells, splits, device, observer, hooks))
     except (Interrupted, KeyboardInterrupt) as stopped:
